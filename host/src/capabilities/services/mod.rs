@@ -1,0 +1,474 @@
+//! `flowhost:plugin/services`: calls to named services, with the host's credentials,
+//! request ids, idempotency keys, timeouts, retries and passive health checks.
+//!
+//! - [`Services`] is built once from `[services]` and shared: one connection pool, each
+//!   service's instances and their health.
+//! - [`ServicesCtx`] is the per-call state: which services the plugin is granted and the
+//!   ids of the call it serves. `host.rs` implements the WIT `Host` trait on it.
+//!
+//! A call tries the service's instances in rotation, skipping any that refused a connection
+//! or timed out within the cool-down; connection errors, timeouts, 429 and 5xx are retried
+//! with exponential backoff and jitter (from `backon`), or after `Retry-After` when the
+//! service sends one.
+
+mod config;
+mod host;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+
+pub use self::config::ServiceConfig;
+pub use crate::bindings::services::{CallError, Method, Request, Response};
+
+/// The longest `Retry-After` the host honours; the call's deadline bounds it further.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+
+/// Headers the host sets itself; a plugin's values for them are ignored.
+const HOST_HEADERS: [&str; 6] = [
+    "authorization",
+    "x-request-id",
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+];
+
+/// The guest-settable header whose value the host appends to the step's idempotency key.
+const IDEMPOTENCY_KEY: &str = "idempotency-key";
+
+/// A service configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ServicesError {
+    /// The token variable a service names is not set.
+    #[error("services.{service}.token-env: environment variable `{var}` is not set")]
+    MissingToken {
+        /// The service.
+        service: String,
+        /// The variable.
+        var: String,
+    },
+    /// A URL or setting is malformed.
+    #[error("services.{service}: {reason}")]
+    Invalid {
+        /// The service.
+        service: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Client(#[from] reqwest::Error),
+}
+
+/// Every configured service, shared by all calls.
+pub struct Services {
+    client: reqwest::Client,
+    services: HashMap<String, Service>,
+}
+
+struct Service {
+    config: ServiceConfig,
+    /// `Bearer <token>`, resolved once at start.
+    authorization: Option<HeaderValue>,
+    instances: Vec<Instance>,
+    /// Round-robin cursor over `instances`.
+    next: AtomicUsize,
+}
+
+struct Instance {
+    /// The base URL without a trailing slash; a request's path is appended to it.
+    base: String,
+    /// Until when this instance is skipped after a connection error or timeout. A std
+    /// `Mutex`: it is held for a read or a write, never across an `.await`.
+    unhealthy_until: Mutex<Option<Instant>>,
+}
+
+/// The ids a call carries to services.
+#[derive(Debug, Clone, Default)]
+pub struct CallMeta {
+    /// Sent as `X-Request-ID`: the run's id, or a fresh one per plugin call.
+    pub request_id: String,
+    /// The step's idempotency key, sent as `Idempotency-Key` on every call.
+    pub idempotency_key: Option<String>,
+}
+
+/// Why one attempt failed, and whether another may help.
+enum Attempt {
+    Done(Result<Response, CallError>),
+    Retry {
+        error: CallError,
+        retry_after: Option<Duration>,
+    },
+}
+
+impl Services {
+    /// Resolves tokens and URLs of every service in `configs`.
+    pub fn new(configs: &BTreeMap<String, ServiceConfig>) -> Result<Self, ServicesError> {
+        let client = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build()?;
+        let mut services = HashMap::new();
+        for (name, config) in configs {
+            config.validate().map_err(|reason| ServicesError::Invalid {
+                service: name.clone(),
+                reason,
+            })?;
+            let authorization = match &config.token_env {
+                None => None,
+                Some(var) => {
+                    let token = std::env::var(var).map_err(|_| ServicesError::MissingToken {
+                        service: name.clone(),
+                        var: var.clone(),
+                    })?;
+                    let mut value =
+                        HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
+                            ServicesError::Invalid {
+                                service: name.clone(),
+                                reason: format!(
+                                    "token-env: `{var}` holds characters not allowed in a header"
+                                ),
+                            }
+                        })?;
+                    value.set_sensitive(true);
+                    Some(value)
+                }
+            };
+            let instances = config
+                .urls
+                .iter()
+                .map(|url| Instance {
+                    base: url.trim_end_matches('/').to_owned(),
+                    unhealthy_until: Mutex::new(None),
+                })
+                .collect();
+            services.insert(
+                name.clone(),
+                Service {
+                    config: config.clone(),
+                    authorization,
+                    instances,
+                    next: AtomicUsize::new(0),
+                },
+            );
+        }
+        Ok(Self { client, services })
+    }
+
+    /// Whether a service of this name is configured.
+    pub fn contains(&self, name: &str) -> bool {
+        self.services.contains_key(name)
+    }
+
+    /// Makes `request` with retries. The caller has checked the plugin's grant.
+    #[tracing::instrument(name = "flowhost.services.call", skip_all, fields(service = %request.service, method = ?request.method))]
+    pub async fn call(&self, meta: &CallMeta, request: Request) -> Result<Response, CallError> {
+        let Some(service) = self.services.get(&request.service) else {
+            return Err(CallError::UnknownService(format!(
+                "no service named `{}`",
+                request.service
+            )));
+        };
+        if !request.path.starts_with('/') {
+            return Err(CallError::Other(format!(
+                "path `{}` must start with `/`",
+                request.path
+            )));
+        }
+        let headers = service.headers(meta, &request.headers)?;
+        let timeout = request
+            .timeout_ms
+            .map(|ms| Duration::from_millis(ms.into()))
+            .map_or(service.config.timeout, |t| t.min(service.config.timeout));
+        let body = request.body.map(bytes::Bytes::from);
+        let mut delays = ExponentialBuilder::new()
+            .with_min_delay(service.config.backoff_initial)
+            .with_max_delay(service.config.backoff_max)
+            .with_max_times(service.config.retries as usize)
+            .with_jitter()
+            .build();
+        let mut attempts = 0u32;
+        loop {
+            attempts += 1;
+            let instance = service.pick();
+            let url = format!("{}{}", instance.base, request.path);
+            let attempt = self
+                .attempt(
+                    service,
+                    instance,
+                    &url,
+                    request.method,
+                    &headers,
+                    body.clone(),
+                    timeout,
+                )
+                .await;
+            match attempt {
+                Attempt::Done(result) => return result,
+                Attempt::Retry { error, retry_after } => match delays.next() {
+                    Some(delay) => {
+                        let delay = retry_after.map_or(delay, |d| d.min(MAX_RETRY_AFTER));
+                        tracing::debug!(attempts, ?delay, "retrying service call");
+                        tokio::time::sleep(delay).await;
+                    }
+                    None => {
+                        tracing::debug!(attempts, "service call failed after retries");
+                        return Err(error);
+                    }
+                },
+            }
+        }
+    }
+
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one attempt's inputs, all borrowed from `call`"
+    )]
+    async fn attempt(
+        &self,
+        service: &Service,
+        instance: &Instance,
+        url: &str,
+        method: Method,
+        headers: &HeaderMap,
+        body: Option<bytes::Bytes>,
+        timeout: Duration,
+    ) -> Attempt {
+        let mut builder = self
+            .client
+            .request(method.into(), url)
+            .headers(headers.clone())
+            .timeout(timeout);
+        if let Some(body) = body {
+            builder = builder.body(body);
+        }
+        let response = match builder.send().await {
+            Ok(response) => response,
+            Err(e) => return Attempt::from_transport(e, service, instance),
+        };
+        let status = response.status();
+        let retry_after = retry_after(response.headers());
+        let response = match read_capped(response, service.config.max_response_bytes).await {
+            Ok(response) => response,
+            Err(ReadError::TooLarge(limit)) => {
+                return Attempt::Done(Err(CallError::Other(format!(
+                    "response body exceeds the limit of {limit} bytes"
+                ))));
+            }
+            Err(ReadError::Transport(e)) => return Attempt::from_transport(e, service, instance),
+        };
+        if status.is_success() || status.is_redirection() || status.is_informational() {
+            Attempt::Done(Ok(response))
+        } else if status.as_u16() == 429 || status.is_server_error() {
+            Attempt::Retry {
+                error: CallError::Http(response),
+                retry_after,
+            }
+        } else {
+            Attempt::Done(Err(CallError::Http(response)))
+        }
+    }
+}
+
+impl Attempt {
+    fn from_transport(e: reqwest::Error, service: &Service, instance: &Instance) -> Self {
+        let error = if e.is_timeout() {
+            CallError::Timeout(format!("no answer within {:?}", service.config.timeout))
+        } else {
+            CallError::Connection(error_chain(&e))
+        };
+        if e.is_timeout() || e.is_connect() {
+            instance.mark_unhealthy(service.config.cooldown);
+        }
+        Attempt::Retry {
+            error,
+            retry_after: None,
+        }
+    }
+}
+
+impl Service {
+    /// The next instance in rotation that is not cooling down, or, when all are, the one
+    /// whose cool-down ends first.
+    fn pick(&self) -> &Instance {
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let count = self.instances.len();
+        let now = Instant::now();
+        let mut soonest: Option<(Instant, &Instance)> = None;
+        for i in 0..count {
+            let instance = &self.instances[(start + i) % count];
+            match instance.cooling_down_until(now) {
+                None => return instance,
+                Some(until) if soonest.is_none_or(|(s, _)| until < s) => {
+                    soonest = Some((until, instance))
+                }
+                Some(_) => {}
+            }
+        }
+        soonest.map_or(&self.instances[start % count], |(_, instance)| instance)
+    }
+
+    /// The headers of every attempt: the plugin's, then the host's over them.
+    fn headers(&self, meta: &CallMeta, extra: &[(String, String)]) -> Result<HeaderMap, CallError> {
+        let mut headers = HeaderMap::new();
+        let mut guest_key = None;
+        for (name, value) in extra {
+            let lower = name.to_ascii_lowercase();
+            if lower == IDEMPOTENCY_KEY {
+                guest_key = Some(value.as_str());
+                continue;
+            }
+            if HOST_HEADERS.contains(&lower.as_str()) {
+                continue;
+            }
+            let name = HeaderName::from_bytes(lower.as_bytes())
+                .map_err(|_| CallError::Other(format!("invalid header name `{name}`")))?;
+            let value = HeaderValue::from_str(value)
+                .map_err(|_| CallError::Other(format!("invalid value for header `{name}`")))?;
+            headers.append(name, value);
+        }
+        let key = match (meta.idempotency_key.as_deref(), guest_key) {
+            (Some(step), Some(own)) => Some(format!("{step}/{own}")),
+            (Some(step), None) => Some(step.to_owned()),
+            (None, own) => own.map(str::to_owned),
+        };
+        if let Some(key) = key {
+            let value = HeaderValue::from_str(&key)
+                .map_err(|_| CallError::Other("invalid idempotency-key header value".into()))?;
+            headers.insert(HeaderName::from_static(IDEMPOTENCY_KEY), value);
+        }
+        if !meta.request_id.is_empty() {
+            let value = HeaderValue::from_str(&meta.request_id)
+                .map_err(|_| CallError::Other("invalid request id".into()))?;
+            headers.insert(HeaderName::from_static("x-request-id"), value);
+        }
+        if let Some(authorization) = &self.authorization {
+            headers.insert(reqwest::header::AUTHORIZATION, authorization.clone());
+        }
+        Ok(headers)
+    }
+}
+
+impl Instance {
+    fn cooling_down_until(&self, now: Instant) -> Option<Instant> {
+        let until = *self.unhealthy_until.lock().expect("health lock poisoned");
+        until.filter(|until| *until > now)
+    }
+
+    fn mark_unhealthy(&self, cooldown: Duration) {
+        tracing::warn!(instance = %self.base, ?cooldown, "service instance unreachable; skipping it");
+        *self.unhealthy_until.lock().expect("health lock poisoned") =
+            Some(Instant::now() + cooldown);
+    }
+}
+
+impl From<Method> for reqwest::Method {
+    fn from(method: Method) -> Self {
+        match method {
+            Method::Get => reqwest::Method::GET,
+            Method::Head => reqwest::Method::HEAD,
+            Method::Post => reqwest::Method::POST,
+            Method::Put => reqwest::Method::PUT,
+            Method::Patch => reqwest::Method::PATCH,
+            Method::Delete => reqwest::Method::DELETE,
+        }
+    }
+}
+
+enum ReadError {
+    TooLarge(u64),
+    Transport(reqwest::Error),
+}
+
+/// Reads the whole response, refusing a body over `limit` before buffering it.
+async fn read_capped(mut response: reqwest::Response, limit: u64) -> Result<Response, ReadError> {
+    if response.content_length().is_some_and(|len| len > limit) {
+        return Err(ReadError::TooLarge(limit));
+    }
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(ReadError::Transport)? {
+        if body.len() as u64 + chunk.len() as u64 > limit {
+            return Err(ReadError::TooLarge(limit));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Response {
+        status,
+        headers,
+        body,
+    })
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is rare for APIs and is ignored).
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let value = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    value.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+/// `e` and its sources on one line: reqwest's own message is often just "error sending
+/// request".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut message = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Per-call state of the services capability.
+pub struct ServicesCtx {
+    services: Arc<Services>,
+    /// Services this plugin may call.
+    grants: Arc<[String]>,
+    meta: CallMeta,
+}
+
+impl ServicesCtx {
+    /// State for one call of a plugin granted `grants`.
+    pub fn new(services: Arc<Services>, grants: Arc<[String]>, meta: CallMeta) -> Self {
+        Self {
+            services,
+            grants,
+            meta,
+        }
+    }
+
+    /// The grant check, then the call: what the guest's `call` does.
+    pub async fn call(&self, request: Request) -> Result<Response, CallError> {
+        if !self.services.contains(&request.service) {
+            return Err(CallError::UnknownService(format!(
+                "no service named `{}`",
+                request.service
+            )));
+        }
+        if !self.grants.iter().any(|g| *g == request.service) {
+            return Err(CallError::Denied(format!(
+                "this plugin is not granted the service `{}`",
+                request.service
+            )));
+        }
+        self.services.call(&self.meta, request).await
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,437 @@
+//! The WebAssembly runtime: one engine, plugins compiled once, a fresh store per call.
+//!
+//! - [`Runtime::new`] builds the engine (component model, async, pooling allocator, epoch
+//!   interruption driven by one ticker thread) and the linker (WASI with nothing granted,
+//!   `wasi:http` denied, the `flowhost:plugin` capabilities).
+//! - [`Runtime::load`] compiles a component (or loads its compiled code from the disk cache,
+//!   see [`compile`]), checks which world it implements and pre-instantiates it.
+//! - [`Runtime::execute`], [`Runtime::compensate`] and [`Runtime::handle`] run one export in
+//!   a fresh store with the plugin's memory cap and deadline. A trap, the deadline or the
+//!   cap fails that call with a [`CallError`] naming the plugin and the cause; the host
+//!   carries on.
+
+pub mod compile;
+pub(crate) mod limits;
+mod plugin;
+pub(crate) mod wasi;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use wasmtime::component::Linker;
+use wasmtime::{
+    Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, Trap, UpdateDeadline,
+};
+
+pub use self::compile::CompiledCache;
+pub use self::plugin::{LoadError, Plugin, World};
+use crate::bindings::types::{Event, StepError, StepInfo};
+use crate::capabilities::events::TopicPattern;
+use crate::capabilities::{self, Capabilities};
+use crate::config::{Config, PluginConfig};
+use crate::state::{CallContext, HostState};
+
+/// How often the epoch ticks. A running guest yields to the async executor once per tick,
+/// so a busy plugin cannot starve the host's other tasks for longer than this.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// Largest native stack a guest may use, below the fiber's stack so that exhaustion is a
+/// clean `StackOverflow` trap.
+const MAX_WASM_STACK: usize = 512 * 1024;
+
+/// What a plugin is granted and limited to, resolved from its configuration.
+#[derive(Debug, Clone)]
+pub struct PluginSettings {
+    /// The plugin's name in the configuration.
+    pub name: Arc<str>,
+    /// Services it may call.
+    pub services: Arc<[String]>,
+    /// Topic patterns it may publish on.
+    pub publish: Arc<[TopicPattern]>,
+    /// Its cache namespace.
+    pub cache_namespace: Arc<str>,
+    /// Its `config` interface values.
+    pub config: Arc<BTreeMap<String, String>>,
+    /// Cap per linear memory, in bytes.
+    pub memory_limit_bytes: usize,
+    /// Deadline of one call.
+    pub timeout: Duration,
+}
+
+impl PluginSettings {
+    /// Settings of plugin `name` configured as `plugin`, with defaults from `config`.
+    pub fn new(name: &str, plugin: &PluginConfig, config: &Config) -> Result<Self, String> {
+        let publish = plugin
+            .publish
+            .iter()
+            .map(|p| TopicPattern::parse(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        let mib = plugin
+            .memory_limit_mib
+            .unwrap_or(config.runtime.memory_limit_mib);
+        Ok(Self {
+            name: name.into(),
+            services: plugin.services.clone().into(),
+            publish: publish.into(),
+            cache_namespace: plugin.cache_namespace.as_deref().unwrap_or(name).into(),
+            config: Arc::new(plugin.config.clone()),
+            memory_limit_bytes: mib as usize * 1024 * 1024,
+            timeout: plugin.timeout.unwrap_or(config.runtime.call_timeout),
+        })
+    }
+
+    /// Settings for a plugin that is granted nothing, with the runtime's default limits:
+    /// what `flowhost plugin check` and tests use.
+    pub fn ungranted(name: &str, config: &Config) -> Self {
+        Self {
+            name: name.into(),
+            services: Arc::new([]),
+            publish: Arc::new([]),
+            cache_namespace: name.into(),
+            config: Arc::default(),
+            memory_limit_bytes: config.runtime.memory_limit_mib as usize * 1024 * 1024,
+            timeout: config.runtime.call_timeout,
+        }
+    }
+}
+
+/// Why a plugin call produced no answer from the plugin. Each variant names the plugin;
+/// all of them fail this call only.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    /// The call ran past the plugin's deadline.
+    #[error("plugin `{plugin}` exceeded its deadline of {limit:?}")]
+    Deadline {
+        /// The plugin.
+        plugin: Arc<str>,
+        /// The deadline.
+        limit: Duration,
+    },
+    /// The plugin asked for more memory than its cap.
+    #[error("plugin `{plugin}` exceeded its memory limit of {limit_mib} MiB")]
+    MemoryLimit {
+        /// The plugin.
+        plugin: Arc<str>,
+        /// The cap.
+        limit_mib: usize,
+    },
+    /// The plugin trapped: a panic, an out-of-bounds access, stack exhaustion...
+    #[error("plugin `{plugin}` trapped: {trap}")]
+    Trap {
+        /// The plugin.
+        plugin: Arc<str>,
+        /// The trap code.
+        trap: Trap,
+        /// The full error with the guest backtrace, for logs.
+        detail: String,
+    },
+    /// The plugin does not export what was called.
+    #[error("plugin `{plugin}` does not implement `{world}`")]
+    WrongWorld {
+        /// The plugin.
+        plugin: Arc<str>,
+        /// The world the call needs.
+        world: World,
+    },
+    /// The events of a successful call could not be handed on.
+    #[error("plugin `{plugin}`: {source}")]
+    Sink {
+        /// The plugin.
+        plugin: Arc<str>,
+        /// The sink's error.
+        source: capabilities::events::SinkError,
+    },
+    /// Instantiation or the host failed for another reason.
+    #[error("plugin `{plugin}` failed: {detail}")]
+    Failed {
+        /// The plugin.
+        plugin: Arc<str>,
+        /// What happened.
+        detail: String,
+    },
+}
+
+/// The engine, linker and capabilities every plugin call shares.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<HostState>,
+    capabilities: Capabilities,
+    compiled: Option<CompiledCache>,
+    _ticker: EpochTicker,
+}
+
+impl Runtime {
+    /// Builds the engine and linker for `config`, with `capabilities` behind the WIT
+    /// interfaces.
+    pub fn new(config: &Config, capabilities: Capabilities) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(config))?;
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
+        capabilities::add_to_linker(&mut linker)?;
+        let compiled = config
+            .compiled_cache_dir()
+            .map(|dir| CompiledCache::new(dir, &engine))
+            .transpose()?;
+        let ticker = EpochTicker::start(engine.clone());
+        Ok(Self {
+            engine,
+            linker,
+            capabilities,
+            compiled,
+            _ticker: ticker,
+        })
+    }
+
+    /// The engine, for callers that inspect components.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    /// The shared capabilities.
+    pub fn capabilities(&self) -> &Capabilities {
+        &self.capabilities
+    }
+
+    /// Compiles (or loads from the compiled cache) and pre-instantiates a plugin.
+    pub fn load(&self, settings: PluginSettings, wasm: &[u8]) -> Result<Plugin, LoadError> {
+        Plugin::load(self, settings, wasm)
+    }
+
+    /// Runs `saga-step.execute` in a fresh instance. The outer `Result` is the host's
+    /// verdict, the inner one the plugin's. Events published by a call that returns `Ok`
+    /// go to the sink; those of any other call are dropped.
+    pub async fn execute(
+        &self,
+        plugin: &Plugin,
+        info: &StepInfo,
+        ctx: &str,
+    ) -> Result<Result<String, StepError>, CallError> {
+        self.step(plugin, info, ctx, Direction::Execute).await
+    }
+
+    /// Runs `saga-step.compensate` in a fresh instance; otherwise as [`Self::execute`].
+    pub async fn compensate(
+        &self,
+        plugin: &Plugin,
+        info: &StepInfo,
+        ctx: &str,
+    ) -> Result<Result<String, StepError>, CallError> {
+        self.step(plugin, info, ctx, Direction::Compensate).await
+    }
+
+    async fn step(
+        &self,
+        plugin: &Plugin,
+        info: &StepInfo,
+        ctx: &str,
+        direction: Direction,
+    ) -> Result<Result<String, StepError>, CallError> {
+        let pre = plugin.step_pre().ok_or_else(|| CallError::WrongWorld {
+            plugin: plugin.name().clone(),
+            world: World::Step,
+        })?;
+        let call = CallContext {
+            run_id: Some(info.run_id.as_str().into()),
+            step: Some(info.step.as_str().into()),
+            idempotency_key: Some(info.idempotency_key.clone()),
+            request_id: info.run_id.clone(),
+        };
+        let ctx = ctx.to_owned();
+        let mut store = self.store(plugin, &call);
+        let outcome = tokio::time::timeout(plugin.settings().timeout, async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let step = instance.flowhost_plugin_saga_step();
+            match direction {
+                Direction::Execute => step.call_execute(&mut store, info, &ctx).await,
+                Direction::Compensate => step.call_compensate(&mut store, info, &ctx).await,
+            }
+        })
+        .await;
+        let result = settle(plugin, &store, outcome)?;
+        if result.is_ok() {
+            self.release(plugin, &mut store).await?;
+        }
+        Ok(result)
+    }
+
+    /// Runs `event-handler.handle` in a fresh instance; otherwise as [`Self::execute`].
+    pub async fn handle(
+        &self,
+        plugin: &Plugin,
+        event: &Event,
+    ) -> Result<Result<(), String>, CallError> {
+        let pre = plugin.handler_pre().ok_or_else(|| CallError::WrongWorld {
+            plugin: plugin.name().clone(),
+            world: World::Handler,
+        })?;
+        let call = CallContext {
+            run_id: event.correlation_id.as_deref().map(Into::into),
+            step: None,
+            idempotency_key: Some(format!("event-{}", event.id)),
+            request_id: event
+                .correlation_id
+                .clone()
+                .unwrap_or_else(|| event.id.clone()),
+        };
+        let mut store = self.store(plugin, &call);
+        let outcome = tokio::time::timeout(plugin.settings().timeout, async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            instance
+                .flowhost_plugin_event_handler()
+                .call_handle(&mut store, event)
+                .await
+        })
+        .await;
+        let result = settle(plugin, &store, outcome)?;
+        if result.is_ok() {
+            self.release(plugin, &mut store).await?;
+        }
+        Ok(result)
+    }
+
+    /// A fresh store for one call: the plugin's limits, and a yield to the executor on
+    /// every epoch tick.
+    fn store(&self, plugin: &Plugin, call: &CallContext) -> Store<HostState> {
+        let state = HostState::new(&self.capabilities, plugin.settings(), call);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
+        store
+    }
+
+    /// Hands the events a successful call published to the sink.
+    async fn release(
+        &self,
+        plugin: &Plugin,
+        store: &mut Store<HostState>,
+    ) -> Result<(), CallError> {
+        let events = store.data_mut().events.take_pending();
+        if events.is_empty() {
+            return Ok(());
+        }
+        self.capabilities
+            .sink
+            .accept(events)
+            .await
+            .map_err(|source| CallError::Sink {
+                plugin: plugin.name().clone(),
+                source,
+            })
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Execute,
+    Compensate,
+}
+
+/// Turns the outcome of a call into the plugin's answer or a typed [`CallError`].
+fn settle<R>(
+    plugin: &Plugin,
+    store: &Store<HostState>,
+    outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
+) -> Result<R, CallError> {
+    let name = plugin.name().clone();
+    let error = match outcome {
+        Ok(Ok(value)) => return Ok(value),
+        Err(_elapsed) => {
+            return Err(CallError::Deadline {
+                plugin: name,
+                limit: plugin.settings().timeout,
+            });
+        }
+        Ok(Err(error)) => error,
+    };
+    let limiter = &store.data().limiter;
+    let call_error = if limiter.hit() {
+        CallError::MemoryLimit {
+            plugin: name,
+            limit_mib: limiter.limit_bytes() / (1024 * 1024),
+        }
+    } else if let Some(trap) = error.downcast_ref::<Trap>() {
+        CallError::Trap {
+            plugin: name,
+            trap: *trap,
+            detail: format!("{error:?}"),
+        }
+    } else {
+        CallError::Failed {
+            plugin: name,
+            detail: format!("{error:#}"),
+        }
+    };
+    tracing::warn!(plugin = %plugin.name(), error = %call_error, "plugin call failed");
+    Err(call_error)
+}
+
+/// The engine settings: component model, async, pooling allocator sized from `config`,
+/// epoch interruption.
+fn engine_config(config: &Config) -> wasmtime::Config {
+    let instances = config.runtime.max_instances;
+    let mut pool = PoolingAllocationConfig::new();
+    pool.total_component_instances(instances)
+        .total_core_instances(instances.saturating_mul(8))
+        .total_memories(instances.saturating_mul(2))
+        .total_tables(instances.saturating_mul(4))
+        .total_stacks(instances)
+        .max_memory_size(config.max_memory_limit_mib() as usize * 1024 * 1024)
+        .max_core_instances_per_component(64)
+        .max_memories_per_component(16)
+        .max_tables_per_component(32)
+        .max_component_instance_size(4 << 20)
+        .max_core_instance_size(4 << 20)
+        .table_elements(64 * 1024)
+        // Reset small memories and tables with a memset instead of a syscall: most plugin
+        // instances dirty little, and the syscall dominated the per-call cost.
+        .linear_memory_keep_resident(1 << 20)
+        .table_keep_resident(64 << 10);
+    let mut engine = wasmtime::Config::new();
+    engine
+        .wasm_component_model(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(MAX_WASM_STACK)
+        .async_stack_size(MAX_WASM_STACK + (1 << 20))
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    engine
+}
+
+/// Increments the engine's epoch every [`EPOCH_TICK`] until dropped.
+struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    fn start(engine: Engine) -> Self {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("flowhost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(EPOCH_TICK);
+                    engine.increment_epoch();
+                }
+            })
+            .expect("spawning the epoch thread");
+        Self {
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! [`HostState`]: the data of one plugin call's `Store`.
+//!
+//! A store lives for one call (or, later, for one run's consecutive calls of a plugin) and
+//! holds everything that call may touch: the WASI context with nothing granted, a `wasi:http`
+//! context that denies every outgoing request, the memory limiter, and one context per
+//! `flowhost:plugin` capability. Capabilities reach their own field only, through the
+//! getters given to [`crate::capabilities::add_to_linker`].
+
+use std::sync::Arc;
+
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+use crate::capabilities::Capabilities;
+use crate::capabilities::cache::CacheCtx;
+use crate::capabilities::config::ConfigCtx;
+use crate::capabilities::events::EventsCtx;
+use crate::capabilities::log::LogCtx;
+use crate::capabilities::services::{CallMeta, ServicesCtx};
+use crate::runtime::PluginSettings;
+use crate::runtime::limits::MemoryLimiter;
+use crate::runtime::wasi::{DenyOutgoingHttp, sandboxed_wasi_ctx};
+
+/// Who a call is for: the ids that tag its logs, events and service calls.
+#[derive(Debug, Clone, Default)]
+pub struct CallContext {
+    /// The run this call serves, if it serves one.
+    pub run_id: Option<Arc<str>>,
+    /// The step this call serves, if it serves one.
+    pub step: Option<Arc<str>>,
+    /// The step's idempotency key, sent on every service call.
+    pub idempotency_key: Option<String>,
+    /// Sent as `X-Request-ID`: the run id, else a fresh id per call.
+    pub request_id: String,
+}
+
+/// The data of one plugin call's store.
+pub struct HostState {
+    table: ResourceTable,
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    deny_http: DenyOutgoingHttp,
+    /// Enforces the plugin's memory cap and remembers whether it was hit.
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) services: ServicesCtx,
+    pub(crate) cache: CacheCtx,
+    pub(crate) events: EventsCtx,
+    pub(crate) log: LogCtx,
+    pub(crate) config: ConfigCtx,
+}
+
+impl HostState {
+    /// Fresh state for one call of `plugin` on behalf of `call`.
+    pub fn new(capabilities: &Capabilities, plugin: &PluginSettings, call: &CallContext) -> Self {
+        Self {
+            table: ResourceTable::new(),
+            wasi: sandboxed_wasi_ctx(),
+            http: WasiHttpCtx::new(),
+            deny_http: DenyOutgoingHttp,
+            limiter: MemoryLimiter::new(plugin.memory_limit_bytes),
+            services: ServicesCtx::new(
+                capabilities.services.clone(),
+                plugin.services.clone(),
+                CallMeta {
+                    request_id: call.request_id.clone(),
+                    idempotency_key: call.idempotency_key.clone(),
+                },
+            ),
+            cache: CacheCtx::new(capabilities.cache.clone(), plugin.cache_namespace.clone()),
+            events: EventsCtx::new(
+                &plugin.name,
+                plugin.publish.clone(),
+                call.run_id.clone(),
+                capabilities.events.clone(),
+            ),
+            log: LogCtx::new(plugin.name.clone(), call.run_id.clone(), call.step.clone()),
+            config: ConfigCtx::new(plugin.config.clone()),
+        }
+    }
+}
+
+impl WasiView for HostState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for HostState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.deny_http,
+        }
+    }
+}
+
+/// `types` declares types only; its `Host` trait has nothing to implement.
+impl crate::bindings::types::Host for HostState {}
