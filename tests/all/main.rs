@@ -1,1 +1,8 @@
+//! Integration tests: real plugins built from `plugins/`, real loopback servers, the real
+//! `flowhost` binary. One test binary, a module per area.
 
+mod capabilities;
+mod cli;
+mod hostile;
+mod runtime;
+mod support;

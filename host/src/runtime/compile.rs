@@ -82,7 +82,7 @@ impl CompiledCache {
     /// Writes atomically: a crash leaves the old file or the new one, never half of one.
     fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
         let bytes = component.serialize()?;
-        let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+        let tmp = path.with_extension(format!("{}.tmp", ulid::Ulid::new()));
         std::fs::write(&tmp, bytes)?;
         std::fs::rename(&tmp, path)?;
         Ok(())

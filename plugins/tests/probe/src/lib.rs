@@ -9,6 +9,7 @@
 //! | `cache_get` | `key` | `{"value": str or null}` |
 //! | `cache_delete` | `key` | `{"ok": null}` |
 //! | `publish` | `topic`, `data` (raw text), `key`? | `{"ok": event_id}` or `{"err": {kind, message}}` |
+//! | `publish_then_fail` | as `publish` | publishes, then fails with a retryable error |
 //! | `log` | `level`, `message` | `{}` |
 //! | `config` | `key` | `{"value": str or null}` |
 //! | `info` | | the step info |
@@ -94,6 +95,10 @@ impl Guest for Probe {
                 json!({ "ok": null })
             }
             "publish" => publish(args(&ctx)?),
+            "publish_then_fail" => {
+                let outcome = publish(args(&ctx)?);
+                return Err(StepError::Retryable(format!("failed after publishing: {outcome}")));
+            }
             "log" => {
                 let LogArgs { level, message } = args(&ctx)?;
                 log::log(level_from(&level)?, &message);
