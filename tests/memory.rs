@@ -40,7 +40,12 @@ async fn a_thousand_calls_stay_within_the_bound() {
         let info = StepInfo {
             run_id: format!("run-{i}"),
             workflow: "memory".into(),
-            step: if i % 2 == 0 { "cache_set" } else { "echo" }.into(),
+            step: if i.is_multiple_of(2) {
+                "cache_set"
+            } else {
+                "echo"
+            }
+            .into(),
             attempt: 1,
             idempotency_key: format!("k-{i}"),
         };

@@ -1,1 +1,105 @@
-fn main() {}
+//! The cost of one plugin call, all included: a fresh store with its WASI and capability
+//! contexts, instantiation from the pre-instance, the export call, and the store's drop
+//! (which returns the instance's slot to the pool).
+//!
+//! `cargo bench --bench call` prints, per benchmark, the fastest, slowest, median (p50) and
+//! mean time of one call:
+//! - `baseline_empty_component`: instantiate and drop a component with nothing in it on the
+//!   same engine, with no WASI and no capabilities: the floor the machine sets today;
+//! - `noop_step`: the no-op step plugin through `Runtime::execute`;
+//! - `cache_step`: the probe plugin's `cache_get` step: JSON in the guest plus one cache call.
+
+use std::sync::Arc;
+
+use divan::Bencher;
+use flowhost::bindings::types::StepInfo;
+use flowhost::capabilities::Capabilities;
+use flowhost::capabilities::events::MemorySink;
+use flowhost::plugins::PluginRegistry;
+use flowhost::{Config, Runtime};
+
+fn main() {
+    divan::main();
+}
+
+struct Fixture {
+    executor: tokio::runtime::Runtime,
+    runtime: Runtime,
+    registry: PluginRegistry,
+}
+
+fn fixture() -> Fixture {
+    let toml = format!(
+        "data-dir = {:?}\n[plugins.noop]\npath = {:?}\n[plugins.probe]\npath = {:?}\n",
+        concat!(env!("CARGO_TARGET_TMPDIR"), "/flowhost-bench"),
+        flowhost_test_artifacts::NOOP,
+        flowhost_test_artifacts::PROBE,
+    );
+    let config = Config::from_toml(&toml).unwrap();
+    let capabilities = Capabilities::new(&config, Arc::new(MemorySink::default())).unwrap();
+    let runtime = Runtime::new(&config, capabilities).unwrap();
+    let registry = PluginRegistry::load(&runtime, &config).unwrap();
+    let executor = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    Fixture {
+        executor,
+        runtime,
+        registry,
+    }
+}
+
+fn info(step: &str) -> StepInfo {
+    StepInfo {
+        run_id: "01JBENCHRUN".into(),
+        workflow: "bench".into(),
+        step: step.into(),
+        attempt: 1,
+        idempotency_key: format!("01JBENCHRUN:{step}:execute"),
+    }
+}
+
+#[divan::bench(sample_count = 2000)]
+fn baseline_empty_component(bencher: Bencher) {
+    use wasmtime::component::{Component, Linker};
+    let f = fixture();
+    let engine = f.runtime.engine();
+    let component = Component::new(engine, "(component)").unwrap();
+    let pre = Linker::<()>::new(engine)
+        .instantiate_pre(&component)
+        .unwrap();
+    bencher.bench_local(|| {
+        f.executor.block_on(async {
+            let mut store = wasmtime::Store::new(engine, ());
+            pre.instantiate_async(&mut store).await.unwrap();
+        })
+    });
+}
+
+#[divan::bench(sample_count = 2000)]
+fn noop_step(bencher: Bencher) {
+    let f = fixture();
+    let plugin = f.registry.get("noop").unwrap();
+    let info = info("noop");
+    bencher.bench_local(|| {
+        f.executor
+            .block_on(f.runtime.execute(plugin, &info, "{}"))
+            .unwrap()
+            .unwrap()
+    });
+}
+
+#[divan::bench(sample_count = 2000)]
+fn cache_step(bencher: Bencher) {
+    let f = fixture();
+    let plugin = f.registry.get("probe").unwrap();
+    let info = info("cache_get");
+    let ctx = r#"{"key":"user:42"}"#;
+    bencher.bench_local(|| {
+        f.executor
+            .block_on(f.runtime.execute(plugin, &info, ctx))
+            .unwrap()
+            .unwrap()
+    });
+}

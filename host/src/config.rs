@@ -318,6 +318,10 @@ mod tests {
     }
 
     #[test]
+    #[expect(
+        clippy::result_large_err,
+        reason = "the jail's closure returns figment's error type"
+    )]
     fn environment_overrides_the_file_and_flags_override_both() {
         figment::Jail::expect_with(|jail| {
             jail.create_file(

@@ -460,7 +460,7 @@ impl ServicesCtx {
                 request.service
             )));
         }
-        if !self.grants.iter().any(|g| *g == request.service) {
+        if !self.grants.contains(&request.service) {
             return Err(CallError::Denied(format!(
                 "this plugin is not granted the service `{}`",
                 request.service

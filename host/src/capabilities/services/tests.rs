@@ -329,6 +329,10 @@ fn a_missing_token_variable_is_named() {
 }
 
 /// Runs `f` with `var` set, through figment's jail, which serializes environment changes.
+#[expect(
+    clippy::result_large_err,
+    reason = "the jail's closure returns figment's error type"
+)]
 fn temp_env<R>(var: &str, value: &str, f: impl FnOnce() -> R) -> R {
     let mut out = None;
     figment::Jail::expect_with(|jail| {
