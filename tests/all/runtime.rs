@@ -96,8 +96,10 @@ fn configuration_errors_name_the_plugin_and_file() {
 #[test]
 fn compiled_code_is_cached_on_disk_and_survives_corruption() {
     let dir = tempfile::tempdir().unwrap();
-    let mut config = Config::default();
-    config.data_dir = dir.path().to_path_buf().into();
+    let config = Config {
+        data_dir: dir.path().to_path_buf().into(),
+        ..Config::default()
+    };
     let wasm = std::fs::read(flowhost_test_artifacts::PROBE).unwrap();
     let load = || {
         runtime(&config)
