@@ -22,6 +22,7 @@ fn main() {
     }
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
 
+    ensure_wasm_target();
     let target_dir = plugins.join("target");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let mut build = Command::new(cargo);
@@ -71,4 +72,21 @@ fn main() {
     }
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins.rs");
     std::fs::write(out, constants).unwrap();
+}
+
+/// Installs the `wasm32-wasip2` standard library with rustup when the toolchain lacks it, so
+/// that `cargo test` on a fresh clone needs no set-up step.
+fn ensure_wasm_target() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
+    let sysroot = Command::new(rustc).args(["--print", "sysroot"]).output().expect("running rustc");
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&sysroot.stdout).trim());
+    if sysroot.join("lib/rustlib/wasm32-wasip2").exists() {
+        return;
+    }
+    println!("cargo:warning=installing the wasm32-wasip2 target with rustup");
+    let status = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status()
+        .expect("running rustup (install the wasm32-wasip2 target by hand without it)");
+    assert!(status.success(), "`rustup target add wasm32-wasip2` failed");
 }
