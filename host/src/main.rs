@@ -1,12 +1,14 @@
 //! The `flowhost` binary: a thin CLI over the library.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::{Parser, Subcommand};
+use figment::providers::Serialized;
 use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
+use flowhost::plugins::PluginRegistry;
 use flowhost::{Config, PluginSettings, Runtime};
 
 /// A workflow host for WebAssembly plugins.
@@ -19,6 +21,17 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Load a configuration and every plugin it names, as a server start would, and report:
+    /// the effective configuration on one line, then each plugin. Exits with status 2 on
+    /// the first error.
+    Check {
+        /// The TOML configuration file.
+        #[arg(long, env = "FLOWHOST_CONFIG")]
+        config: Option<PathBuf>,
+        /// Overrides `data-dir` (where compiled code is cached).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
@@ -42,22 +55,57 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    match cli.command {
-        Command::Plugin(PluginCommand::Check { file }) => match check(&file) {
-            Ok(report) => {
-                print!("{report}");
-                ExitCode::SUCCESS
-            }
-            Err(e) => {
-                eprintln!("error: {}: {e:#}", file.display());
-                ExitCode::from(2)
-            }
-        },
+    let outcome = match &cli.command {
+        Command::Check { config, data_dir } => check_config(config.as_deref(), data_dir.as_deref()),
+        Command::Plugin(PluginCommand::Check { file }) => {
+            check_plugin(file).map_err(|e| e.context(file.display().to_string()))
+        }
+    };
+    match outcome {
+        Ok(report) => {
+            print!("{report}");
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
     }
 }
 
+/// Loads the layered configuration (defaults, file, environment, flags) and its plugins.
+fn check_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<String> {
+    let mut figment = Config::figment(file);
+    if let Some(dir) = data_dir {
+        figment = figment.merge(Serialized::default("data-dir", dir));
+    }
+    let config = Config::extract(&figment)?;
+    tracing::info!(config = %config.summary(), "configuration loaded");
+    let capabilities = Capabilities::new(&config, Arc::new(MemorySink::default()))?;
+    let runtime = Runtime::new(&config, capabilities)?;
+    let plugins = PluginRegistry::load(&runtime, &config)?;
+    let mut report = format!("config: {}\n", config.summary());
+    for (name, plugin) in plugins.iter() {
+        let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
+        let compiled = plugin.compiled();
+        report.push_str(&format!(
+            "plugin {name}: {} (sha256:{}, {} bytes, {} in {:.0?})\n",
+            worlds.join(", "),
+            &plugin.digest()[..12],
+            plugin.size(),
+            if compiled.cached {
+                "loaded from cache"
+            } else {
+                "compiled"
+            },
+            compiled.took,
+        ));
+    }
+    Ok(report)
+}
+
 /// Loads `file` as a plugin granted nothing and describes it.
-fn check(file: &std::path::Path) -> anyhow::Result<String> {
+fn check_plugin(file: &Path) -> anyhow::Result<String> {
     let wasm = std::fs::read(file)?;
     let mut config = Config::default();
     config.runtime.compiled_cache = false;

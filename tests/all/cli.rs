@@ -52,3 +52,77 @@ fn refuses_what_is_not_a_plugin_with_one_line_and_status_2() {
         );
     }
 }
+
+/// `flowhost check` with `config.toml` in a fresh directory, plus `env` and `args`.
+fn check_config(config: &str, env: &[(&str, &str)], args: &[&str]) -> (i32, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("flowhost.toml"), config).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .current_dir(dir.path())
+        .args(["check", "--config", "flowhost.toml"])
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap(),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+fn probe_config() -> String {
+    format!(
+        "data-dir = \"state\"\n[plugins.probe]\npath = {:?}\n",
+        flowhost_test_artifacts::PROBE
+    )
+}
+
+#[test]
+fn check_loads_the_configuration_and_its_plugins() {
+    let (status, out, err) = check_config(&probe_config(), &[], &[]);
+    assert_eq!(status, 0, "{err}");
+    let summary = out.lines().next().unwrap();
+    assert!(
+        summary.starts_with("config: ") && summary.contains("plugins=[probe]"),
+        "{out}"
+    );
+    assert!(summary.contains("memory-limit=64MiB"), "{out}");
+    assert!(out.contains("plugin probe: step-plugin"), "{out}");
+
+    // Environment over the file, flags over both.
+    let env = [
+        ("FLOWHOST_RUNTIME__MEMORY_LIMIT_MIB", "32"),
+        ("FLOWHOST_DATA_DIR", "env-dir"),
+    ];
+    let (status, out, err) = check_config(&probe_config(), &env, &["--data-dir", "flag-dir"]);
+    assert_eq!(status, 0, "{err}");
+    assert!(
+        out.contains("memory-limit=32MiB") && out.contains("data-dir=flag-dir"),
+        "{out}"
+    );
+}
+
+#[test]
+fn check_names_what_is_wrong() {
+    let config = format!("{}sandbox = false\n", probe_config());
+    let (status, _, err) = check_config(&config, &[], &[]);
+    assert_eq!(status, 2);
+    assert!(
+        err.contains("sandbox") && err.contains("flowhost.toml"),
+        "{err}"
+    );
+
+    let env = [("FLOWHOST_RUNTIME__MEMORY_LIMIT_MIB", "0")];
+    let (status, _, err) = check_config(&probe_config(), &env, &[]);
+    assert_eq!(status, 2);
+    assert!(err.contains("runtime.memory-limit-mib"), "{err}");
+
+    let (status, _, err) = check_config("[plugins.gone]\npath = \"gone.wasm\"\n", &[], &[]);
+    assert_eq!(status, 2);
+    assert!(
+        err.contains("plugins.gone") && err.contains("gone.wasm"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+}
