@@ -4,5 +4,6 @@
 mod capabilities;
 mod cli;
 mod hostile;
+mod polyglot;
 mod runtime;
 mod support;

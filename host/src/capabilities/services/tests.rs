@@ -277,6 +277,30 @@ async fn skips_an_instance_that_refuses_connections() {
 }
 
 #[tokio::test]
+async fn spreads_calls_across_instances() {
+    let (a, script_a) = serve(Script {
+        body: "a".into(),
+        ..Script::default()
+    })
+    .await;
+    let (b, script_b) = serve(Script {
+        body: "b".into(),
+        ..Script::default()
+    })
+    .await;
+    let config = ServiceConfig {
+        urls: vec![a, b],
+        ..fast("http://unused")
+    };
+    let services = ctx(&[("s", config)], &["s"]);
+    for _ in 0..10 {
+        services.call(get("s", "/")).await.unwrap();
+    }
+    assert_eq!(script_a.seen.load(Ordering::SeqCst), 5);
+    assert_eq!(script_b.seen.load(Ordering::SeqCst), 5);
+}
+
+#[tokio::test]
 async fn reports_connection_errors_after_retries() {
     let dead = {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
