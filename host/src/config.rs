@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::capabilities::cache::CacheConfig;
 pub use crate::capabilities::events::EventsConfig;
 pub use crate::capabilities::services::ServiceConfig;
+pub use crate::saga::WorkflowConfig;
 
 /// The root of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -53,6 +54,40 @@ pub struct Config {
     pub events: EventsConfig,
     /// Plugins by name.
     pub plugins: BTreeMap<String, PluginConfig>,
+    /// Workflows by name.
+    pub workflows: BTreeMap<String, WorkflowConfig>,
+    /// The HTTP server.
+    pub server: ServerConfig,
+}
+
+/// `[server]`: the HTTP API and the engine behind it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct ServerConfig {
+    /// Address to listen on. Default `127.0.0.1:8080`.
+    pub listen: std::net::SocketAddr,
+    /// Largest request body, in bytes; a larger one is answered 413. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Runs driven at once; more wait for a slot. Default 256.
+    pub max_concurrent_runs: usize,
+    /// Longest `?wait=` a client may ask for. Default 60 s.
+    #[serde(with = "humantime_serde")]
+    pub max_wait: Duration,
+    /// On shutdown, how long in-flight steps may take to finish. Default 10 s.
+    #[serde(with = "humantime_serde")]
+    pub shutdown_grace: Duration,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([127, 0, 0, 1], 8080).into(),
+            max_body_bytes: 1024 * 1024,
+            max_concurrent_runs: 256,
+            max_wait: Duration::from_secs(60),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
 }
 
 impl Default for Config {
@@ -64,6 +99,8 @@ impl Default for Config {
             cache: CacheConfig::default(),
             events: EventsConfig::default(),
             plugins: BTreeMap::new(),
+            workflows: BTreeMap::new(),
+            server: ServerConfig::default(),
         }
     }
 }
@@ -239,7 +276,31 @@ impl Config {
                 ));
             }
         }
+        for (name, workflow) in &self.workflows {
+            workflow
+                .validate()
+                .map_err(|(key, reason)| invalid(format!("workflows.{name}.{key}"), &reason))?;
+            for step in &workflow.steps {
+                if !self.plugins.contains_key(&step.plugin) {
+                    return Err(invalid(
+                        format!("workflows.{name}.steps.{}.plugin", step.name),
+                        &format!("unknown plugin `{}`", step.plugin),
+                    ));
+                }
+            }
+        }
+        if self.server.max_concurrent_runs == 0 {
+            return Err(invalid(
+                "server.max-concurrent-runs".into(),
+                "must be at least 1",
+            ));
+        }
         Ok(())
+    }
+
+    /// Where the run store lives.
+    pub fn runs_dir(&self) -> PathBuf {
+        self.data_dir.relative().join("runs")
     }
 
     /// The largest memory cap any plugin may get, which sizes the instance pool's slots.

@@ -4,6 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
 use flowhost::capabilities::Capabilities;
@@ -21,6 +22,18 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the HTTP API and run workflows until SIGTERM or ctrl-c.
+    Serve {
+        /// The TOML configuration file.
+        #[arg(long, env = "FLOWHOST_CONFIG")]
+        config: Option<PathBuf>,
+        /// Overrides `server.listen` (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<std::net::SocketAddr>,
+        /// Overrides `data-dir` (run store and compiled-code cache).
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
     /// Load a configuration and every plugin it names, as a server start would, and report:
     /// the effective configuration on one line, then each plugin. Exits with status 2 on
     /// the first error.
@@ -49,13 +62,23 @@ enum PluginCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let default_filter = match cli.command {
+        Command::Serve { .. } => "info",
+        _ => "warn",
+    };
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "warn".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
         .with_writer(std::io::stderr)
         .init();
     let outcome = match &cli.command {
+        Command::Serve {
+            config,
+            listen,
+            data_dir,
+        } => serve(config.as_deref(), *listen, data_dir.as_deref()).map(|()| String::new()),
         Command::Check { config, data_dir } => check_config(config.as_deref(), data_dir.as_deref()),
         Command::Plugin(PluginCommand::Check { file }) => {
             check_plugin(file).map_err(|e| e.context(file.display().to_string()))
@@ -73,13 +96,53 @@ fn main() -> ExitCode {
     }
 }
 
-/// Loads the layered configuration (defaults, file, environment, flags) and its plugins.
-fn check_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<String> {
+/// The layered configuration: defaults, file, environment, then these flags.
+fn load_config(
+    file: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<Config> {
     let mut figment = Config::figment(file);
     if let Some(dir) = data_dir {
         figment = figment.merge(Serialized::default("data-dir", dir));
     }
-    let config = Config::extract(&figment)?;
+    if let Some(listen) = listen {
+        figment = figment.merge(Serialized::default("server.listen", listen));
+    }
+    Config::extract(&figment)
+}
+
+/// Runs the server until SIGTERM or ctrl-c.
+fn serve(
+    file: Option<&Path>,
+    listen: Option<std::net::SocketAddr>,
+    data_dir: Option<&Path>,
+) -> anyhow::Result<()> {
+    let config = load_config(file, listen, data_dir)?;
+    let runtime = tokio::runtime::Runtime::new()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.server.listen)
+            .await
+            .with_context(|| format!("binding {}", config.server.listen))?;
+        flowhost::run(listener, config, shutdown_signal()).await
+    })
+}
+
+/// Resolves on SIGTERM or ctrl-c.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("installing SIGTERM handler");
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutting down");
+}
+
+/// Loads the layered configuration (defaults, file, environment, flags) and its plugins.
+fn check_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<String> {
+    let config = load_config(file, None, data_dir)?;
     tracing::info!(config = %config.summary(), "configuration loaded");
     let capabilities = Capabilities::new(&config, Arc::new(MemorySink::default()))?;
     let runtime = Runtime::new(&config, capabilities)?;

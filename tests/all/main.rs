@@ -6,4 +6,6 @@ mod cli;
 mod hostile;
 mod polyglot;
 mod runtime;
+mod sagas;
+mod server;
 mod support;

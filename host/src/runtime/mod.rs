@@ -210,7 +210,7 @@ impl Runtime {
         info: &StepInfo,
         ctx: &str,
     ) -> Result<Result<String, StepError>, CallError> {
-        self.step(plugin, info, ctx, Direction::Execute).await
+        self.step(plugin, info, ctx, Direction::Execute, None).await
     }
 
     /// Runs `saga-step.compensate` in a fresh instance; otherwise as [`Self::execute`].
@@ -220,7 +220,32 @@ impl Runtime {
         info: &StepInfo,
         ctx: &str,
     ) -> Result<Result<String, StepError>, CallError> {
-        self.step(plugin, info, ctx, Direction::Compensate).await
+        self.step(plugin, info, ctx, Direction::Compensate, None)
+            .await
+    }
+
+    /// [`Self::execute`] with a deadline other than the plugin's, when `timeout` says so.
+    pub async fn execute_with(
+        &self,
+        plugin: &Plugin,
+        info: &StepInfo,
+        ctx: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Result<String, StepError>, CallError> {
+        self.step(plugin, info, ctx, Direction::Execute, timeout)
+            .await
+    }
+
+    /// [`Self::compensate`] with a deadline other than the plugin's, when `timeout` says so.
+    pub async fn compensate_with(
+        &self,
+        plugin: &Plugin,
+        info: &StepInfo,
+        ctx: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Result<String, StepError>, CallError> {
+        self.step(plugin, info, ctx, Direction::Compensate, timeout)
+            .await
     }
 
     async fn step(
@@ -229,7 +254,9 @@ impl Runtime {
         info: &StepInfo,
         ctx: &str,
         direction: Direction,
+        timeout: Option<Duration>,
     ) -> Result<Result<String, StepError>, CallError> {
+        let limit = timeout.unwrap_or(plugin.settings().timeout);
         let pre = plugin.step_pre().ok_or_else(|| CallError::WrongWorld {
             plugin: plugin.name().clone(),
             world: World::Step,
@@ -242,7 +269,7 @@ impl Runtime {
         };
         let ctx = ctx.to_owned();
         let mut store = self.store(plugin, &call);
-        let outcome = tokio::time::timeout(plugin.settings().timeout, async {
+        let outcome = tokio::time::timeout(limit, async {
             let instance = pre.instantiate_async(&mut store).await?;
             let step = instance.flowhost_plugin_saga_step();
             match direction {
@@ -251,7 +278,7 @@ impl Runtime {
             }
         })
         .await;
-        let result = settle(plugin, &store, outcome)?;
+        let result = settle(plugin, &store, limit, outcome)?;
         if result.is_ok() {
             self.release(plugin, &mut store).await?;
         }
@@ -286,7 +313,7 @@ impl Runtime {
                 .await
         })
         .await;
-        let result = settle(plugin, &store, outcome)?;
+        let result = settle(plugin, &store, plugin.settings().timeout, outcome)?;
         if result.is_ok() {
             self.release(plugin, &mut store).await?;
         }
@@ -335,6 +362,7 @@ enum Direction {
 fn settle<R>(
     plugin: &Plugin,
     store: &Store<HostState>,
+    limit: Duration,
     outcome: Result<wasmtime::Result<R>, tokio::time::error::Elapsed>,
 ) -> Result<R, CallError> {
     let name = plugin.name().clone();
@@ -343,7 +371,7 @@ fn settle<R>(
         Err(_elapsed) => {
             return Err(CallError::Deadline {
                 plugin: name,
-                limit: plugin.settings().timeout,
+                limit,
             });
         }
         Ok(Err(error)) => error,

@@ -102,6 +102,22 @@ impl EventSink for MemorySink {
     }
 }
 
+/// A sink that logs each event and keeps nothing: what the server uses until durable
+/// delivery exists.
+pub struct LogSink;
+
+impl EventSink for LogSink {
+    fn accept(
+        &self,
+        events: Vec<PublishedEvent>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>> {
+        for event in &events {
+            tracing::info!(id = %event.id, topic = %event.topic, source = %event.source, "event published");
+        }
+        Box::pin(std::future::ready(Ok(())))
+    }
+}
+
 /// Per-call state of the events capability.
 pub struct EventsCtx {
     /// `plugin/<name>`.

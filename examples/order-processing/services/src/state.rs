@@ -1,0 +1,107 @@
+//! The one shared state of the services: the ledger, the idempotency memory, the failure
+//! injections, the delay and the request counters.
+//!
+//! Lock choice: one `std::sync::Mutex` around all of it, not tokio's. Every critical section
+//! is a few map operations and none awaits while holding the guard (handlers take the lock in
+//! one statement and drop it before any `.await`), so a blocking mutex is cheaper and a
+//! guard can never be held across a suspension point. One lock for everything also makes
+//! `POST /admin/reset` and `GET /ledger` atomic.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use tokio::sync::OnceCell;
+
+use crate::idempotency::Remembered;
+use crate::ledger::Ledger;
+use crate::route::Route;
+
+/// A handle on the state, cloned into every handler.
+#[derive(Clone, Default)]
+pub struct Shared(Arc<Mutex<State>>);
+
+impl Shared {
+    /// Locks the state. Never hold the guard across an `.await`.
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        // A handler that panicked mid-update leaves maps that are still well-formed; honouring
+        // the poison would only turn that one bug into a failure of every later request.
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Everything the services remember; `POST /admin/reset` puts it back to `default()`.
+#[derive(Default)]
+pub struct State {
+    /// The reservations, payments and orders.
+    pub ledger: Ledger,
+    /// The answer to each `(route, Idempotency-Key)` seen: a cell that is empty while the
+    /// first request with that key is being processed, so that a concurrent repeat waits
+    /// for its answer instead of doing the work a second time.
+    pub idempotency: HashMap<(Route, String), Arc<OnceCell<Remembered>>>,
+    /// The failures still to inject, per route.
+    pub failures: HashMap<Route, Injection>,
+    /// How long every service request waits before its answer goes out.
+    pub delay: Duration,
+    /// How many requests each route received, injected failures and repeats included.
+    pub requests: BTreeMap<Route, u64>,
+}
+
+/// A pending failure injection on one route.
+#[derive(Clone, Copy, Debug)]
+pub struct Injection {
+    /// How many more requests fail.
+    pub remaining: u32,
+    /// The status they answer.
+    pub status: StatusCode,
+}
+
+impl State {
+    /// Consumes one injected failure for `route`, if any is left, and returns its status.
+    pub fn take_failure(&mut self, route: Route) -> Option<StatusCode> {
+        let injection = self.failures.get_mut(&route)?;
+        let status = injection.status;
+        injection.remaining -= 1;
+        if injection.remaining == 0 {
+            self.failures.remove(&route);
+        }
+        Some(status)
+    }
+
+    /// The request counters, with a zero for every route not yet called.
+    pub fn request_counts(&self) -> BTreeMap<Route, u64> {
+        Route::ALL
+            .iter()
+            .map(|route| (*route, self.requests.get(route).copied().unwrap_or(0)))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn injections_run_out() {
+        let mut state = State::default();
+        state.failures.insert(
+            Route::Payments,
+            Injection {
+                remaining: 2,
+                status: StatusCode::SERVICE_UNAVAILABLE,
+            },
+        );
+        assert_eq!(
+            state.take_failure(Route::Payments),
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        assert_eq!(state.take_failure(Route::Refunds), None);
+        assert_eq!(
+            state.take_failure(Route::Payments),
+            Some(StatusCode::SERVICE_UNAVAILABLE)
+        );
+        assert_eq!(state.take_failure(Route::Payments), None);
+        assert!(state.failures.is_empty());
+    }
+}

@@ -1,0 +1,62 @@
+//! The HTTP API, v1: JSON in and out, errors as `application/problem+json`.
+//!
+//! | route | what |
+//! | --- | --- |
+//! | `POST /v1/workflows/{workflow}/runs[?wait=30s]` | start a run ([`runs::start`]) |
+//! | `GET /v1/runs/{id}` | one run |
+//! | `GET /v1/runs/{id}/journal` | every attempt of its steps |
+//! | `GET /v1/runs?workflow=&status=&limit=&cursor=` | runs, newest first, paged |
+//! | `POST /v1/runs/{id}/retry` | drive a failed compensation again |
+//! | `GET /healthz` | liveness |
+
+mod error;
+mod runs;
+mod view;
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+
+pub use self::error::Problem;
+pub use self::view::RunView;
+use crate::config::ServerConfig;
+use crate::saga::Engine;
+
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    /// The saga engine.
+    pub engine: Engine,
+    /// The longest `?wait=` honoured.
+    pub max_wait: Duration,
+}
+
+/// The API's router over `engine`.
+pub fn router(engine: Engine, server: &ServerConfig) -> Router {
+    let state = AppState {
+        engine,
+        max_wait: server.max_wait,
+    };
+    Router::new()
+        .route("/v1/workflows/{workflow}/runs", post(runs::start))
+        .route("/v1/runs", get(runs::list))
+        .route("/v1/runs/{id}", get(runs::get))
+        .route("/v1/runs/{id}/journal", get(runs::journal))
+        .route("/v1/runs/{id}/retry", post(runs::retry))
+        .route(
+            "/healthz",
+            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route") })
+        .method_not_allowed_fallback(|| async {
+            Problem::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "this route does not take that method",
+            )
+        })
+        .layer(DefaultBodyLimit::max(server.max_body_bytes))
+        .with_state(state)
+}

@@ -1,0 +1,70 @@
+//! How runs look in the API.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, UNIX_EPOCH};
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+use crate::store::{Run, RunError, StepStatus};
+
+/// A run as `GET /v1/runs/{id}` shows it.
+#[derive(Serialize)]
+pub struct RunView<'a> {
+    id: &'a str,
+    workflow: &'a str,
+    status: &'static str,
+    context: Map<String, Value>,
+    error: Option<&'a RunError>,
+    steps: Vec<StepView<'a>>,
+    plugins: &'a BTreeMap<String, String>,
+    created_at: String,
+    updated_at: String,
+    ended_at: Option<String>,
+}
+
+#[derive(Serialize)]
+struct StepView<'a> {
+    name: &'a str,
+    status: StepStatus,
+    attempts: u32,
+    compensation_attempts: u32,
+    started_at: Option<String>,
+    ended_at: Option<String>,
+    error: Option<&'a str>,
+}
+
+impl<'a> RunView<'a> {
+    /// The view of `run`.
+    pub fn new(run: &'a Run) -> Self {
+        Self {
+            id: &run.id,
+            workflow: &run.workflow,
+            status: run.status.as_str(),
+            context: run.context(),
+            error: run.error.as_ref(),
+            steps: run
+                .steps
+                .iter()
+                .map(|step| StepView {
+                    name: &step.name,
+                    status: step.status,
+                    attempts: step.attempts,
+                    compensation_attempts: step.compensation_attempts,
+                    started_at: step.started_ms.map(rfc3339),
+                    ended_at: step.ended_ms.map(rfc3339),
+                    error: step.error.as_deref(),
+                })
+                .collect(),
+            plugins: &run.plugins,
+            created_at: rfc3339(run.created_ms),
+            updated_at: rfc3339(run.updated_ms),
+            ended_at: run.ended_ms.map(rfc3339),
+        }
+    }
+}
+
+/// `ms` since the Unix epoch as RFC 3339 with milliseconds, UTC.
+fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
+}

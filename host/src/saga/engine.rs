@@ -1,0 +1,578 @@
+//! The saga engine: drives runs through their steps, forward and, after a failure, back.
+//!
+//! Each run is one tokio task, bounded by a semaphore. Every attempt is journaled; each
+//! step's result is made durable (group commit) before the next step starts, so that on
+//! restart [`Engine::recover`] resumes every unfinished run from its last durable point and
+//! re-runs at most the step that was in flight (at least once). Retryable errors, traps and
+//! deadlines retry per the step's policy; a fatal error or exhausted retries compensates
+//! the completed steps in reverse order. A compensation that keeps failing stops the run in
+//! `compensation_failed` until [`Engine::retry`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::sync::{Semaphore, oneshot};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::Instrument;
+
+use super::definition::{StepConfig, WorkflowConfig};
+use crate::Runtime;
+use crate::bindings::types::{StepError, StepInfo};
+use crate::plugins::PluginRegistry;
+use crate::runtime::{Plugin, World};
+use crate::store::{
+    Created, Direction, JournalEntry, Outcome, RUN_FORMAT, Run, RunError, RunStatus, RunStore,
+    StepState, StepStatus, StoreError, now_ms,
+};
+
+/// Longest client-chosen run id.
+const MAX_RUN_ID: usize = 128;
+
+/// Why the engine refused a request.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// No workflow of that name is configured.
+    #[error("unknown workflow `{0}`")]
+    UnknownWorkflow(String),
+    /// No run has that id.
+    #[error("unknown run `{0}`")]
+    UnknownRun(String),
+    /// The run is not in a state that can be retried.
+    #[error(
+        "run `{id}` is {status}: only failed or compensation_failed runs with steps to undo can be retried"
+    )]
+    NotRetryable {
+        /// The run.
+        id: String,
+        /// Its status.
+        status: &'static str,
+    },
+    /// A client-chosen run id is malformed.
+    #[error("invalid run id: {0}")]
+    InvalidId(String),
+    /// The host is shutting down and starts nothing new.
+    #[error("the host is shutting down")]
+    ShuttingDown,
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A workflow definition with its plugins resolved.
+struct Workflow {
+    steps: Vec<(StepConfig, Arc<Plugin>)>,
+}
+
+/// The engine. Cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    store: Arc<dyn RunStore>,
+    runtime: Arc<Runtime>,
+    workflows: BTreeMap<String, Workflow>,
+    permits: Semaphore,
+    /// Callers waiting for runs to end. A std `Mutex`: held to push or drain, never across
+    /// an `.await`.
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Run>>>>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+/// What the forward pass ended with.
+enum Forward {
+    Completed,
+    /// This step failed for good.
+    Failed,
+}
+
+/// Why a drive stopped before the run reached a terminal status; it resumes on restart.
+#[derive(Debug, thiserror::Error)]
+enum Halt {
+    #[error("shutting down")]
+    Shutdown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// How one attempt ended, as the engine sees it.
+enum Attempt {
+    Ok(Map<String, Value>),
+    Retryable(String),
+    Fatal(String),
+    Host(String),
+}
+
+impl Engine {
+    /// An engine over `store`, running the workflows in `workflows` with the plugins in
+    /// `plugins`, at most `max_concurrent_runs` at a time. Fails naming the workflow and
+    /// key if a step names an unknown plugin or one that does not implement `step-plugin`.
+    pub fn new(
+        store: Arc<dyn RunStore>,
+        runtime: Arc<Runtime>,
+        plugins: &PluginRegistry,
+        workflows: &BTreeMap<String, WorkflowConfig>,
+        max_concurrent_runs: usize,
+    ) -> Result<Self, String> {
+        let mut resolved = BTreeMap::new();
+        for (name, workflow) in workflows {
+            workflow
+                .validate()
+                .map_err(|(key, reason)| format!("workflows.{name}.{key}: {reason}"))?;
+            let mut steps = Vec::new();
+            for step in &workflow.steps {
+                let key = format!("workflows.{name}.steps.{}.plugin", step.name);
+                let plugin = plugins
+                    .get(&step.plugin)
+                    .ok_or_else(|| format!("{key}: unknown plugin `{}`", step.plugin))?;
+                if !plugin.worlds().contains(&World::Step) {
+                    return Err(format!(
+                        "{key}: plugin `{}` does not implement step-plugin",
+                        step.plugin
+                    ));
+                }
+                steps.push((step.clone(), plugin.clone()));
+            }
+            resolved.insert(name.clone(), Workflow { steps });
+        }
+        Ok(Self {
+            inner: Arc::new(Inner {
+                store,
+                runtime,
+                workflows: resolved,
+                permits: Semaphore::new(max_concurrent_runs),
+                waiters: Mutex::default(),
+                shutdown: CancellationToken::new(),
+                tasks: TaskTracker::new(),
+            }),
+        })
+    }
+
+    /// Starts a run of `workflow` with `input` as its context, durably, unless a run with
+    /// `id` or with `idempotency_key` exists: then returns that one. The flag says whether
+    /// the run is new.
+    pub async fn start(
+        &self,
+        workflow: &str,
+        input: Map<String, Value>,
+        id: Option<String>,
+        idempotency_key: Option<String>,
+    ) -> Result<(Run, bool), EngineError> {
+        let definition = self
+            .inner
+            .workflows
+            .get(workflow)
+            .ok_or_else(|| EngineError::UnknownWorkflow(workflow.to_owned()))?;
+        if self.inner.shutdown.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
+        if let Some(id) = &id {
+            validate_id(id)?;
+        }
+        let now = now_ms();
+        let run = Run {
+            format: RUN_FORMAT,
+            id: id.unwrap_or_else(|| ulid::Ulid::new().to_string()),
+            workflow: workflow.to_owned(),
+            status: RunStatus::Pending,
+            input,
+            steps: definition
+                .steps
+                .iter()
+                .map(|(step, _)| StepState::pending(&step.name))
+                .collect(),
+            error: None,
+            plugins: definition
+                .steps
+                .iter()
+                .map(|(step, plugin)| (step.plugin.clone(), plugin.digest().to_owned()))
+                .collect(),
+            idempotency_key,
+            created_ms: now,
+            updated_ms: now,
+            ended_ms: None,
+        };
+        match self.inner.store.create(&run)? {
+            Created::Existing(existing) => Ok((*existing, false)),
+            Created::New => {
+                self.inner.store.flush().await?;
+                self.spawn(run.clone());
+                Ok((run, true))
+            }
+        }
+    }
+
+    /// The run with this id.
+    pub fn get(&self, id: &str) -> Result<Option<Run>, EngineError> {
+        Ok(self.inner.store.get(id)?)
+    }
+
+    /// The run store, for listings and journals.
+    pub fn store(&self) -> &Arc<dyn RunStore> {
+        &self.inner.store
+    }
+
+    /// Waits up to `timeout` for run `id` to reach a terminal status, and returns it as it
+    /// is then.
+    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Run, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        self.inner
+            .waiters
+            .lock()
+            .expect("waiters lock")
+            .entry(id.to_owned())
+            .or_default()
+            .push(tx);
+        let run = self
+            .get(id)?
+            .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
+        if run.status.is_terminal() {
+            return Ok(run);
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(run)) => Ok(run),
+            _ => self
+                .get(id)?
+                .ok_or_else(|| EngineError::UnknownRun(id.to_owned())),
+        }
+    }
+
+    /// Drives the compensation of a `failed` or `compensation_failed` run again.
+    pub async fn retry(&self, id: &str) -> Result<Run, EngineError> {
+        let mut run = self
+            .get(id)?
+            .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
+        let retryable = matches!(
+            run.status,
+            RunStatus::Failed | RunStatus::CompensationFailed
+        ) && self.inner.workflows.get(&run.workflow).is_some_and(|wf| {
+            wf.steps.iter().zip(&run.steps).any(|((config, _), state)| {
+                config.compensate
+                    && matches!(
+                        state.status,
+                        StepStatus::Completed | StepStatus::CompensationFailed
+                    )
+            })
+        });
+        if !retryable {
+            return Err(EngineError::NotRetryable {
+                id: run.id,
+                status: run.status.as_str(),
+            });
+        }
+        run.status = RunStatus::Compensating;
+        run.ended_ms = None;
+        run.updated_ms = now_ms();
+        self.inner.store.save(&run)?;
+        self.inner.store.flush().await?;
+        self.spawn(run.clone());
+        Ok(run)
+    }
+
+    /// Resumes every run that was pending, running or compensating when the host stopped.
+    /// Returns how many.
+    pub fn recover(&self) -> Result<usize, EngineError> {
+        let runs = self.inner.store.unfinished()?;
+        let count = runs.len();
+        for run in runs {
+            self.spawn(run);
+        }
+        if count > 0 {
+            tracing::info!(count, "resuming unfinished runs");
+        }
+        Ok(count)
+    }
+
+    /// Starts nothing new, lets in-flight steps finish for up to `grace`, and returns;
+    /// whatever is unfinished then resumes on the next start.
+    pub async fn shutdown(&self, grace: Duration) {
+        self.inner.shutdown.cancel();
+        self.inner.tasks.close();
+        if tokio::time::timeout(grace, self.inner.tasks.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "grace period over; unfinished runs resume on the next start"
+            );
+        }
+    }
+
+    fn spawn(&self, run: Run) {
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(async move {
+            let Ok(_permit) = inner.permits.acquire().await else { return };
+            let id = run.id.clone();
+            let span = tracing::info_span!(parent: None, "flowhost.run", run_id = %id, workflow = %run.workflow);
+            if let Err(halt) = inner.drive(run).instrument(span).await {
+                tracing::info!(run_id = %id, reason = %halt, "run halted; it resumes on the next start");
+            }
+        });
+    }
+}
+
+impl Inner {
+    async fn drive(&self, mut run: Run) -> Result<(), Halt> {
+        let Some(workflow) = self.workflows.get(&run.workflow) else {
+            run.error = Some(RunError {
+                step: String::new(),
+                message: format!("workflow `{}` is no longer configured", run.workflow),
+            });
+            return self.finish(&mut run, RunStatus::Failed).await;
+        };
+        if matches!(run.status, RunStatus::Pending | RunStatus::Running) {
+            run.status = RunStatus::Running;
+            match self.forward(&mut run, workflow).await? {
+                Forward::Completed => return self.finish(&mut run, RunStatus::Completed).await,
+                Forward::Failed => {
+                    let to_undo =
+                        workflow
+                            .steps
+                            .iter()
+                            .zip(&run.steps)
+                            .any(|((config, _), state)| {
+                                config.compensate && state.status == StepStatus::Completed
+                            });
+                    if !to_undo {
+                        return self.finish(&mut run, RunStatus::Failed).await;
+                    }
+                    run.status = RunStatus::Compensating;
+                    self.save(&mut run)?;
+                }
+            }
+        }
+        self.backward(&mut run, workflow).await
+    }
+
+    /// Executes the steps that have not completed, in order.
+    async fn forward(&self, run: &mut Run, workflow: &Workflow) -> Result<Forward, Halt> {
+        for (index, (config, plugin)) in workflow.steps.iter().enumerate() {
+            if run.steps[index].status == StepStatus::Completed {
+                continue;
+            }
+            loop {
+                if self.shutdown.is_cancelled() {
+                    return Err(Halt::Shutdown);
+                }
+                let now = now_ms();
+                let state = &mut run.steps[index];
+                state.status = StepStatus::Running;
+                state.attempts += 1;
+                state.started_ms.get_or_insert(now);
+                let attempt = state.attempts;
+                self.save(run)?;
+                let context = Value::Object(run.context_after(index)).to_string();
+                let outcome = self
+                    .call(run, config, plugin, Direction::Execute, attempt, &context)
+                    .await?;
+                let state = &mut run.steps[index];
+                match outcome {
+                    Attempt::Ok(output) => {
+                        state.status = StepStatus::Completed;
+                        state.output = Some(output);
+                        state.error = None;
+                        state.ended_ms = Some(now_ms());
+                        self.save(run)?;
+                        self.store.flush().await?;
+                        break;
+                    }
+                    Attempt::Retryable(error) | Attempt::Host(error)
+                        if attempt < config.retry.attempts =>
+                    {
+                        state.error = Some(error);
+                        self.save(run)?;
+                        self.pause(config.retry.backoff(attempt + 1)).await?;
+                    }
+                    Attempt::Retryable(error) | Attempt::Host(error) | Attempt::Fatal(error) => {
+                        state.status = StepStatus::Failed;
+                        state.error = Some(error.clone());
+                        state.ended_ms = Some(now_ms());
+                        run.error = Some(RunError {
+                            step: config.name.clone(),
+                            message: error,
+                        });
+                        return Ok(Forward::Failed);
+                    }
+                }
+            }
+        }
+        Ok(Forward::Completed)
+    }
+
+    /// Compensates the completed steps in reverse order.
+    async fn backward(&self, run: &mut Run, workflow: &Workflow) -> Result<(), Halt> {
+        for (index, (config, plugin)) in workflow.steps.iter().enumerate().rev() {
+            let undo = matches!(
+                run.steps[index].status,
+                StepStatus::Completed | StepStatus::Compensating | StepStatus::CompensationFailed
+            );
+            if !undo || !config.compensate {
+                continue;
+            }
+            let mut tries = 0;
+            loop {
+                if self.shutdown.is_cancelled() {
+                    return Err(Halt::Shutdown);
+                }
+                tries += 1;
+                let state = &mut run.steps[index];
+                state.status = StepStatus::Compensating;
+                state.compensation_attempts += 1;
+                let attempt = state.compensation_attempts;
+                self.save(run)?;
+                let context = Value::Object(run.context_after(index + 1)).to_string();
+                let outcome = self
+                    .call(
+                        run,
+                        config,
+                        plugin,
+                        Direction::Compensate,
+                        attempt,
+                        &context,
+                    )
+                    .await?;
+                let state = &mut run.steps[index];
+                match outcome {
+                    Attempt::Ok(_) => {
+                        state.status = StepStatus::Compensated;
+                        state.ended_ms = Some(now_ms());
+                        self.save(run)?;
+                        self.store.flush().await?;
+                        break;
+                    }
+                    Attempt::Retryable(error) | Attempt::Host(error)
+                        if tries < config.retry.attempts =>
+                    {
+                        state.error = Some(error);
+                        self.save(run)?;
+                        self.pause(config.retry.backoff(tries + 1)).await?;
+                    }
+                    Attempt::Retryable(error) | Attempt::Host(error) | Attempt::Fatal(error) => {
+                        state.status = StepStatus::CompensationFailed;
+                        state.error = Some(error.clone());
+                        state.ended_ms = Some(now_ms());
+                        run.error = Some(RunError {
+                            step: config.name.clone(),
+                            message: format!("compensation failed: {error}"),
+                        });
+                        return self.finish(run, RunStatus::CompensationFailed).await;
+                    }
+                }
+            }
+        }
+        self.finish(run, RunStatus::Compensated).await
+    }
+
+    /// One attempt of one step, journaled.
+    async fn call(
+        &self,
+        run: &Run,
+        config: &StepConfig,
+        plugin: &Plugin,
+        direction: Direction,
+        attempt: u32,
+        context: &str,
+    ) -> Result<Attempt, Halt> {
+        let info = StepInfo {
+            run_id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            step: config.name.clone(),
+            attempt,
+            idempotency_key: format!("{}:{}:{}", run.id, config.name, direction.as_str()),
+        };
+        let started_ms = now_ms();
+        let result = match direction {
+            Direction::Execute => {
+                self.runtime
+                    .execute_with(plugin, &info, context, config.timeout)
+                    .await
+            }
+            Direction::Compensate => {
+                self.runtime
+                    .compensate_with(plugin, &info, context, config.timeout)
+                    .await
+            }
+        };
+        let attempt = match result {
+            Ok(Ok(json)) => match serde_json::from_str::<Value>(&json) {
+                Ok(Value::Object(output)) => Attempt::Ok(output),
+                Ok(Value::Null) => Attempt::Ok(Map::new()),
+                Ok(_) => Attempt::Fatal("the step returned JSON that is not an object".into()),
+                Err(e) => Attempt::Fatal(format!("the step returned malformed JSON: {e}")),
+            },
+            Ok(Err(StepError::Retryable(message))) => Attempt::Retryable(message),
+            Ok(Err(StepError::Fatal(message))) => Attempt::Fatal(message),
+            Err(error) => Attempt::Host(error.to_string()),
+        };
+        let (outcome, error) = match &attempt {
+            Attempt::Ok(_) => (Outcome::Ok, None),
+            Attempt::Retryable(e) => (Outcome::Retryable, Some(e.clone())),
+            Attempt::Fatal(e) => (Outcome::Fatal, Some(e.clone())),
+            Attempt::Host(e) => (Outcome::Host, Some(e.clone())),
+        };
+        let entry = JournalEntry {
+            step: config.name.clone(),
+            direction,
+            attempt: info.attempt,
+            started_ms,
+            ended_ms: now_ms(),
+            outcome,
+            error,
+        };
+        self.store.append_journal(&run.id, &entry)?;
+        Ok(attempt)
+    }
+
+    /// Sleeps between attempts, unless the host is shutting down.
+    async fn pause(&self, delay: Duration) -> Result<(), Halt> {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => Ok(()),
+            () = self.shutdown.cancelled() => Err(Halt::Shutdown),
+        }
+    }
+
+    fn save(&self, run: &mut Run) -> Result<(), StoreError> {
+        run.updated_ms = now_ms();
+        self.store.save(run)
+    }
+
+    /// Records a terminal status durably, then wakes whoever waits for the run.
+    async fn finish(&self, run: &mut Run, status: RunStatus) -> Result<(), Halt> {
+        run.status = status;
+        run.ended_ms = Some(now_ms());
+        self.save(run)?;
+        self.store.flush().await?;
+        let waiters = self
+            .waiters
+            .lock()
+            .expect("waiters lock")
+            .remove(&run.id)
+            .unwrap_or_default();
+        for waiter in waiters {
+            let _ = waiter.send(run.clone());
+        }
+        tracing::debug!(status = status.as_str(), "run finished");
+        Ok(())
+    }
+}
+
+fn validate_id(id: &str) -> Result<(), EngineError> {
+    let ok = !id.is_empty()
+        && id.len() <= MAX_RUN_ID
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if ok {
+        Ok(())
+    } else {
+        Err(EngineError::InvalidId(format!(
+            "`{id}`: 1 to {MAX_RUN_ID} characters of letters, digits, `-`, `_` and `.`"
+        )))
+    }
+}

@@ -1,0 +1,342 @@
+//! Run persistence: the records and the [`RunStore`] trait; backends beside it (`sled`).
+//!
+//! A run is one record (its status, initial context, each step's state and output, the
+//! plugin versions it is pinned to); every attempt is appended to a journal. Records carry a
+//! format version so that a later release can migrate them. Writes are cheap and buffered;
+//! [`RunStore::flush`] makes everything written so far durable, and concurrent callers
+//! share one flush (group commit), so durability does not serialise throughput.
+
+pub mod sled;
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The format of [`Run`] records this release writes.
+pub const RUN_FORMAT: u32 = 1;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Accepted, not started yet.
+    Pending,
+    /// Executing its steps.
+    Running,
+    /// Every step completed.
+    Completed,
+    /// A step failed; completed steps are being undone in reverse order.
+    Compensating,
+    /// A step failed and every completed step was undone.
+    Compensated,
+    /// A compensation kept failing; an operator can retry it.
+    CompensationFailed,
+    /// A step failed and there was nothing to undo, or the run could not go on.
+    Failed,
+}
+
+impl RunStatus {
+    /// All statuses, for parsing and indexes.
+    pub const ALL: [RunStatus; 7] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Compensating,
+        RunStatus::Compensated,
+        RunStatus::CompensationFailed,
+        RunStatus::Failed,
+    ];
+
+    /// Whether the engine is done with the run (an operator may still retry some).
+    pub fn is_terminal(self) -> bool {
+        matches!(
+            self,
+            RunStatus::Completed
+                | RunStatus::Compensated
+                | RunStatus::CompensationFailed
+                | RunStatus::Failed
+        )
+    }
+
+    /// The name used in the API and in indexes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Compensating => "compensating",
+            RunStatus::Compensated => "compensated",
+            RunStatus::CompensationFailed => "compensation_failed",
+            RunStatus::Failed => "failed",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+}
+
+/// Where a step is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not reached.
+    Pending,
+    /// Executing (or was, when the host stopped).
+    Running,
+    /// Executed successfully.
+    Completed,
+    /// Failed for good; the run compensates the steps before it.
+    Failed,
+    /// Being undone.
+    Compensating,
+    /// Undone.
+    Compensated,
+    /// Its compensation kept failing.
+    CompensationFailed,
+}
+
+/// One step's state in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    /// The step's name in the workflow.
+    pub name: String,
+    /// Its status.
+    pub status: StepStatus,
+    /// Execute attempts so far.
+    pub attempts: u32,
+    /// Compensate attempts so far.
+    pub compensation_attempts: u32,
+    /// When its first attempt started, ms since the Unix epoch.
+    pub started_ms: Option<u64>,
+    /// When it last reached `completed`, `failed`, `compensated` or `compensation_failed`.
+    pub ended_ms: Option<u64>,
+    /// The last error of an attempt, if any.
+    pub error: Option<String>,
+    /// What `execute` returned, merged into the context for the steps after it.
+    pub output: Option<Map<String, Value>>,
+}
+
+impl StepState {
+    /// A step not reached yet.
+    pub fn pending(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            status: StepStatus::Pending,
+            attempts: 0,
+            compensation_attempts: 0,
+            started_ms: None,
+            ended_ms: None,
+            error: None,
+            output: None,
+        }
+    }
+}
+
+/// Why a run failed: the step and its error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    /// The step that failed (or whose compensation failed).
+    pub step: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// One run of a workflow, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// [`RUN_FORMAT`] when written.
+    pub format: u32,
+    /// The run id: a ULID, or the client's own id.
+    pub id: String,
+    /// The workflow it runs.
+    pub workflow: String,
+    /// Its status.
+    pub status: RunStatus,
+    /// The context it started with.
+    pub input: Map<String, Value>,
+    /// One entry per workflow step, in order.
+    pub steps: Vec<StepState>,
+    /// The failure that stopped it, if any.
+    pub error: Option<RunError>,
+    /// Plugin name to component digest: the versions this run started with.
+    pub plugins: BTreeMap<String, String>,
+    /// The client's `Idempotency-Key`, if it sent one.
+    pub idempotency_key: Option<String>,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Last change.
+    pub updated_ms: u64,
+    /// When it reached a terminal status.
+    pub ended_ms: Option<u64>,
+}
+
+impl Run {
+    /// The context after the first `steps` steps: the input with each completed step's
+    /// output merged in, later keys over earlier ones.
+    pub fn context_after(&self, steps: usize) -> Map<String, Value> {
+        let mut context = self.input.clone();
+        for step in self.steps.iter().take(steps) {
+            if let Some(output) = &step.output {
+                context.extend(output.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        context
+    }
+
+    /// The current context: the input merged with every completed step's output.
+    pub fn context(&self) -> Map<String, Value> {
+        self.context_after(self.steps.len())
+    }
+}
+
+/// One attempt of a step, in either direction, appended to a run's journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// The step.
+    pub step: String,
+    /// `execute` or `compensate`.
+    pub direction: Direction,
+    /// 1 for the first attempt in this direction.
+    pub attempt: u32,
+    /// Start, ms since the Unix epoch.
+    pub started_ms: u64,
+    /// End.
+    pub ended_ms: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error, unless it succeeded.
+    pub error: Option<String>,
+}
+
+/// Which way a step call goes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// `saga-step.execute`.
+    Execute,
+    /// `saga-step.compensate`.
+    Compensate,
+}
+
+impl Direction {
+    /// `execute` or `compensate`, as in idempotency keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Execute => "execute",
+            Direction::Compensate => "compensate",
+        }
+    }
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The plugin succeeded.
+    Ok,
+    /// The plugin asked for a retry.
+    Retryable,
+    /// The plugin failed for good, or returned something that is not a JSON object.
+    Fatal,
+    /// The host stopped the call: trap, deadline, memory cap.
+    Host,
+}
+
+/// Filters and paging of [`RunStore::list`].
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Page size.
+    pub limit: usize,
+    /// Where the previous page ended (its `next_cursor`).
+    pub cursor: Option<String>,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// Pass as `cursor` for the next page; none on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What [`RunStore::create`] did.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// The run is new.
+    New,
+    /// A run with this id or idempotency key exists already: here it is.
+    Existing(Box<Run>),
+}
+
+/// A storage failure. The engine treats every one as a reason to stop driving the run;
+/// the run resumes from its last durable state on the next start.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The backend failed.
+    #[error("run store: {0}")]
+    Backend(String),
+    /// A record does not decode (corrupt, or written by a newer release).
+    #[error("run store: record `{key}` does not decode: {reason}")]
+    Corrupt {
+        /// The record's key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// The cursor was not one this store handed out.
+    #[error("invalid cursor")]
+    InvalidCursor,
+}
+
+/// A boxed future, for the one async method of a dyn-compatible trait.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Storage of runs and their journals.
+///
+/// Writes are atomic per call and visible to reads at once, but durable only after a
+/// [`flush`](Self::flush) that started after them returns. All methods but `flush` are
+/// quick and may be called from async code.
+pub trait RunStore: Send + Sync {
+    /// Stores a new run, unless one with the same id, or the same idempotency key for the
+    /// same workflow, exists: then returns that one and stores nothing.
+    fn create(&self, run: &Run) -> Result<Created, StoreError>;
+
+    /// Replaces a run's record (and its index entries).
+    fn save(&self, run: &Run) -> Result<(), StoreError>;
+
+    /// The run with this id.
+    fn get(&self, id: &str) -> Result<Option<Run>, StoreError>;
+
+    /// Appends one attempt to a run's journal.
+    fn append_journal(&self, run_id: &str, entry: &JournalEntry) -> Result<(), StoreError>;
+
+    /// A run's journal, oldest first.
+    fn journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Runs newest first, filtered and paged.
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// Every run the engine must drive on start: pending, running or compensating.
+    fn unfinished(&self) -> Result<Vec<Run>, StoreError>;
+
+    /// Makes every write that happened before this call durable. Concurrent calls share
+    /// one flush of the backend.
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+}
+
+/// Milliseconds since the Unix epoch, now.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
