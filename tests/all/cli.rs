@@ -126,3 +126,25 @@ fn check_names_what_is_wrong() {
     );
     assert_eq!(err.lines().count(), 1, "{err}");
 }
+
+#[test]
+fn check_refuses_a_workflow_step_served_by_a_handler() {
+    let config = format!(
+        "[plugins.audit]\npath = {:?}\n[workflows.w]\nsteps = [{{ name = \"s\", plugin = \"audit\" }}]\n",
+        flowhost_test_artifacts::AUDIT_LOG
+    );
+    let (status, _, err) = check_config(&config, &[], &[]);
+    assert_eq!(status, 2);
+    assert!(
+        err.contains("workflows.w.steps.s.plugin")
+            && err.contains("does not implement step-plugin"),
+        "{err}"
+    );
+    let config = "[plugins.p]\npath = \"p.wasm\"\n[workflows.w]\nsteps = [{ name = \"s\", plugin = \"ghost\" }, { name = \"s\", plugin = \"p\" }]\n";
+    let (status, _, err) = check_config(config, &[], &[]);
+    assert_eq!(status, 2);
+    assert!(
+        err.contains("workflows.w.steps") && err.contains("duplicate step `s`"),
+        "{err}"
+    );
+}

@@ -119,27 +119,7 @@ impl Engine {
         workflows: &BTreeMap<String, WorkflowConfig>,
         max_concurrent_runs: usize,
     ) -> Result<Self, String> {
-        let mut resolved = BTreeMap::new();
-        for (name, workflow) in workflows {
-            workflow
-                .validate()
-                .map_err(|(key, reason)| format!("workflows.{name}.{key}: {reason}"))?;
-            let mut steps = Vec::new();
-            for step in &workflow.steps {
-                let key = format!("workflows.{name}.steps.{}.plugin", step.name);
-                let plugin = plugins
-                    .get(&step.plugin)
-                    .ok_or_else(|| format!("{key}: unknown plugin `{}`", step.plugin))?;
-                if !plugin.worlds().contains(&World::Step) {
-                    return Err(format!(
-                        "{key}: plugin `{}` does not implement step-plugin",
-                        step.plugin
-                    ));
-                }
-                steps.push((step.clone(), plugin.clone()));
-            }
-            resolved.insert(name.clone(), Workflow { steps });
-        }
+        let resolved = resolve(plugins, workflows)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
@@ -560,6 +540,44 @@ impl Inner {
         tracing::debug!(status = status.as_str(), "run finished");
         Ok(())
     }
+}
+
+/// Checks `workflows` against `plugins` as [`Engine::new`] does, without an engine: what
+/// `flowhost check` reports.
+pub fn check_workflows(
+    plugins: &PluginRegistry,
+    workflows: &BTreeMap<String, WorkflowConfig>,
+) -> Result<(), String> {
+    resolve(plugins, workflows).map(drop)
+}
+
+/// Each workflow with its steps' plugins, or an error naming the workflow and key.
+fn resolve(
+    plugins: &PluginRegistry,
+    workflows: &BTreeMap<String, WorkflowConfig>,
+) -> Result<BTreeMap<String, Workflow>, String> {
+    let mut resolved = BTreeMap::new();
+    for (name, workflow) in workflows {
+        workflow
+            .validate()
+            .map_err(|(key, reason)| format!("workflows.{name}.{key}: {reason}"))?;
+        let mut steps = Vec::new();
+        for step in &workflow.steps {
+            let key = format!("workflows.{name}.steps.{}.plugin", step.name);
+            let plugin = plugins
+                .get(&step.plugin)
+                .ok_or_else(|| format!("{key}: unknown plugin `{}`", step.plugin))?;
+            if !plugin.worlds().contains(&World::Step) {
+                return Err(format!(
+                    "{key}: plugin `{}` does not implement step-plugin",
+                    step.plugin
+                ));
+            }
+            steps.push((step.clone(), plugin.clone()));
+        }
+        resolved.insert(name.clone(), Workflow { steps });
+    }
+    Ok(resolved)
 }
 
 fn validate_id(id: &str) -> Result<(), EngineError> {
