@@ -376,3 +376,36 @@ async fn a_crash_loses_nothing_and_charges_nobody_twice() {
         "the restart resumed runs"
     );
 }
+
+#[tokio::test]
+async fn sigterm_stops_gracefully_and_unfinished_runs_resume() {
+    let services = Services::start().await;
+    let config = format!("{}\n[server]\nshutdown-grace = \"2s\"\n", services.config());
+    let mut server = Server::start(&config).await;
+    services.delay(300).await;
+    let mut ids = Vec::new();
+    for i in 0..5 {
+        let (status, run) = server
+            .post(
+                "/v1/workflows/order_processing/runs",
+                &order(&format!("t-{i}"), 7, 20.0),
+            )
+            .await;
+        assert_eq!(status, 202, "{run}");
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    let (took, clean) = server.terminate();
+    assert!(clean, "exit status: {}", server.log());
+    assert!(took < std::time::Duration::from_secs(5), "took {took:?}");
+    assert!(server.log().contains("shutting down"), "{}", server.log());
+
+    services.delay(0).await;
+    server.start_again().await;
+    for (i, id) in ids.iter().enumerate() {
+        let run = server.until_terminal(id).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        let ledger = services.order(&format!("t-{i}")).await;
+        assert_eq!(count(&ledger, "payments", "captured"), 1, "{ledger}");
+    }
+}

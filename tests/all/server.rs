@@ -100,9 +100,28 @@ impl Server {
         }
     }
 
+    /// SIGTERM, then waits for the process to exit; how long that took and whether it
+    /// exited cleanly.
+    pub fn terminate(&mut self) -> (Duration, bool) {
+        let mut child = self.child.take().expect("running");
+        let start = Instant::now();
+        let status = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let exit = child.wait().unwrap();
+        (start.elapsed(), exit.success())
+    }
+
     /// Starts the server again on the same data directory and port.
     pub async fn restart(&mut self) {
         self.kill();
+        self.spawn().await;
+    }
+
+    /// Starts the server again after [`Self::terminate`].
+    pub async fn start_again(&mut self) {
         self.spawn().await;
     }
 
