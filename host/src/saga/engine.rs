@@ -1,11 +1,16 @@
 //! The saga engine: drives runs through their steps, forward and, after a failure, back.
 //!
-//! Each run is one tokio task, bounded by a semaphore. Every attempt is journaled; each
-//! step's result is made durable (group commit) before the next step starts, so that on
-//! restart [`Engine::recover`] resumes every unfinished run from its last durable point and
-//! re-runs at most the step that was in flight (at least once). Retryable errors, traps and
-//! deadlines retry per the step's policy; a fatal error or exhausted retries compensates
-//! the completed steps in reverse order. A compensation that keeps failing stops the run in
+//! Each run is one tokio task, bounded by a semaphore. Every attempt is journaled and every
+//! transition written at once, but flushed to disk only where the API acknowledges
+//! something: a new run before its 202, a finished run before anyone is told (group commit
+//! shares each flush between all runs waiting for one). After `kill -9`,
+//! [`Engine::recover`] resumes every unfinished run from its last durable point and re-runs
+//! the steps after it (at least once, with the same idempotency keys, so services that
+//! honour them see repeats as repeats). Fewer flushes is what lets durability and
+//! throughput go together: a run costs two flushes, not one per step.
+//!
+//! Retryable errors, traps and deadlines retry per the step's policy; a fatal error or
+//! exhausted retries compensates the completed steps in reverse order. A compensation that keeps failing stops the run in
 //! `compensation_failed` until [`Engine::retry`].
 
 use std::collections::{BTreeMap, HashMap};
@@ -359,7 +364,6 @@ impl Inner {
                         state.error = None;
                         state.ended_ms = Some(now_ms());
                         self.save(run)?;
-                        self.store.flush().await?;
                         break;
                     }
                     Attempt::Retryable(error) | Attempt::Host(error)
@@ -423,7 +427,6 @@ impl Inner {
                         state.status = StepStatus::Compensated;
                         state.ended_ms = Some(now_ms());
                         self.save(run)?;
-                        self.store.flush().await?;
                         break;
                     }
                     Attempt::Retryable(error) | Attempt::Host(error)
