@@ -210,7 +210,8 @@ impl Runtime {
         info: &StepInfo,
         ctx: &str,
     ) -> Result<Result<String, StepError>, CallError> {
-        self.step(plugin, info, ctx, Direction::Execute, None).await
+        self.call_step(plugin, Direction::Execute, info, ctx, None)
+            .await
     }
 
     /// Runs `saga-step.compensate` in a fresh instance; otherwise as [`Self::execute`].
@@ -220,40 +221,18 @@ impl Runtime {
         info: &StepInfo,
         ctx: &str,
     ) -> Result<Result<String, StepError>, CallError> {
-        self.step(plugin, info, ctx, Direction::Compensate, None)
+        self.call_step(plugin, Direction::Compensate, info, ctx, None)
             .await
     }
 
-    /// [`Self::execute`] with a deadline other than the plugin's, when `timeout` says so.
-    pub async fn execute_with(
+    /// Runs `saga-step.execute` or `compensate` in a fresh instance, with the deadline
+    /// `timeout` instead of the plugin's when given; otherwise as [`Self::execute`].
+    pub async fn call_step(
         &self,
         plugin: &Plugin,
-        info: &StepInfo,
-        ctx: &str,
-        timeout: Option<Duration>,
-    ) -> Result<Result<String, StepError>, CallError> {
-        self.step(plugin, info, ctx, Direction::Execute, timeout)
-            .await
-    }
-
-    /// [`Self::compensate`] with a deadline other than the plugin's, when `timeout` says so.
-    pub async fn compensate_with(
-        &self,
-        plugin: &Plugin,
-        info: &StepInfo,
-        ctx: &str,
-        timeout: Option<Duration>,
-    ) -> Result<Result<String, StepError>, CallError> {
-        self.step(plugin, info, ctx, Direction::Compensate, timeout)
-            .await
-    }
-
-    async fn step(
-        &self,
-        plugin: &Plugin,
-        info: &StepInfo,
-        ctx: &str,
         direction: Direction,
+        info: &StepInfo,
+        ctx: &str,
         timeout: Option<Duration>,
     ) -> Result<Result<String, StepError>, CallError> {
         let limit = timeout.unwrap_or(plugin.settings().timeout);
@@ -352,10 +331,24 @@ impl Runtime {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Direction {
+/// Which export of `saga-step` a call runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// `saga-step.execute`.
     Execute,
+    /// `saga-step.compensate`.
     Compensate,
+}
+
+impl Direction {
+    /// `execute` or `compensate`, as in idempotency keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Execute => "execute",
+            Direction::Compensate => "compensate",
+        }
+    }
 }
 
 /// Turns the outcome of a call into the plugin's answer or a typed [`CallError`].

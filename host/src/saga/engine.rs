@@ -470,18 +470,10 @@ impl Inner {
             idempotency_key: format!("{}:{}:{}", run.id, config.name, direction.as_str()),
         };
         let started_ms = now_ms();
-        let result = match direction {
-            Direction::Execute => {
-                self.runtime
-                    .execute_with(plugin, &info, context, config.timeout)
-                    .await
-            }
-            Direction::Compensate => {
-                self.runtime
-                    .compensate_with(plugin, &info, context, config.timeout)
-                    .await
-            }
-        };
+        let result = self
+            .runtime
+            .call_step(plugin, direction, &info, context, config.timeout)
+            .await;
         let attempt = match result {
             Ok(Ok(json)) => match serde_json::from_str::<Value>(&json) {
                 Ok(Value::Object(output)) => Attempt::Ok(output),

@@ -15,6 +15,8 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+pub use crate::runtime::Direction;
+
 /// The format of [`Run`] records this release writes.
 pub const RUN_FORMAT: u32 = 1;
 
@@ -211,26 +213,6 @@ pub struct JournalEntry {
     pub outcome: Outcome,
     /// The error, unless it succeeded.
     pub error: Option<String>,
-}
-
-/// Which way a step call goes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// `saga-step.execute`.
-    Execute,
-    /// `saga-step.compensate`.
-    Compensate,
-}
-
-impl Direction {
-    /// `execute` or `compensate`, as in idempotency keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Execute => "execute",
-            Direction::Compensate => "compensate",
-        }
-    }
 }
 
 /// How an attempt ended.
