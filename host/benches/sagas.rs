@@ -1,0 +1,554 @@
+//! Durable saga throughput over HTTP, next to a baseline measured in the same run.
+//!
+//! `cargo bench --bench sagas` starts, in this process and on loopback:
+//!
+//! - **flowhost**: [`flowhost::run`] on `127.0.0.1:0` with the configuration of
+//!   `examples/bench/flowhost.toml` (workflow `noop5`: five steps of the no-op plugin;
+//!   `server.max-concurrent-runs = 64`), its data directory fresh under
+//!   `CARGO_TARGET_TMPDIR`. Durability is on, as it always is: the run store is sled on
+//!   this machine's disk, flushed with group commit wherever the engine makes a run durable.
+//!   Each request is `POST /v1/workflows/noop5/runs?wait=10s` with a small JSON body; it
+//!   counts as a success only if the answer is 200 with `"status":"completed"`.
+//! - **baseline**: a bare axum route on `127.0.0.1:0`, on the same server runtime, answering
+//!   the same request with the very body one real noop5 run returned (captured first), so
+//!   that both sides move the same bytes: the floor HTTP and the load generator set.
+//!
+//! Both are driven by the same load generator: `BENCH_CLIENTS` (default 16) tokio tasks, each
+//! with its own HTTP/1.1 keep-alive connection, sending requests back to back for a 1 s
+//! warm-up and then `BENCH_SECONDS` (default 5) measured seconds. The clients use hyper's
+//! connection API directly: `reqwest` parses the URL and checks a connection out of its pool
+//! on every request, which cost more CPU than axum spent serving the baseline. A request
+//! counts if it started in the measured window; throughput is successful requests over the
+//! time from the window's start to the last counted answer. Latency is per request, from
+//! send to the answer's last byte (parsed), so it includes queueing in client and server.
+//!
+//! It prints, per side, requests/s, p50, p99 and max latency, errors, and the CPU time the
+//! whole process used per request (from `/proc/self/stat`, Linux only), then the ratio
+//! flowhost/baseline. It fails (exit status 1) if either side's errors exceed 1%.
+//!
+//! Caveats, printed too: the load generator, both servers, sled's threads and wasmtime's epoch
+//! ticker all share this machine's cores, so the figures are a lower bound of what a server
+//! alone would do; no `tracing` subscriber is installed (as with `RUST_LOG=off`).
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail, ensure};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1::{SendRequest, handshake};
+use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::rt::TokioIo;
+use serde::Deserialize;
+use tokio::net::{TcpListener, TcpStream};
+
+/// The route both servers answer, and the query flowhost honours.
+const PATH: &str = "/v1/workflows/noop5/runs?wait=10s";
+/// The run's context: small, like a real request's.
+const REQUEST_BODY: &str = r#"{"order_id":"o-1","customer":"c-42","amount_cents":1999}"#;
+/// Warm-up before each measurement: connections open, caches and pools filled.
+const WARM_UP: Duration = Duration::from_secs(1);
+/// Share of errors above which the benchmark fails.
+const MAX_ERROR_RATE: f64 = 0.01;
+/// The issue's target for a 2-core machine, printed for context: durable sagas per second...
+const TARGET_RPS: f64 = 4_000.0;
+/// ...with this p99 latency at most.
+const TARGET_P99: Duration = Duration::from_millis(10);
+
+fn main() -> anyhow::Result<()> {
+    let settings = Settings::from_env()?;
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    // Other work on the machine skews every figure; say how busy it was before we started.
+    let load = std::fs::read_to_string("/proc/loadavg").ok();
+    let load = load.as_deref().and_then(|l| l.split_whitespace().next());
+
+    // The servers get a runtime like `flowhost serve`'s (one worker per core); the load
+    // generator its own, so that a profile tells them apart by thread name.
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    let load_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("loadgen")
+        .enable_all()
+        .build()?;
+
+    let data = tempfile::Builder::new()
+        .prefix("flowhost-bench-sagas-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let flowhost = server_rt.block_on(Flowhost::start(data.path()))?;
+    let run_body = load_rt.block_on(capture(flowhost.address))?;
+    let baseline_address = server_rt.block_on(baseline(run_body.clone()))?;
+
+    println!("sagas: durable saga throughput over HTTP, flowhost next to a bare axum route");
+    println!(
+        "command: cargo bench --bench sagas  (BENCH_SECONDS={} BENCH_CLIENTS={})",
+        settings.seconds.as_secs_f64(),
+        settings.clients
+    );
+    println!(
+        "machine: {cores} cores (1-min load average {} before start); the load generator, both servers, sled and wasmtime share them (one process)",
+        load.unwrap_or("n/a")
+    );
+    println!(
+        "load: {} clients (hyper HTTP/1.1, keep-alive, back to back), {:?} warm-up, {:?} measured, loopback",
+        settings.clients, WARM_UP, settings.seconds
+    );
+    println!(
+        "request: POST {PATH}, {} B body; answer: {} B (one real noop5 run's, served as-is by the baseline)",
+        REQUEST_BODY.len(),
+        run_body.len()
+    );
+    println!(
+        "flowhost: workflow noop5 (5 no-op steps), max-concurrent-runs 64, durable (sled on disk, group commit), no tracing subscriber"
+    );
+    println!();
+
+    let baseline = load_rt.block_on(drive(baseline_address, &settings));
+    let flowhost_report = load_rt.block_on(drive(flowhost.address, &settings));
+
+    println!(
+        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>22} {:>22}",
+        "", "req/s", "p50", "p99", "max", "errors", "CPU/req (process)"
+    );
+    baseline.print("baseline");
+    flowhost_report.print("flowhost");
+    println!();
+    println!(
+        "ratio flowhost/baseline: throughput {:.4} ({:.1}x slower), p50 {:.1}x, p99 {:.1}x",
+        flowhost_report.rps() / baseline.rps(),
+        baseline.rps() / flowhost_report.rps(),
+        ratio(flowhost_report.percentile(50.0), baseline.percentile(50.0)),
+        ratio(flowhost_report.percentile(99.0), baseline.percentile(99.0)),
+    );
+    let p99 = flowhost_report.percentile(99.0);
+    let met = flowhost_report.rps() >= TARGET_RPS && p99 <= TARGET_P99;
+    println!(
+        "target (the issue's, for 2 cores): >= {TARGET_RPS} durable sagas/s and p99 <= {TARGET_P99:?}: {} ({:.0} sagas/s, p99 {})",
+        if met { "met" } else { "NOT met" },
+        flowhost_report.rps(),
+        ms(p99),
+    );
+
+    server_rt.block_on(flowhost.stop())?;
+    drop(server_rt);
+    for (name, report) in [("baseline", &baseline), ("flowhost", &flowhost_report)] {
+        report.check(name)?;
+    }
+    Ok(())
+}
+
+/// What the environment may override.
+struct Settings {
+    clients: usize,
+    seconds: Duration,
+}
+
+impl Settings {
+    fn from_env() -> anyhow::Result<Self> {
+        fn var<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T> {
+            match std::env::var(name) {
+                Ok(value) => value
+                    .parse()
+                    .ok()
+                    .with_context(|| format!("{name}={value:?}: not a number")),
+                Err(_) => Ok(default),
+            }
+        }
+        let clients: usize = var("BENCH_CLIENTS", 16)?;
+        let seconds: f64 = var("BENCH_SECONDS", 5.0)?;
+        ensure!(clients > 0, "BENCH_CLIENTS must be at least 1");
+        ensure!(
+            seconds > 0.0 && seconds <= 600.0,
+            "BENCH_SECONDS must be in (0, 600]"
+        );
+        Ok(Self {
+            clients,
+            seconds: Duration::from_secs_f64(seconds),
+        })
+    }
+}
+
+/// flowhost, served in-process until [`Flowhost::stop`].
+struct Flowhost {
+    address: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<anyhow::Result<()>>,
+}
+
+impl Flowhost {
+    /// Serves `examples/bench/flowhost.toml`'s configuration with its data in `data`, and
+    /// waits until it answers `/healthz`.
+    async fn start(data: &std::path::Path) -> anyhow::Result<Self> {
+        let toml = format!(
+            r#"
+data-dir = {data:?}
+
+[server]
+max-concurrent-runs = 64
+
+[plugins.noop]
+path = {noop:?}
+
+[workflows.noop5]
+steps = [
+    {{ name = "one", plugin = "noop" }},
+    {{ name = "two", plugin = "noop" }},
+    {{ name = "three", plugin = "noop" }},
+    {{ name = "four", plugin = "noop" }},
+    {{ name = "five", plugin = "noop" }},
+]
+"#,
+            noop = flowhost_test_artifacts::NOOP,
+        );
+        let config = flowhost::Config::from_toml(&toml)?;
+        let listener = TcpListener::bind("127.0.0.1:0").await?;
+        let address = listener.local_addr()?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(flowhost::run(listener, config, async {
+            let _ = stopped.await;
+        }));
+        let mut connection = Connection::new(address);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            ensure!(!task.is_finished(), "flowhost stopped while starting");
+            let health = connection.send(Method::GET, "/healthz", Bytes::new());
+            if let Ok((status, _)) = health.await
+                && status.is_success()
+            {
+                break;
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "flowhost did not answer /healthz in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Self {
+            address,
+            stop,
+            task,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await.context("flowhost panicked")?
+    }
+}
+
+/// Runs noop5 once on flowhost at `address` and returns the body it answered with.
+async fn capture(address: SocketAddr) -> anyhow::Result<Bytes> {
+    let (status, body) = Connection::new(address)
+        .send(
+            Method::POST,
+            PATH,
+            Bytes::from_static(REQUEST_BODY.as_bytes()),
+        )
+        .await
+        .map_err(anyhow::Error::msg)?;
+    ensure!(
+        status == StatusCode::OK && completed(&body),
+        "a noop5 run answered {status}: {}",
+        String::from_utf8_lossy(&body)
+    );
+    Ok(body)
+}
+
+/// Serves `body` as JSON on every `POST` of the route, and returns the address.
+async fn baseline(body: Bytes) -> anyhow::Result<SocketAddr> {
+    let route = axum::routing::post(move |_request: Bytes| {
+        let body = body.clone();
+        async move { ([(CONTENT_TYPE, "application/json")], body) }
+    });
+    let app = axum::Router::new().route("/v1/workflows/noop5/runs", route);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let address = listener.local_addr()?;
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(address)
+}
+
+/// Whether an answer's body is a run that completed.
+fn completed(body: &[u8]) -> bool {
+    #[derive(Deserialize)]
+    struct Answer<'a> {
+        #[serde(borrow)]
+        status: &'a str,
+    }
+    serde_json::from_slice::<Answer>(body).is_ok_and(|a| a.status == "completed")
+}
+
+/// What one client saw in the measured window.
+#[derive(Default)]
+struct Tally {
+    latencies: Vec<Duration>,
+    errors: usize,
+    /// A few distinct errors, to show.
+    samples: Vec<String>,
+    /// When the last counted answer arrived.
+    last: Option<Instant>,
+}
+
+/// Drives the server at `address` with the configured clients: warm-up, then the measured
+/// window.
+async fn drive(address: SocketAddr, settings: &Settings) -> Report {
+    let start = Instant::now();
+    let window = start + WARM_UP;
+    let end = window + settings.seconds;
+    let clients: Vec<_> = (0..settings.clients)
+        .map(|_| tokio::spawn(client(address, window, end)))
+        .collect();
+    let cpu = tokio::spawn(async move {
+        tokio::time::sleep_until(window.into()).await;
+        let (before, from) = (process_cpu(), Instant::now());
+        tokio::time::sleep_until(end.into()).await;
+        Some((process_cpu()? - before?, from.elapsed()))
+    });
+    let mut report = Report {
+        window: Some(window),
+        cpu: cpu.await.expect("the CPU probe panicked"),
+        ..Report::default()
+    };
+    for client in clients {
+        let tally = client.await.expect("a client panicked");
+        report.latencies.extend(tally.latencies);
+        report.errors += tally.errors;
+        for sample in tally.samples {
+            if report.samples.len() < 5 && !report.samples.contains(&sample) {
+                report.samples.push(sample);
+            }
+        }
+        report.last = report.last.max(tally.last);
+    }
+    report.latencies.sort_unstable();
+    report
+}
+
+/// One client: requests back to back on one keep-alive connection until `end`; those that
+/// started at or after `window` count.
+async fn client(address: SocketAddr, window: Instant, end: Instant) -> Tally {
+    let mut connection = Connection::new(address);
+    let body = Bytes::from_static(REQUEST_BODY.as_bytes());
+    let mut tally = Tally::default();
+    loop {
+        let sent = Instant::now();
+        if sent >= end {
+            return tally;
+        }
+        let outcome = request(&mut connection, body.clone()).await;
+        let answered = Instant::now();
+        if sent < window {
+            continue;
+        }
+        tally.latencies.push(answered - sent);
+        tally.last = Some(answered);
+        if let Err(error) = outcome {
+            tally.errors += 1;
+            if tally.samples.len() < 5 && !tally.samples.contains(&error) {
+                tally.samples.push(error);
+            }
+        }
+    }
+}
+
+/// One run; an error unless the answer is 200 with a completed run.
+async fn request(connection: &mut Connection, body: Bytes) -> Result<(), String> {
+    let (status, body) = connection.send(Method::POST, PATH, body).await?;
+    if status != StatusCode::OK {
+        return Err(format!("status {status}"));
+    }
+    if !completed(&body) {
+        let head = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
+        return Err(format!("not completed: {head}"));
+    }
+    Ok(())
+}
+
+/// One HTTP/1.1 keep-alive connection to `address`, opened on first use and again after a
+/// transport error.
+struct Connection {
+    address: SocketAddr,
+    host: HeaderValue,
+    sender: Option<SendRequest<Full<Bytes>>>,
+}
+
+impl Connection {
+    fn new(address: SocketAddr) -> Self {
+        Self {
+            address,
+            host: HeaderValue::from_str(&address.to_string()).expect("an address is a valid host"),
+            sender: None,
+        }
+    }
+
+    /// `method path` with a JSON `body`; the status and the whole answer's body.
+    async fn send(
+        &mut self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(HOST, self.host.clone())
+            .header(CONTENT_TYPE, "application/json")
+            .body(Full::new(body))
+            .map_err(|e| format!("building the request: {e}"))?;
+        let result = self.exchange(request).await;
+        if result.is_err() {
+            self.sender = None;
+        }
+        result
+    }
+
+    async fn exchange(
+        &mut self,
+        request: Request<Full<Bytes>>,
+    ) -> Result<(StatusCode, Bytes), String> {
+        let sender = match &mut self.sender {
+            Some(sender) if !sender.is_closed() => sender,
+            slot => slot.insert(open(self.address).await?),
+        };
+        sender
+            .ready()
+            .await
+            .map_err(|e| format!("connection: {e}"))?;
+        let answer = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("transport: {e}"))?;
+        let status = answer.status();
+        let body = answer
+            .into_body()
+            .collect()
+            .await
+            .map_err(|e| format!("reading the body: {e}"))?
+            .to_bytes();
+        Ok((status, body))
+    }
+}
+
+/// Connects to `address` and spawns the task that drives the connection.
+async fn open(address: SocketAddr) -> Result<SendRequest<Full<Bytes>>, String> {
+    let stream = TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("connecting: {e}"))?;
+    stream
+        .set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    let (sender, connection) = handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// One side's figures.
+#[derive(Default)]
+struct Report {
+    /// Every counted request's latency, sorted.
+    latencies: Vec<Duration>,
+    errors: usize,
+    samples: Vec<String>,
+    window: Option<Instant>,
+    last: Option<Instant>,
+    /// CPU time the whole process (servers and load generator) used in the window, and the
+    /// window's length as the probe saw it.
+    cpu: Option<(Duration, Duration)>,
+}
+
+impl Report {
+    /// Successful requests per second over the measured window.
+    fn rps(&self) -> f64 {
+        let elapsed = match (self.window, self.last) {
+            (Some(window), Some(last)) => last.duration_since(window).as_secs_f64(),
+            _ => return 0.0,
+        };
+        (self.latencies.len() - self.errors) as f64 / elapsed
+    }
+
+    /// Nearest-rank percentile `p` of the latencies.
+    fn percentile(&self, p: f64) -> Duration {
+        if self.latencies.is_empty() {
+            return Duration::ZERO;
+        }
+        let rank = (p / 100.0 * self.latencies.len() as f64).ceil() as usize;
+        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
+    }
+
+    /// CPU time per request and cores busy, if known.
+    fn cpu(&self) -> String {
+        let Some((cpu, elapsed)) = self.cpu else {
+            return "n/a".into();
+        };
+        let per_request = cpu / self.latencies.len().max(1) as u32;
+        let cores = cpu.as_secs_f64() / elapsed.as_secs_f64();
+        format!(
+            "{:.0} us ({cores:.2} cores)",
+            per_request.as_secs_f64() * 1e6
+        )
+    }
+
+    fn error_rate(&self) -> f64 {
+        self.errors as f64 / self.latencies.len().max(1) as f64
+    }
+
+    fn print(&self, name: &str) {
+        println!(
+            "{name:<10} {:>10.0} {:>10} {:>10} {:>10} {:>22} {:>22}",
+            self.rps(),
+            ms(self.percentile(50.0)),
+            ms(self.percentile(99.0)),
+            ms(self.latencies.last().copied().unwrap_or_default()),
+            format!(
+                "{} / {} ({:.2}%)",
+                self.errors,
+                self.latencies.len(),
+                100.0 * self.error_rate()
+            ),
+            self.cpu(),
+        );
+        for sample in &self.samples {
+            println!("{:<10} error: {sample}", "");
+        }
+    }
+
+    /// Fails if nothing was measured or too many requests failed.
+    fn check(&self, name: &str) -> anyhow::Result<()> {
+        if self.latencies.is_empty() {
+            bail!("{name}: no request completed in the measured window");
+        }
+        if self.error_rate() > MAX_ERROR_RATE {
+            bail!(
+                "{name}: {} of {} requests failed ({:.2}% > {:.0}%)",
+                self.errors,
+                self.latencies.len(),
+                100.0 * self.error_rate(),
+                100.0 * MAX_ERROR_RATE
+            );
+        }
+        Ok(())
+    }
+}
+
+/// CPU time this process has used so far, all threads, user and system: fields 14 and 15
+/// of `/proc/self/stat`, in clock ticks of 10 ms (`USER_HZ` is 100 on Linux). None elsewhere.
+fn process_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // The command name, in parentheses, may hold spaces: count fields after it.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
+    Some(Duration::from_millis(10 * (ticks(11)? + ticks(12)?)))
+}
+
+fn ms(d: Duration) -> String {
+    format!("{:.3} ms", d.as_secs_f64() * 1e3)
+}
+
+fn ratio(a: Duration, b: Duration) -> f64 {
+    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
+}
