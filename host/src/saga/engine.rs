@@ -89,6 +89,26 @@ struct Inner {
     tasks: TaskTracker,
 }
 
+/// A run being driven, with the status its stored record has, which the store needs to
+/// keep its status index right without reading the record back.
+struct Tracked {
+    run: Run,
+    stored: RunStatus,
+}
+
+impl std::ops::Deref for Tracked {
+    type Target = Run;
+    fn deref(&self) -> &Run {
+        &self.run
+    }
+}
+
+impl std::ops::DerefMut for Tracked {
+    fn deref_mut(&mut self) -> &mut Run {
+        &mut self.run
+    }
+}
+
 /// What the forward pass ended with.
 enum Forward {
     Completed,
@@ -250,10 +270,11 @@ impl Engine {
                 status: run.status.as_str(),
             });
         }
+        let previous = run.status;
         run.status = RunStatus::Compensating;
         run.ended_ms = None;
         run.updated_ms = now_ms();
-        self.inner.store.save(&run)?;
+        self.inner.store.save(&run, previous)?;
         self.inner.store.flush().await?;
         self.spawn(run.clone());
         Ok(run)
@@ -303,7 +324,11 @@ impl Engine {
 }
 
 impl Inner {
-    async fn drive(&self, mut run: Run) -> Result<(), Halt> {
+    async fn drive(&self, run: Run) -> Result<(), Halt> {
+        let mut run = Tracked {
+            stored: run.status,
+            run,
+        };
         let Some(workflow) = self.workflows.get(&run.workflow) else {
             run.error = Some(RunError {
                 step: String::new(),
@@ -336,7 +361,7 @@ impl Inner {
     }
 
     /// Executes the steps that have not completed, in order.
-    async fn forward(&self, run: &mut Run, workflow: &Workflow) -> Result<Forward, Halt> {
+    async fn forward(&self, run: &mut Tracked, workflow: &Workflow) -> Result<Forward, Halt> {
         for (index, (config, plugin)) in workflow.steps.iter().enumerate() {
             if run.steps[index].status == StepStatus::Completed {
                 continue;
@@ -390,7 +415,7 @@ impl Inner {
     }
 
     /// Compensates the completed steps in reverse order.
-    async fn backward(&self, run: &mut Run, workflow: &Workflow) -> Result<(), Halt> {
+    async fn backward(&self, run: &mut Tracked, workflow: &Workflow) -> Result<(), Halt> {
         for (index, (config, plugin)) in workflow.steps.iter().enumerate().rev() {
             let undo = matches!(
                 run.steps[index].status,
@@ -512,13 +537,15 @@ impl Inner {
         }
     }
 
-    fn save(&self, run: &mut Run) -> Result<(), StoreError> {
+    fn save(&self, run: &mut Tracked) -> Result<(), StoreError> {
         run.updated_ms = now_ms();
-        self.store.save(run)
+        self.store.save(&run.run, run.stored)?;
+        run.stored = run.run.status;
+        Ok(())
     }
 
     /// Records a terminal status durably, then wakes whoever waits for the run.
-    async fn finish(&self, run: &mut Run, status: RunStatus) -> Result<(), Halt> {
+    async fn finish(&self, run: &mut Tracked, status: RunStatus) -> Result<(), Halt> {
         run.status = status;
         run.ended_ms = Some(now_ms());
         self.save(run)?;

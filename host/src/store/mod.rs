@@ -293,8 +293,9 @@ pub trait RunStore: Send + Sync {
     /// same workflow, exists: then returns that one and stores nothing.
     fn create(&self, run: &Run) -> Result<Created, StoreError>;
 
-    /// Replaces a run's record (and its index entries).
-    fn save(&self, run: &Run) -> Result<(), StoreError>;
+    /// Replaces a run's record; `previous` is the status it had in the store, so that the
+    /// status index moves only when the status does.
+    fn save(&self, run: &Run, previous: RunStatus) -> Result<(), StoreError>;
 
     /// The run with this id.
     fn get(&self, id: &str) -> Result<Option<Run>, StoreError>;

@@ -9,14 +9,13 @@
 //! | `by_workflow` | workflow, `0`, created ms, run id | empty |
 //! | `idempotency` | workflow, `0`, client key | run id |
 //!
-//! A run's record and its index entries change in one transaction. Durability comes from
+//! No sled transactions (see `save`): writes are ordered so that a crash can leave an extra
+//! index entry but never lose one, and readers check the record. Durability comes from
 //! [`RunStore::flush`]: one committer task flushes sled for every caller waiting at that
 //! moment (group commit).
 
 use std::path::Path;
 
-use sled::Transactional;
-use sled::transaction::{ConflictableTransactionError, TransactionError};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
@@ -127,71 +126,77 @@ fn journal_prefix(run_id: &str) -> Vec<u8> {
     key
 }
 
-/// Turns a transaction error carrying our error back into it.
-fn untx(e: TransactionError<StoreError>) -> StoreError {
-    match e {
-        TransactionError::Abort(e) => e,
-        TransactionError::Storage(e) => backend(e),
-    }
-}
-
 impl RunStore for SledStore {
     fn create(&self, run: &Run) -> Result<Created, StoreError> {
-        let record = serde_json::to_vec(run).map_err(backend)?;
-        let idem = run
-            .idempotency_key
-            .as_deref()
-            .map(|k| idempotency_key(&run.workflow, k));
-        (
-            &self.runs,
-            &self.by_created,
-            &self.by_status,
-            &self.by_workflow,
-            &self.idempotency,
-        )
-            .transaction(|(runs, by_created, by_status, by_workflow, idempotency)| {
-                let existing_id = match &idem {
-                    Some(key) if runs.get(run.id.as_bytes())?.is_none() => {
-                        idempotency.get(key)?.map(|id| id.to_vec())
-                    }
-                    _ => Some(run.id.as_bytes().to_vec()),
-                };
-                if let Some(id) = existing_id
-                    && let Some(bytes) = runs.get(&id)?
+        // Claim the idempotency key first, then the id, each with a compare-and-swap. A key
+        // left pointing at no run (a crash between the two) is taken over.
+        if let Some(client_key) = &run.idempotency_key {
+            let key = idempotency_key(&run.workflow, client_key);
+            let mut expected: Option<sled::IVec> = None;
+            loop {
+                match self
+                    .idempotency
+                    .compare_and_swap(&key, expected.clone(), Some(run.id.as_bytes()))
+                    .map_err(backend)?
                 {
-                    let existing = self
-                        .decode(&id, &bytes)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    return Ok(Created::Existing(Box::new(existing)));
+                    Ok(()) => break,
+                    Err(conflict) => {
+                        let owner = conflict
+                            .current
+                            .expect("a failed swap from a value has one");
+                        if let Some(existing) = self.get(&String::from_utf8_lossy(&owner))? {
+                            return Ok(Created::Existing(Box::new(existing)));
+                        }
+                        expected = Some(owner);
+                    }
                 }
-                runs.insert(run.id.as_bytes(), record.as_slice())?;
-                by_created.insert(created_key(run), &[])?;
-                by_status.insert(status_key(run.status, run), &[])?;
-                by_workflow.insert(workflow_key(run), &[])?;
-                if let Some(key) = &idem {
-                    idempotency.insert(key.as_slice(), run.id.as_bytes())?;
-                }
-                Ok(Created::New)
-            })
-            .map_err(untx)
+            }
+        }
+        let record = serde_json::to_vec(run).map_err(backend)?;
+        if let Err(conflict) = self
+            .runs
+            .compare_and_swap(run.id.as_bytes(), None as Option<&[u8]>, Some(record))
+            .map_err(backend)?
+        {
+            let current = conflict
+                .current
+                .expect("a failed swap from nothing has a value");
+            return Ok(Created::Existing(Box::new(
+                self.decode(run.id.as_bytes(), &current)?,
+            )));
+        }
+        self.by_created
+            .insert(created_key(run), &[])
+            .map_err(backend)?;
+        self.by_workflow
+            .insert(workflow_key(run), &[])
+            .map_err(backend)?;
+        self.by_status
+            .insert(status_key(run.status, run), &[])
+            .map_err(backend)?;
+        Ok(Created::New)
     }
 
-    fn save(&self, run: &Run) -> Result<(), StoreError> {
+    fn save(&self, run: &Run, previous: RunStatus) -> Result<(), StoreError> {
+        // No transaction: sled's first transaction puts every later operation behind one
+        // process-wide lock, which a flush holds for its whole write and sync. Instead the
+        // new index entry goes in before the record and the old one out after it, so a crash
+        // between leaves an extra entry, never a missing one; readers check the record.
+        if previous != run.status {
+            self.by_status
+                .insert(status_key(run.status, run), &[])
+                .map_err(backend)?;
+        }
         let record = serde_json::to_vec(run).map_err(backend)?;
-        (&self.runs, &self.by_status)
-            .transaction(|(runs, by_status)| {
-                if let Some(old) = runs.insert(run.id.as_bytes(), record.as_slice())? {
-                    let old = self
-                        .decode(run.id.as_bytes(), &old)
-                        .map_err(ConflictableTransactionError::Abort)?;
-                    if old.status != run.status {
-                        by_status.remove(status_key(old.status, run))?;
-                    }
-                }
-                by_status.insert(status_key(run.status, run), &[])?;
-                Ok(())
-            })
-            .map_err(untx)
+        self.runs
+            .insert(run.id.as_bytes(), record)
+            .map_err(backend)?;
+        if previous != run.status {
+            self.by_status
+                .remove(status_key(previous, run))
+                .map_err(backend)?;
+        }
+        Ok(())
     }
 
     fn get(&self, id: &str) -> Result<Option<Run>, StoreError> {
@@ -255,7 +260,8 @@ impl RunStore for SledStore {
             let Some(run) = self.get(&String::from_utf8_lossy(id))? else {
                 continue;
             };
-            if query.workflow.as_ref().is_some_and(|w| *w != run.workflow) {
+            let stale = query.status.is_some_and(|status| status != run.status);
+            if stale || query.workflow.as_ref().is_some_and(|w| *w != run.workflow) {
                 continue;
             }
             if page.runs.len() == query.limit {
@@ -281,7 +287,10 @@ impl RunStore for SledStore {
             for item in self.by_status.scan_prefix([status_byte(status)]) {
                 let (key, _) = item.map_err(backend)?;
                 let id = run_id_of(&key, 1).unwrap_or_default();
-                if let Some(run) = self.get(&String::from_utf8_lossy(id))? {
+                // An index entry a crash left behind may be stale: the record decides.
+                if let Some(run) = self.get(&String::from_utf8_lossy(id))?
+                    && run.status == status
+                {
                     runs.push(run);
                 }
             }
@@ -318,4 +327,140 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
         }
     }
     Vec::new()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RUN_FORMAT, StepState};
+
+    fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
+        Run {
+            format: RUN_FORMAT,
+            id: id.into(),
+            workflow: "w".into(),
+            status: RunStatus::Pending,
+            input: serde_json::Map::new(),
+            steps: vec![StepState::pending("s")],
+            error: None,
+            plugins: Default::default(),
+            idempotency_key: key.map(Into::into),
+            created_ms,
+            updated_ms: created_ms,
+            ended_ms: None,
+        }
+    }
+
+    fn ids(page: &Page) -> Vec<&str> {
+        page.runs.iter().map(|r| r.id.as_str()).collect()
+    }
+
+    #[tokio::test]
+    async fn creates_once_per_id_and_per_idempotency_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        assert!(matches!(
+            store.create(&run("a", 1, Some("k"))).unwrap(),
+            Created::New
+        ));
+        let Created::Existing(same_key) = store.create(&run("b", 2, Some("k"))).unwrap() else {
+            panic!()
+        };
+        assert_eq!(same_key.id, "a");
+        let Created::Existing(same_id) = store.create(&run("a", 3, None)).unwrap() else {
+            panic!()
+        };
+        assert_eq!(same_id.created_ms, 1);
+        assert!(
+            store.get("b").unwrap().is_none(),
+            "nothing of the repeat was stored"
+        );
+    }
+
+    #[tokio::test]
+    async fn status_index_follows_saves_and_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            for (id, at) in [("a", 1), ("b", 2), ("c", 3)] {
+                store.create(&run(id, at, None)).unwrap();
+            }
+            let mut b = store.get("b").unwrap().unwrap();
+            b.status = RunStatus::Completed;
+            store.save(&b, RunStatus::Pending).unwrap();
+            store.flush().await.unwrap();
+        }
+        // The committer task holds the database until it sees the store gone.
+        let mut reopened = None;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            reopened = SledStore::open(dir.path()).ok();
+            if reopened.is_some() {
+                break;
+            }
+        }
+        let store = reopened.expect("the store reopens once the committer has let go");
+        let all = store
+            .list(&ListQuery {
+                limit: 2,
+                ..ListQuery::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&all), ["c", "b"]);
+        let rest = store
+            .list(&ListQuery {
+                limit: 2,
+                cursor: all.next_cursor.clone(),
+                ..ListQuery::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&rest), ["a"]);
+        assert_eq!(rest.next_cursor, None);
+        let done = store
+            .list(&ListQuery {
+                status: Some(RunStatus::Completed),
+                limit: 10,
+                ..ListQuery::default()
+            })
+            .unwrap();
+        assert_eq!(ids(&done), ["b"]);
+        let mut unfinished: Vec<String> = store
+            .unfinished()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.id)
+            .collect();
+        unfinished.sort();
+        assert_eq!(unfinished, ["a", "c"]);
+    }
+
+    #[tokio::test]
+    async fn a_stale_index_entry_is_ignored() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut a = run("a", 1, None);
+        store.create(&a).unwrap();
+        // As if a crash hit between writing the record and removing the old entry.
+        a.status = RunStatus::Completed;
+        store
+            .by_status
+            .insert(status_key(RunStatus::Completed, &a), &[])
+            .unwrap();
+        store
+            .runs
+            .insert("a", serde_json::to_vec(&a).unwrap())
+            .unwrap();
+        assert!(
+            store.unfinished().unwrap().is_empty(),
+            "the pending entry is stale"
+        );
+        let pending = store
+            .list(&ListQuery {
+                status: Some(RunStatus::Pending),
+                limit: 10,
+                ..ListQuery::default()
+            })
+            .unwrap();
+        assert!(pending.runs.is_empty());
+    }
 }
