@@ -226,13 +226,13 @@ impl Engine {
     /// is then.
     pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Run, EngineError> {
         let (tx, rx) = oneshot::channel();
-        self.inner
-            .waiters
-            .lock()
-            .expect("waiters lock")
-            .entry(id.to_owned())
-            .or_default()
-            .push(tx);
+        {
+            let mut waiters = self.inner.waiters.lock().expect("waiters lock");
+            let waiting = waiters.entry(id.to_owned()).or_default();
+            // Callers that gave up (timed out, or found the run finished) are gone.
+            waiting.retain(|waiter| !waiter.is_closed());
+            waiting.push(tx);
+        }
         let run = self
             .get(id)?
             .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
