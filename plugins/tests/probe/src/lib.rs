@@ -97,7 +97,9 @@ impl Guest for Probe {
             "publish" => publish(args(&ctx)?),
             "publish_then_fail" => {
                 let outcome = publish(args(&ctx)?);
-                return Err(StepError::Retryable(format!("failed after publishing: {outcome}")));
+                return Err(StepError::Retryable(format!(
+                    "failed after publishing: {outcome}"
+                )));
             }
             "log" => {
                 let LogArgs { level, message } = args(&ctx)?;
