@@ -401,7 +401,7 @@ async fn sigterm_stops_gracefully_and_unfinished_runs_resume() {
     assert!(server.log().contains("shutting down"), "{}", server.log());
 
     services.delay(0).await;
-    server.start_again().await;
+    server.restart().await;
     for (i, id) in ids.iter().enumerate() {
         let run = server.until_terminal(id).await;
         assert_eq!(run["status"], "completed", "{run}");

@@ -114,14 +114,10 @@ impl Server {
         (start.elapsed(), exit.success())
     }
 
-    /// Starts the server again on the same data directory and port.
+    /// Starts the server again on the same data directory and port (killing it first if it
+    /// still runs).
     pub async fn restart(&mut self) {
         self.kill();
-        self.spawn().await;
-    }
-
-    /// Starts the server again after [`Self::terminate`].
-    pub async fn start_again(&mut self) {
         self.spawn().await;
     }
 

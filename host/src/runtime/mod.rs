@@ -257,11 +257,7 @@ impl Runtime {
             }
         })
         .await;
-        let result = settle(plugin, &store, limit, outcome)?;
-        if result.is_ok() {
-            self.release(plugin, &mut store).await?;
-        }
-        Ok(result)
+        self.conclude(plugin, store, limit, outcome).await
     }
 
     /// Runs `event-handler.handle` in a fresh instance; otherwise as [`Self::execute`].
@@ -292,11 +288,8 @@ impl Runtime {
                 .await
         })
         .await;
-        let result = settle(plugin, &store, plugin.settings().timeout, outcome)?;
-        if result.is_ok() {
-            self.release(plugin, &mut store).await?;
-        }
-        Ok(result)
+        self.conclude(plugin, store, plugin.settings().timeout, outcome)
+            .await
     }
 
     /// A fresh store for one call: the plugin's limits, and a yield to the executor on
@@ -308,6 +301,22 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
         store
+    }
+
+    /// The host's verdict on a finished call; when the plugin's own answer is `Ok`, what the
+    /// call published goes to the sink (the transactional outbox), otherwise it is dropped.
+    async fn conclude<T, E>(
+        &self,
+        plugin: &Plugin,
+        mut store: Store<HostState>,
+        limit: Duration,
+        outcome: Result<wasmtime::Result<Result<T, E>>, tokio::time::error::Elapsed>,
+    ) -> Result<Result<T, E>, CallError> {
+        let result = settle(plugin, &store, limit, outcome)?;
+        if result.is_ok() {
+            self.release(plugin, &mut store).await?;
+        }
+        Ok(result)
     }
 
     /// Hands the events a successful call published to the sink.
