@@ -7,6 +7,8 @@
 //! - `baseline_empty_component`: instantiate and drop a component with nothing in it on the
 //!   same engine, with no WASI and no capabilities: the floor the machine sets today;
 //! - `noop_step`: the no-op step plugin through `Runtime::execute`;
+//! - `noop_step_warm`: the same step in the instance the previous call left, as a run's
+//!   consecutive steps of one plugin are (`Runtime::call_step_in`);
 //! - `cache_step`: the probe plugin's `cache_get` step: JSON in the guest plus one cache call.
 
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use flowhost::bindings::types::StepInfo;
 use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
 use flowhost::plugins::PluginRegistry;
+use flowhost::runtime::{Direction, WarmInstance};
 use flowhost::{Config, Runtime};
 
 fn main() {
@@ -85,6 +88,29 @@ fn noop_step(bencher: Bencher) {
     bencher.bench_local(|| {
         f.executor
             .block_on(f.runtime.execute(plugin, &info, "{}"))
+            .unwrap()
+            .unwrap()
+    });
+}
+
+/// The no-op step again, in the instance the previous call left (a run's consecutive steps of
+/// one plugin): what instantiation costs is `noop_step` minus this.
+#[divan::bench(sample_count = 2000)]
+fn noop_step_warm(bencher: Bencher) {
+    let f = fixture();
+    let plugin = f.registry.get("noop").unwrap();
+    let info = info("noop");
+    let mut warm = WarmInstance::default();
+    bencher.bench_local(|| {
+        f.executor
+            .block_on(f.runtime.call_step_in(
+                &mut warm,
+                plugin,
+                Direction::Execute,
+                &info,
+                "{}",
+                None,
+            ))
             .unwrap()
             .unwrap()
     });

@@ -56,6 +56,11 @@ const TARGET_RPS: f64 = 4_000.0;
 /// ...with this p99 latency at most.
 const TARGET_P99: Duration = Duration::from_millis(10);
 
+/// The allocator `flowhost serve` uses (see `src/main.rs`), so that the figures are the
+/// binary's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());

@@ -12,6 +12,12 @@ use flowhost::capabilities::events::MemorySink;
 use flowhost::plugins::PluginRegistry;
 use flowhost::{Config, PluginSettings, Runtime};
 
+/// mimalloc rather than glibc's malloc: the host allocates from many threads at once (tokio
+/// workers, sled's, wasmtime's), where glibc's arenas contend. `cargo bench --bench sagas`
+/// measured 3,539 durable sagas/s with glibc and 4,660 with mimalloc, same build otherwise.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// A workflow host for WebAssembly plugins.
 #[derive(Parser)]
 #[command(version, about)]

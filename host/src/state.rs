@@ -1,7 +1,7 @@
 //! [`HostState`]: the data of one plugin call's `Store`.
 //!
-//! A store lives for one call (or, later, for one run's consecutive calls of a plugin) and
-//! holds everything that call may touch: the WASI context with nothing granted, a `wasi:http`
+//! A store lives for one call, or for one run's consecutive calls of a plugin (see
+//! [`crate::runtime::WarmInstance`]), and holds everything a call may touch: the WASI context with nothing granted, a `wasi:http`
 //! context that denies every outgoing request, the memory limiter, and one context per
 //! `flowhost:plugin` capability. Capabilities reach their own field only, through the
 //! getters given to [`crate::capabilities::add_to_linker`].
@@ -53,13 +53,40 @@ pub struct HostState {
 impl HostState {
     /// Fresh state for one call of `plugin` on behalf of `call`.
     pub fn new(capabilities: &Capabilities, plugin: &PluginSettings, call: &CallContext) -> Self {
+        let (services, events, log) = Self::per_call(capabilities, plugin, call);
         Self {
             table: ResourceTable::new(),
             wasi: sandboxed_wasi_ctx(),
             http: WasiHttpCtx::new(),
             deny_http: DenyOutgoingHttp,
             limiter: MemoryLimiter::new(plugin.memory_limit_bytes),
-            services: ServicesCtx::new(
+            services,
+            cache: CacheCtx::new(capabilities.cache.clone(), plugin.cache_namespace.clone()),
+            events,
+            log,
+            config: ConfigCtx::new(plugin.config.clone()),
+        }
+    }
+
+    /// Points a reused store at its next call: that call's ids, and nothing pending from
+    /// the previous one.
+    pub fn next_call(
+        &mut self,
+        capabilities: &Capabilities,
+        plugin: &PluginSettings,
+        call: &CallContext,
+    ) {
+        (self.services, self.events, self.log) = Self::per_call(capabilities, plugin, call);
+    }
+
+    /// The capability contexts that depend on the call, not only on the plugin.
+    fn per_call(
+        capabilities: &Capabilities,
+        plugin: &PluginSettings,
+        call: &CallContext,
+    ) -> (ServicesCtx, EventsCtx, LogCtx) {
+        (
+            ServicesCtx::new(
                 capabilities.services.clone(),
                 plugin.services.clone(),
                 CallMeta {
@@ -67,16 +94,14 @@ impl HostState {
                     idempotency_key: call.idempotency_key.clone(),
                 },
             ),
-            cache: CacheCtx::new(capabilities.cache.clone(), plugin.cache_namespace.clone()),
-            events: EventsCtx::new(
+            EventsCtx::new(
                 &plugin.name,
                 plugin.publish.clone(),
                 call.run_id.clone(),
                 capabilities.events.clone(),
             ),
-            log: LogCtx::new(plugin.name.clone(), call.run_id.clone(), call.step.clone()),
-            config: ConfigCtx::new(plugin.config.clone()),
-        }
+            LogCtx::new(plugin.name.clone(), call.run_id.clone(), call.step.clone()),
+        )
     }
 }
 

@@ -9,3 +9,4 @@ mod runtime;
 mod sagas;
 mod server;
 mod support;
+mod warm;

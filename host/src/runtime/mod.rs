@@ -28,6 +28,7 @@ use wasmtime::{
 
 pub use self::compile::CompiledCache;
 pub use self::plugin::{LoadError, Plugin, World};
+use crate::bindings::StepPlugin;
 use crate::bindings::types::{Event, StepError, StepInfo};
 use crate::capabilities::events::TopicPattern;
 use crate::capabilities::{self, Capabilities};
@@ -235,6 +236,28 @@ impl Runtime {
         ctx: &str,
         timeout: Option<Duration>,
     ) -> Result<Result<String, StepError>, CallError> {
+        self.call_step_in(
+            &mut WarmInstance::default(),
+            plugin,
+            direction,
+            info,
+            ctx,
+            timeout,
+        )
+        .await
+    }
+
+    /// As [`Self::call_step`], but in `warm`'s instance when it is one of `plugin`, and
+    /// leaving this call's instance in `warm` unless the call failed.
+    pub async fn call_step_in(
+        &self,
+        warm: &mut WarmInstance,
+        plugin: &Plugin,
+        direction: Direction,
+        info: &StepInfo,
+        ctx: &str,
+        timeout: Option<Duration>,
+    ) -> Result<Result<String, StepError>, CallError> {
         let limit = timeout.unwrap_or(plugin.settings().timeout);
         let pre = plugin.step_pre().ok_or_else(|| CallError::WrongWorld {
             plugin: plugin.name().clone(),
@@ -246,18 +269,46 @@ impl Runtime {
             idempotency_key: Some(info.idempotency_key.clone()),
             request_id: info.run_id.clone(),
         };
+        let (mut store, mut instance) = match warm.take_for(plugin) {
+            Some(Warm {
+                mut store,
+                instance,
+                ..
+            }) => {
+                store
+                    .data_mut()
+                    .next_call(&self.capabilities, plugin.settings(), &call);
+                store.set_epoch_deadline(1);
+                (store, Some(instance))
+            }
+            None => (self.store(plugin, &call), None),
+        };
         let ctx = ctx.to_owned();
-        let mut store = self.store(plugin, &call);
         let outcome = tokio::time::timeout(limit, async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            let step = instance.flowhost_plugin_saga_step();
+            let step = match &instance {
+                Some(step) => step,
+                None => instance.insert(pre.instantiate_async(&mut store).await?),
+            };
+            let step = step.flowhost_plugin_saga_step();
             match direction {
                 Direction::Execute => step.call_execute(&mut store, info, &ctx).await,
                 Direction::Compensate => step.call_compensate(&mut store, info, &ctx).await,
             }
         })
         .await;
-        self.conclude(plugin, store, limit, outcome).await
+        let result = self.conclude(plugin, &mut store, limit, outcome).await?;
+        // The call returned normally, so the instance is sound; one that hit its memory cap
+        // is not kept, so that the cap's verdict stays about one call.
+        if let Some(instance) = instance
+            && !store.data().limiter.hit()
+        {
+            warm.slot = Some(Warm {
+                plugin: (plugin.name().clone(), plugin.digest().to_owned()),
+                store,
+                instance,
+            });
+        }
+        Ok(result)
     }
 
     /// Runs `event-handler.handle` in a fresh instance; otherwise as [`Self::execute`].
@@ -288,7 +339,7 @@ impl Runtime {
                 .await
         })
         .await;
-        self.conclude(plugin, store, plugin.settings().timeout, outcome)
+        self.conclude(plugin, &mut store, plugin.settings().timeout, outcome)
             .await
     }
 
@@ -308,13 +359,14 @@ impl Runtime {
     async fn conclude<T, E>(
         &self,
         plugin: &Plugin,
-        mut store: Store<HostState>,
+        store: &mut Store<HostState>,
         limit: Duration,
         outcome: Result<wasmtime::Result<Result<T, E>>, tokio::time::error::Elapsed>,
     ) -> Result<Result<T, E>, CallError> {
-        let result = settle(plugin, &store, limit, outcome)?;
+        let result = settle(plugin, store, limit, outcome)?;
+        let events = store.data_mut().events.take_pending();
         if result.is_ok() {
-            self.release(plugin, &mut store).await?;
+            self.release(plugin, events).await?;
         }
         Ok(result)
     }
@@ -323,9 +375,8 @@ impl Runtime {
     async fn release(
         &self,
         plugin: &Plugin,
-        store: &mut Store<HostState>,
+        events: Vec<capabilities::events::PublishedEvent>,
     ) -> Result<(), CallError> {
-        let events = store.data_mut().events.take_pending();
         if events.is_empty() {
             return Ok(());
         }
@@ -337,6 +388,40 @@ impl Runtime {
                 plugin: plugin.name().clone(),
                 source,
             })
+    }
+}
+
+/// The instance a run's last step call used, kept so that the run's next call, when it is
+/// to the same plugin, skips instantiation: consecutive steps of one plugin (and their
+/// compensations) then cost one instance, not one each. A call that fails (trap, deadline,
+/// memory cap) takes its instance with it; the next call gets a fresh one.
+///
+/// Owned by whoever drives one run; dropping it (or [`Self::clear`]) frees the pool slot.
+/// A plugin therefore sees its globals survive between some calls of one run, never
+/// between runs: correct plugins rely on neither.
+#[derive(Default)]
+pub struct WarmInstance {
+    slot: Option<Warm>,
+}
+
+struct Warm {
+    /// The plugin version it is an instance of: name and digest.
+    plugin: (Arc<str>, String),
+    store: Store<HostState>,
+    instance: StepPlugin,
+}
+
+impl WarmInstance {
+    /// Drops the kept instance, e.g. before a wait that would hold its pool slot idle.
+    pub fn clear(&mut self) {
+        self.slot = None;
+    }
+
+    /// The kept instance if it is one of `plugin`; any other is dropped.
+    fn take_for(&mut self, plugin: &Plugin) -> Option<Warm> {
+        let warm = self.slot.take()?;
+        let (name, digest) = &warm.plugin;
+        (name == plugin.name() && digest == plugin.digest()).then_some(warm)
     }
 }
 

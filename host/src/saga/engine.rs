@@ -1,24 +1,25 @@
 //! The saga engine: drives runs through their steps, forward and, after a failure, back.
 //!
-//! Each run is one tokio task, bounded by a semaphore. Every attempt is journaled and every
-//! transition written at once, but flushed to disk only where the API acknowledges
+//! Each run is one tokio task, bounded by a semaphore. Every attempt is one journal entry
+//! (with what the step returned), which is all a step writes; the run's record is rewritten
+//! only when its status changes. Nothing is flushed to disk but where the API acknowledges
 //! something: a new run before its 202, a finished run before anyone is told (group commit
 //! shares each flush between all runs waiting for one). After `kill -9`,
-//! [`Engine::recover`] resumes every unfinished run from its last durable point and re-runs
-//! the steps after it (at least once, with the same idempotency keys, so services that
-//! honour them see repeats as repeats). Fewer flushes is what lets durability and
-//! throughput go together: a run costs two flushes, not one per step.
+//! [`Engine::recover`] resumes every unfinished run from its last durable journal entry and
+//! re-runs the attempt that was in flight, with the same attempt number and idempotency key,
+//! so services that honour the key see the repeat as a repeat. So a run of five steps costs
+//! two flushes and about a dozen small writes.
 //!
 //! Retryable errors, traps and deadlines retry per the step's policy; a fatal error or
-//! exhausted retries compensates the completed steps in reverse order. A compensation that keeps failing stops the run in
-//! `compensation_failed` until [`Engine::retry`].
+//! exhausted retries compensates the completed steps in reverse order. A compensation that
+//! keeps failing stops the run in `compensation_failed` until [`Engine::retry`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::sync::{Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
@@ -27,7 +28,7 @@ use super::definition::{StepConfig, WorkflowConfig};
 use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
 use crate::plugins::PluginRegistry;
-use crate::runtime::{Plugin, World};
+use crate::runtime::{Plugin, WarmInstance, World};
 use crate::store::{
     Created, Direction, JournalEntry, Outcome, RUN_FORMAT, Run, RunError, RunStatus, RunStore,
     StepState, StepStatus, StoreError, now_ms,
@@ -81,7 +82,7 @@ struct Inner {
     store: Arc<dyn RunStore>,
     runtime: Arc<Runtime>,
     workflows: BTreeMap<String, Workflow>,
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
     /// Callers waiting for runs to end. A std `Mutex`: held to push or drain, never across
     /// an `.await`.
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Run>>>>,
@@ -90,10 +91,12 @@ struct Inner {
 }
 
 /// A run being driven, with the status its stored record has, which the store needs to
-/// keep its status index right without reading the record back.
+/// keep its status index right without reading the record back, and the instance its last
+/// step call used.
 struct Tracked {
     run: Run,
     stored: RunStatus,
+    warm: WarmInstance,
 }
 
 impl std::ops::Deref for Tracked {
@@ -125,14 +128,6 @@ enum Halt {
     Store(#[from] StoreError),
 }
 
-/// How one attempt ended, as the engine sees it.
-enum Attempt {
-    Ok(Map<String, Value>),
-    Retryable(String),
-    Fatal(String),
-    Host(String),
-}
-
 impl Engine {
     /// An engine over `store`, running the workflows in `workflows` with the plugins in
     /// `plugins`, at most `max_concurrent_runs` at a time. Fails naming the workflow and
@@ -150,7 +145,7 @@ impl Engine {
                 store,
                 runtime,
                 workflows: resolved,
-                permits: Semaphore::new(max_concurrent_runs),
+                permits: Arc::new(Semaphore::new(max_concurrent_runs)),
                 waiters: Mutex::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -179,12 +174,19 @@ impl Engine {
         if let Some(id) = &id {
             validate_id(id)?;
         }
+        // A run that can start at once is stored as running: one write less than storing
+        // it pending and then saving it running.
+        let permit = self.inner.permits.clone().try_acquire_owned().ok();
         let now = now_ms();
         let run = Run {
             format: RUN_FORMAT,
             id: id.unwrap_or_else(|| ulid::Ulid::new().to_string()),
             workflow: workflow.to_owned(),
-            status: RunStatus::Pending,
+            status: if permit.is_some() {
+                RunStatus::Running
+            } else {
+                RunStatus::Pending
+            },
             input,
             steps: definition
                 .steps
@@ -201,12 +203,13 @@ impl Engine {
             created_ms: now,
             updated_ms: now,
             ended_ms: None,
+            journaled: 0,
         };
         match self.inner.store.create(&run)? {
             Created::Existing(existing) => Ok((*existing, false)),
             Created::New => {
                 self.inner.store.flush().await?;
-                self.spawn(run.clone());
+                self.spawn(run.clone(), permit);
                 Ok((run, true))
             }
         }
@@ -276,7 +279,7 @@ impl Engine {
         run.updated_ms = now_ms();
         self.inner.store.save(&run, previous)?;
         self.inner.store.flush().await?;
-        self.spawn(run.clone());
+        self.spawn(run.clone(), None);
         Ok(run)
     }
 
@@ -286,7 +289,7 @@ impl Engine {
         let runs = self.inner.store.unfinished()?;
         let count = runs.len();
         for run in runs {
-            self.spawn(run);
+            self.spawn(run, None);
         }
         if count > 0 {
             tracing::info!(count, "resuming unfinished runs");
@@ -310,10 +313,17 @@ impl Engine {
         }
     }
 
-    fn spawn(&self, run: Run) {
+    /// Drives `run` on its own task once it holds a permit (`permit`, or one it waits for).
+    fn spawn(&self, run: Run, permit: Option<OwnedSemaphorePermit>) {
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
-            let Ok(_permit) = inner.permits.acquire().await else { return };
+            let _permit = match permit {
+                Some(permit) => permit,
+                None => match inner.permits.clone().acquire_owned().await {
+                    Ok(permit) => permit,
+                    Err(_) => return,
+                },
+            };
             let id = run.id.clone();
             let span = tracing::info_span!(parent: None, "flowhost.run", run_id = %id, workflow = %run.workflow);
             if let Err(halt) = inner.drive(run).instrument(span).await {
@@ -328,6 +338,7 @@ impl Inner {
         let mut run = Tracked {
             stored: run.status,
             run,
+            warm: WarmInstance::default(),
         };
         let Some(workflow) = self.workflows.get(&run.workflow) else {
             run.error = Some(RunError {
@@ -337,7 +348,10 @@ impl Inner {
             return self.finish(&mut run, RunStatus::Failed).await;
         };
         if matches!(run.status, RunStatus::Pending | RunStatus::Running) {
-            run.status = RunStatus::Running;
+            if run.status == RunStatus::Pending {
+                run.status = RunStatus::Running;
+                self.save(&mut run)?;
+            }
             match self.forward(&mut run, workflow).await? {
                 Forward::Completed => return self.finish(&mut run, RunStatus::Completed).await,
                 Forward::Failed => {
@@ -363,52 +377,37 @@ impl Inner {
     /// Executes the steps that have not completed, in order.
     async fn forward(&self, run: &mut Tracked, workflow: &Workflow) -> Result<Forward, Halt> {
         for (index, (config, plugin)) in workflow.steps.iter().enumerate() {
-            if run.steps[index].status == StepStatus::Completed {
-                continue;
-            }
             loop {
-                if self.shutdown.is_cancelled() {
-                    return Err(Halt::Shutdown);
-                }
-                let now = now_ms();
                 let state = &mut run.steps[index];
-                state.status = StepStatus::Running;
-                state.attempts += 1;
-                state.started_ms.get_or_insert(now);
-                let attempt = state.attempts;
-                self.save(run)?;
-                let context = Value::Object(run.context_after(index)).to_string();
-                let outcome = self
-                    .call(run, config, plugin, Direction::Execute, attempt, &context)
-                    .await?;
-                let state = &mut run.steps[index];
-                match outcome {
-                    Attempt::Ok(output) => {
-                        state.status = StepStatus::Completed;
-                        state.output = Some(output);
-                        state.error = None;
-                        state.ended_ms = Some(now_ms());
-                        self.save(run)?;
-                        break;
-                    }
-                    Attempt::Retryable(error) | Attempt::Host(error)
-                        if attempt < config.retry.attempts =>
-                    {
-                        state.error = Some(error);
-                        self.save(run)?;
-                        self.pause(config.retry.backoff(attempt + 1)).await?;
-                    }
-                    Attempt::Retryable(error) | Attempt::Host(error) | Attempt::Fatal(error) => {
+                match state.status {
+                    StepStatus::Completed => break,
+                    StepStatus::Failed => {}
+                    _ if state.attempts >= config.retry.attempts => {
                         state.status = StepStatus::Failed;
-                        state.error = Some(error.clone());
-                        state.ended_ms = Some(now_ms());
-                        run.error = Some(RunError {
-                            step: config.name.clone(),
-                            message: error,
-                        });
-                        return Ok(Forward::Failed);
+                    }
+                    _ => {
+                        let attempt = state.attempts + 1;
+                        // Back off after a failed attempt, also one a restart found.
+                        if attempt > 1 {
+                            self.pause(run, config.retry.backoff(attempt)).await?;
+                        }
+                        let context = Value::Object(run.context_after(index)).to_string();
+                        let entry = self
+                            .call(run, config, plugin, Direction::Execute, attempt, &context)
+                            .await?;
+                        self.record(run, entry)?;
+                        continue;
                     }
                 }
+                // Failed for good: by the plugin's word, or out of attempts.
+                let state = &mut run.steps[index];
+                state.ended_ms.get_or_insert_with(now_ms);
+                let message = state.error.clone().unwrap_or_default();
+                run.error = Some(RunError {
+                    step: config.name.clone(),
+                    message,
+                });
+                return Ok(Forward::Failed);
             }
         }
         Ok(Forward::Completed)
@@ -417,26 +416,30 @@ impl Inner {
     /// Compensates the completed steps in reverse order.
     async fn backward(&self, run: &mut Tracked, workflow: &Workflow) -> Result<(), Halt> {
         for (index, (config, plugin)) in workflow.steps.iter().enumerate().rev() {
-            let undo = matches!(
-                run.steps[index].status,
-                StepStatus::Completed | StepStatus::Compensating | StepStatus::CompensationFailed
-            );
-            if !undo || !config.compensate {
+            if !config.compensate {
                 continue;
             }
+            // Attempts in this drive: an operator's retry, or a restart, grants new ones.
             let mut tries = 0;
             loop {
-                if self.shutdown.is_cancelled() {
-                    return Err(Halt::Shutdown);
+                let state = &mut run.steps[index];
+                match state.status {
+                    StepStatus::Completed | StepStatus::Compensating => {}
+                    StepStatus::CompensationFailed if tries == 0 => {}
+                    StepStatus::CompensationFailed => break,
+                    _ => break,
+                }
+                if tries >= config.retry.attempts {
+                    state.status = StepStatus::CompensationFailed;
+                    break;
+                }
+                if tries > 0 {
+                    self.pause(run, config.retry.backoff(tries + 1)).await?;
                 }
                 tries += 1;
-                let state = &mut run.steps[index];
-                state.status = StepStatus::Compensating;
-                state.compensation_attempts += 1;
-                let attempt = state.compensation_attempts;
-                self.save(run)?;
+                let attempt = run.steps[index].compensation_attempts + 1;
                 let context = Value::Object(run.context_after(index + 1)).to_string();
-                let outcome = self
+                let entry = self
                     .call(
                         run,
                         config,
@@ -446,47 +449,35 @@ impl Inner {
                         &context,
                     )
                     .await?;
-                let state = &mut run.steps[index];
-                match outcome {
-                    Attempt::Ok(_) => {
-                        state.status = StepStatus::Compensated;
-                        state.ended_ms = Some(now_ms());
-                        self.save(run)?;
-                        break;
-                    }
-                    Attempt::Retryable(error) | Attempt::Host(error)
-                        if tries < config.retry.attempts =>
-                    {
-                        state.error = Some(error);
-                        self.save(run)?;
-                        self.pause(config.retry.backoff(tries + 1)).await?;
-                    }
-                    Attempt::Retryable(error) | Attempt::Host(error) | Attempt::Fatal(error) => {
-                        state.status = StepStatus::CompensationFailed;
-                        state.error = Some(error.clone());
-                        state.ended_ms = Some(now_ms());
-                        run.error = Some(RunError {
-                            step: config.name.clone(),
-                            message: format!("compensation failed: {error}"),
-                        });
-                        return self.finish(run, RunStatus::CompensationFailed).await;
-                    }
-                }
+                self.record(run, entry)?;
+            }
+            let state = &mut run.steps[index];
+            if state.status == StepStatus::CompensationFailed {
+                state.ended_ms.get_or_insert_with(now_ms);
+                let error = state.error.clone().unwrap_or_default();
+                run.error = Some(RunError {
+                    step: config.name.clone(),
+                    message: format!("compensation failed: {error}"),
+                });
+                return self.finish(run, RunStatus::CompensationFailed).await;
             }
         }
         self.finish(run, RunStatus::Compensated).await
     }
 
-    /// One attempt of one step, journaled.
+    /// One attempt of one step, as the journal entry that records it.
     async fn call(
         &self,
-        run: &Run,
+        run: &mut Tracked,
         config: &StepConfig,
         plugin: &Plugin,
         direction: Direction,
         attempt: u32,
         context: &str,
-    ) -> Result<Attempt, Halt> {
+    ) -> Result<JournalEntry, Halt> {
+        if self.shutdown.is_cancelled() {
+            return Err(Halt::Shutdown);
+        }
         let info = StepInfo {
             run_id: run.id.clone(),
             workflow: run.workflow.clone(),
@@ -497,40 +488,57 @@ impl Inner {
         let started_ms = now_ms();
         let result = self
             .runtime
-            .call_step(plugin, direction, &info, context, config.timeout)
+            .call_step_in(
+                &mut run.warm,
+                plugin,
+                direction,
+                &info,
+                context,
+                config.timeout,
+            )
             .await;
-        let attempt = match result {
+        let (outcome, output, error) = match result {
             Ok(Ok(json)) => match serde_json::from_str::<Value>(&json) {
-                Ok(Value::Object(output)) => Attempt::Ok(output),
-                Ok(Value::Null) => Attempt::Ok(Map::new()),
-                Ok(_) => Attempt::Fatal("the step returned JSON that is not an object".into()),
-                Err(e) => Attempt::Fatal(format!("the step returned malformed JSON: {e}")),
+                Ok(Value::Object(output)) => (Outcome::Ok, Some(output), None),
+                Ok(Value::Null) => (Outcome::Ok, Some(Map::new()), None),
+                Ok(_) => (
+                    Outcome::Fatal,
+                    None,
+                    Some("the step returned JSON that is not an object".into()),
+                ),
+                Err(e) => (
+                    Outcome::Fatal,
+                    None,
+                    Some(format!("the step returned malformed JSON: {e}")),
+                ),
             },
-            Ok(Err(StepError::Retryable(message))) => Attempt::Retryable(message),
-            Ok(Err(StepError::Fatal(message))) => Attempt::Fatal(message),
-            Err(error) => Attempt::Host(error.to_string()),
+            Ok(Err(StepError::Retryable(message))) => (Outcome::Retryable, None, Some(message)),
+            Ok(Err(StepError::Fatal(message))) => (Outcome::Fatal, None, Some(message)),
+            Err(error) => (Outcome::Host, None, Some(error.to_string())),
         };
-        let (outcome, error) = match &attempt {
-            Attempt::Ok(_) => (Outcome::Ok, None),
-            Attempt::Retryable(e) => (Outcome::Retryable, Some(e.clone())),
-            Attempt::Fatal(e) => (Outcome::Fatal, Some(e.clone())),
-            Attempt::Host(e) => (Outcome::Host, Some(e.clone())),
-        };
-        let entry = JournalEntry {
+        Ok(JournalEntry {
             step: config.name.clone(),
             direction,
-            attempt: info.attempt,
+            attempt,
             started_ms,
             ended_ms: now_ms(),
             outcome,
             error,
-        };
-        self.store.append_journal(&run.id, &entry)?;
-        Ok(attempt)
+            output: output.filter(|_| direction == Direction::Execute),
+        })
     }
 
-    /// Sleeps between attempts, unless the host is shutting down.
-    async fn pause(&self, delay: Duration) -> Result<(), Halt> {
+    /// Journals an attempt and applies it to the run: one small write per attempt.
+    fn record(&self, run: &mut Tracked, entry: JournalEntry) -> Result<(), StoreError> {
+        self.store.append_journal(&run.id, run.journaled, &entry)?;
+        run.apply(&entry);
+        Ok(())
+    }
+
+    /// Sleeps between attempts, unless the host is shutting down, without holding an
+    /// instance idle.
+    async fn pause(&self, run: &mut Tracked, delay: Duration) -> Result<(), Halt> {
+        run.warm.clear();
         tokio::select! {
             () = tokio::time::sleep(delay) => Ok(()),
             () = self.shutdown.cancelled() => Err(Halt::Shutdown),

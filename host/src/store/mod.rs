@@ -1,8 +1,12 @@
 //! Run persistence: the records and the [`RunStore`] trait; backends beside it (`sled`).
 //!
-//! A run is one record (its status, initial context, each step's state and output, the
-//! plugin versions it is pinned to); every attempt is appended to a journal. Records carry a
-//! format version so that a later release can migrate them. Writes are cheap and buffered;
+//! A run is a record (its status, initial context, the plugin versions it is pinned to, and
+//! a snapshot of each step's state and output) plus a journal: one entry per attempt, with
+//! what it returned. The journal is the source of truth for steps: the engine appends one
+//! entry per attempt and rewrites the record only when the run's status changes, and
+//! readers fold the entries written since the snapshot into it ([`Run::apply`]), so a step
+//! costs one small write, not a rewrite of the whole run. Records carry a format version so
+//! that a later release can migrate them. Writes are cheap and buffered;
 //! [`RunStore::flush`] makes everything written so far durable, and concurrent callers
 //! share one flush (group commit), so durability does not serialise throughput.
 
@@ -17,8 +21,9 @@ use serde_json::{Map, Value};
 
 pub use crate::runtime::Direction;
 
-/// The format of [`Run`] records this release writes.
-pub const RUN_FORMAT: u32 = 1;
+/// The format of [`Run`] records this release writes. Format 2 added the journal as the
+/// source of step state ([`Run::journaled`], [`JournalEntry::output`]).
+pub const RUN_FORMAT: u32 = 2;
 
 /// Where a run is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -175,6 +180,8 @@ pub struct Run {
     pub updated_ms: u64,
     /// When it reached a terminal status.
     pub ended_ms: Option<u64>,
+    /// How many journal entries this record reflects: the next entry's sequence number.
+    pub journaled: u32,
 }
 
 impl Run {
@@ -193,6 +200,54 @@ impl Run {
     /// The current context: the input merged with every completed step's output.
     pub fn context(&self) -> Map<String, Value> {
         self.context_after(self.steps.len())
+    }
+
+    /// Folds the next journal entry into the step it is about: what the engine does after
+    /// each attempt, and what the store does with entries written after the record.
+    ///
+    /// An entry records what happened, not what the engine decided next: a failed attempt
+    /// leaves its step `running` (or `compensating`) with the error, whether or not the
+    /// step's retries are exhausted; the engine, which knows the policy, decides that.
+    pub fn apply(&mut self, entry: &JournalEntry) {
+        self.journaled += 1;
+        self.updated_ms = self.updated_ms.max(entry.ended_ms);
+        let Some(state) = self.steps.iter_mut().find(|s| s.name == entry.step) else {
+            return;
+        };
+        state.error.clone_from(&entry.error);
+        let ended = Some(entry.ended_ms);
+        match entry.direction {
+            Direction::Execute => {
+                state.attempts = entry.attempt;
+                state.started_ms.get_or_insert(entry.started_ms);
+                state.status = match entry.outcome {
+                    Outcome::Ok => {
+                        state.output = Some(entry.output.clone().unwrap_or_default());
+                        state.ended_ms = ended;
+                        StepStatus::Completed
+                    }
+                    Outcome::Fatal => {
+                        state.ended_ms = ended;
+                        StepStatus::Failed
+                    }
+                    Outcome::Retryable | Outcome::Host => StepStatus::Running,
+                };
+            }
+            Direction::Compensate => {
+                state.compensation_attempts = entry.attempt;
+                state.status = match entry.outcome {
+                    Outcome::Ok => {
+                        state.ended_ms = ended;
+                        StepStatus::Compensated
+                    }
+                    Outcome::Fatal => {
+                        state.ended_ms = ended;
+                        StepStatus::CompensationFailed
+                    }
+                    Outcome::Retryable | Outcome::Host => StepStatus::Compensating,
+                };
+            }
+        }
     }
 }
 
@@ -213,6 +268,9 @@ pub struct JournalEntry {
     pub outcome: Outcome,
     /// The error, unless it succeeded.
     pub error: Option<String>,
+    /// What a successful `execute` returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Map<String, Value>>,
 }
 
 /// How an attempt ended.
@@ -294,14 +352,21 @@ pub trait RunStore: Send + Sync {
     fn create(&self, run: &Run) -> Result<Created, StoreError>;
 
     /// Replaces a run's record; `previous` is the status it had in the store, so that the
-    /// status index moves only when the status does.
+    /// status index moves only when the status does. The record must reflect every entry
+    /// of the journal below its [`Run::journaled`].
     fn save(&self, run: &Run, previous: RunStatus) -> Result<(), StoreError>;
 
-    /// The run with this id.
+    /// The run with this id, with the journal entries written since its record applied.
     fn get(&self, id: &str) -> Result<Option<Run>, StoreError>;
 
-    /// Appends one attempt to a run's journal.
-    fn append_journal(&self, run_id: &str, entry: &JournalEntry) -> Result<(), StoreError>;
+    /// Writes entry number `seq` of a run's journal: the run's [`Run::journaled`] before
+    /// the entry is applied to it.
+    fn append_journal(
+        &self,
+        run_id: &str,
+        seq: u32,
+        entry: &JournalEntry,
+    ) -> Result<(), StoreError>;
 
     /// A run's journal, oldest first.
     fn journal(&self, run_id: &str) -> Result<Vec<JournalEntry>, StoreError>;

@@ -3,7 +3,7 @@
 //! | tree | key | value |
 //! | --- | --- | --- |
 //! | `runs` | run id | the [`Run`], JSON |
-//! | `journal` | run id, `0`, sequence (u64 BE) | a [`JournalEntry`], JSON |
+//! | `journal` | run id, `0`, sequence (u32 BE) | a [`JournalEntry`], JSON |
 //! | `by_created` | created ms (u64 BE), run id | empty |
 //! | `by_status` | status index (u8), created ms, run id | empty |
 //! | `by_workflow` | workflow, `0`, created ms, run id | empty |
@@ -19,14 +19,14 @@ use std::path::Path;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{
-    BoxFuture, Created, JournalEntry, ListQuery, Page, Run, RunStatus, RunStore, StoreError,
+    BoxFuture, Created, JournalEntry, ListQuery, Page, RUN_FORMAT, Run, RunStatus, RunStore,
+    StoreError,
 };
 
 type FlushWaiter = oneshot::Sender<Result<(), String>>;
 
 /// The sled-backed run store.
 pub struct SledStore {
-    db: sled::Db,
     runs: sled::Tree,
     journal: sled::Tree,
     by_created: sled::Tree,
@@ -38,41 +38,54 @@ pub struct SledStore {
 }
 
 impl SledStore {
-    /// Opens (or creates) the store in `dir`. Must be called within a tokio runtime: it
-    /// starts the group-commit task.
+    /// Opens (or creates) the store in `dir`, and starts its group-commit thread, which
+    /// ends when the store is dropped.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
         let db = sled::Config::new().path(dir).open().map_err(backend)?;
         let tree = |name: &str| db.open_tree(name).map_err(backend);
         let (flushes, requests) = mpsc::unbounded_channel();
-        tokio::spawn(group_commit(db.clone(), requests));
-        Ok(Self {
+        let store = Self {
             runs: tree("runs")?,
             journal: tree("journal")?,
             by_created: tree("by_created")?,
             by_status: tree("by_status")?,
             by_workflow: tree("by_workflow")?,
             idempotency: tree("idempotency")?,
-            db,
             flushes,
-        })
+        };
+        std::thread::Builder::new()
+            .name("flowhost-commit".into())
+            .spawn(move || group_commit(db, requests))
+            .map_err(backend)?;
+        Ok(store)
     }
 
     fn decode(&self, key: &[u8], bytes: &[u8]) -> Result<Run, StoreError> {
-        serde_json::from_slice(bytes).map_err(|e| StoreError::Corrupt {
+        let corrupt = |reason: String| StoreError::Corrupt {
             key: String::from_utf8_lossy(key).into_owned(),
-            reason: e.to_string(),
-        })
+            reason,
+        };
+        let run: Run = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+        if run.format != RUN_FORMAT {
+            return Err(corrupt(format!(
+                "format {} (this release reads format {RUN_FORMAT})",
+                run.format
+            )));
+        }
+        Ok(run)
     }
 }
 
-/// Flushes sled once for every waiter queued when the previous flush ended.
-async fn group_commit(db: sled::Db, mut requests: mpsc::UnboundedReceiver<FlushWaiter>) {
-    while let Some(first) = requests.recv().await {
+/// Flushes sled once for every waiter queued when the previous flush ended. A thread of its
+/// own, calling sled's blocking flush: `flush_async` would hand each flush to sled's thread
+/// pool and back, two more thread wake-ups per flush on the hot path.
+fn group_commit(db: sled::Db, mut requests: mpsc::UnboundedReceiver<FlushWaiter>) {
+    while let Some(first) = requests.blocking_recv() {
         let mut waiters = vec![first];
         while let Ok(more) = requests.try_recv() {
             waiters.push(more);
         }
-        let result = db.flush_async().await.map(drop).map_err(|e| e.to_string());
+        let result = db.flush().map(drop).map_err(|e| e.to_string());
         for waiter in waiters {
             let _ = waiter.send(result.clone());
         }
@@ -124,6 +137,19 @@ fn journal_prefix(run_id: &str) -> Vec<u8> {
     let mut key = run_id.as_bytes().to_vec();
     key.push(0);
     key
+}
+
+fn journal_key(run_id: &str, seq: u32) -> Vec<u8> {
+    let mut key = journal_prefix(run_id);
+    key.extend(seq.to_be_bytes());
+    key
+}
+
+fn decode_entry(key: &[u8], value: &[u8]) -> Result<JournalEntry, StoreError> {
+    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
+        key: String::from_utf8_lossy(key).into_owned(),
+        reason: e.to_string(),
+    })
 }
 
 impl RunStore for SledStore {
@@ -200,17 +226,29 @@ impl RunStore for SledStore {
     }
 
     fn get(&self, id: &str) -> Result<Option<Run>, StoreError> {
-        match self.runs.get(id.as_bytes()).map_err(backend)? {
-            Some(bytes) => self.decode(id.as_bytes(), &bytes).map(Some),
-            None => Ok(None),
+        let Some(bytes) = self.runs.get(id.as_bytes()).map_err(backend)? else {
+            return Ok(None);
+        };
+        let mut run = self.decode(id.as_bytes(), &bytes)?;
+        // The entries written since the record: usually none once a run has finished.
+        let since = journal_key(id, run.journaled);
+        for item in self.journal.range(since..prefix_end(&journal_prefix(id))) {
+            let (key, value) = item.map_err(backend)?;
+            run.apply(&decode_entry(&key, &value)?);
         }
+        Ok(Some(run))
     }
 
-    fn append_journal(&self, run_id: &str, entry: &JournalEntry) -> Result<(), StoreError> {
-        let mut key = journal_prefix(run_id);
-        key.extend(self.db.generate_id().map_err(backend)?.to_be_bytes());
+    fn append_journal(
+        &self,
+        run_id: &str,
+        seq: u32,
+        entry: &JournalEntry,
+    ) -> Result<(), StoreError> {
         let value = serde_json::to_vec(entry).map_err(backend)?;
-        self.journal.insert(key, value).map_err(backend)?;
+        self.journal
+            .insert(journal_key(run_id, seq), value)
+            .map_err(backend)?;
         Ok(())
     }
 
@@ -219,10 +257,7 @@ impl RunStore for SledStore {
             .scan_prefix(journal_prefix(run_id))
             .map(|item| {
                 let (key, value) = item.map_err(backend)?;
-                serde_json::from_slice(&value).map_err(|e| StoreError::Corrupt {
-                    key: String::from_utf8_lossy(&key).into_owned(),
-                    reason: e.to_string(),
-                })
+                decode_entry(&key, &value)
             })
             .collect()
     }
@@ -332,7 +367,7 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::{RUN_FORMAT, StepState};
+    use crate::store::{Direction, Outcome, StepState, StepStatus};
 
     fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
         Run {
@@ -348,6 +383,7 @@ mod tests {
             created_ms,
             updated_ms: created_ms,
             ended_ms: None,
+            journaled: 0,
         }
     }
 
@@ -432,6 +468,74 @@ mod tests {
             .collect();
         unfinished.sort();
         assert_eq!(unfinished, ["a", "c"]);
+    }
+
+    fn entry(direction: Direction, attempt: u32, outcome: Outcome) -> JournalEntry {
+        JournalEntry {
+            step: "s".into(),
+            direction,
+            attempt,
+            started_ms: 10,
+            ended_ms: 20,
+            outcome,
+            error: (outcome != Outcome::Ok).then(|| "busy".into()),
+            output: (outcome == Outcome::Ok && direction == Direction::Execute)
+                .then(|| serde_json::json!({"x": 1}).as_object().unwrap().clone()),
+        }
+    }
+
+    #[tokio::test]
+    async fn get_applies_the_journal_written_since_the_record_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.create(&run("a", 1, None)).unwrap();
+        store
+            .append_journal("a", 0, &entry(Direction::Execute, 1, Outcome::Retryable))
+            .unwrap();
+        let after_retry = store.get("a").unwrap().unwrap();
+        assert_eq!(after_retry.steps[0].status, StepStatus::Running);
+        assert_eq!(after_retry.steps[0].error.as_deref(), Some("busy"));
+        store
+            .append_journal("a", 1, &entry(Direction::Execute, 2, Outcome::Ok))
+            .unwrap();
+        let mut run = store.get("a").unwrap().unwrap();
+        assert_eq!(run.journaled, 2);
+        assert_eq!(run.steps[0].status, StepStatus::Completed);
+        assert_eq!(run.steps[0].attempts, 2);
+        assert_eq!(run.steps[0].error, None);
+        assert_eq!(run.context()["x"], 1);
+
+        // A record saved with its entries applied is not folded again.
+        run.status = RunStatus::Compensating;
+        store.save(&run, RunStatus::Pending).unwrap();
+        store
+            .append_journal("a", 2, &entry(Direction::Compensate, 1, Outcome::Ok))
+            .unwrap();
+        let run = store.get("a").unwrap().unwrap();
+        assert_eq!(run.journaled, 3);
+        assert_eq!(run.steps[0].status, StepStatus::Compensated);
+        assert_eq!(
+            (run.steps[0].attempts, run.steps[0].compensation_attempts),
+            (2, 1)
+        );
+        assert_eq!(store.journal("a").unwrap().len(), 3);
+    }
+
+    #[tokio::test]
+    async fn a_record_of_another_format_is_refused_by_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        let mut old = run("a", 1, None);
+        old.format = 1;
+        store
+            .runs
+            .insert("a", serde_json::to_vec(&old).unwrap())
+            .unwrap();
+        let error = store.get("a").unwrap_err().to_string();
+        assert!(
+            error.contains("`a`") && error.contains("format 1"),
+            "{error}"
+        );
     }
 
     #[tokio::test]

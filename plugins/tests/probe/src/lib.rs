@@ -15,6 +15,8 @@
 //! | `info` | | the step info |
 //! | `fail` | `kind` (`retryable`/`fatal`), `message` | that step error |
 //! | `echo` | anything | the context, unchanged |
+//! | `calls` | | `{"calls": n}`: how many `execute` calls this instance has served, this one included |
+//! | `trap` | | traps (a panic) |
 //!
 //! Any other step, or arguments of the wrong shape, fail with a fatal error. `compensate`
 //! returns `{"compensated": <step>}`. It implements the raw generated trait so nothing of
@@ -23,6 +25,8 @@
 use flowhost_sdk::bindings::flowhost::plugin::types::{StepError, StepInfo};
 use flowhost_sdk::bindings::flowhost::plugin::{cache, config, events, log, services};
 use flowhost_sdk::bindings::step::exports::flowhost::plugin::saga_step::Guest;
+use std::sync::atomic::{AtomicU32, Ordering};
+
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
@@ -78,8 +82,12 @@ struct FailArgs {
 /// The plugin.
 struct Probe;
 
+/// `execute` calls this instance has served: tells a test whether calls share an instance.
+static CALLS: AtomicU32 = AtomicU32::new(0);
+
 impl Guest for Probe {
     fn execute(info: StepInfo, ctx: String) -> Result<String, StepError> {
+        let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
         let outcome = match info.step.as_str() {
             "call" => call(args(&ctx)?)?,
             "cache_set" => cache_set(args(&ctx)?),
@@ -126,6 +134,8 @@ impl Guest for Probe {
                 });
             }
             "echo" => return Ok(ctx),
+            "calls" => json!({ "calls": calls }),
+            "trap" => panic!("probe: trap on request"),
             other => return Err(StepError::Fatal(format!("unknown step `{other}`"))),
         };
         Ok(outcome.to_string())
