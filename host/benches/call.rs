@@ -112,6 +112,7 @@ fn noop_step_warm(bencher: Bencher) {
                 None,
             ))
             .unwrap()
+            .result
             .unwrap()
     });
 }

@@ -35,6 +35,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::capabilities::cache::CacheConfig;
 pub use crate::capabilities::events::EventsConfig;
 pub use crate::capabilities::services::ServiceConfig;
+pub use crate::events::SubscriptionConfig;
 pub use crate::saga::WorkflowConfig;
 
 /// The root of the configuration.
@@ -56,6 +57,8 @@ pub struct Config {
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Workflows by name.
     pub workflows: BTreeMap<String, WorkflowConfig>,
+    /// Event subscriptions by name: topic patterns to handler plugins.
+    pub subscriptions: BTreeMap<String, SubscriptionConfig>,
     /// The HTTP server.
     pub server: ServerConfig,
 }
@@ -100,6 +103,7 @@ impl Default for Config {
             events: EventsConfig::default(),
             plugins: BTreeMap::new(),
             workflows: BTreeMap::new(),
+            subscriptions: BTreeMap::new(),
             server: ServerConfig::default(),
         }
     }

@@ -13,7 +13,8 @@
 //! - [`capabilities`]: one module per WIT interface the host implements;
 //! - [`plugins`]: the registry of loaded plugins;
 //! - [`saga`]: workflow definitions and the engine that drives runs;
-//! - [`store`]: run persistence behind a trait, sled first;
+//! - [`events`]: the durable outbox and delivery to subscriptions and triggers;
+//! - [`store`]: persistence of runs and events behind traits, sled first;
 //! - [`api`]: the HTTP API.
 //!
 //! [`run`] wires them together and serves until `shutdown` resolves.
@@ -22,6 +23,7 @@ pub mod api;
 pub mod bindings;
 pub mod capabilities;
 pub mod config;
+pub mod events;
 pub mod plugins;
 pub mod runtime;
 pub mod saga;
@@ -45,28 +47,54 @@ pub async fn run(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(config = %config.summary(), "starting");
-    let sink = Arc::new(capabilities::events::LogSink);
+    let runs_dir = config.runs_dir();
+    let store = Arc::new(
+        store::sled::SledStore::open(&runs_dir)
+            .with_context(|| format!("opening the run store in {}", runs_dir.display()))?,
+    );
+    let outbox = Arc::new(events::Outbox::new(store.clone()));
     let runtime = Arc::new(Runtime::new(
         &config,
-        capabilities::Capabilities::new(&config, sink)?,
+        capabilities::Capabilities::new(&config, outbox.clone())?,
     )?);
     let plugins = plugins::PluginRegistry::load(&runtime, &config)?;
-    let runs_dir = config.runs_dir();
-    let store = store::sled::SledStore::open(&runs_dir)
-        .with_context(|| format!("opening the run store in {}", runs_dir.display()))?;
+    let dispatcher = Arc::new(
+        events::Dispatcher::new(
+            outbox.clone(),
+            &config.subscriptions,
+            &config.workflows,
+            &plugins,
+        )
+        .map_err(anyhow::Error::msg)?,
+    );
+    dispatcher.drop_orphans()?;
     let engine = saga::Engine::new(
-        Arc::new(store),
-        runtime,
+        store,
+        outbox,
+        runtime.clone(),
         &plugins,
         &config.workflows,
         config.server.max_concurrent_runs,
     )
     .map_err(anyhow::Error::msg)?;
     engine.recover()?;
+    dispatcher.start(runtime, engine.clone());
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(listener, api::router(engine.clone(), &config.server))
-        .with_graceful_shutdown(shutdown)
-        .await?;
-    engine.shutdown(config.server.shutdown_grace).await;
+    axum::serve(
+        listener,
+        api::router(engine.clone(), dispatcher.clone(), &config.server),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await?;
+    let grace = config.server.shutdown_grace;
+    if tokio::time::timeout(grace, dispatcher.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            "deliveries still in flight after the grace period; they repeat on the next start"
+        );
+    }
+    engine.shutdown(grace).await;
     Ok(())
 }

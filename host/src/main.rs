@@ -154,6 +154,8 @@ fn check_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<
     let runtime = Runtime::new(&config, capabilities)?;
     let plugins = PluginRegistry::load(&runtime, &config)?;
     flowhost::saga::check_workflows(&plugins, &config.workflows).map_err(anyhow::Error::msg)?;
+    flowhost::events::check_subscriptions(&config.subscriptions, &config.workflows, &plugins)
+        .map_err(anyhow::Error::msg)?;
     let mut report = format!("config: {}\n", config.summary());
     for (name, plugin) in plugins.iter() {
         let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();

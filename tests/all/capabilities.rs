@@ -316,12 +316,12 @@ async fn handler_plugins_handle_events() {
         data: data.into(),
     };
     host.runtime
-        .handle(audit, &event("{}"))
+        .handle(audit, "audit", &event("{}"))
         .await
         .unwrap()
         .unwrap();
     host.runtime
-        .handle(audit, &event("{}"))
+        .handle(audit, "audit", &event("{}"))
         .await
         .unwrap()
         .unwrap();
@@ -338,7 +338,7 @@ async fn handler_plugins_handle_events() {
     );
     let failed = host
         .runtime
-        .handle(audit, &event(r#"{"fail": true}"#))
+        .handle(audit, "audit", &event(r#"{"fail": true}"#))
         .await
         .unwrap();
     assert_eq!(failed, Err("asked to fail".to_string()));

@@ -3,6 +3,7 @@
 
 mod capabilities;
 mod cli;
+mod events;
 mod hostile;
 mod polyglot;
 mod runtime;

@@ -247,7 +247,7 @@ impl Services {
     pub fn config(&self) -> String {
         let plugin = |name: &str| format!("{}/{name}.wasm", PLUGIN_DIR.as_str());
         let url = &self.url;
-        let services: String = ["users", "inventory", "payments", "orders"]
+        let services: String = ["users", "inventory", "payments", "orders", "notifications"]
             .iter()
             .map(|s| format!("[services.{s}]\nurls = [\"{url}\"]\nretries = 0\ntimeout = \"5s\"\n"))
             .collect();
@@ -270,6 +270,14 @@ services = ["orders"]
 [plugins.send_confirmation]
 path = "{send_confirmation}"
 publish = ["order.*"]
+[plugins.notify]
+path = "{notify}"
+services = ["notifications"]
+
+[subscriptions.notify-customer]
+topic = "order.confirmed"
+handler = "notify"
+retry = {{ attempts = 3, initial-backoff = "10ms", max-backoff = "50ms" }}
 
 [workflows.order_processing]
 steps = [
@@ -285,6 +293,7 @@ steps = [
             payment = plugin("payment"),
             order = plugin("order"),
             send_confirmation = plugin("send_confirmation"),
+            notify = plugin("notify"),
         )
     }
 }

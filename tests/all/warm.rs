@@ -5,6 +5,7 @@
 use flowhost::CallError;
 use flowhost::bindings::types::{StepError, StepInfo};
 use flowhost::runtime::{Direction, WarmInstance};
+use flowhost::store::events::PublishedEvent;
 use serde_json::{Value, json};
 
 use crate::support::{Host, echo_service, host, info};
@@ -35,8 +36,19 @@ async fn call(
     info: &StepInfo,
     ctx: Value,
 ) -> Result<Result<Value, StepError>, CallError> {
+    Ok(call_publishing(host, warm, plugin, info, ctx).await?.0)
+}
+
+/// As [`call`], with the events the call handed back.
+async fn call_publishing(
+    host: &Host,
+    warm: &mut WarmInstance,
+    plugin: &str,
+    info: &StepInfo,
+    ctx: Value,
+) -> Result<(Result<Value, StepError>, Vec<PublishedEvent>), CallError> {
     let plugin = host.registry.get(plugin).expect("plugin is configured");
-    let result = host
+    let answer = host
         .runtime
         .call_step_in(
             warm,
@@ -47,7 +59,10 @@ async fn call(
             None,
         )
         .await?;
-    Ok(result.map(|json| serde_json::from_str(&json).expect("the plugin returns JSON")))
+    let result = answer
+        .result
+        .map(|json| serde_json::from_str(&json).expect("the plugin returns JSON"));
+    Ok((result, answer.events))
 }
 
 /// How many calls the instance that served this one has served.
@@ -114,7 +129,7 @@ async fn a_failed_attempt_keeps_the_instance_but_not_its_events() {
     let host = host(&config("http://127.0.0.1:9"));
     let mut warm = WarmInstance::default();
     let event = json!({"topic": "order.confirmed", "data": "{}"});
-    let failed = call(
+    let (failed, events) = call_publishing(
         &host,
         &mut warm,
         "probe",
@@ -124,23 +139,20 @@ async fn a_failed_attempt_keeps_the_instance_but_not_its_events() {
     .await
     .unwrap();
     assert!(matches!(failed, Err(StepError::Retryable(_))), "{failed:?}");
+    assert!(events.is_empty(), "the failed attempt's event is dropped");
     assert_eq!(
         calls(&host, &mut warm, "probe").await,
         2,
         "a plugin error is an answer"
     );
+    let (ok, events) = call_publishing(&host, &mut warm, "probe", &info("publish"), event)
+        .await
+        .unwrap();
+    assert!(ok.is_ok());
+    assert_eq!(events.len(), 1, "only the successful call's own event");
     assert!(
         host.sink.events().is_empty(),
-        "the failed attempt's event is dropped"
-    );
-    call(&host, &mut warm, "probe", &info("publish"), event)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        host.sink.events().len(),
-        1,
-        "only the successful call's own event"
+        "handed back, not released: the engine releases them with the step's result"
     );
 }
 

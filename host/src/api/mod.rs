@@ -7,12 +7,17 @@
 //! | `GET /v1/runs/{id}/journal` | every attempt of its steps |
 //! | `GET /v1/runs?workflow=&status=&limit=&cursor=` | runs, newest first, paged |
 //! | `POST /v1/runs/{id}/retry` | drive a failed compensation again |
+//! | `POST /v1/events/{topic}` | publish the JSON body; 202 once durable ([`events::publish`]) |
+//! | `GET /v1/dead-letters?limit=&cursor=` | deliveries given up on, newest first |
+//! | `POST /v1/dead-letters/{id}/redeliver` | queue one for its subscription again |
 //! | `GET /healthz` | liveness |
 
 mod error;
+mod events;
 mod runs;
 mod view;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -23,6 +28,7 @@ use axum::routing::{get, post};
 pub use self::error::Problem;
 pub use self::view::RunView;
 use crate::config::ServerConfig;
+use crate::events::Dispatcher;
 use crate::saga::Engine;
 
 /// What every handler shares.
@@ -30,14 +36,17 @@ use crate::saga::Engine;
 pub struct AppState {
     /// The saga engine.
     pub engine: Engine,
+    /// The event dispatcher, with its outbox.
+    pub dispatcher: Arc<Dispatcher>,
     /// The longest `?wait=` honoured.
     pub max_wait: Duration,
 }
 
-/// The API's router over `engine`.
-pub fn router(engine: Engine, server: &ServerConfig) -> Router {
+/// The API's router over `engine` and `dispatcher`.
+pub fn router(engine: Engine, dispatcher: Arc<Dispatcher>, server: &ServerConfig) -> Router {
     let state = AppState {
         engine,
+        dispatcher,
         max_wait: server.max_wait,
     };
     Router::new()
@@ -46,6 +55,9 @@ pub fn router(engine: Engine, server: &ServerConfig) -> Router {
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/journal", get(runs::journal))
         .route("/v1/runs/{id}/retry", post(runs::retry))
+        .route("/v1/events/{topic}", post(events::publish))
+        .route("/v1/dead-letters", get(events::dead_letters))
+        .route("/v1/dead-letters/{id}/redeliver", post(events::redeliver))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),

@@ -30,7 +30,7 @@ pub use self::compile::CompiledCache;
 pub use self::plugin::{LoadError, Plugin, World};
 use crate::bindings::StepPlugin;
 use crate::bindings::types::{Event, StepError, StepInfo};
-use crate::capabilities::events::TopicPattern;
+use crate::capabilities::events::{PublishedEvent, TopicPattern};
 use crate::capabilities::{self, Capabilities};
 use crate::config::{Config, PluginConfig};
 use crate::state::{CallContext, HostState};
@@ -236,19 +236,18 @@ impl Runtime {
         ctx: &str,
         timeout: Option<Duration>,
     ) -> Result<Result<String, StepError>, CallError> {
-        self.call_step_in(
-            &mut WarmInstance::default(),
-            plugin,
-            direction,
-            info,
-            ctx,
-            timeout,
-        )
-        .await
+        let mut warm = WarmInstance::default();
+        let answer = self
+            .call_step_in(&mut warm, plugin, direction, info, ctx, timeout)
+            .await?;
+        self.release(plugin, answer.events).await?;
+        Ok(answer.result)
     }
 
-    /// As [`Self::call_step`], but in `warm`'s instance when it is one of `plugin`, and
-    /// leaving this call's instance in `warm` unless the call failed.
+    /// As [`Self::call_step`], but in `warm`'s instance when it is one of `plugin`, leaving
+    /// this call's instance in `warm` unless the call failed, and handing back what the
+    /// call published instead of releasing it: the saga engine releases a step's events
+    /// once the step's result is written.
     pub async fn call_step_in(
         &self,
         warm: &mut WarmInstance,
@@ -257,7 +256,7 @@ impl Runtime {
         info: &StepInfo,
         ctx: &str,
         timeout: Option<Duration>,
-    ) -> Result<Result<String, StepError>, CallError> {
+    ) -> Result<StepAnswer, CallError> {
         let limit = timeout.unwrap_or(plugin.settings().timeout);
         let pre = plugin.step_pre().ok_or_else(|| CallError::WrongWorld {
             plugin: plugin.name().clone(),
@@ -296,7 +295,13 @@ impl Runtime {
             }
         })
         .await;
-        let result = self.conclude(plugin, &mut store, limit, outcome).await?;
+        let result = settle(plugin, &store, limit, outcome)?;
+        let published = store.data_mut().events.take_pending();
+        let events = if result.is_ok() {
+            published
+        } else {
+            Vec::new()
+        };
         // The call returned normally, so the instance is sound; one that hit its memory cap
         // is not kept, so that the cap's verdict stays about one call.
         if let Some(instance) = instance
@@ -308,13 +313,16 @@ impl Runtime {
                 instance,
             });
         }
-        Ok(result)
+        Ok(StepAnswer { result, events })
     }
 
     /// Runs `event-handler.handle` in a fresh instance; otherwise as [`Self::execute`].
+    /// Service calls carry `Idempotency-Key: <subscription>/<event id>`, the same on every
+    /// delivery of the event to that subscription.
     pub async fn handle(
         &self,
         plugin: &Plugin,
+        subscription: &str,
         event: &Event,
     ) -> Result<Result<(), String>, CallError> {
         let pre = plugin.handler_pre().ok_or_else(|| CallError::WrongWorld {
@@ -324,7 +332,7 @@ impl Runtime {
         let call = CallContext {
             run_id: event.correlation_id.as_deref().map(Into::into),
             step: None,
-            idempotency_key: Some(format!("event-{}", event.id)),
+            idempotency_key: Some(format!("{subscription}/{}", event.id)),
             request_id: event
                 .correlation_id
                 .clone()
@@ -372,11 +380,7 @@ impl Runtime {
     }
 
     /// Hands the events a successful call published to the sink.
-    async fn release(
-        &self,
-        plugin: &Plugin,
-        events: Vec<capabilities::events::PublishedEvent>,
-    ) -> Result<(), CallError> {
+    async fn release(&self, plugin: &Plugin, events: Vec<PublishedEvent>) -> Result<(), CallError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -389,6 +393,16 @@ impl Runtime {
                 source,
             })
     }
+}
+
+/// A step call's answer and, when the answer is `Ok`, the events the call published, not
+/// released yet.
+#[derive(Debug)]
+pub struct StepAnswer {
+    /// The plugin's answer.
+    pub result: Result<String, StepError>,
+    /// What it published.
+    pub events: Vec<PublishedEvent>,
 }
 
 /// The instance a run's last step call used, kept so that the run's next call, when it is

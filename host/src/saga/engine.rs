@@ -27,8 +27,10 @@ use tracing::Instrument;
 use super::definition::{StepConfig, WorkflowConfig};
 use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
+use crate::events::{Outbox, new_event};
 use crate::plugins::PluginRegistry;
 use crate::runtime::{Plugin, WarmInstance, World};
+use crate::store::events::{Gate, PublishedEvent};
 use crate::store::{
     Created, Direction, JournalEntry, Outcome, RUN_FORMAT, Run, RunError, RunStatus, RunStore,
     StepState, StepStatus, StoreError, now_ms,
@@ -80,6 +82,8 @@ pub struct Engine {
 
 struct Inner {
     store: Arc<dyn RunStore>,
+    /// Where steps' events and the lifecycle events go.
+    outbox: Arc<Outbox>,
     runtime: Arc<Runtime>,
     workflows: BTreeMap<String, Workflow>,
     permits: Arc<Semaphore>,
@@ -134,6 +138,7 @@ impl Engine {
     /// key if a step names an unknown plugin or one that does not implement `step-plugin`.
     pub fn new(
         store: Arc<dyn RunStore>,
+        outbox: Arc<Outbox>,
         runtime: Arc<Runtime>,
         plugins: &PluginRegistry,
         workflows: &BTreeMap<String, WorkflowConfig>,
@@ -143,6 +148,7 @@ impl Engine {
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
+                outbox,
                 runtime,
                 workflows: resolved,
                 permits: Arc::new(Semaphore::new(max_concurrent_runs)),
@@ -474,7 +480,7 @@ impl Inner {
         direction: Direction,
         attempt: u32,
         context: &str,
-    ) -> Result<JournalEntry, Halt> {
+    ) -> Result<(JournalEntry, Vec<PublishedEvent>), Halt> {
         if self.shutdown.is_cancelled() {
             return Err(Halt::Shutdown);
         }
@@ -497,6 +503,10 @@ impl Inner {
                 config.timeout,
             )
             .await;
+        let (result, events) = match result {
+            Ok(answer) => (Ok(answer.result), answer.events),
+            Err(error) => (Err(error), Vec::new()),
+        };
         let (outcome, output, error) = match result {
             Ok(Ok(json)) => match serde_json::from_str::<Value>(&json) {
                 Ok(Value::Object(output)) => (Outcome::Ok, Some(output), None),
@@ -516,7 +526,13 @@ impl Inner {
             Ok(Err(StepError::Fatal(message))) => (Outcome::Fatal, None, Some(message)),
             Err(error) => (Outcome::Host, None, Some(error.to_string())),
         };
-        Ok(JournalEntry {
+        // Only a successful attempt's events go out (the transactional outbox).
+        let events = if outcome == Outcome::Ok {
+            events
+        } else {
+            Vec::new()
+        };
+        let entry = JournalEntry {
             step: config.name.clone(),
             direction,
             attempt,
@@ -525,13 +541,29 @@ impl Inner {
             outcome,
             error,
             output: output.filter(|_| direction == Direction::Execute),
-        })
+        };
+        Ok((entry, events))
     }
 
-    /// Journals an attempt and applies it to the run: one small write per attempt.
-    fn record(&self, run: &mut Tracked, entry: JournalEntry) -> Result<(), StoreError> {
+    /// Journals an attempt and applies it to the run: one small write per attempt. Its
+    /// events go to the outbox first, gated on this journal entry, so that they are
+    /// released only once the step's result is durable, and dropped if a crash loses it.
+    fn record(
+        &self,
+        run: &mut Tracked,
+        (entry, events): (JournalEntry, Vec<PublishedEvent>),
+    ) -> Result<(), StoreError> {
+        let published = !events.is_empty();
+        let gate = Gate {
+            run_id: run.id.clone(),
+            seq: run.journaled,
+        };
+        self.outbox.stage(events, Some(gate))?;
         self.store.append_journal(&run.id, run.journaled, &entry)?;
         run.apply(&entry);
+        if published {
+            self.outbox.wake();
+        }
         Ok(())
     }
 
@@ -556,6 +588,9 @@ impl Inner {
     async fn finish(&self, run: &mut Tracked, status: RunStatus) -> Result<(), Halt> {
         run.status = status;
         run.ended_ms = Some(now_ms());
+        // Written before the record, so that the record's flush covers it too.
+        let lifecycle = lifecycle_event(run, status);
+        self.outbox.stage(vec![lifecycle], None)?;
         self.save(run)?;
         self.store.flush().await?;
         let waiters = self
@@ -570,6 +605,22 @@ impl Inner {
         tracing::debug!(status = status.as_str(), "run finished");
         Ok(())
     }
+}
+
+/// `flowhost.run.<status>` for a run that ended: its id, workflow, status and error.
+fn lifecycle_event(run: &Run, status: RunStatus) -> PublishedEvent {
+    let data = serde_json::json!({
+        "run_id": run.id,
+        "workflow": run.workflow,
+        "status": status.as_str(),
+        "error": run.error,
+    });
+    new_event(
+        &format!("flowhost.run.{}", status.as_str()),
+        "flowhost",
+        data.to_string(),
+        Some(run.id.clone()),
+    )
 }
 
 /// Checks `workflows` against `plugins` as [`Engine::new`] does, without an engine: what

@@ -10,6 +10,7 @@
 //! [`RunStore::flush`] makes everything written so far durable, and concurrent callers
 //! share one flush (group commit), so durability does not serialise throughput.
 
+pub mod events;
 pub mod sled;
 
 use std::collections::BTreeMap;

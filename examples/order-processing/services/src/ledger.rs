@@ -113,6 +113,21 @@ pub struct Order {
     pub status: OrderStatus,
 }
 
+/// One notification sent to a customer (by an event handler).
+#[derive(Clone, Debug, Serialize)]
+pub struct Notification {
+    /// Its id.
+    pub notification_id: String,
+    /// The order it is about.
+    pub order_id: String,
+    /// The channel the sender named, e.g. `email`.
+    pub channel: String,
+    /// The event that caused it.
+    pub event_id: String,
+    /// That event's topic.
+    pub topic: String,
+}
+
 /// Records in creation order, with an index by id.
 #[derive(Debug)]
 struct Table<T> {
@@ -151,6 +166,7 @@ pub struct Ledger {
     reservations: Table<Reservation>,
     payments: Table<Payment>,
     orders: Table<Order>,
+    notifications: Vec<Notification>,
 }
 
 /// `POST /orders` for an order id the ledger already holds.
@@ -223,6 +239,25 @@ impl Ledger {
         Ok(order)
     }
 
+    /// Records a notification.
+    pub fn notify(
+        &mut self,
+        order_id: String,
+        channel: String,
+        event_id: String,
+        topic: String,
+    ) -> Notification {
+        let notification = Notification {
+            notification_id: format!("ntf_{}", Ulid::new()),
+            order_id,
+            channel,
+            event_id,
+            topic,
+        };
+        self.notifications.push(notification.clone());
+        notification
+    }
+
     /// Cancels an order (again, harmlessly, if it already is); `None` if unknown.
     pub fn cancel_order(&mut self, order_id: &str) -> Option<Order> {
         let order = self.orders.get_mut(order_id)?;
@@ -257,6 +292,12 @@ impl Ledger {
                 OrderStatus::Cancelled => view.orders.cancelled.push(o.clone()),
             }
         }
+        view.notifications = self
+            .notifications
+            .iter()
+            .filter(|n| ours(&n.order_id))
+            .cloned()
+            .collect();
         view.counts = Counts {
             reservations_active: view.reservations.active.len(),
             reservations_released: view.reservations.released.len(),
@@ -264,6 +305,7 @@ impl Ledger {
             payments_refunded: view.payments.refunded.len(),
             orders_active: view.orders.active.len(),
             orders_cancelled: view.orders.cancelled.len(),
+            notifications: view.notifications.len(),
         };
         view
     }
@@ -278,6 +320,8 @@ pub struct LedgerView {
     pub payments: Payments,
     /// Orders by status.
     pub orders: Orders,
+    /// Notifications sent, oldest first.
+    pub notifications: Vec<Notification>,
     /// The length of each list above.
     pub counts: Counts,
     /// Requests received per route (`GET /ledger` only).
@@ -327,6 +371,8 @@ pub struct Counts {
     pub orders_active: usize,
     /// `orders.cancelled`.
     pub orders_cancelled: usize,
+    /// `notifications`.
+    pub notifications: usize,
 }
 
 #[cfg(test)]

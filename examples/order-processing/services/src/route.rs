@@ -25,11 +25,13 @@ pub enum Route {
     Orders,
     /// `POST /orders/{order_id}/cancel`.
     Cancellations,
+    /// `POST /notifications`.
+    Notifications,
 }
 
 impl Route {
     /// Every route, in the order the ledger lists their counters.
-    pub const ALL: [Route; 7] = [
+    pub const ALL: [Route; 8] = [
         Route::Users,
         Route::Reservations,
         Route::Releases,
@@ -37,6 +39,7 @@ impl Route {
         Route::Refunds,
         Route::Orders,
         Route::Cancellations,
+        Route::Notifications,
     ];
 
     /// The route's name, as `POST /admin/fail` and the ledger spell it.
@@ -49,6 +52,7 @@ impl Route {
             Route::Refunds => "refunds",
             Route::Orders => "orders",
             Route::Cancellations => "cancellations",
+            Route::Notifications => "notifications",
         }
     }
 }

@@ -352,6 +352,7 @@ async fn compensations_show_in_the_ledger() {
             "reservations_active": 0, "reservations_released": 1,
             "payments_captured": 0, "payments_refunded": 1,
             "orders_active": 0, "orders_cancelled": 1,
+            "notifications": 0,
         })
     );
     assert_eq!(

@@ -3,9 +3,11 @@
 //! - [`users`]: `GET /users/{id}`;
 //! - [`inventory`]: `POST /reservations`, `DELETE /reservations/{reservation_id}`;
 //! - [`payments`]: `POST /payments`, `POST /payments/{payment_id}/refund`;
-//! - [`orders`]: `POST /orders`, `POST /orders/{order_id}/cancel`.
+//! - [`orders`]: `POST /orders`, `POST /orders/{order_id}/cancel`;
+//! - [`notifications`]: `POST /notifications`.
 
 pub mod inventory;
+pub mod notifications;
 pub mod orders;
 pub mod payments;
 pub mod users;
@@ -47,5 +49,9 @@ pub fn router(shared: &Shared) -> Router<Shared> {
         .route(
             "/orders/{order_id}/cancel",
             gated(Route::Cancellations, post(orders::cancel)),
+        )
+        .route(
+            "/notifications",
+            gated(Route::Notifications, post(notifications::send)),
         )
 }

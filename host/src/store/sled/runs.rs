@@ -1,99 +1,25 @@
-//! The embedded [`RunStore`] on sled: one tree per keyspace.
-//!
-//! | tree | key | value |
-//! | --- | --- | --- |
-//! | `runs` | run id | the [`Run`], JSON |
-//! | `journal` | run id, `0`, sequence (u32 BE) | a [`JournalEntry`], JSON |
-//! | `by_created` | created ms (u64 BE), run id | empty |
-//! | `by_status` | status index (u8), created ms, run id | empty |
-//! | `by_workflow` | workflow, `0`, created ms, run id | empty |
-//! | `idempotency` | workflow, `0`, client key | run id |
-//!
-//! No sled transactions (see `save`): writes are ordered so that a crash can leave an extra
-//! index entry but never lose one, and readers check the record. Durability comes from
-//! [`RunStore::flush`]: one committer task flushes sled for every caller waiting at that
-//! moment (group commit).
+//! [`RunStore`] on [`SledStore`]: run records, their journals and indexes.
 
-use std::path::Path;
-
-use tokio::sync::{mpsc, oneshot};
-
-use super::{
+use super::{SledStore, backend, decode, prefix_end};
+use crate::store::{
     BoxFuture, Created, JournalEntry, ListQuery, Page, RUN_FORMAT, Run, RunStatus, RunStore,
     StoreError,
 };
 
-type FlushWaiter = oneshot::Sender<Result<(), String>>;
-
-/// The sled-backed run store.
-pub struct SledStore {
-    runs: sled::Tree,
-    journal: sled::Tree,
-    by_created: sled::Tree,
-    by_status: sled::Tree,
-    by_workflow: sled::Tree,
-    idempotency: sled::Tree,
-    /// Requests to the group-commit task.
-    flushes: mpsc::UnboundedSender<FlushWaiter>,
-}
-
 impl SledStore {
-    /// Opens (or creates) the store in `dir`, and starts its group-commit thread, which
-    /// ends when the store is dropped.
-    pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(backend)?;
-        let tree = |name: &str| db.open_tree(name).map_err(backend);
-        let (flushes, requests) = mpsc::unbounded_channel();
-        let store = Self {
-            runs: tree("runs")?,
-            journal: tree("journal")?,
-            by_created: tree("by_created")?,
-            by_status: tree("by_status")?,
-            by_workflow: tree("by_workflow")?,
-            idempotency: tree("idempotency")?,
-            flushes,
-        };
-        std::thread::Builder::new()
-            .name("flowhost-commit".into())
-            .spawn(move || group_commit(db, requests))
-            .map_err(backend)?;
-        Ok(store)
-    }
-
-    fn decode(&self, key: &[u8], bytes: &[u8]) -> Result<Run, StoreError> {
-        let corrupt = |reason: String| StoreError::Corrupt {
-            key: String::from_utf8_lossy(key).into_owned(),
-            reason,
-        };
-        let run: Run = serde_json::from_slice(bytes).map_err(|e| corrupt(e.to_string()))?;
+    fn decode_run(&self, key: &[u8], bytes: &[u8]) -> Result<Run, StoreError> {
+        let run: Run = decode(key, bytes)?;
         if run.format != RUN_FORMAT {
-            return Err(corrupt(format!(
-                "format {} (this release reads format {RUN_FORMAT})",
-                run.format
-            )));
+            return Err(StoreError::Corrupt {
+                key: String::from_utf8_lossy(key).into_owned(),
+                reason: format!(
+                    "format {} (this release reads format {RUN_FORMAT})",
+                    run.format
+                ),
+            });
         }
         Ok(run)
     }
-}
-
-/// Flushes sled once for every waiter queued when the previous flush ended. A thread of its
-/// own, calling sled's blocking flush: `flush_async` would hand each flush to sled's thread
-/// pool and back, two more thread wake-ups per flush on the hot path.
-fn group_commit(db: sled::Db, mut requests: mpsc::UnboundedReceiver<FlushWaiter>) {
-    while let Some(first) = requests.blocking_recv() {
-        let mut waiters = vec![first];
-        while let Ok(more) = requests.try_recv() {
-            waiters.push(more);
-        }
-        let result = db.flush().map(drop).map_err(|e| e.to_string());
-        for waiter in waiters {
-            let _ = waiter.send(result.clone());
-        }
-    }
-}
-
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
 }
 
 fn status_byte(status: RunStatus) -> u8 {
@@ -139,17 +65,10 @@ fn journal_prefix(run_id: &str) -> Vec<u8> {
     key
 }
 
-fn journal_key(run_id: &str, seq: u32) -> Vec<u8> {
+pub(super) fn journal_key(run_id: &str, seq: u32) -> Vec<u8> {
     let mut key = journal_prefix(run_id);
     key.extend(seq.to_be_bytes());
     key
-}
-
-fn decode_entry(key: &[u8], value: &[u8]) -> Result<JournalEntry, StoreError> {
-    serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
-        key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
-    })
 }
 
 impl RunStore for SledStore {
@@ -188,7 +107,7 @@ impl RunStore for SledStore {
                 .current
                 .expect("a failed swap from nothing has a value");
             return Ok(Created::Existing(Box::new(
-                self.decode(run.id.as_bytes(), &current)?,
+                self.decode_run(run.id.as_bytes(), &current)?,
             )));
         }
         self.by_created
@@ -229,12 +148,12 @@ impl RunStore for SledStore {
         let Some(bytes) = self.runs.get(id.as_bytes()).map_err(backend)? else {
             return Ok(None);
         };
-        let mut run = self.decode(id.as_bytes(), &bytes)?;
+        let mut run = self.decode_run(id.as_bytes(), &bytes)?;
         // The entries written since the record: usually none once a run has finished.
         let since = journal_key(id, run.journaled);
         for item in self.journal.range(since..prefix_end(&journal_prefix(id))) {
             let (key, value) = item.map_err(backend)?;
-            run.apply(&decode_entry(&key, &value)?);
+            run.apply(&decode::<JournalEntry>(&key, &value)?);
         }
         Ok(Some(run))
     }
@@ -257,7 +176,7 @@ impl RunStore for SledStore {
             .scan_prefix(journal_prefix(run_id))
             .map(|item| {
                 let (key, value) = item.map_err(backend)?;
-                decode_entry(&key, &value)
+                decode::<JournalEntry>(&key, &value)
             })
             .collect()
     }
@@ -334,15 +253,7 @@ impl RunStore for SledStore {
     }
 
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        Box::pin(async move {
-            let (tx, rx) = oneshot::channel();
-            self.flushes
-                .send(tx)
-                .map_err(|_| backend("the committer stopped"))?;
-            rx.await
-                .map_err(|_| backend("the committer stopped"))?
-                .map_err(StoreError::Backend)
-        })
+        self.flush_shared()
     }
 }
 
@@ -350,18 +261,6 @@ impl RunStore for SledStore {
 /// the 8-byte creation time.
 fn run_id_of(key: &[u8], prefix_len: usize) -> Option<&[u8]> {
     key.get(prefix_len + 8..)
-}
-
-/// The smallest key above every key starting with `prefix`; empty means "no bound".
-fn prefix_end(prefix: &[u8]) -> Vec<u8> {
-    let mut end = prefix.to_vec();
-    while let Some(last) = end.pop() {
-        if last < u8::MAX {
-            end.push(last + 1);
-            return end;
-        }
-    }
-    Vec::new()
 }
 
 #[cfg(test)]

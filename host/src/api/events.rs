@@ -1,0 +1,98 @@
+//! Handlers of the event routes: publishing from outside, and the dead letters.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{AppState, Problem};
+use crate::capabilities::events::validate_topic;
+use crate::events::{cloud_event, new_event};
+use crate::store::events::DeadLetter;
+
+/// Most dead letters one page may hold.
+const MAX_PAGE: usize = 500;
+
+/// `POST /v1/events/{topic}`: publishes the JSON body on `topic`, answering 202 with the
+/// event's id once it is durable.
+pub async fn publish(
+    State(app): State<AppState>,
+    Path(topic): Path<String>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    validate_topic(&topic).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e))?;
+    let body = body.map_err(|e| Problem::new(e.status(), e.body_text()))?;
+    let data: Value = serde_json::from_slice(&body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be JSON (the event's data): {e}"),
+        )
+    })?;
+    let event = new_event(&topic, "api", data.to_string(), None);
+    let id = event.id.clone();
+    app.dispatcher.outbox().publish(vec![event]).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "id": id, "topic": topic })),
+    )
+        .into_response())
+}
+
+/// Query of `GET /v1/dead-letters`.
+#[derive(Deserialize)]
+pub struct ListParams {
+    limit: Option<usize>,
+    cursor: Option<String>,
+}
+
+/// `GET /v1/dead-letters`: newest first, paged with `cursor`.
+pub async fn dead_letters(
+    State(app): State<AppState>,
+    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, Problem> {
+    let Query(params) = params?;
+    let limit = params.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    let letters = app
+        .dispatcher
+        .dead_letters(limit + 1, params.cursor.as_deref())?;
+    let more = letters.len() > limit;
+    let page: Vec<Value> = letters.iter().take(limit).map(view).collect();
+    let next_cursor = more
+        .then(|| letters.get(limit - 1).map(|l| l.id.clone()))
+        .flatten();
+    Ok(Json(json!({ "dead_letters": page, "next_cursor": next_cursor })).into_response())
+}
+
+/// `POST /v1/dead-letters/{id}/redeliver`: queues the event for its subscription again.
+pub async fn redeliver(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let letter = app.dispatcher.redeliver(&id)?.ok_or_else(|| {
+        Problem::new(StatusCode::NOT_FOUND, format!("unknown dead letter `{id}`"))
+    })?;
+    Ok((StatusCode::ACCEPTED, Json(view(&letter))).into_response())
+}
+
+fn view(letter: &DeadLetter) -> Value {
+    json!({
+        "id": letter.id,
+        "subscription": letter.subscription,
+        "attempts": letter.attempts,
+        "error": letter.error,
+        "dead_at": humantime::format_rfc3339_millis(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(letter.dead_ms)
+        ).to_string(),
+        "event": cloud_event(&letter.event),
+    })
+}

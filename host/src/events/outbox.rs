@@ -1,0 +1,81 @@
+//! The outbox: every event is written here, in the run store's database, before anything
+//! delivers it.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::Notify;
+
+use crate::capabilities::events::{EventSink, SinkError};
+use crate::store::StoreError;
+use crate::store::events::{EventStore, Gate, OutboxEntry, PublishedEvent};
+
+/// The outbox. The [`super::Dispatcher`] relays from it.
+pub struct Outbox {
+    store: Arc<dyn EventStore>,
+    /// Wakes the relay.
+    written: Notify,
+}
+
+impl Outbox {
+    /// An outbox over `store`.
+    pub fn new(store: Arc<dyn EventStore>) -> Self {
+        Self {
+            store,
+            written: Notify::new(),
+        }
+    }
+
+    /// Writes `events`, to be released once written durably and, when `gate` is given, once
+    /// that journal entry exists. Not durable on return: the relay flushes before it
+    /// releases anything.
+    pub fn stage(&self, events: Vec<PublishedEvent>, gate: Option<Gate>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        let entries: Vec<OutboxEntry> = events
+            .into_iter()
+            .map(|event| OutboxEntry {
+                event,
+                gate: gate.clone(),
+            })
+            .collect();
+        self.store.outbox_put(&entries)?;
+        self.wake();
+        Ok(())
+    }
+
+    /// Writes `events` and returns once they are durable: what `POST /v1/events` answers
+    /// after.
+    pub async fn publish(&self, events: Vec<PublishedEvent>) -> Result<(), StoreError> {
+        self.stage(events, None)?;
+        self.store.flush().await
+    }
+
+    /// Tells the relay there may be something to release.
+    pub fn wake(&self) {
+        self.written.notify_one();
+    }
+
+    pub(super) fn store(&self) -> &Arc<dyn EventStore> {
+        &self.store
+    }
+
+    pub(super) async fn written(&self) {
+        self.written.notified().await;
+    }
+}
+
+/// What a handler publishes goes to the outbox once the handler succeeded.
+impl EventSink for Outbox {
+    fn accept(
+        &self,
+        events: Vec<PublishedEvent>,
+    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>> {
+        let result = self
+            .stage(events, None)
+            .map_err(|e| SinkError(e.to_string()));
+        Box::pin(std::future::ready(result))
+    }
+}

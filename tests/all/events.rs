@@ -1,0 +1,195 @@
+//! Events end to end on the embedded (sled) transport: the real binary, the `notify`
+//! handler, the mock services' `/notifications` as the witness of each delivery's effect.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::server::{Server, Services, order};
+
+/// Extra subscriptions, all to `notify` with their own channel (the plugin's config).
+const ROUTES: &str = r#"
+[plugins.notify-sms]
+path = "{NOTIFY}"
+services = ["notifications"]
+config = { channel = "sms" }
+[plugins.notify-push]
+path = "{NOTIFY}"
+services = ["notifications"]
+config = { channel = "push" }
+[subscriptions.all-orders]
+topic = "order.#"
+handler = "notify-sms"
+[subscriptions.anything-shipped]
+topic = "*.shipped"
+handler = "notify-push"
+"#;
+
+async fn setup(extra: &str) -> (Services, Server) {
+    let services = Services::start().await;
+    let extra = extra.replace("{NOTIFY}", flowhost_test_artifacts::NOTIFY);
+    let server = Server::start(&format!("{}\n{extra}", services.config())).await;
+    (services, server)
+}
+
+/// The channels notified about `order_id`, sorted, once `expected` of them are there (or
+/// what is there after 10 s).
+async fn channels(services: &Services, order_id: &str, expected: usize) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ledger = services.order(order_id).await;
+        let mut channels: Vec<String> = ledger["notifications"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n["channel"].as_str().unwrap().to_owned())
+            .collect();
+        if channels.len() >= expected || Instant::now() > deadline {
+            channels.sort();
+            return channels;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn publish(server: &Server, topic: &str, data: Value) -> String {
+    let (status, body) = server.post(&format!("/v1/events/{topic}"), &data).await;
+    assert_eq!(status, 202, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_completed_order_notifies_the_customer_once_its_step_is_durable() {
+    let (services, server) = setup("").await;
+    let (status, run) = server
+        .post(
+            "/v1/workflows/order_processing/runs?wait=30s",
+            &order("e-1", 7, 50.0),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(channels(&services, "e-1", 1).await, ["email"]);
+    let ledger = services.order("e-1").await;
+    let notification = &ledger["notifications"][0];
+    assert_eq!(notification["topic"], "order.confirmed");
+    assert_eq!(
+        notification["event_id"], run["context"]["confirmation_event"],
+        "the event the step published"
+    );
+}
+
+#[tokio::test]
+async fn topics_reach_the_subscriptions_whose_patterns_match() {
+    let (services, server) = setup(ROUTES).await;
+    publish(&server, "order.shipped", json!({"order_id": "r-1"})).await;
+    publish(&server, "order.confirmed", json!({"order_id": "r-2"})).await;
+    publish(&server, "order.eu.refund", json!({"order_id": "r-3"})).await;
+    publish(&server, "user.created", json!({"order_id": "r-4"})).await;
+    assert_eq!(channels(&services, "r-1", 2).await, ["push", "sms"]);
+    assert_eq!(channels(&services, "r-2", 2).await, ["email", "sms"]);
+    assert_eq!(
+        channels(&services, "r-3", 1).await,
+        ["sms"],
+        "`#` spans segments"
+    );
+    // Whatever would have reached r-4 has had the time the others took.
+    assert!(channels(&services, "r-4", 0).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_handler_that_fails_twice_is_delivered_three_times_and_acts_once() {
+    let (services, server) = setup("").await;
+    services.fail("notifications", 2, 503).await;
+    publish(&server, "order.confirmed", json!({"order_id": "f-1"})).await;
+    assert_eq!(channels(&services, "f-1", 1).await, ["email"]);
+    let ledger = services.ledger().await;
+    assert_eq!(ledger["requests"]["notifications"], 3, "{ledger}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(channels(&services, "f-1", 1).await.len(), 1, "one effect");
+}
+
+#[tokio::test]
+async fn a_delivery_out_of_attempts_is_a_dead_letter_until_redelivered() {
+    let (services, server) = setup("").await;
+    services.fail("notifications", 1000, 500).await;
+    let event_id = publish(&server, "order.confirmed", json!({"order_id": "d-1"})).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let letter = loop {
+        let (status, page) = server.get("/v1/dead-letters").await;
+        assert_eq!(status, 200, "{page}");
+        if let Some(letter) = page["dead_letters"].as_array().unwrap().first() {
+            break letter.clone();
+        }
+        assert!(Instant::now() < deadline, "no dead letter");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(letter["subscription"], "notify-customer");
+    assert_eq!(letter["attempts"], 3);
+    assert_eq!(letter["event"]["id"], event_id.as_str());
+    assert_eq!(letter["event"]["type"], "order.confirmed");
+    assert_eq!(letter["event"]["specversion"], "1.0");
+    assert_eq!(letter["event"]["data"]["order_id"], "d-1");
+    assert!(
+        letter["error"].as_str().unwrap().contains("500"),
+        "{letter}"
+    );
+    assert!(channels(&services, "d-1", 0).await.is_empty());
+
+    services.fail("notifications", 0, 500).await;
+    let id = letter["id"].as_str().unwrap();
+    let (status, _) = server
+        .post(&format!("/v1/dead-letters/{id}/redeliver"), &json!({}))
+        .await;
+    assert_eq!(status, 202);
+    assert_eq!(channels(&services, "d-1", 1).await, ["email"]);
+    let (_, page) = server.get("/v1/dead-letters").await;
+    assert!(
+        page["dead_letters"].as_array().unwrap().is_empty(),
+        "{page}"
+    );
+    let (status, problem) = server
+        .post(&format!("/v1/dead-letters/{id}/redeliver"), &json!({}))
+        .await;
+    assert_eq!(status, 404, "{problem}");
+}
+
+#[tokio::test]
+async fn a_triggered_workflow_runs_once_per_event() {
+    let services = Services::start().await;
+    let config = services.config().replace(
+        "[workflows.order_processing]",
+        "[workflows.order_processing]\ntrigger = \"order.placed\"",
+    );
+    let server = Server::start(&config).await;
+    let event_id = publish(&server, "order.placed", order("t-1", 7, 20.0)).await;
+    let run = server
+        .until_terminal(&format!("order_processing.{event_id}"))
+        .await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let ledger = services.order("t-1").await;
+    assert_eq!(ledger["counts"]["payments_captured"], 1, "{ledger}");
+}
+
+#[tokio::test]
+async fn bad_events_are_refused_with_a_reason() {
+    let (_services, server) = setup("").await;
+    for (topic, body, why) in [
+        ("order..x", "{}", "topic"),
+        ("order.x", "{not json", "JSON"),
+    ] {
+        let response = reqwest::Client::new()
+            .post(format!("{}/v1/events/{topic}", server.url))
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400);
+        let problem: Value = response.json().await.unwrap();
+        assert!(
+            problem["detail"].as_str().unwrap().contains(why),
+            "{problem}"
+        );
+    }
+    let (status, _) = server.get("/v1/dead-letters?limit=0").await;
+    assert_eq!(status, 400);
+}
