@@ -9,13 +9,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{AppState, Problem};
+use super::{AppState, Problem, page_limit};
 use crate::capabilities::events::validate_topic;
 use crate::events::{cloud_event, new_event};
 use crate::store::events::DeadLetter;
-
-/// Most dead letters one page may hold.
-const MAX_PAGE: usize = 500;
+use crate::store::rfc3339;
 
 /// `POST /v1/events/{topic}`: publishes the JSON body on `topic`, answering 202 with the
 /// event's id once it is durable.
@@ -55,13 +53,7 @@ pub async fn dead_letters(
     params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Response, Problem> {
     let Query(params) = params?;
-    let limit = params.limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("limit must be 1 to {MAX_PAGE}"),
-        ));
-    }
+    let limit = page_limit(params.limit)?;
     let letters = app
         .dispatcher
         .dead_letters(limit + 1, params.cursor.as_deref())?;
@@ -90,9 +82,7 @@ fn view(letter: &DeadLetter) -> Value {
         "subscription": letter.subscription,
         "attempts": letter.attempts,
         "error": letter.error,
-        "dead_at": humantime::format_rfc3339_millis(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(letter.dead_ms)
-        ).to_string(),
+        "dead_at": rfc3339(letter.dead_ms),
         "event": cloud_event(&letter.event),
     })
 }

@@ -31,6 +31,21 @@ use crate::config::ServerConfig;
 use crate::events::Dispatcher;
 use crate::saga::Engine;
 
+/// Most items one page may hold.
+const MAX_PAGE: usize = 500;
+
+/// A listing's `limit`: 50 unless given, 1 to [`MAX_PAGE`].
+fn page_limit(limit: Option<usize>) -> Result<usize, Problem> {
+    let limit = limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("limit must be 1 to {MAX_PAGE}"),
+        ));
+    }
+    Ok(limit)
+}
+
 /// What every handler shares.
 #[derive(Clone)]
 pub struct AppState {

@@ -9,11 +9,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::{AppState, Problem, RunView};
+use super::{AppState, Problem, RunView, page_limit};
 use crate::store::{ListQuery, Run, RunStatus};
-
-/// Most runs one page may hold.
-const MAX_PAGE: usize = 500;
 
 /// Query of `POST /v1/workflows/{workflow}/runs`.
 #[derive(Deserialize)]
@@ -160,13 +157,7 @@ pub async fn list(
             })
         })
         .transpose()?;
-    let limit = params.limit.unwrap_or(50);
-    if limit == 0 || limit > MAX_PAGE {
-        return Err(Problem::new(
-            StatusCode::BAD_REQUEST,
-            format!("limit must be 1 to {MAX_PAGE}"),
-        ));
-    }
+    let limit = page_limit(params.limit)?;
     let page = app.engine.store().list(&ListQuery {
         workflow: params.workflow,
         status,

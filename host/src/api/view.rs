@@ -1,12 +1,11 @@
 //! How runs look in the API.
 
 use std::collections::BTreeMap;
-use std::time::{Duration, UNIX_EPOCH};
 
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::store::{Run, RunError, StepStatus};
+use crate::store::{Run, RunError, StepStatus, rfc3339};
 
 /// A run as `GET /v1/runs/{id}` shows it.
 #[derive(Serialize)]
@@ -62,9 +61,4 @@ impl<'a> RunView<'a> {
             ended_at: run.ended_ms.map(rfc3339),
         }
     }
-}
-
-/// `ms` since the Unix epoch as RFC 3339 with milliseconds, UTC.
-fn rfc3339(ms: u64) -> String {
-    humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(ms)).to_string()
 }

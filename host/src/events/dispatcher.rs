@@ -11,7 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::{Outbox, SubscriptionConfig, delivery_retry};
+use super::{Outbox, SubscriptionConfig, default_concurrency, delivery_retry};
 use crate::Runtime;
 use crate::bindings::types::Event;
 use crate::capabilities::events::TopicPattern;
@@ -27,8 +27,6 @@ const RELAY_BATCH: usize = 256;
 const GATE_POLL: Duration = Duration::from_millis(20);
 /// Longest a queue worker sleeps without looking.
 const IDLE_POLL: Duration = Duration::from_secs(1);
-/// Runs a workflow trigger starts at once.
-const TRIGGER_CONCURRENCY: usize = 16;
 
 /// Where a subscription's events go.
 enum Target {
@@ -85,19 +83,12 @@ impl Dispatcher {
     pub fn drop_orphans(&self) -> Result<usize, StoreError> {
         let store = self.store();
         let mut dropped = 0;
-        loop {
-            let mut removed_any = false;
-            for entry in store.outbox_pending(usize::MAX)? {
-                if let Some(gate) = &entry.gate
-                    && !store.gate_open(gate)?
-                {
-                    store.outbox_remove(&entry.event.id)?;
-                    dropped += 1;
-                    removed_any = true;
-                }
-            }
-            if !removed_any {
-                break;
+        for entry in store.outbox_pending(usize::MAX)? {
+            if let Some(gate) = &entry.gate
+                && !store.gate_open(gate)?
+            {
+                store.outbox_remove(&entry.event.id)?;
+                dropped += 1;
             }
         }
         if dropped > 0 {
@@ -170,7 +161,7 @@ impl Dispatcher {
 
     /// Moves durable outbox entries to the queues of their subscriptions, for ever.
     async fn relay(&self) {
-        loop {
+        while !self.shutdown.is_cancelled() {
             let wait = match self.relay_once().await {
                 Ok(Pass::Idle) => IDLE_POLL,
                 Ok(Pass::Waiting) => GATE_POLL,
@@ -279,7 +270,7 @@ fn resolve(
             pattern,
             target: Target::Workflow(name.clone()),
             retry: delivery_retry(),
-            concurrency: TRIGGER_CONCURRENCY,
+            concurrency: default_concurrency(),
             queued: Notify::new(),
         }));
     }
@@ -307,7 +298,7 @@ struct Worker {
 impl Worker {
     async fn run(self) {
         let this = Arc::new(self);
-        loop {
+        while !this.dispatcher.shutdown.is_cancelled() {
             let wait = match this.deliver_due().await {
                 Ok(Some(wait)) => wait,
                 Ok(None) => continue,

@@ -18,7 +18,7 @@
 mod dispatcher;
 mod outbox;
 
-use std::time::{Duration, UNIX_EPOCH};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -27,6 +27,7 @@ pub use self::dispatcher::{Dispatcher, check_subscriptions};
 pub use self::outbox::Outbox;
 use crate::saga::RetryPolicy;
 use crate::store::events::PublishedEvent;
+use crate::store::rfc3339;
 
 /// `[subscriptions.<name>]`: events on matching topics go to a handler plugin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -54,7 +55,8 @@ pub fn delivery_retry() -> RetryPolicy {
     }
 }
 
-fn default_concurrency() -> usize {
+/// Deliveries of a subscription or trigger in flight at once unless it says otherwise.
+pub(crate) fn default_concurrency() -> usize {
     16
 }
 
@@ -62,13 +64,12 @@ fn default_concurrency() -> usize {
 /// the publisher's key in `partitionkey`.
 pub fn cloud_event(event: &PublishedEvent) -> Value {
     let data: Value = serde_json::from_str(&event.data).unwrap_or(Value::Null);
-    let time = humantime::format_rfc3339_millis(UNIX_EPOCH + Duration::from_millis(event.time_ms));
     let mut value = json!({
         "specversion": "1.0",
         "id": event.id,
         "source": event.source,
         "type": event.topic,
-        "time": time.to_string(),
+        "time": rfc3339(event.time_ms),
         "datacontenttype": "application/json",
         "data": data,
     });

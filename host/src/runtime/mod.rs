@@ -295,13 +295,7 @@ impl Runtime {
             }
         })
         .await;
-        let result = settle(plugin, &store, limit, outcome)?;
-        let published = store.data_mut().events.take_pending();
-        let events = if result.is_ok() {
-            published
-        } else {
-            Vec::new()
-        };
+        let (result, events) = answer(plugin, &mut store, limit, outcome)?;
         // The call returned normally, so the instance is sound; one that hit its memory cap
         // is not kept, so that the cap's verdict stays about one call.
         if let Some(instance) = instance
@@ -371,11 +365,8 @@ impl Runtime {
         limit: Duration,
         outcome: Result<wasmtime::Result<Result<T, E>>, tokio::time::error::Elapsed>,
     ) -> Result<Result<T, E>, CallError> {
-        let result = settle(plugin, store, limit, outcome)?;
-        let events = store.data_mut().events.take_pending();
-        if result.is_ok() {
-            self.release(plugin, events).await?;
-        }
+        let (result, events) = answer(plugin, store, limit, outcome)?;
+        self.release(plugin, events).await?;
         Ok(result)
     }
 
@@ -457,6 +448,24 @@ impl Direction {
             Direction::Compensate => "compensate",
         }
     }
+}
+
+/// The plugin's answer with what the call published: everything when the answer is `Ok`,
+/// nothing otherwise (a failed attempt's events are dropped).
+fn answer<T, E>(
+    plugin: &Plugin,
+    store: &mut Store<HostState>,
+    limit: Duration,
+    outcome: Result<wasmtime::Result<Result<T, E>>, tokio::time::error::Elapsed>,
+) -> Result<(Result<T, E>, Vec<PublishedEvent>), CallError> {
+    let result = settle(plugin, store, limit, outcome)?;
+    let published = store.data_mut().events.take_pending();
+    let events = if result.is_ok() {
+        published
+    } else {
+        Vec::new()
+    };
+    Ok((result, events))
 }
 
 /// Turns the outcome of a call into the plugin's answer or a typed [`CallError`].

@@ -383,6 +383,13 @@ pub trait RunStore: Send + Sync {
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 }
 
+/// `ms` since the Unix epoch as RFC 3339 with milliseconds, UTC: how the API and
+/// CloudEvents show times.
+pub fn rfc3339(ms: u64) -> String {
+    humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+        .to_string()
+}
+
 /// Milliseconds since the Unix epoch, now.
 pub fn now_ms() -> u64 {
     std::time::SystemTime::now()

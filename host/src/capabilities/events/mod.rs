@@ -3,8 +3,9 @@
 //! `publish` validates the topic and the JSON, checks the plugin's publish grant and holds
 //! the event in the call's [`EventsCtx`]. The runtime hands what a call published to the
 //! [`EventSink`] only when the call succeeds, and drops it otherwise: that is the
-//! transactional outbox, and the saga engine will persist the events with the step's
-//! result instead. Durable delivery is the sink's business.
+//! transactional outbox. The server's sink is the durable [`crate::events::Outbox`]; a saga
+//! step's events bypass the sink and go to the outbox with the step's journal entry
+//! ([`crate::runtime::Runtime::call_step_in`]).
 
 mod host;
 mod topic;
@@ -75,7 +76,8 @@ pub trait EventSink: Send + Sync {
     ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>>;
 }
 
-/// A sink that keeps events in memory, for tests and until durable delivery exists.
+/// A sink that keeps events in memory: for tests, and for the CLI's checks, which
+/// deliver nothing.
 #[derive(Default)]
 pub struct MemorySink {
     /// A std `Mutex`: held only to push or copy, never across an `.await`.
@@ -98,22 +100,6 @@ impl EventSink for MemorySink {
             .lock()
             .expect("sink lock poisoned")
             .extend(events);
-        Box::pin(std::future::ready(Ok(())))
-    }
-}
-
-/// A sink that logs each event and keeps nothing: what the server uses until durable
-/// delivery exists.
-pub struct LogSink;
-
-impl EventSink for LogSink {
-    fn accept(
-        &self,
-        events: Vec<PublishedEvent>,
-    ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>> {
-        for event in &events {
-            tracing::info!(id = %event.id, topic = %event.topic, source = %event.source, "event published");
-        }
         Box::pin(std::future::ready(Ok(())))
     }
 }
