@@ -356,6 +356,24 @@ mod tests {
     }
 
     #[test]
+    fn the_event_transport_is_chosen_by_kind() {
+        use crate::events::transport::TransportConfig;
+        let config = Config::from_toml("").unwrap();
+        assert!(matches!(config.events.transport, TransportConfig::Embedded));
+        let config = Config::from_toml(
+            "[events.transport]\nkind = \"nats\"\nurl = \"nats://127.0.0.1:4222\"\n",
+        )
+        .unwrap();
+        let TransportConfig::Nats(nats) = config.events.transport else {
+            panic!("not nats")
+        };
+        assert_eq!(nats.url, "nats://127.0.0.1:4222");
+        assert_eq!(nats.stream, "FLOWHOST");
+        let err = Config::from_toml("[events.transport]\nkind = \"carrier-pigeon\"\n").unwrap_err();
+        assert!(format!("{err:#}").contains("carrier-pigeon"), "{err:#}");
+    }
+
+    #[test]
     fn grant_of_unknown_service_is_named() {
         let err = Config::from_toml("[plugins.p]\npath = \"p.wasm\"\nservices = [\"nope\"]\n")
             .unwrap_err();

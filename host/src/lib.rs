@@ -58,9 +58,13 @@ pub async fn run(
         capabilities::Capabilities::new(&config, outbox.clone())?,
     )?);
     let plugins = plugins::PluginRegistry::load(&runtime, &config)?;
+    let transport = events::transport::connect(&config.events.transport, store.clone())
+        .await
+        .context("connecting the event transport")?;
     let dispatcher = Arc::new(
         events::Dispatcher::new(
             outbox.clone(),
+            transport,
             &config.subscriptions,
             &config.workflows,
             &plugins,
@@ -78,7 +82,10 @@ pub async fn run(
     )
     .map_err(anyhow::Error::msg)?;
     engine.recover()?;
-    dispatcher.start(runtime, engine.clone());
+    dispatcher
+        .start(runtime, engine.clone())
+        .await
+        .context("declaring the subscriptions' queues")?;
     tracing::info!(address = %listener.local_addr()?, "listening");
     axum::serve(
         listener,

@@ -1,11 +1,74 @@
-//! Events end to end on the embedded (sled) transport: the real binary, the `notify`
-//! handler, the mock services' `/notifications` as the witness of each delivery's effect.
+//! Events end to end, on every transport: the real binary, the `notify` handler, the mock
+//! services' `/notifications` as the witness of each delivery's effect. The NATS tests use
+//! the machine's JetStream server (127.0.0.1:4222), a stream of their own each.
 
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
 use crate::server::{Server, Services, order};
+
+/// The machine's NATS server.
+const NATS_URL: &str = "nats://127.0.0.1:4222";
+
+/// Where a test's events travel.
+#[derive(Clone, Copy)]
+enum Transport {
+    Embedded,
+    Nats,
+}
+
+impl Transport {
+    /// The `[events.transport]` section for a test named `test`; for NATS, the test's
+    /// stream is deleted first so that each run starts empty.
+    async fn section(self, test: &str) -> String {
+        match self {
+            Transport::Embedded => String::new(),
+            Transport::Nats => {
+                let stream = format!("TEST_{}", test.to_ascii_uppercase());
+                delete_stream(NATS_URL, &stream).await;
+                nats_section(NATS_URL, &stream)
+            }
+        }
+    }
+}
+
+fn nats_section(url: &str, stream: &str) -> String {
+    format!("[events.transport]\nkind = \"nats\"\nurl = \"{url}\"\nstream = \"{stream}\"\n")
+}
+
+async fn delete_stream(url: &str, stream: &str) {
+    let client = async_nats::connect(url).await.expect("NATS is up");
+    let _ = async_nats::jetstream::new(client)
+        .delete_stream(stream)
+        .await;
+}
+
+/// Each test, once per transport.
+macro_rules! on_every_transport {
+    ($($test:ident),* $(,)?) => {
+        mod embedded {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Transport::Embedded, stringify!($test)).await;
+            })*
+        }
+        mod nats {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Transport::Nats, stringify!($test)).await;
+            })*
+        }
+    };
+}
+
+on_every_transport!(
+    a_completed_order_notifies_the_customer_once_its_step_is_durable,
+    topics_reach_the_subscriptions_whose_patterns_match,
+    a_handler_that_fails_twice_is_delivered_three_times_and_acts_once,
+    a_delivery_out_of_attempts_is_a_dead_letter_until_redelivered,
+    a_triggered_workflow_runs_once_per_event,
+);
 
 /// Extra subscriptions, all to `notify` with their own channel (the plugin's config).
 const ROUTES: &str = r#"
@@ -25,10 +88,11 @@ topic = "*.shipped"
 handler = "notify-push"
 "#;
 
-async fn setup(extra: &str) -> (Services, Server) {
+async fn setup(transport: Transport, test: &str, extra: &str) -> (Services, Server) {
     let services = Services::start().await;
     let extra = extra.replace("{NOTIFY}", flowhost_test_artifacts::NOTIFY);
-    let server = Server::start(&format!("{}\n{extra}", services.config())).await;
+    let section = transport.section(test).await;
+    let server = Server::start(&format!("{}\n{extra}\n{section}", services.config())).await;
     (services, server)
 }
 
@@ -58,9 +122,11 @@ async fn publish(server: &Server, topic: &str, data: Value) -> String {
     body["id"].as_str().unwrap().to_owned()
 }
 
-#[tokio::test]
-async fn a_completed_order_notifies_the_customer_once_its_step_is_durable() {
-    let (services, server) = setup("").await;
+async fn a_completed_order_notifies_the_customer_once_its_step_is_durable(
+    transport: Transport,
+    test: &str,
+) {
+    let (services, server) = setup(transport, test, "").await;
     let (status, run) = server
         .post(
             "/v1/workflows/order_processing/runs?wait=30s",
@@ -78,9 +144,8 @@ async fn a_completed_order_notifies_the_customer_once_its_step_is_durable() {
     );
 }
 
-#[tokio::test]
-async fn topics_reach_the_subscriptions_whose_patterns_match() {
-    let (services, server) = setup(ROUTES).await;
+async fn topics_reach_the_subscriptions_whose_patterns_match(transport: Transport, test: &str) {
+    let (services, server) = setup(transport, test, ROUTES).await;
     publish(&server, "order.shipped", json!({"order_id": "r-1"})).await;
     publish(&server, "order.confirmed", json!({"order_id": "r-2"})).await;
     publish(&server, "order.eu.refund", json!({"order_id": "r-3"})).await;
@@ -96,9 +161,11 @@ async fn topics_reach_the_subscriptions_whose_patterns_match() {
     assert!(channels(&services, "r-4", 0).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_handler_that_fails_twice_is_delivered_three_times_and_acts_once() {
-    let (services, server) = setup("").await;
+async fn a_handler_that_fails_twice_is_delivered_three_times_and_acts_once(
+    transport: Transport,
+    test: &str,
+) {
+    let (services, server) = setup(transport, test, "").await;
     services.fail("notifications", 2, 503).await;
     publish(&server, "order.confirmed", json!({"order_id": "f-1"})).await;
     assert_eq!(channels(&services, "f-1", 1).await, ["email"]);
@@ -108,9 +175,11 @@ async fn a_handler_that_fails_twice_is_delivered_three_times_and_acts_once() {
     assert_eq!(channels(&services, "f-1", 1).await.len(), 1, "one effect");
 }
 
-#[tokio::test]
-async fn a_delivery_out_of_attempts_is_a_dead_letter_until_redelivered() {
-    let (services, server) = setup("").await;
+async fn a_delivery_out_of_attempts_is_a_dead_letter_until_redelivered(
+    transport: Transport,
+    test: &str,
+) {
+    let (services, server) = setup(transport, test, "").await;
     services.fail("notifications", 1000, 500).await;
     let event_id = publish(&server, "order.confirmed", json!({"order_id": "d-1"})).await;
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -153,14 +222,14 @@ async fn a_delivery_out_of_attempts_is_a_dead_letter_until_redelivered() {
     assert_eq!(status, 404, "{problem}");
 }
 
-#[tokio::test]
-async fn a_triggered_workflow_runs_once_per_event() {
+async fn a_triggered_workflow_runs_once_per_event(transport: Transport, test: &str) {
     let services = Services::start().await;
     let config = services.config().replace(
         "[workflows.order_processing]",
         "[workflows.order_processing]\ntrigger = \"order.placed\"",
     );
-    let server = Server::start(&config).await;
+    let section = transport.section(test).await;
+    let server = Server::start(&format!("{config}\n{section}")).await;
     let event_id = publish(&server, "order.placed", order("t-1", 7, 20.0)).await;
     let run = server
         .until_terminal(&format!("order_processing.{event_id}"))
@@ -172,7 +241,7 @@ async fn a_triggered_workflow_runs_once_per_event() {
 
 #[tokio::test]
 async fn bad_events_are_refused_with_a_reason() {
-    let (_services, server) = setup("").await;
+    let (_services, server) = setup(Transport::Embedded, "", "").await;
     for (topic, body, why) in [
         ("order..x", "{}", "topic"),
         ("order.x", "{not json", "JSON"),
@@ -192,4 +261,111 @@ async fn bad_events_are_refused_with_a_reason() {
     }
     let (status, _) = server.get("/v1/dead-letters?limit=0").await;
     assert_eq!(status, 400);
+}
+
+/// A NATS server of this test's own, which it can stop and start: the machine's must stay up
+/// for the other tests.
+struct OwnNats {
+    child: Option<std::process::Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl OwnNats {
+    async fn start() -> OwnNats {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let mut nats = OwnNats {
+            child: None,
+            port,
+            dir: tempfile::tempdir().unwrap(),
+        };
+        nats.resume().await;
+        nats
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+
+    /// Starts the server again on the same port and store.
+    async fn resume(&mut self) {
+        let child = std::process::Command::new("nats-server")
+            .args([
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-js",
+                "-sd",
+            ])
+            .arg(self.dir.path())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("nats-server is installed");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
+            .await
+            .is_err()
+        {
+            assert!(Instant::now() < deadline, "nats-server did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for OwnNats {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[tokio::test]
+async fn events_published_while_the_broker_is_down_arrive_once_it_is_back() {
+    let mut nats = OwnNats::start().await;
+    let services = Services::start().await;
+    let section = nats_section(&nats.url(), "OUTAGE");
+    let server = Server::start(&format!("{}\n{section}", services.config())).await;
+    publish(&server, "order.confirmed", json!({"order_id": "b-0"})).await;
+    assert_eq!(
+        channels(&services, "b-0", 1).await,
+        ["email"],
+        "delivered while up"
+    );
+
+    nats.stop();
+    for i in 1..=5 {
+        // Durable in the outbox: the API answers while the broker is away.
+        publish(
+            &server,
+            "order.confirmed",
+            json!({"order_id": format!("b-{i}")}),
+        )
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        channels(&services, "b-1", 0).await.is_empty(),
+        "nothing can travel yet"
+    );
+    nats.resume().await;
+    for i in 1..=5 {
+        assert_eq!(
+            channels(&services, &format!("b-{i}"), 1).await,
+            ["email"],
+            "event {i} after the broker came back"
+        );
+    }
 }

@@ -70,9 +70,14 @@ pub async fn redeliver(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let letter = app.dispatcher.redeliver(&id)?.ok_or_else(|| {
-        Problem::new(StatusCode::NOT_FOUND, format!("unknown dead letter `{id}`"))
-    })?;
+    let letter = app
+        .dispatcher
+        .redeliver(&id)
+        .await
+        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        .ok_or_else(|| {
+            Problem::new(StatusCode::NOT_FOUND, format!("unknown dead letter `{id}`"))
+        })?;
     Ok((StatusCode::ACCEPTED, Json(view(&letter))).into_response())
 }
 

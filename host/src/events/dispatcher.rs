@@ -1,16 +1,16 @@
-//! The dispatcher: relays durable outbox entries to subscription queues and drives each
-//! queue (the embedded transport, on sled).
+//! The dispatcher: relays durable outbox entries to the queues of their subscriptions on the
+//! [`Transport`], and drives each subscription's queue.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde_json::{Map, Value};
-use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::transport::{Received, Transport, TransportError};
 use super::{Outbox, SubscriptionConfig, default_concurrency, delivery_retry};
 use crate::Runtime;
 use crate::bindings::types::Event;
@@ -18,14 +18,14 @@ use crate::capabilities::events::TopicPattern;
 use crate::plugins::PluginRegistry;
 use crate::runtime::{Plugin, World};
 use crate::saga::{Engine, RetryPolicy, WorkflowConfig};
-use crate::store::events::{DeadLetter, Delivery, EventStore, PublishedEvent};
+use crate::store::events::{DeadLetter, EventStore, PublishedEvent};
 use crate::store::{StoreError, now_ms};
 
 /// Outbox entries relayed per pass.
 const RELAY_BATCH: usize = 256;
 /// How often the relay looks again while a gated entry waits for its journal entry.
 const GATE_POLL: Duration = Duration::from_millis(20);
-/// Longest a queue worker sleeps without looking.
+/// Longest the relay sleeps without looking, and a worker waits in one receive.
 const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Where a subscription's events go.
@@ -43,13 +43,12 @@ struct Subscription {
     target: Target,
     retry: RetryPolicy,
     concurrency: usize,
-    /// Wakes its worker when the relay queued something.
-    queued: Notify,
 }
 
 /// The dispatcher. Shared by the API (dead letters) and its own tasks.
 pub struct Dispatcher {
     outbox: Arc<Outbox>,
+    transport: Arc<dyn Transport>,
     subscriptions: Vec<Arc<Subscription>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -61,12 +60,14 @@ impl Dispatcher {
     /// or a pattern is malformed.
     pub fn new(
         outbox: Arc<Outbox>,
+        transport: Arc<dyn Transport>,
         subscriptions: &BTreeMap<String, SubscriptionConfig>,
         workflows: &BTreeMap<String, WorkflowConfig>,
         plugins: &PluginRegistry,
     ) -> Result<Self, String> {
         Ok(Self {
             outbox,
+            transport,
             subscriptions: resolve(subscriptions, workflows, plugins)?,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
@@ -100,8 +101,15 @@ impl Dispatcher {
         Ok(dropped)
     }
 
-    /// Starts the relay and one worker per subscription.
-    pub fn start(self: &Arc<Self>, runtime: Arc<Runtime>, engine: Engine) {
+    /// Declares every subscription's queue on the transport, then starts the relay and one
+    /// worker per subscription.
+    pub async fn start(
+        self: &Arc<Self>,
+        runtime: Arc<Runtime>,
+        engine: Engine,
+    ) -> Result<(), TransportError> {
+        let names: Vec<String> = self.subscriptions.iter().map(|s| s.name.clone()).collect();
+        self.transport.declare(&names).await?;
         let relay = self.clone();
         self.tasks.spawn(async move { relay.relay().await });
         for subscription in &self.subscriptions {
@@ -113,6 +121,7 @@ impl Dispatcher {
             };
             self.tasks.spawn(async move { worker.run().await });
         }
+        Ok(())
     }
 
     /// Stops relaying and delivering; deliveries in flight finish first. Whatever is left
@@ -132,26 +141,17 @@ impl Dispatcher {
         self.store().dead_letters(limit, cursor)
     }
 
-    /// Queues a dead letter's event for its subscription again, with fresh attempts.
-    /// `None` if there is no such dead letter.
-    pub fn redeliver(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
-        let Some(letter) = self.store().exhume(id)? else {
+    /// Queues a dead letter's event for its subscription again, with fresh attempts, and
+    /// removes the dead letter. `None` if there is no such dead letter.
+    pub async fn redeliver(&self, id: &str) -> Result<Option<DeadLetter>, TransportError> {
+        let Some(letter) = self.store().dead_letter(id)? else {
             return Ok(None);
         };
-        self.store().enqueue(&Delivery {
-            subscription: letter.subscription.clone(),
-            event: letter.event.clone(),
-            attempts: 0,
-            due_ms: now_ms(),
-            error: None,
-        })?;
-        if let Some(subscription) = self
-            .subscriptions
-            .iter()
-            .find(|s| s.name == letter.subscription)
-        {
-            subscription.queued.notify_one();
-        }
+        let message_id = format!("{}/{}/{}", letter.subscription, letter.event.id, letter.id);
+        self.transport
+            .send(&letter.subscription, &letter.event, &message_id)
+            .await?;
+        self.store().exhume(id)?;
         Ok(Some(letter))
     }
 
@@ -179,7 +179,7 @@ impl Dispatcher {
         }
     }
 
-    async fn relay_once(&self) -> Result<Pass, StoreError> {
+    async fn relay_once(&self) -> Result<Pass, TransportError> {
         let store = self.store();
         let entries = store.outbox_pending(RELAY_BATCH)?;
         if entries.is_empty() {
@@ -197,14 +197,10 @@ impl Dispatcher {
             }
             for subscription in &self.subscriptions {
                 if subscription.pattern.matches(&entry.event.topic) {
-                    store.enqueue(&Delivery {
-                        subscription: subscription.name.clone(),
-                        event: entry.event.clone(),
-                        attempts: 0,
-                        due_ms: now_ms(),
-                        error: None,
-                    })?;
-                    subscription.queued.notify_one();
+                    let message_id = format!("{}/{}", subscription.name, entry.event.id);
+                    self.transport
+                        .send(&subscription.name, &entry.event, &message_id)
+                        .await?;
                 }
             }
             store.outbox_remove(&entry.event.id)?;
@@ -256,7 +252,6 @@ fn resolve(
             target: Target::Handler(plugin.clone()),
             retry: config.retry,
             concurrency: config.concurrency,
-            queued: Notify::new(),
         }));
     }
     for (name, workflow) in workflows {
@@ -271,7 +266,6 @@ fn resolve(
             target: Target::Workflow(name.clone()),
             retry: delivery_retry(),
             concurrency: default_concurrency(),
-            queued: Notify::new(),
         }));
     }
     Ok(resolved)
@@ -298,75 +292,68 @@ struct Worker {
 impl Worker {
     async fn run(self) {
         let this = Arc::new(self);
-        while !this.dispatcher.shutdown.is_cancelled() {
-            let wait = match this.deliver_due().await {
-                Ok(Some(wait)) => wait,
-                Ok(None) => continue,
+        let shutdown = this.dispatcher.shutdown.clone();
+        while !shutdown.is_cancelled() {
+            let received = tokio::select! {
+                received = this.dispatcher.transport.receive(
+                    &this.subscription.name,
+                    this.subscription.concurrency,
+                    IDLE_POLL,
+                ) => received,
+                () = shutdown.cancelled() => return,
+            };
+            let deliveries = match received {
+                Ok(deliveries) => deliveries,
                 Err(error) => {
-                    tracing::warn!(subscription = %this.subscription.name, %error, "delivery failed; trying again");
-                    IDLE_POLL
+                    tracing::warn!(subscription = %this.subscription.name, %error, "receiving failed; trying again");
+                    tokio::select! {
+                        () = tokio::time::sleep(IDLE_POLL) => {}
+                        () = shutdown.cancelled() => return,
+                    }
+                    continue;
                 }
             };
-            tokio::select! {
-                () = this.subscription.queued.notified() => {}
-                () = tokio::time::sleep(wait) => {}
-                () = this.dispatcher.shutdown.cancelled() => return,
+            // All of them settled before the next receive, so that none is handed out twice.
+            let mut in_flight = JoinSet::new();
+            for received in deliveries {
+                let this = this.clone();
+                in_flight.spawn(async move { this.deliver(received).await });
+            }
+            while let Some(done) = in_flight.join_next().await {
+                let result = done.map_err(|e| TransportError(format!("delivery task: {e}")));
+                if let Err(error) = result.and_then(|settled| settled) {
+                    tracing::warn!(subscription = %this.subscription.name, %error, "settling a delivery failed; it comes again");
+                }
             }
         }
     }
 
-    /// Delivers what is due, concurrently up to the subscription's limit. `None` if it
-    /// delivered something (look again at once), else how long until the next is due.
-    async fn deliver_due(self: &Arc<Self>) -> Result<Option<Duration>, StoreError> {
-        let store = self.dispatcher.store();
-        let name = &self.subscription.name;
-        let now = now_ms();
-        let due = store.due(name, now, self.subscription.concurrency)?;
-        if due.is_empty() {
-            let wait = store.next_due(name)?.map_or(IDLE_POLL, |at| {
-                Duration::from_millis(at.saturating_sub(now))
-            });
-            return Ok(Some(wait.min(IDLE_POLL)));
+    /// One attempt; then the delivery is done, comes again after the backoff, or, out of
+    /// attempts, becomes a dead letter.
+    async fn deliver(&self, received: Received) -> Result<(), TransportError> {
+        let Received {
+            event,
+            attempts,
+            settle,
+        } = received;
+        let Err(error) = self.attempt(&event).await else {
+            return settle.ack().await;
+        };
+        let attempts = attempts + 1;
+        let retry = &self.subscription.retry;
+        tracing::debug!(subscription = %self.subscription.name, event = %event.id, attempts, %error, "delivery failed");
+        if attempts < retry.attempts {
+            return settle.retry(retry.backoff(attempts + 1), error).await;
         }
-        let mut deliveries = JoinSet::new();
-        for delivery in due {
-            let this = self.clone();
-            deliveries.spawn(async move { this.deliver(delivery).await });
-        }
-        while let Some(done) = deliveries.join_next().await {
-            done.map_err(|e| StoreError::Backend(format!("delivery task: {e}")))??;
-        }
-        Ok(None)
-    }
-
-    /// One attempt; then the delivery leaves the queue, comes back later, or is buried.
-    /// The new record is written before the old one goes, so a crash repeats, never loses.
-    async fn deliver(&self, delivery: Delivery) -> Result<(), StoreError> {
-        let store = self.dispatcher.store();
-        let outcome = self.attempt(&delivery.event).await;
-        if let Err(error) = outcome {
-            let attempts = delivery.attempts + 1;
-            let retry = &self.subscription.retry;
-            tracing::debug!(subscription = %self.subscription.name, event = %delivery.event.id, attempts, %error, "delivery failed");
-            if attempts >= retry.attempts {
-                store.bury(&DeadLetter {
-                    id: ulid::Ulid::new().to_string(),
-                    subscription: delivery.subscription.clone(),
-                    event: delivery.event.clone(),
-                    attempts,
-                    error,
-                    dead_ms: now_ms(),
-                })?;
-            } else {
-                store.enqueue(&Delivery {
-                    attempts,
-                    due_ms: now_ms() + retry.backoff(attempts + 1).as_millis() as u64,
-                    error: Some(error),
-                    ..delivery.clone()
-                })?;
-            }
-        }
-        store.dequeue(&delivery)
+        self.dispatcher.store().bury(&DeadLetter {
+            id: ulid::Ulid::new().to_string(),
+            subscription: self.subscription.name.clone(),
+            event,
+            attempts,
+            error,
+            dead_ms: now_ms(),
+        })?;
+        settle.give_up().await
     }
 
     async fn attempt(&self, event: &PublishedEvent) -> Result<(), String> {

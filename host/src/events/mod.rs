@@ -11,12 +11,16 @@
 //!   second run). A failed delivery is retried with the subscription's backoff, and after its
 //!   attempts it becomes a dead letter, which the API lists and redelivers.
 //!
+//! Between the relay and the workers, events travel on a [`transport`]: queues in the
+//! run store (the default, one process) or NATS JetStream (several hosts).
+//!
 //! Topics are dot-separated; subscriptions match them with RabbitMQ's wildcards (`*` one
 //! segment, `#` zero or more). Outside the host, events are CloudEvents 1.0 JSON
 //! ([`cloud_event`]).
 
 mod dispatcher;
 mod outbox;
+pub mod transport;
 
 use std::time::Duration;
 

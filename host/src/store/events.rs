@@ -105,6 +105,9 @@ pub trait EventStore: Send + Sync {
         cursor: Option<&str>,
     ) -> Result<Vec<DeadLetter>, StoreError>;
 
+    /// The dead letter with this id.
+    fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError>;
+
     /// Removes and returns a dead letter.
     fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError>;
 

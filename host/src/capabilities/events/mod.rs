@@ -28,6 +28,8 @@ pub struct EventsConfig {
     pub max_event_bytes: usize,
     /// Most events one plugin call may publish. Default 100.
     pub max_events_per_call: usize,
+    /// How events travel to the handlers: `kind = "embedded"` (the default) or `"nats"`.
+    pub transport: crate::events::transport::TransportConfig,
 }
 
 impl Default for EventsConfig {
@@ -35,6 +37,7 @@ impl Default for EventsConfig {
         Self {
             max_event_bytes: 256 * 1024,
             max_events_per_call: 100,
+            transport: Default::default(),
         }
     }
 }

@@ -127,6 +127,13 @@ impl EventStore for SledStore {
             .collect()
     }
 
+    fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        match self.dead_letters.get(id.as_bytes()).map_err(backend)? {
+            Some(value) => decode(id.as_bytes(), &value).map(Some),
+            None => Ok(None),
+        }
+    }
+
     fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
         match self.dead_letters.remove(id.as_bytes()).map_err(backend)? {
             Some(value) => decode(id.as_bytes(), &value).map(Some),
@@ -230,7 +237,9 @@ mod tests {
         assert_eq!(first, ["3", "2"]);
         let rest = store.dead_letters(2, Some("2")).unwrap();
         assert_eq!(rest.len(), 1);
+        assert_eq!(store.dead_letter("2").unwrap().unwrap().event.id, "2");
         assert_eq!(store.exhume("2").unwrap().unwrap().event.id, "2");
+        assert!(store.dead_letter("2").unwrap().is_none());
         assert!(store.exhume("2").unwrap().is_none());
     }
 }

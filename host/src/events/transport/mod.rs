@@ -1,0 +1,110 @@
+//! Transports: how relayed events reach the workers of their subscriptions.
+//!
+//! The relay decides which subscriptions an event goes to (topic patterns are matched in
+//! the host, the same way for every transport) and [`Transport::send`]s it to each one's
+//! queue; each subscription's worker [`Transport::receive`]s from its queue and settles
+//! every delivery: done, again after a delay, or given up (the dispatcher then keeps a dead
+//! letter in the store). Delivery is at least once with every transport.
+//!
+//! - [`embedded`]: queues in the run store's sled database; one process.
+//! - [`nats`]: NATS JetStream: one stream, a subject and a durable pull consumer per
+//!   subscription, ack / nak with delay / term. Several hosts share the consumers, so a
+//!   subscription's deliveries are spread over them.
+
+pub mod embedded;
+pub mod nats;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::store::events::{EventStore, PublishedEvent};
+use crate::store::{BoxFuture, StoreError};
+
+/// `[events.transport]`: where events travel between the outbox and the handlers.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case", deny_unknown_fields)]
+pub enum TransportConfig {
+    /// Queues in the run store (one process). The default.
+    #[default]
+    Embedded,
+    /// NATS JetStream.
+    Nats(nats::NatsConfig),
+}
+
+/// A transport failed; the operation is retried later, nothing is lost.
+#[derive(Debug, thiserror::Error)]
+#[error("event transport: {0}")]
+pub struct TransportError(pub String);
+
+impl From<StoreError> for TransportError {
+    fn from(e: StoreError) -> Self {
+        Self(e.to_string())
+    }
+}
+
+/// A queue per subscription, at least once.
+pub trait Transport: Send + Sync {
+    /// Makes sure each of `subscriptions` has its queue. Called once before anything is
+    /// sent or received.
+    fn declare<'a>(
+        &'a self,
+        subscriptions: &'a [String],
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Queues `event` for `subscription`, durably, due now. `message_id` identifies this
+    /// send: a transport that deduplicates drops a second send with the same id.
+    fn send<'a>(
+        &'a self,
+        subscription: &'a str,
+        event: &'a PublishedEvent,
+        message_id: &'a str,
+    ) -> BoxFuture<'a, Result<(), TransportError>>;
+
+    /// Up to `max` deliveries of `subscription` that are due, waiting up to `wait` for
+    /// the first. A delivery is not handed out again while it is being settled.
+    fn receive<'a>(
+        &'a self,
+        subscription: &'a str,
+        max: usize,
+        wait: Duration,
+    ) -> BoxFuture<'a, Result<Vec<Received>, TransportError>>;
+}
+
+/// One delivery of an event to a subscription.
+pub struct Received {
+    /// The event.
+    pub event: PublishedEvent,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// How to settle it.
+    pub settle: Box<dyn Settle>,
+}
+
+/// How a delivery ends.
+pub trait Settle: Send {
+    /// Handled: it leaves the queue.
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
+
+    /// Failed: deliver it again after `delay`, counting this attempt.
+    fn retry(
+        self: Box<Self>,
+        delay: Duration,
+        error: String,
+    ) -> BoxFuture<'static, Result<(), TransportError>>;
+
+    /// Given up on: it leaves the queue (the dispatcher has kept a dead letter).
+    fn give_up(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>>;
+}
+
+/// The transport `config` names; the embedded one keeps its queues in `store`.
+pub async fn connect(
+    config: &TransportConfig,
+    store: Arc<dyn EventStore>,
+) -> Result<Arc<dyn Transport>, TransportError> {
+    Ok(match config {
+        TransportConfig::Embedded => Arc::new(embedded::Embedded::new(store)),
+        TransportConfig::Nats(config) => Arc::new(nats::Nats::connect(config).await?),
+    })
+}
