@@ -187,26 +187,39 @@ impl Dispatcher {
         }
         // Everything read above was written before this flush began: durable after it.
         store.flush().await?;
-        let mut pass = Pass::Waiting;
-        for entry in entries {
-            if let Some(gate) = &entry.gate
-                && !store.gate_open(gate)?
-            {
-                // The step's journal entry is being written; it comes next.
-                continue;
+        let mut released = Vec::new();
+        for entry in &entries {
+            let open = match &entry.gate {
+                Some(gate) => store.gate_open(gate)?,
+                None => true,
+            };
+            // A closed gate: the step's journal entry is being written; it comes next.
+            if open {
+                released.push(&entry.event);
             }
-            for subscription in &self.subscriptions {
-                if subscription.pattern.matches(&entry.event.topic) {
-                    let message_id = format!("{}/{}", subscription.name, entry.event.id);
-                    self.transport
-                        .send(&subscription.name, &entry.event, &message_id)
-                        .await?;
-                }
-            }
-            store.outbox_remove(&entry.event.id)?;
-            pass = Pass::Relayed;
         }
-        Ok(pass)
+        if released.is_empty() {
+            return Ok(Pass::Waiting);
+        }
+        // Every send of the batch at once: a broker acknowledges them together instead of
+        // one round trip each. Entries leave the outbox only once all are sent; after a
+        // failure the batch goes again (a broker drops repeats by message id).
+        let sends = released.iter().flat_map(|event| {
+            self.subscriptions
+                .iter()
+                .filter(|subscription| subscription.pattern.matches(&event.topic))
+                .map(move |subscription| async move {
+                    let message_id = format!("{}/{}", subscription.name, event.id);
+                    self.transport
+                        .send(&subscription.name, event, &message_id)
+                        .await
+                })
+        });
+        futures_util::future::try_join_all(sends).await?;
+        for event in released {
+            store.outbox_remove(&event.id)?;
+        }
+        Ok(Pass::Relayed)
     }
 }
 
