@@ -5,8 +5,9 @@
 //!
 //! - a **sink**: an axum route `POST /notifications` that notes when each notification
 //!   arrived (what the `notify` handler calls);
-//! - **flowhost** ([`flowhost::run`]) once per transport (`embedded`, and `nats` against the
-//!   machine's JetStream server at 127.0.0.1:4222 with a stream of its own, deleted first):
+//! - **flowhost** ([`flowhost::run`]) once per transport: `embedded`; `nats` against the
+//!   machine's JetStream server at 127.0.0.1:4222 with a stream of its own, deleted first;
+//!   `rabbitmq` against the machine's broker at 127.0.0.1:5672, its queue deleted first:
 //!   the `notify` handler subscribed to `order.confirmed`, its `notifications` service the
 //!   sink, durability on.
 //!
@@ -35,6 +36,10 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 /// The stream the bench uses.
 const NATS_STREAM: &str = "FLOWHOST_BENCH";
+/// The machine's RabbitMQ.
+const RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The exchange the bench uses; its queue is emptied first.
+const RABBITMQ_EXCHANGE: &str = "flowhost_bench";
 /// Longest the bench waits for the last event.
 const DRAIN: Duration = Duration::from_secs(120);
 
@@ -75,6 +80,12 @@ fn main() -> anyhow::Result<()> {
                     "[events.transport]\nkind = \"nats\"\nurl = \"{NATS_URL}\"\nstream = \"{NATS_STREAM}\"\n"
                 ),
             ),
+            (
+                "rabbitmq",
+                format!(
+                    "[events.transport]\nkind = \"rabbitmq\"\nurl = \"{RABBITMQ_URL}\"\nexchange = \"{RABBITMQ_EXCHANGE}\"\n"
+                ),
+            ),
         ] {
             if name == "nats" {
                 let client = async_nats::connect(NATS_URL)
@@ -82,6 +93,16 @@ fn main() -> anyhow::Result<()> {
                     .context("NATS on 127.0.0.1:4222")?;
                 let _ = async_nats::jetstream::new(client)
                     .delete_stream(NATS_STREAM)
+                    .await;
+            }
+            if name == "rabbitmq" {
+                let connection = lapin::Connection::connect(RABBITMQ_URL, Default::default())
+                    .await
+                    .context("RabbitMQ on 127.0.0.1:5672")?;
+                let channel = connection.create_channel().await?;
+                let queue = format!("{RABBITMQ_EXCHANGE}.notify");
+                let _ = channel
+                    .queue_delete(queue.as_str().into(), Default::default())
                     .await;
             }
             let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;

@@ -369,6 +369,17 @@ mod tests {
         };
         assert_eq!(nats.url, "nats://127.0.0.1:4222");
         assert_eq!(nats.stream, "FLOWHOST");
+        let config = Config::from_toml(
+            "[events.transport]\nkind = \"rabbitmq\"\nurl = \"amqp://127.0.0.1:5672/%2f\"\n",
+        )
+        .unwrap();
+        let TransportConfig::Rabbitmq(rabbitmq) = config.events.transport else {
+            panic!("not rabbitmq")
+        };
+        assert_eq!(
+            (rabbitmq.exchange.as_str(), rabbitmq.prefetch),
+            ("flowhost", 32)
+        );
         let err = Config::from_toml("[events.transport]\nkind = \"carrier-pigeon\"\n").unwrap_err();
         assert!(format!("{err:#}").contains("carrier-pigeon"), "{err:#}");
     }

@@ -1,6 +1,8 @@
 //! Events end to end, on every transport: the real binary, the `notify` handler, the mock
 //! services' `/notifications` as the witness of each delivery's effect. The NATS tests use
-//! the machine's JetStream server (127.0.0.1:4222), a stream of their own each.
+//! the machine's JetStream server (127.0.0.1:4222), a stream of their own each; the
+//! RabbitMQ tests the machine's broker (127.0.0.1:5672), an exchange and queues of their own
+//! each, emptied first.
 
 use std::time::{Duration, Instant};
 
@@ -10,12 +12,22 @@ use crate::server::{Server, Services, order};
 
 /// The machine's NATS server.
 const NATS_URL: &str = "nats://127.0.0.1:4222";
+/// The machine's RabbitMQ.
+const RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// Every subscription the tests declare.
+const SUBSCRIPTIONS: [&str; 4] = [
+    "notify-customer",
+    "all-orders",
+    "anything-shipped",
+    "workflow.order_processing",
+];
 
 /// Where a test's events travel.
 #[derive(Clone, Copy)]
 enum Transport {
     Embedded,
     Nats,
+    Rabbitmq,
 }
 
 impl Transport {
@@ -29,8 +41,36 @@ impl Transport {
                 delete_stream(NATS_URL, &stream).await;
                 nats_section(NATS_URL, &stream)
             }
+            Transport::Rabbitmq => {
+                let exchange = format!("test_{test}");
+                delete_queues(&exchange).await;
+                format!(
+                    "[events.transport]\nkind = \"rabbitmq\"\nurl = \"{RABBITMQ_URL}\"\nexchange = \"{exchange}\"\n"
+                )
+            }
         }
     }
+}
+
+/// Deletes the queues a test's exchange may have left from an earlier run.
+async fn delete_queues(exchange: &str) {
+    use lapin::options::QueueDeleteOptions;
+    let connection = lapin::Connection::connect(RABBITMQ_URL, Default::default())
+        .await
+        .expect("RabbitMQ is up");
+    let mut queues = vec![format!("{exchange}.dead")];
+    for subscription in SUBSCRIPTIONS {
+        queues.push(format!("{exchange}.{subscription}"));
+        queues.push(format!("{exchange}.{subscription}.retry"));
+    }
+    for queue in queues {
+        // A channel each: deleting a queue that is not there may close the channel.
+        let channel = connection.create_channel().await.unwrap();
+        let _ = channel
+            .queue_delete(queue.as_str().into(), QueueDeleteOptions::default())
+            .await;
+    }
+    let _ = connection.close(0, "".into()).await;
 }
 
 fn nats_section(url: &str, stream: &str) -> String {
@@ -57,6 +97,12 @@ macro_rules! on_every_transport {
             $(#[tokio::test]
             async fn $test() {
                 super::$test(super::Transport::Nats, stringify!($test)).await;
+            })*
+        }
+        mod rabbitmq {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Transport::Rabbitmq, stringify!($test)).await;
             })*
         }
     };

@@ -10,9 +10,13 @@
 //! - [`nats`]: NATS JetStream: one stream, a subject and a durable pull consumer per
 //!   subscription, ack / nak with delay / term. Several hosts share the consumers, so a
 //!   subscription's deliveries are spread over them.
+//! - [`rabbitmq`]: RabbitMQ: a durable topic exchange, a durable queue per subscription,
+//!   persistent messages with publisher confirms, ack / delayed retry / reject to a
+//!   dead-letter exchange.
 
 pub mod embedded;
 pub mod nats;
+pub mod rabbitmq;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,6 +35,8 @@ pub enum TransportConfig {
     Embedded,
     /// NATS JetStream.
     Nats(nats::NatsConfig),
+    /// RabbitMQ.
+    Rabbitmq(rabbitmq::RabbitMqConfig),
 }
 
 /// A transport failed; the operation is retried later, nothing is lost.
@@ -106,5 +112,6 @@ pub async fn connect(
     Ok(match config {
         TransportConfig::Embedded => Arc::new(embedded::Embedded::new(store)),
         TransportConfig::Nats(config) => Arc::new(nats::Nats::connect(config).await?),
+        TransportConfig::Rabbitmq(config) => Arc::new(rabbitmq::RabbitMq::connect(config).await?),
     })
 }
