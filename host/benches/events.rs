@@ -7,7 +7,8 @@
 //!   arrived (what the `notify` handler calls);
 //! - **flowhost** ([`flowhost::run`]) once per transport: `embedded`; `nats` against the
 //!   machine's JetStream server at 127.0.0.1:4222 with a stream of its own, deleted first;
-//!   `rabbitmq` against the machine's broker at 127.0.0.1:5672, its queue deleted first:
+//!   `rabbitmq` against the machine's broker at 127.0.0.1:5672, its queue deleted first;
+//!   `redis` against the machine's server at 127.0.0.1:6379, its keys deleted first:
 //!   the `notify` handler subscribed to `order.confirmed`, its `notifications` service the
 //!   sink, durability on.
 //!
@@ -40,6 +41,10 @@ const NATS_STREAM: &str = "FLOWHOST_BENCH";
 const RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The exchange the bench uses; its queue is emptied first.
 const RABBITMQ_EXCHANGE: &str = "flowhost_bench";
+/// The machine's Redis.
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
+/// The key prefix the bench uses; its keys are deleted first.
+const REDIS_PREFIX: &str = "flowhost-bench";
 /// Longest the bench waits for the last event.
 const DRAIN: Duration = Duration::from_secs(120);
 
@@ -86,6 +91,12 @@ fn main() -> anyhow::Result<()> {
                     "[events.transport]\nkind = \"rabbitmq\"\nurl = \"{RABBITMQ_URL}\"\nexchange = \"{RABBITMQ_EXCHANGE}\"\n"
                 ),
             ),
+            (
+                "redis",
+                format!(
+                    "[events.transport]\nkind = \"redis\"\nurl = \"{REDIS_URL}\"\nprefix = \"{REDIS_PREFIX}\"\n"
+                ),
+            ),
         ] {
             if name == "nats" {
                 let client = async_nats::connect(NATS_URL)
@@ -104,6 +115,18 @@ fn main() -> anyhow::Result<()> {
                 let _ = channel
                     .queue_delete(queue.as_str().into(), Default::default())
                     .await;
+            }
+            if name == "redis" {
+                let client = redis::Client::open(REDIS_URL)?;
+                let mut connection = client
+                    .get_multiplexed_async_connection()
+                    .await
+                    .context("Redis on 127.0.0.1:6379")?;
+                let keys = [
+                    format!("{REDIS_PREFIX}:notify"),
+                    format!("{REDIS_PREFIX}:notify:delayed"),
+                ];
+                let _: () = redis::AsyncCommands::del(&mut connection, &keys).await?;
             }
             let data = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
             let (address, stop, task) = flowhost(data.path(), sink, &transport).await?;

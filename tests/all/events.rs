@@ -2,7 +2,8 @@
 //! services' `/notifications` as the witness of each delivery's effect. The NATS tests use
 //! the machine's JetStream server (127.0.0.1:4222), a stream of their own each; the
 //! RabbitMQ tests the machine's broker (127.0.0.1:5672), an exchange and queues of their own
-//! each, emptied first.
+//! each, emptied first; the Redis tests the machine's server (127.0.0.1:6379), keys under a
+//! prefix of their own, deleted first.
 
 use std::time::{Duration, Instant};
 
@@ -14,6 +15,8 @@ use crate::server::{Server, Services, order};
 const NATS_URL: &str = "nats://127.0.0.1:4222";
 /// The machine's RabbitMQ.
 const RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The machine's Redis.
+const REDIS_URL: &str = "redis://127.0.0.1:6379";
 /// Every subscription the tests declare.
 const SUBSCRIPTIONS: [&str; 4] = [
     "notify-customer",
@@ -28,6 +31,7 @@ enum Transport {
     Embedded,
     Nats,
     Rabbitmq,
+    Redis,
 }
 
 impl Transport {
@@ -48,7 +52,32 @@ impl Transport {
                     "[events.transport]\nkind = \"rabbitmq\"\nurl = \"{RABBITMQ_URL}\"\nexchange = \"{exchange}\"\n"
                 )
             }
+            Transport::Redis => {
+                let prefix = format!("test:{test}");
+                delete_keys(&prefix).await;
+                format!(
+                    "[events.transport]\nkind = \"redis\"\nurl = \"{REDIS_URL}\"\nprefix = \"{prefix}\"\n"
+                )
+            }
         }
+    }
+}
+
+/// Deletes the keys a test's prefix may have left from an earlier run.
+async fn delete_keys(prefix: &str) {
+    let client = ::redis::Client::open(REDIS_URL).unwrap();
+    let mut connection = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("Redis is up");
+    for subscription in SUBSCRIPTIONS {
+        let keys = [
+            format!("{prefix}:{subscription}"),
+            format!("{prefix}:{subscription}:delayed"),
+        ];
+        let _: () = ::redis::AsyncCommands::del(&mut connection, &keys)
+            .await
+            .unwrap();
     }
 }
 
@@ -103,6 +132,12 @@ macro_rules! on_every_transport {
             $(#[tokio::test]
             async fn $test() {
                 super::$test(super::Transport::Rabbitmq, stringify!($test)).await;
+            })*
+        }
+        mod redis {
+            $(#[tokio::test]
+            async fn $test() {
+                super::$test(super::Transport::Redis, stringify!($test)).await;
             })*
         }
     };
@@ -414,4 +449,47 @@ async fn events_published_while_the_broker_is_down_arrive_once_it_is_back() {
             "event {i} after the broker came back"
         );
     }
+}
+
+#[tokio::test]
+async fn redis_entries_a_dead_host_left_pending_are_claimed() {
+    use ::redis::AsyncCommands;
+    let prefix = "test:claim";
+    delete_keys(prefix).await;
+    let stream = format!("{prefix}:notify-customer");
+    let client = ::redis::Client::open(REDIS_URL).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    let _: () = connection
+        .xgroup_create_mkstream(&stream, "flowhost", "0")
+        .await
+        .unwrap();
+    let event = json!({
+        "id": "01JCLAIMED0000000000000000", "topic": "order.confirmed", "source": "test",
+        "time_ms": 1, "correlation_id": null, "key": null,
+        "data": json!({"order_id": "c-1"}).to_string(),
+    });
+    let _: String = connection
+        .xadd(
+            &stream,
+            "*",
+            &[("event", event.to_string()), ("attempts", "0".into())],
+        )
+        .await
+        .unwrap();
+    // A host takes the entry and dies before acknowledging it.
+    let options = ::redis::streams::StreamReadOptions::default()
+        .group("flowhost", "a-host-that-died")
+        .count(1);
+    let taken: ::redis::streams::StreamReadReply = connection
+        .xread_options(&[&stream], &[">"], &options)
+        .await
+        .unwrap();
+    assert_eq!(taken.keys[0].ids.len(), 1);
+
+    let services = Services::start().await;
+    let section = format!(
+        "[events.transport]\nkind = \"redis\"\nurl = \"{REDIS_URL}\"\nprefix = \"{prefix}\"\nclaim-after = \"200ms\"\n"
+    );
+    let _server = Server::start(&format!("{}\n{section}", services.config())).await;
+    assert_eq!(channels(&services, "c-1", 1).await, ["email"]);
 }

@@ -12,7 +12,8 @@
 //!   attempts it becomes a dead letter, which the API lists and redelivers.
 //!
 //! Between the relay and the workers, events travel on a [`transport`]: queues in the
-//! run store (the default, one process), NATS JetStream or RabbitMQ (several hosts).
+//! run store (the default, one process), NATS JetStream, RabbitMQ or Redis Streams (several
+//! hosts).
 //!
 //! Topics are dot-separated; subscriptions match them with RabbitMQ's wildcards (`*` one
 //! segment, `#` zero or more). Outside the host, events are CloudEvents 1.0 JSON

@@ -13,10 +13,13 @@
 //! - [`rabbitmq`]: RabbitMQ: a durable topic exchange, a durable queue per subscription,
 //!   persistent messages with publisher confirms, ack / delayed retry / reject to a
 //!   dead-letter exchange.
+//! - [`redis_streams`]: Redis Streams: a stream and consumer group per subscription,
+//!   `XACK`, delayed retries in a sorted set, `XAUTOCLAIM` for what a dead host left.
 
 pub mod embedded;
 pub mod nats;
 pub mod rabbitmq;
+pub mod redis_streams;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -37,6 +40,8 @@ pub enum TransportConfig {
     Nats(nats::NatsConfig),
     /// RabbitMQ.
     Rabbitmq(rabbitmq::RabbitMqConfig),
+    /// Redis Streams.
+    Redis(redis_streams::RedisConfig),
 }
 
 /// A transport failed; the operation is retried later, nothing is lost.
@@ -113,5 +118,8 @@ pub async fn connect(
         TransportConfig::Embedded => Arc::new(embedded::Embedded::new(store)),
         TransportConfig::Nats(config) => Arc::new(nats::Nats::connect(config).await?),
         TransportConfig::Rabbitmq(config) => Arc::new(rabbitmq::RabbitMq::connect(config).await?),
+        TransportConfig::Redis(config) => {
+            Arc::new(redis_streams::RedisStreams::connect(config).await?)
+        }
     })
 }
