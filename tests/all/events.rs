@@ -493,3 +493,88 @@ async fn redis_entries_a_dead_host_left_pending_are_claimed() {
     let _server = Server::start(&format!("{}\n{section}", services.config())).await;
     assert_eq!(channels(&services, "c-1", 1).await, ["email"]);
 }
+
+#[tokio::test]
+async fn a_step_attempt_that_fails_after_publishing_releases_nothing() {
+    // The probe's step name picks what it does: `publish` publishes, `publish_then_fail`
+    // publishes and then fails (retryably, so every attempt publishes again).
+    let extra = format!(
+        r#"
+[plugins.probe]
+path = "{probe}"
+publish = ["order.*"]
+
+[workflows.publishes]
+steps = [{{ name = "publish", plugin = "probe", compensate = false }}]
+[workflows.publishes_then_fails]
+steps = [{{ name = "publish_then_fail", plugin = "probe", compensate = false, retry = {{ attempts = 3, initial-backoff = "10ms", max-backoff = "10ms" }} }}]
+"#,
+        probe = flowhost_test_artifacts::PROBE,
+    );
+    let (services, server) = setup(Transport::Embedded, "", &extra).await;
+    let context = |order: &str| json!({"topic": "order.confirmed", "data": json!({"order_id": order}).to_string()});
+    let (_, failed) = server
+        .post(
+            "/v1/workflows/publishes_then_fails/runs?wait=30s",
+            &context("p-failed"),
+        )
+        .await;
+    assert_eq!(failed["status"], "failed", "{failed}");
+    assert_eq!(failed["steps"][0]["attempts"], 3, "{failed}");
+    let (_, done) = server
+        .post("/v1/workflows/publishes/runs?wait=30s", &context("p-done"))
+        .await;
+    assert_eq!(done["status"], "completed", "{done}");
+    // The completed step's event arrives; by then the failed attempts' would have too.
+    assert_eq!(channels(&services, "p-done", 1).await, ["email"]);
+    assert!(channels(&services, "p-failed", 0).await.is_empty());
+}
+
+#[tokio::test]
+async fn a_trigger_event_delivered_twice_starts_one_run() {
+    use ::redis::AsyncCommands;
+    let prefix = "test:twice";
+    delete_keys(prefix).await;
+    let services = Services::start().await;
+    // The broker hands the same event out twice, as an at-least-once broker may.
+    let stream = format!("{prefix}:workflow.order_processing");
+    let event = json!({
+        "id": "01JTWICE000000000000000000", "topic": "order.placed", "source": "test",
+        "time_ms": 1, "correlation_id": null, "key": null,
+        "data": order("twice-1", 7, 30.0).to_string(),
+    });
+    let client = ::redis::Client::open(REDIS_URL).unwrap();
+    let mut connection = client.get_multiplexed_async_connection().await.unwrap();
+    for _ in 0..2 {
+        let _: String = connection
+            .xadd(
+                &stream,
+                "*",
+                &[("event", event.to_string()), ("attempts", "0".into())],
+            )
+            .await
+            .unwrap();
+    }
+    let config = services.config().replace(
+        "[workflows.order_processing]",
+        "[workflows.order_processing]\ntrigger = \"order.placed\"",
+    );
+    let section = format!(
+        "[events.transport]\nkind = \"redis\"\nurl = \"{REDIS_URL}\"\nprefix = \"{prefix}\"\n"
+    );
+    let server = Server::start(&format!("{config}\n{section}")).await;
+    let run = server
+        .until_terminal("order_processing.01JTWICE000000000000000000")
+        .await;
+    assert_eq!(run["status"], "completed", "{run}");
+    // Both deliveries are done once the stream is drained.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while connection.xlen::<_, usize>(&stream).await.unwrap() > 0 {
+        assert!(Instant::now() < deadline, "the stream did not drain");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (_, runs) = server.get("/v1/runs?workflow=order_processing").await;
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 1, "{runs}");
+    let ledger = services.order("twice-1").await;
+    assert_eq!(ledger["counts"]["payments_captured"], 1, "{ledger}");
+}
