@@ -344,57 +344,75 @@ async fn bad_events_are_refused_with_a_reason() {
     assert_eq!(status, 400);
 }
 
-/// A NATS server of this test's own, which it can stop and start: the machine's must stay up
-/// for the other tests.
-struct OwnNats {
+/// A broker of the test's own, which it can stop and start: the machine's must stay up for
+/// the other tests. Its state lives in a directory of its own and survives restarts.
+struct OwnBroker {
+    kind: Transport,
     child: Option<std::process::Child>,
     port: u16,
     dir: tempfile::TempDir,
 }
 
-impl OwnNats {
-    async fn start() -> OwnNats {
+impl OwnBroker {
+    async fn start(kind: Transport) -> OwnBroker {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
             .unwrap()
             .port();
-        let mut nats = OwnNats {
+        let mut broker = OwnBroker {
+            kind,
             child: None,
             port,
             dir: tempfile::tempdir().unwrap(),
         };
-        nats.resume().await;
-        nats
+        broker.resume().await;
+        broker
     }
 
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
+    /// The `[events.transport]` section that points at this broker.
+    fn section(&self) -> String {
+        match self.kind {
+            Transport::Nats => nats_section(&format!("nats://127.0.0.1:{}", self.port), "OUTAGE"),
+            Transport::Redis => format!(
+                "[events.transport]\nkind = \"redis\"\nurl = \"redis://127.0.0.1:{}\"\n",
+                self.port
+            ),
+            _ => unreachable!("only NATS and Redis run as a test's own broker"),
+        }
     }
 
-    /// Starts the server again on the same port and store.
+    /// Starts the broker again on the same port and state.
     async fn resume(&mut self) {
-        let child = std::process::Command::new("nats-server")
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
-            .arg(self.dir.path())
+        let port = self.port.to_string();
+        let mut command = match self.kind {
+            Transport::Nats => {
+                let mut command = std::process::Command::new("nats-server");
+                command.args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"]);
+                command.arg(self.dir.path());
+                command
+            }
+            Transport::Redis => {
+                let mut command = std::process::Command::new("redis-server");
+                command.args(["--bind", "127.0.0.1", "--port", &port, "--save", ""]);
+                command.args(["--appendonly", "yes", "--dir"]);
+                command.arg(self.dir.path());
+                command
+            }
+            _ => unreachable!("only NATS and Redis run as a test's own broker"),
+        };
+        let child = command
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
-            .expect("nats-server is installed");
+            .expect("the broker is installed");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while tokio::net::TcpStream::connect(("127.0.0.1", self.port))
             .await
             .is_err()
         {
-            assert!(Instant::now() < deadline, "nats-server did not start");
+            assert!(Instant::now() < deadline, "the broker did not start");
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -407,18 +425,26 @@ impl OwnNats {
     }
 }
 
-impl Drop for OwnNats {
+impl Drop for OwnBroker {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
 #[tokio::test]
-async fn events_published_while_the_broker_is_down_arrive_once_it_is_back() {
-    let mut nats = OwnNats::start().await;
+async fn nats_events_published_while_the_broker_is_down_arrive_once_it_is_back() {
+    outage(Transport::Nats).await;
+}
+
+#[tokio::test]
+async fn redis_events_published_while_the_broker_is_down_arrive_once_it_is_back() {
+    outage(Transport::Redis).await;
+}
+
+async fn outage(kind: Transport) {
+    let mut broker = OwnBroker::start(kind).await;
     let services = Services::start().await;
-    let section = nats_section(&nats.url(), "OUTAGE");
-    let server = Server::start(&format!("{}\n{section}", services.config())).await;
+    let server = Server::start(&format!("{}\n{}", services.config(), broker.section())).await;
     publish(&server, "order.confirmed", json!({"order_id": "b-0"})).await;
     assert_eq!(
         channels(&services, "b-0", 1).await,
@@ -426,7 +452,7 @@ async fn events_published_while_the_broker_is_down_arrive_once_it_is_back() {
         "delivered while up"
     );
 
-    nats.stop();
+    broker.stop();
     for i in 1..=5 {
         // Durable in the outbox: the API answers while the broker is away.
         publish(
@@ -441,7 +467,7 @@ async fn events_published_while_the_broker_is_down_arrive_once_it_is_back() {
         channels(&services, "b-1", 0).await.is_empty(),
         "nothing can travel yet"
     );
-    nats.resume().await;
+    broker.resume().await;
     for i in 1..=5 {
         assert_eq!(
             channels(&services, &format!("b-{i}"), 1).await,
@@ -449,6 +475,45 @@ async fn events_published_while_the_broker_is_down_arrive_once_it_is_back() {
             "event {i} after the broker came back"
         );
     }
+}
+
+#[tokio::test]
+async fn lifecycle_events_announce_how_runs_ended() {
+    // A workflow triggered by compensated runs: its run's context is the event's data.
+    let extra = format!(
+        r#"
+[plugins.probe]
+path = "{probe}"
+
+[workflows.after_compensation]
+trigger = "flowhost.run.compensated"
+steps = [{{ name = "echo", plugin = "probe", compensate = false }}]
+"#,
+        probe = flowhost_test_artifacts::PROBE,
+    );
+    let (_services, server) = setup(Transport::Embedded, "", &extra).await;
+    let (_, declined) = server
+        .post(
+            "/v1/workflows/order_processing/runs?wait=30s",
+            &order("l-1", 7, 5000.0),
+        )
+        .await;
+    assert_eq!(declined["status"], "compensated", "{declined}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let announced = loop {
+        let (_, runs) = server.get("/v1/runs?workflow=after_compensation").await;
+        if let Some(run) = runs["runs"].as_array().unwrap().first() {
+            break server.until_terminal(run["id"].as_str().unwrap()).await;
+        }
+        assert!(Instant::now() < deadline, "no run was triggered");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(announced["status"], "completed", "{announced}");
+    let context = &announced["context"];
+    assert_eq!(context["run_id"], declined["id"], "{context}");
+    assert_eq!(context["workflow"], "order_processing");
+    assert_eq!(context["status"], "compensated");
+    assert_eq!(context["error"]["step"], "process_payment", "{context}");
 }
 
 #[tokio::test]

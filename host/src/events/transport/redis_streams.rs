@@ -100,6 +100,19 @@ impl RedisStreams {
         })
     }
 
+    /// The subscription's stream and group, unless they exist.
+    async fn create_group(&self, subscription: &str) -> Result<(), TransportError> {
+        let created: Result<(), _> = self
+            .writer
+            .clone()
+            .xgroup_create_mkstream(self.stream(subscription), GROUP, "0")
+            .await;
+        match created {
+            Err(e) if e.code() != Some("BUSYGROUP") => Err(error(e)),
+            _ => Ok(()),
+        }
+    }
+
     fn stream(&self, subscription: &str) -> String {
         format!("{}:{subscription}", self.prefix)
     }
@@ -126,16 +139,8 @@ impl Transport for RedisStreams {
         subscriptions: &'a [String],
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            let mut writer = self.writer.clone();
             for subscription in subscriptions {
-                let created: Result<(), _> = writer
-                    .xgroup_create_mkstream(self.stream(subscription), GROUP, "0")
-                    .await;
-                if let Err(e) = created
-                    && e.code() != Some("BUSYGROUP")
-                {
-                    return Err(error(e));
-                }
+                self.create_group(subscription).await?;
                 // Blocking reads get a connection each: a blocked connection serves no one else.
                 let reader = ConnectionManager::new(self.client.clone())
                     .await
@@ -197,7 +202,7 @@ impl Transport for RedisStreams {
                 .await
                 .map_err(error)?;
             // Entries a consumer that died left pending.
-            let claimed: StreamAutoClaimReply = reader
+            let claimed: Result<StreamAutoClaimReply, _> = reader
                 .xautoclaim_options(
                     &stream,
                     GROUP,
@@ -206,8 +211,15 @@ impl Transport for RedisStreams {
                     "0-0",
                     StreamAutoClaimOptions::default().count(max),
                 )
-                .await
-                .map_err(error)?;
+                .await;
+            let claimed = match claimed {
+                // A server that restarted without persistence lost the group: make it again.
+                Err(e) if e.code() == Some("NOGROUP") => {
+                    self.create_group(subscription).await?;
+                    return Ok(Vec::new());
+                }
+                other => other.map_err(error)?,
+            };
             let mut entries = claimed.claimed;
             if entries.is_empty() {
                 // Short blocks, so that a retry falling due is promoted soon.
