@@ -344,6 +344,19 @@ async fn bad_events_are_refused_with_a_reason() {
     assert_eq!(status, 400);
 }
 
+/// An event as the brokers carry it: CloudEvents 1.0 JSON.
+fn cloud_event(id: &str, topic: &str, data: Value) -> Value {
+    flowhost::events::cloud_event(&flowhost::store::events::PublishedEvent {
+        id: id.into(),
+        topic: topic.into(),
+        source: "test".into(),
+        time_ms: 1,
+        correlation_id: None,
+        key: None,
+        data: data.to_string(),
+    })
+}
+
 /// A broker of the test's own, which it can stop and start: the machine's must stay up for
 /// the other tests. Its state lives in a directory of its own and survives restarts.
 struct OwnBroker {
@@ -528,11 +541,11 @@ async fn redis_entries_a_dead_host_left_pending_are_claimed() {
         .xgroup_create_mkstream(&stream, "flowhost", "0")
         .await
         .unwrap();
-    let event = json!({
-        "id": "01JCLAIMED0000000000000000", "topic": "order.confirmed", "source": "test",
-        "time_ms": 1, "correlation_id": null, "key": null,
-        "data": json!({"order_id": "c-1"}).to_string(),
-    });
+    let event = cloud_event(
+        "01JCLAIMED0000000000000000",
+        "order.confirmed",
+        json!({"order_id": "c-1"}),
+    );
     let _: String = connection
         .xadd(
             &stream,
@@ -603,11 +616,11 @@ async fn a_trigger_event_delivered_twice_starts_one_run() {
     let services = Services::start().await;
     // The broker hands the same event out twice, as an at-least-once broker may.
     let stream = format!("{prefix}:workflow.order_processing");
-    let event = json!({
-        "id": "01JTWICE000000000000000000", "topic": "order.placed", "source": "test",
-        "time_ms": 1, "correlation_id": null, "key": null,
-        "data": order("twice-1", 7, 30.0).to_string(),
-    });
+    let event = cloud_event(
+        "01JTWICE000000000000000000",
+        "order.placed",
+        order("twice-1", 7, 30.0),
+    );
     let client = ::redis::Client::open(REDIS_URL).unwrap();
     let mut connection = client.get_multiplexed_async_connection().await.unwrap();
     for _ in 0..2 {

@@ -23,7 +23,7 @@ mod dispatcher;
 mod outbox;
 pub mod transport;
 
-use std::time::Duration;
+use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -87,6 +87,48 @@ pub fn cloud_event(event: &PublishedEvent) -> Value {
     value
 }
 
+/// Reads a CloudEvents 1.0 JSON event with JSON data, as [`cloud_event`] writes them: what
+/// the brokers carry.
+pub fn from_cloud_event(bytes: &[u8]) -> Result<PublishedEvent, String> {
+    #[derive(Deserialize)]
+    struct Envelope {
+        specversion: String,
+        id: String,
+        source: String,
+        #[serde(rename = "type")]
+        topic: String,
+        time: Option<String>,
+        #[serde(default)]
+        data: Value,
+        correlationid: Option<String>,
+        partitionkey: Option<String>,
+    }
+    let envelope: Envelope =
+        serde_json::from_slice(bytes).map_err(|e| format!("not a CloudEvent: {e}"))?;
+    if envelope.specversion != "1.0" {
+        return Err(format!(
+            "CloudEvents {} (this host reads 1.0)",
+            envelope.specversion
+        ));
+    }
+    let time_ms = match &envelope.time {
+        Some(time) => humantime::parse_rfc3339(time)
+            .map_err(|e| format!("time `{time}`: {e}"))?
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64),
+        None => 0,
+    };
+    Ok(PublishedEvent {
+        id: envelope.id,
+        topic: envelope.topic,
+        source: envelope.source,
+        time_ms,
+        correlation_id: envelope.correlationid,
+        key: envelope.partitionkey,
+        data: envelope.data.to_string(),
+    })
+}
+
 /// A new event from the host itself or from the API.
 pub fn new_event(
     topic: &str,
@@ -102,5 +144,28 @@ pub fn new_event(
         correlation_id,
         key: None,
         data,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_cloud_event_reads_back_as_it_was_written() {
+        let event = PublishedEvent {
+            id: "01J00000000000000000000000".into(),
+            topic: "order.confirmed".into(),
+            source: "plugin/send_confirmation".into(),
+            time_ms: 1_764_000_000_123,
+            correlation_id: Some("run-1".into()),
+            key: Some("o-1".into()),
+            data: r#"{"order_id":"o-1","total":12.5}"#.into(),
+        };
+        let written = serde_json::to_vec(&cloud_event(&event)).unwrap();
+        assert_eq!(from_cloud_event(&written).unwrap(), event);
+        let other = br#"{"specversion":"0.3","id":"x","source":"s","type":"t"}"#;
+        assert!(from_cloud_event(other).unwrap_err().contains("0.3"));
+        assert!(from_cloud_event(b"{}").is_err());
     }
 }

@@ -4,7 +4,9 @@
 //! the host, the same way for every transport) and [`Transport::send`]s it to each one's
 //! queue; each subscription's worker [`Transport::receive`]s from its queue and settles
 //! every delivery: done, again after a delay, or given up (the dispatcher then keeps a dead
-//! letter in the store). Delivery is at least once with every transport.
+//! letter in the store). Delivery is at least once with every transport. Brokers carry
+//! each event as CloudEvents 1.0 JSON ([`super::cloud_event`]), so other consumers can read
+//! them.
 //!
 //! - [`embedded`]: queues in the run store's sled database; one process.
 //! - [`nats`]: NATS JetStream: one stream, a subject and a durable pull consumer per

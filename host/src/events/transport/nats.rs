@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::{Received, Settle, Transport, TransportError};
+use crate::events::{cloud_event, from_cloud_event};
 use crate::store::BoxFuture;
 use crate::store::events::PublishedEvent;
 
@@ -161,7 +162,7 @@ impl Transport for Nats {
         message_id: &'a str,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            let payload = serde_json::to_vec(event).map_err(error)?;
+            let payload = serde_json::to_vec(&cloud_event(event)).map_err(error)?;
             let message = PublishMessage::build()
                 .payload(payload.into())
                 .message_id(message_id);
@@ -226,8 +227,7 @@ where
 /// The delivery `message` carries; `None` for a message that is not a flowhost event, which
 /// is logged and terminated: no attempt would ever handle it.
 fn received(message: jetstream::Message) -> Option<Received> {
-    let parsed = serde_json::from_slice::<PublishedEvent>(&message.payload)
-        .map_err(|e| e.to_string())
+    let parsed = from_cloud_event(&message.payload)
         .and_then(|event| Ok((event, message.info().map_err(|e| e.to_string())?.delivered)));
     let (event, delivered) = match parsed {
         Ok(parsed) => parsed,

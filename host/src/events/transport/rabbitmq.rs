@@ -30,6 +30,7 @@ use lapin::{BasicProperties, Channel, Connection, ConnectionProperties, Consumer
 use serde::{Deserialize, Serialize};
 
 use super::{Received, Settle, Transport, TransportError};
+use crate::events::{cloud_event, from_cloud_event};
 use crate::store::BoxFuture;
 use crate::store::events::PublishedEvent;
 
@@ -252,10 +253,10 @@ impl Transport for RabbitMq {
         message_id: &'a str,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            let payload = serde_json::to_vec(event).map_err(error)?;
+            let payload = serde_json::to_vec(&cloud_event(event)).map_err(error)?;
             let properties = BasicProperties::default()
                 .with_message_id(ShortString::from(message_id))
-                .with_content_type("application/json".into());
+                .with_content_type("application/cloudevents+json".into());
             publish(
                 &self.publisher,
                 &self.exchange,
@@ -308,7 +309,7 @@ impl RabbitMq {
     /// The delivery `delivery` carries; `None` for a message that is not a flowhost event,
     /// which is logged and rejected: no attempt would ever handle it.
     fn received(&self, subscription: &str, delivery: Delivery) -> Option<Received> {
-        let event = match serde_json::from_slice::<PublishedEvent>(&delivery.data) {
+        let event = match from_cloud_event(&delivery.data) {
             Ok(event) => event,
             Err(e) => {
                 tracing::error!(error = %e, subscription, "rejecting a message that is not a flowhost event");

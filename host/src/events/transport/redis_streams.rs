@@ -21,6 +21,7 @@ use ::redis::{AsyncCommands, Client, Script};
 use serde::{Deserialize, Serialize};
 
 use super::{Received, Settle, Transport, TransportError};
+use crate::events::{cloud_event, from_cloud_event};
 use crate::store::events::PublishedEvent;
 use crate::store::{BoxFuture, now_ms};
 
@@ -161,7 +162,7 @@ impl Transport for RedisStreams {
         _message_id: &'a str,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
         Box::pin(async move {
-            let event = serde_json::to_string(event).map_err(error)?;
+            let event = cloud_event(event).to_string();
             let _: String = self
                 .writer
                 .clone()
@@ -252,7 +253,7 @@ impl RedisStreams {
     fn received(&self, subscription: &str, entry: StreamId) -> Option<Received> {
         let raw: Option<String> = entry.get("event");
         let attempts: u32 = entry.get("attempts").unwrap_or(0);
-        let parsed = raw.as_deref().map(serde_json::from_str::<PublishedEvent>);
+        let parsed = raw.as_deref().map(|raw| from_cloud_event(raw.as_bytes()));
         let (raw, event) = match (raw.clone(), parsed) {
             (Some(raw), Some(Ok(event))) => (raw, event),
             _ => {
