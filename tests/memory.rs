@@ -9,7 +9,6 @@ use std::sync::Arc;
 use flowhost::bindings::types::StepInfo;
 use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
-use flowhost::plugins::PluginRegistry;
 use flowhost::{Config, Runtime};
 
 const BOUND_BYTES: u64 = 16 * 1024 * 1024;
@@ -33,7 +32,7 @@ async fn a_thousand_calls_stay_within_the_bound() {
         Capabilities::new(&config, Arc::new(MemorySink::default())).unwrap(),
     )
     .unwrap();
-    let registry = PluginRegistry::load(&runtime, &config).unwrap();
+    let registry = flowhost::plugins::load_files(&runtime, &config).unwrap();
     let probe = registry.get("probe").unwrap();
     let runtime = &runtime;
     let call = |i: u32| {

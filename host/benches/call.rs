@@ -17,7 +17,6 @@ use divan::Bencher;
 use flowhost::bindings::types::StepInfo;
 use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
-use flowhost::plugins::PluginRegistry;
 use flowhost::runtime::{Direction, WarmInstance};
 use flowhost::{Config, Runtime};
 
@@ -28,7 +27,7 @@ fn main() {
 struct Fixture {
     executor: tokio::runtime::Runtime,
     runtime: Runtime,
-    registry: PluginRegistry,
+    registry: std::collections::BTreeMap<String, Arc<flowhost::Plugin>>,
 }
 
 fn fixture() -> Fixture {
@@ -41,7 +40,7 @@ fn fixture() -> Fixture {
     let config = Config::from_toml(&toml).unwrap();
     let capabilities = Capabilities::new(&config, Arc::new(MemorySink::default())).unwrap();
     let runtime = Runtime::new(&config, capabilities).unwrap();
-    let registry = PluginRegistry::load(&runtime, &config).unwrap();
+    let registry = flowhost::plugins::load_files(&runtime, &config).unwrap();
     let executor = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -36,7 +36,12 @@ pub use crate::capabilities::cache::CacheConfig;
 pub use crate::capabilities::events::EventsConfig;
 pub use crate::capabilities::services::ServiceConfig;
 pub use crate::events::SubscriptionConfig;
+pub use crate::plugins::RegistryConfig;
 pub use crate::saga::WorkflowConfig;
+
+/// `FLOWHOST_` variables that the CLI reads and the configuration does not:
+/// `FLOWHOST_CONFIG` (the file) and `FLOWHOST_URL` (the host the admin commands talk to).
+const CLI_VARIABLES: [&str; 2] = ["config", "url"];
 
 /// The root of the configuration.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -59,8 +64,40 @@ pub struct Config {
     pub workflows: BTreeMap<String, WorkflowConfig>,
     /// Event subscriptions by name: topic patterns to handler plugins.
     pub subscriptions: BTreeMap<String, SubscriptionConfig>,
+    /// Plugin versions: uploads, the directory watch, how many are kept.
+    pub registry: RegistryConfig,
     /// The HTTP server.
     pub server: ServerConfig,
+    /// The bearer token of the admin routes (`/v1/plugins`); usually set through
+    /// `FLOWHOST_ADMIN_TOKEN`. Without it those routes are off.
+    pub admin_token: Option<Secret>,
+    /// A bearer token the routes that start runs and publish events then require; usually
+    /// set through `FLOWHOST_TRIGGER_TOKEN`. Without it they are open.
+    pub trigger_token: Option<Secret>,
+}
+
+/// A credential from the configuration: never shown by `Debug`, never logged.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// The credential.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for Secret {
+    fn from(value: &str) -> Self {
+        Self(value.to_owned())
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(..)")
+    }
 }
 
 /// `[server]`: the HTTP API and the engine behind it.
@@ -104,7 +141,10 @@ impl Default for Config {
             plugins: BTreeMap::new(),
             workflows: BTreeMap::new(),
             subscriptions: BTreeMap::new(),
+            registry: RegistryConfig::default(),
             server: ServerConfig::default(),
+            admin_token: None,
+            trigger_token: None,
         }
     }
 }
@@ -194,12 +234,14 @@ impl Config {
         if let Some(file) = file {
             figment = figment.merge(Toml::file_exact(file));
         }
-        figment.merge(Env::prefixed("FLOWHOST_").split("__").map(|key| {
-            match key.as_str().rsplit_once('.') {
+        let env = Env::prefixed("FLOWHOST_")
+            .filter(|key| !CLI_VARIABLES.iter().any(|cli| key == *cli))
+            .split("__")
+            .map(|key| match key.as_str().rsplit_once('.') {
                 Some((head, last)) => format!("{head}.{}", last.replace('_', "-")).into(),
                 None => key.as_str().replace('_', "-").into(),
-            }
-        }))
+            });
+        figment.merge(env)
     }
 
     /// Extracts and validates the configuration from `figment`.
@@ -291,6 +333,22 @@ impl Config {
                         &format!("unknown plugin `{}`", step.plugin),
                     ));
                 }
+            }
+        }
+        for (name, subscription) in &self.subscriptions {
+            if !self.plugins.contains_key(&subscription.handler) {
+                return Err(invalid(
+                    format!("subscriptions.{name}.handler"),
+                    &format!("unknown plugin `{}`", subscription.handler),
+                ));
+            }
+        }
+        for (key, token) in [
+            ("admin-token", &self.admin_token),
+            ("trigger-token", &self.trigger_token),
+        ] {
+            if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
+                return Err(invalid(key.into(), "must be at least 16 characters"));
             }
         }
         if self.server.max_concurrent_runs == 0 {
@@ -425,11 +483,19 @@ mod tests {
             jail.set_env("FLOWHOST_RUNTIME__CALL_TIMEOUT", "7s");
             jail.set_env("FLOWHOST_PLUGINS__VALIDATE_USER__MEMORY_LIMIT_MIB", "16");
             jail.set_env("FLOWHOST_DATA_DIR", "from-env");
+            jail.set_env("FLOWHOST_CONFIG", "flowhost.toml");
+            jail.set_env("FLOWHOST_URL", "http://127.0.0.1:8080");
+            jail.set_env("FLOWHOST_ADMIN_TOKEN", "a-token-of-enough-length");
             let figment = Config::figment(Some(Path::new("flowhost.toml")));
             let config = Config::extract(&figment).unwrap();
             assert_eq!(config.runtime.call_timeout, Duration::from_secs(7));
             assert_eq!(config.runtime.memory_limit_mib, 32);
             assert_eq!(config.plugins["validate_user"].memory_limit_mib, Some(16));
+            assert_eq!(
+                config.admin_token.as_ref().map(Secret::expose),
+                Some("a-token-of-enough-length")
+            );
+            assert_eq!(format!("{:?}", config.admin_token), "Some(Secret(..))");
             let flags = figment.merge(Serialized::default("data-dir", "from-flag"));
             let config = Config::extract(&flags).unwrap();
             assert_eq!(config.data_dir.relative(), PathBuf::from("from-flag"));

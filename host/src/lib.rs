@@ -11,7 +11,7 @@
 //! - [`runtime`]: the engine, compiled-code cache, limits and per-call instantiation;
 //! - [`state`]: what one call's store holds;
 //! - [`capabilities`]: one module per WIT interface the host implements;
-//! - [`plugins`]: the registry of loaded plugins;
+//! - [`plugins`]: the registry of plugin versions, hot swaps and the directory watch;
 //! - [`saga`]: workflow definitions and the engine that drives runs;
 //! - [`events`]: the durable outbox and delivery to subscriptions and triggers;
 //! - [`store`]: persistence of runs and events behind traits, sled first;
@@ -57,7 +57,16 @@ pub async fn run(
         &config,
         capabilities::Capabilities::new(&config, outbox.clone())?,
     )?);
-    let plugins = plugins::PluginRegistry::load(&runtime, &config)?;
+    let plugins = Arc::new(
+        plugins::PluginRegistry::open(runtime.clone(), store.clone(), store.clone(), &config)
+            .await?,
+    );
+    let _watch = config
+        .registry
+        .watch
+        .then(|| plugins::watch::watch(plugins.clone()))
+        .transpose()
+        .context("watching the plugin files")?;
     let transport = events::transport::connect(&config.events.transport, store.clone())
         .await
         .context("connecting the event transport")?;
@@ -67,7 +76,7 @@ pub async fn run(
             transport,
             &config.subscriptions,
             &config.workflows,
-            &plugins,
+            plugins.clone(),
         )
         .map_err(anyhow::Error::msg)?,
     );
@@ -76,7 +85,7 @@ pub async fn run(
         store,
         outbox,
         runtime.clone(),
-        &plugins,
+        plugins.clone(),
         &config.workflows,
         config.server.max_concurrent_runs,
     )
@@ -89,7 +98,7 @@ pub async fn run(
     tracing::info!(address = %listener.local_addr()?, "listening");
     axum::serve(
         listener,
-        api::router(engine.clone(), dispatcher.clone(), &config.server),
+        api::router(engine.clone(), dispatcher.clone(), plugins, &config),
     )
     .with_graceful_shutdown(shutdown)
     .await?;

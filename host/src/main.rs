@@ -1,5 +1,7 @@
 //! The `flowhost` binary: a thin CLI over the library.
 
+mod admin;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -9,7 +11,6 @@ use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
 use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
-use flowhost::plugins::PluginRegistry;
 use flowhost::{Config, PluginSettings, Runtime};
 
 /// mimalloc rather than glibc's malloc: the host allocates from many threads at once (tokio
@@ -64,6 +65,44 @@ enum PluginCommand {
         /// The component file.
         file: PathBuf,
     },
+    /// Upload FILE as a new version of plugin NAME on a running host, and make it current.
+    Push {
+        /// The plugin's name in the host's configuration.
+        name: String,
+        /// The component file.
+        file: PathBuf,
+        /// A label for the version (`1.4.2`, a commit).
+        #[arg(long)]
+        version: Option<String>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// List a running host's plugins with their current versions.
+    List {
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Make the previous version of plugin NAME (or version --to) current again.
+    Rollback {
+        /// The plugin.
+        name: String,
+        /// The digest of the version to make current.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        server: Server,
+    },
+}
+
+/// Where the admin commands send their requests.
+#[derive(clap::Args)]
+struct Server {
+    /// The host's base URL.
+    #[arg(long, env = "FLOWHOST_URL", default_value = "http://127.0.0.1:8080")]
+    server: String,
+    /// The host's admin token.
+    #[arg(long = "token", env = "FLOWHOST_ADMIN_TOKEN", hide_env_values = true)]
+    token: String,
 }
 
 fn main() -> ExitCode {
@@ -89,6 +128,7 @@ fn main() -> ExitCode {
         Command::Plugin(PluginCommand::Check { file }) => {
             check_plugin(file).map_err(|e| e.context(file.display().to_string()))
         }
+        Command::Plugin(admin) => admin::run(admin),
     };
     match outcome {
         Ok(report) => {
@@ -152,12 +192,15 @@ fn check_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<
     tracing::info!(config = %config.summary(), "configuration loaded");
     let capabilities = Capabilities::new(&config, Arc::new(MemorySink::default()))?;
     let runtime = Runtime::new(&config, capabilities)?;
-    let plugins = PluginRegistry::load(&runtime, &config)?;
-    flowhost::saga::check_workflows(&plugins, &config.workflows).map_err(anyhow::Error::msg)?;
-    flowhost::events::check_subscriptions(&config.subscriptions, &config.workflows, &plugins)
-        .map_err(anyhow::Error::msg)?;
+    let plugins = flowhost::plugins::load_files(&runtime, &config)?;
+    flowhost::events::check_subscriptions(
+        &config.subscriptions,
+        &config.workflows,
+        &config.plugins,
+    )
+    .map_err(anyhow::Error::msg)?;
     let mut report = format!("config: {}\n", config.summary());
-    for (name, plugin) in plugins.iter() {
+    for (name, plugin) in &plugins {
         let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
         let compiled = plugin.compiled();
         report.push_str(&format!(

@@ -10,4 +10,5 @@ mod runtime;
 mod sagas;
 mod server;
 mod support;
+mod swap;
 mod warm;

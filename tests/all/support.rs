@@ -1,20 +1,20 @@
 //! What every integration test needs: a host built from a TOML snippet, step calls with
 //! JSON in and out, a loopback service and a log capture.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use flowhost::bindings::types::{StepError, StepInfo};
 use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
-use flowhost::plugins::PluginRegistry;
-use flowhost::{CallError, Config, Runtime};
+use flowhost::{CallError, Config, Plugin, Runtime};
 use serde_json::Value;
 
 /// A runtime with the plugins of one configuration loaded, and the sink its events go to.
 pub struct Host {
     pub runtime: Runtime,
-    pub registry: PluginRegistry,
+    pub registry: BTreeMap<String, Arc<Plugin>>,
     pub sink: Arc<MemorySink>,
 }
 
@@ -42,7 +42,7 @@ pub fn try_host(toml: &str) -> anyhow::Result<Host> {
     let config = Config::from_toml(&toml)?;
     let sink = Arc::new(MemorySink::default());
     let runtime = Runtime::new(&config, Capabilities::new(&config, sink.clone())?)?;
-    let registry = PluginRegistry::load(&runtime, &config)?;
+    let registry = flowhost::plugins::load_files(&runtime, &config)?;
     Ok(Host {
         runtime,
         registry,

@@ -10,10 +10,21 @@
 //! | `POST /v1/events/{topic}` | publish the JSON body; 202 once durable ([`events::publish`]) |
 //! | `GET /v1/dead-letters?limit=&cursor=` | deliveries given up on, newest first |
 //! | `POST /v1/dead-letters/{id}/redeliver` | queue one for its subscription again |
+//! | `PUT /v1/plugins/{name}[?version=]` | upload a version and make it current ([`plugins::push`]) |
+//! | `GET /v1/plugins` | every plugin with its current version |
+//! | `GET /v1/plugins/{name}` | its versions, which is current, how many runs pin each |
+//! | `POST /v1/plugins/{name}/rollback` | make the previous (or a given) version current |
+//! | `DELETE /v1/plugins/{name}/versions/{digest}` | remove a version no run pins |
 //! | `GET /healthz` | liveness |
+//!
+//! The plugin routes need the admin token (`Authorization: Bearer`), and are off without
+//! one; the routes that start runs and publish events need the trigger token when one is
+//! configured ([`auth`]).
 
+mod auth;
 mod error;
 mod events;
+mod plugins;
 mod runs;
 mod view;
 
@@ -23,12 +34,15 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::StatusCode;
-use axum::routing::{get, post};
+use axum::middleware::from_fn_with_state;
+use axum::routing::{delete, get, post};
 
+use self::auth::Guard;
 pub use self::error::Problem;
 pub use self::view::RunView;
-use crate::config::ServerConfig;
+use crate::config::Config;
 use crate::events::Dispatcher;
+use crate::plugins::PluginRegistry;
 use crate::saga::Engine;
 
 /// Most items one page may hold.
@@ -53,24 +67,62 @@ pub struct AppState {
     pub engine: Engine,
     /// The event dispatcher, with its outbox.
     pub dispatcher: Arc<Dispatcher>,
+    /// The plugin registry.
+    pub plugins: Arc<PluginRegistry>,
     /// The longest `?wait=` honoured.
     pub max_wait: Duration,
+    /// The largest component an upload may carry.
+    pub max_upload_bytes: usize,
 }
 
-/// The API's router over `engine` and `dispatcher`.
-pub fn router(engine: Engine, dispatcher: Arc<Dispatcher>, server: &ServerConfig) -> Router {
+/// What the detail of a plugin route says when no admin token is configured.
+const ADMIN_OFF: &str = "the plugin routes are off: set FLOWHOST_ADMIN_TOKEN (or `admin-token` in the configuration) to a secret of at least 16 characters to enable them";
+
+/// The API's router over `engine`, `dispatcher` and `plugins`, configured by `config`.
+pub fn router(
+    engine: Engine,
+    dispatcher: Arc<Dispatcher>,
+    plugins: Arc<PluginRegistry>,
+    config: &Config,
+) -> Router {
+    let server = &config.server;
+    let max_upload_bytes = config.registry.max_upload_mib.saturating_mul(1024 * 1024);
     let state = AppState {
         engine,
         dispatcher,
+        plugins,
         max_wait: server.max_wait,
+        max_upload_bytes,
     };
-    Router::new()
+    let triggers = Router::new()
         .route("/v1/workflows/{workflow}/runs", post(runs::start))
+        .route("/v1/events/{topic}", post(events::publish))
+        .route_layer(from_fn_with_state(
+            Guard::optional(config.trigger_token.as_ref()),
+            auth::require,
+        ));
+    let admin = Router::new()
+        .route("/v1/plugins", get(plugins::list))
+        .route(
+            "/v1/plugins/{name}",
+            get(plugins::describe).put(plugins::push),
+        )
+        .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
+        .route(
+            "/v1/plugins/{name}/versions/{digest}",
+            delete(plugins::delete),
+        )
+        .route_layer(from_fn_with_state(
+            Guard::required(config.admin_token.as_ref(), ADMIN_OFF),
+            auth::require,
+        ));
+    Router::new()
+        .merge(triggers)
+        .merge(admin)
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/journal", get(runs::journal))
         .route("/v1/runs/{id}/retry", post(runs::retry))
-        .route("/v1/events/{topic}", post(events::publish))
         .route("/v1/dead-letters", get(events::dead_letters))
         .route("/v1/dead-letters/{id}/redeliver", post(events::redeliver))
         .route(

@@ -15,8 +15,8 @@ use super::{Outbox, SubscriptionConfig, default_concurrency, delivery_retry};
 use crate::Runtime;
 use crate::bindings::types::Event;
 use crate::capabilities::events::TopicPattern;
+use crate::config::PluginConfig;
 use crate::plugins::PluginRegistry;
-use crate::runtime::{Plugin, World};
 use crate::saga::{Engine, RetryPolicy, WorkflowConfig};
 use crate::store::events::{DeadLetter, EventStore, PublishedEvent};
 use crate::store::{StoreError, now_ms};
@@ -30,8 +30,8 @@ const IDLE_POLL: Duration = Duration::from_secs(1);
 
 /// Where a subscription's events go.
 enum Target {
-    /// `event-handler.handle` of this plugin.
-    Handler(Arc<Plugin>),
+    /// `event-handler.handle` of this plugin's current version.
+    Handler(String),
     /// A run of this workflow per event.
     Workflow(String),
 }
@@ -48,6 +48,7 @@ struct Subscription {
 /// The dispatcher. Shared by the API (dead letters) and its own tasks.
 pub struct Dispatcher {
     outbox: Arc<Outbox>,
+    plugins: Arc<PluginRegistry>,
     transport: Arc<dyn Transport>,
     subscriptions: Vec<Arc<Subscription>>,
     shutdown: CancellationToken,
@@ -55,20 +56,24 @@ pub struct Dispatcher {
 }
 
 impl Dispatcher {
-    /// Resolves `subscriptions` (handler plugins from `plugins`) and the triggers of
-    /// `workflows`. Fails naming the key if a handler is unknown or not a `handler-plugin`,
-    /// or a pattern is malformed.
+    /// Resolves `subscriptions` and the triggers of `workflows`. Fails naming the key if a
+    /// handler is unknown or a pattern is malformed; the registry has checked that each
+    /// handler is a `handler-plugin`. Each delivery runs the handler's current version.
     pub fn new(
         outbox: Arc<Outbox>,
         transport: Arc<dyn Transport>,
         subscriptions: &BTreeMap<String, SubscriptionConfig>,
         workflows: &BTreeMap<String, WorkflowConfig>,
-        plugins: &PluginRegistry,
+        plugins: Arc<PluginRegistry>,
     ) -> Result<Self, String> {
+        let subscriptions = resolve(subscriptions, workflows, &|name| {
+            plugins.current(name).is_some()
+        })?;
         Ok(Self {
             outbox,
+            plugins,
             transport,
-            subscriptions: resolve(subscriptions, workflows, plugins)?,
+            subscriptions,
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
@@ -228,9 +233,9 @@ impl Dispatcher {
 pub fn check_subscriptions(
     subscriptions: &BTreeMap<String, SubscriptionConfig>,
     workflows: &BTreeMap<String, WorkflowConfig>,
-    plugins: &PluginRegistry,
+    plugins: &BTreeMap<String, PluginConfig>,
 ) -> Result<(), String> {
-    resolve(subscriptions, workflows, plugins).map(drop)
+    resolve(subscriptions, workflows, &|name| plugins.contains_key(name)).map(drop)
 }
 
 /// The subscriptions of the configuration and of the workflows' triggers, or an error
@@ -238,19 +243,16 @@ pub fn check_subscriptions(
 fn resolve(
     subscriptions: &BTreeMap<String, SubscriptionConfig>,
     workflows: &BTreeMap<String, WorkflowConfig>,
-    plugins: &PluginRegistry,
+    is_plugin: &dyn Fn(&str) -> bool,
 ) -> Result<Vec<Arc<Subscription>>, String> {
     let mut resolved = Vec::new();
     for (name, config) in subscriptions {
         let key = format!("subscriptions.{name}");
         let pattern =
             TopicPattern::parse(&config.topic).map_err(|e| format!("{key}.topic: {e}"))?;
-        let plugin = plugins
-            .get(&config.handler)
-            .ok_or_else(|| format!("{key}.handler: unknown plugin `{}`", config.handler))?;
-        if !plugin.worlds().contains(&World::Handler) {
+        if !is_plugin(&config.handler) {
             return Err(format!(
-                "{key}.handler: plugin `{}` does not implement handler-plugin",
+                "{key}.handler: unknown plugin `{}`",
                 config.handler
             ));
         }
@@ -262,7 +264,7 @@ fn resolve(
         resolved.push(Arc::new(Subscription {
             name: name.clone(),
             pattern,
-            target: Target::Handler(plugin.clone()),
+            target: Target::Handler(config.handler.clone()),
             retry: config.retry,
             concurrency: config.concurrency,
         }));
@@ -371,10 +373,13 @@ impl Worker {
 
     async fn attempt(&self, event: &PublishedEvent) -> Result<(), String> {
         match &self.subscription.target {
-            Target::Handler(plugin) => {
+            Target::Handler(name) => {
+                let Some(plugin) = self.dispatcher.plugins.current(name) else {
+                    return Err(format!("plugin `{name}` is not loaded"));
+                };
                 match self
                     .runtime
-                    .handle(plugin, &self.subscription.name, &wit_event(event))
+                    .handle(&plugin, &self.subscription.name, &wit_event(event))
                     .await
                 {
                     Ok(Ok(())) => Ok(()),

@@ -1,20 +1,44 @@
-//! The plugin registry: every configured plugin, loaded once at start.
+//! The plugin registry: every version of every configured plugin, which one is current,
+//! and the loaded code of the versions in use.
 //!
-//! Loading is all or nothing: a missing file, a corrupt component or one that implements
-//! neither world fails the whole load with an error naming the plugin and file, so the host
-//! never starts half-configured. Versions and hot swap build on this registry.
+//! Versions live in the [`PluginStore`], content-addressed by SHA-256. A plugin's name, its
+//! grants and the worlds it is used as (a workflow step needs `step-plugin`, a subscription
+//! `handler-plugin`) come from the configuration; its code comes from the registry:
+//!
+//! - at start, each configured file is registered unless it is the file registered last
+//!   time, so that a version pushed since stays current across restarts;
+//! - [`PluginRegistry::register`] (the API's `PUT`, and [`watch`] when a file is rebuilt)
+//!   validates a component — a component, linkable, implementing every world its name is
+//!   used as — before anything changes, stores it durably, then makes it current in one
+//!   swap: a run or delivery that starts after that uses it, and nothing in flight is
+//!   dropped;
+//! - [`PluginRegistry::rollback`] makes an earlier version current again;
+//! - [`PluginRegistry::delete`] and the collection of old versions (beyond
+//!   `registry.keep-versions`) remove only versions no run pins.
+//!
+//! A run pins the versions that were current when it started (the saga engine records
+//! them in the run) and runs every step and compensation on those, across swaps and
+//! restarts: [`PluginRegistry::pinned`] loads an old version back from the store, and keeps
+//! it in memory while any run holds it.
 
-use std::collections::BTreeMap;
+pub mod watch;
+
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
 
-use crate::config::Config;
-use crate::runtime::{LoadError, Plugin, PluginSettings, Runtime};
+use serde::{Deserialize, Serialize};
 
-/// Why the configured plugins could not be loaded.
+use crate::config::{Config, PluginConfig};
+use crate::runtime::compile::digest;
+use crate::runtime::{LoadError, Plugin, PluginSettings, Runtime, World};
+use crate::store::plugins::{Grants, PluginHead, PluginStore, PluginVersion, VersionSource};
+use crate::store::{RunStore, StoreError, now_ms};
+
+/// Why the registry refused or failed. Each message names the plugin.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    /// The component file could not be read.
+    /// A configured file could not be read.
     #[error("plugins.{plugin}: cannot read `{}`: {source}", path.display())]
     Read {
         /// The plugin.
@@ -24,7 +48,7 @@ pub enum RegistryError {
         /// The I/O error.
         source: std::io::Error,
     },
-    /// The file is not a usable plugin.
+    /// A configured file is not a usable plugin.
     #[error("plugins.{plugin}: `{}`: {source}", path.display())]
     Load {
         /// The plugin.
@@ -34,7 +58,7 @@ pub enum RegistryError {
         /// Why.
         source: LoadError,
     },
-    /// The plugin's grants do not parse.
+    /// A configured plugin's grants do not parse.
     #[error("plugins.{plugin}: {reason}")]
     Settings {
         /// The plugin.
@@ -42,52 +66,760 @@ pub enum RegistryError {
         /// Why.
         reason: String,
     },
+    /// No plugin of that name is configured.
+    #[error(
+        "no plugin `{0}` is configured: a plugin's grants come from the configuration, so add [plugins.{0}] first"
+    )]
+    UnknownPlugin(String),
+    /// The component is larger than `registry.max-upload-mib`.
+    #[error("plugin `{plugin}`: the component is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        /// The plugin.
+        plugin: String,
+        /// The component's size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The component is not a usable plugin.
+    #[error("plugin `{plugin}`: {source}")]
+    Invalid {
+        /// The plugin.
+        plugin: String,
+        /// Why.
+        source: LoadError,
+    },
+    /// The component does not implement a world its name is used as.
+    #[error("{key}: plugin `{plugin}` does not implement {world}; it implements [{}]", .has.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))]
+    WrongWorld {
+        /// The plugin.
+        plugin: String,
+        /// The world it lacks.
+        world: World,
+        /// A configuration key that uses it as that world.
+        key: String,
+        /// The worlds it implements.
+        has: Vec<World>,
+    },
+    /// The plugin has no version with that digest.
+    #[error("plugin `{plugin}` has no version {digest}")]
+    UnknownVersion {
+        /// The plugin.
+        plugin: String,
+        /// The digest asked for.
+        digest: String,
+    },
+    /// A rollback with nothing to roll back to.
+    #[error("plugin `{0}` has no earlier version to roll back to")]
+    NoEarlierVersion(String),
+    /// The current version cannot be deleted.
+    #[error(
+        "version {digest} is the current version of plugin `{plugin}`: push or roll back to another first"
+    )]
+    IsCurrent {
+        /// The plugin.
+        plugin: String,
+        /// The version.
+        digest: String,
+    },
+    /// Runs still need the version.
+    #[error(
+        "version {digest} of plugin `{plugin}` is pinned by {runs} run(s) that may still call it"
+    )]
+    Pinned {
+        /// The plugin.
+        plugin: String,
+        /// The version.
+        digest: String,
+        /// How many runs pin it.
+        runs: usize,
+    },
+    /// A version a run or head names has no component in the store.
+    #[error("plugin `{plugin}`: version {digest} is not in the registry's store")]
+    Missing {
+        /// The plugin.
+        plugin: String,
+        /// The version.
+        digest: String,
+    },
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
-/// Loaded plugins by name.
-#[derive(Default)]
+/// `[registry]`: versions and uploads.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
+pub struct RegistryConfig {
+    /// Watch the configured plugin files, and register a rebuilt one as the current
+    /// version (the local development loop). Default true.
+    pub watch: bool,
+    /// Largest component `PUT /v1/plugins/{name}` accepts, in MiB. Default 128 (an
+    /// interpreter-based component, Python's or JS's, weighs tens of MiB).
+    pub max_upload_mib: usize,
+    /// Versions kept per plugin; older ones that no run pins are collected. Default 10.
+    pub keep_versions: usize,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        Self {
+            watch: true,
+            max_upload_mib: 128,
+            keep_versions: 10,
+        }
+    }
+}
+
+/// A configured plugin: what the configuration says about its name.
+struct Entry {
+    settings: PluginSettings,
+    grants: Grants,
+    file: PathBuf,
+    /// The worlds its name is used as, each with a configuration key that uses it so.
+    uses: Vec<(World, String)>,
+}
+
+/// The outcome of a registration.
+#[derive(Debug, Clone)]
+pub struct Registered {
+    /// The version, now current.
+    pub version: PluginVersion,
+    /// Whether it was new to the registry (false when it was registered before, and was
+    /// only made current again).
+    pub new: bool,
+    /// Whether the current version changed.
+    pub changed: bool,
+}
+
+/// One plugin as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginView {
+    /// The name.
+    pub name: String,
+    /// The current version's digest.
+    pub current: String,
+    /// The worlds its name is used as.
+    pub used_as: Vec<String>,
+    /// Its versions, newest registration first.
+    pub versions: Vec<VersionView>,
+}
+
+/// One version as the admin API shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VersionView {
+    /// The stored metadata.
+    #[serde(flatten)]
+    pub version: PluginVersion,
+    /// Whether it is current.
+    pub current: bool,
+    /// Runs that pin it and may still call it.
+    pub pinned_runs: usize,
+}
+
+/// The registry. Shared by the engine, the dispatcher, the API and the watch.
 pub struct PluginRegistry {
-    plugins: BTreeMap<String, Arc<Plugin>>,
+    runtime: Arc<Runtime>,
+    store: Arc<dyn PluginStore>,
+    runs: Arc<dyn RunStore>,
+    entries: BTreeMap<String, Entry>,
+    /// The current version of each plugin. A std lock: read for a moment per run start,
+    /// written for a moment per swap, never held across an `.await`.
+    current: RwLock<HashMap<String, Arc<Plugin>>>,
+    /// Earlier versions that runs still hold, by name and digest.
+    loaded: Mutex<HashMap<(String, String), Weak<Plugin>>>,
+    /// Serialises changes of heads: registrations, rollbacks, deletions.
+    changes: tokio::sync::Mutex<()>,
+    max_upload_bytes: usize,
+    keep_versions: usize,
+}
+
+/// The current versions, read-locked: swaps and collections wait until it is dropped.
+pub struct CurrentVersions<'a>(RwLockReadGuard<'a, HashMap<String, Arc<Plugin>>>);
+
+impl CurrentVersions<'_> {
+    /// The current version of `name`.
+    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
+        self.0.get(name)
+    }
 }
 
 impl PluginRegistry {
-    /// Loads every plugin in `config` into `runtime`.
-    pub fn load(runtime: &Runtime, config: &Config) -> Result<Self, RegistryError> {
-        let mut plugins = BTreeMap::new();
-        for (name, plugin_config) in &config.plugins {
-            let path = plugin_config.path.relative();
-            let settings = PluginSettings::new(name, plugin_config, config).map_err(|reason| {
+    /// Opens the registry over `store`, registering each configured file that changed since
+    /// it was last registered, and loads every plugin's current version. Fails naming the
+    /// plugin if a file is unreadable or not a usable plugin, or a current version does
+    /// not implement a world its name is used as: the host never starts half-configured.
+    /// Compiles on the calling thread (start-up has nothing else to do).
+    pub async fn open(
+        runtime: Arc<Runtime>,
+        store: Arc<dyn PluginStore>,
+        runs: Arc<dyn RunStore>,
+        config: &Config,
+    ) -> Result<Self, RegistryError> {
+        let registry = Self {
+            entries: entries(config)?,
+            runtime,
+            store,
+            runs,
+            current: RwLock::default(),
+            loaded: Mutex::default(),
+            changes: tokio::sync::Mutex::new(()),
+            max_upload_bytes: config.registry.max_upload_mib.saturating_mul(1024 * 1024),
+            keep_versions: config.registry.keep_versions.max(1),
+        };
+        for (name, entry) in &registry.entries {
+            let wasm = read(name, entry)?;
+            let file_digest = digest(&wasm);
+            let head = registry.store.head(name)?.unwrap_or_default();
+            match head.current() {
+                Some(current) if head.file_digest.as_deref() == Some(file_digest.as_str()) => {
+                    let from_file = current == file_digest;
+                    let bytes = if from_file {
+                        wasm
+                    } else {
+                        registry.store.component(current)?.ok_or_else(|| {
+                            RegistryError::Missing {
+                                plugin: name.clone(),
+                                digest: current.to_owned(),
+                            }
+                        })?
+                    };
+                    let plugin = registry
+                        .validate(name, entry, &bytes)
+                        .map_err(|e| if from_file { in_file(e, entry) } else { e })?;
+                    registry.swap(name, plugin);
+                }
+                _ => {
+                    let plugin = registry
+                        .validate(name, entry, &wasm)
+                        .map_err(|e| in_file(e, entry))?;
+                    registry
+                        .commit(name, entry, plugin, &wasm, None, VersionSource::Config)
+                        .await?;
+                }
+            }
+        }
+        Ok(registry)
+    }
+
+    /// The current version of `name`.
+    pub fn current(&self, name: &str) -> Option<Arc<Plugin>> {
+        self.current
+            .read()
+            .expect("registry lock")
+            .get(name)
+            .cloned()
+    }
+
+    /// The current versions, read-locked. The saga engine holds this from reading a new
+    /// run's versions until the run is stored, so that a version read as current is never
+    /// collected before the run that pins it is visible. Never hold it across an `.await`.
+    pub fn current_versions(&self) -> CurrentVersions<'_> {
+        CurrentVersions(self.current.read().expect("registry lock"))
+    }
+
+    /// Names of the configured plugins, with their files.
+    pub fn files(&self) -> impl Iterator<Item = (&str, &PathBuf)> {
+        self.entries
+            .iter()
+            .map(|(name, entry)| (name.as_str(), &entry.file))
+    }
+
+    /// Version `digest` of `name`: the current one, one in memory, or one loaded back from
+    /// the store (compiled code comes from the compiled cache, so this takes milliseconds
+    /// after the first time).
+    pub async fn pinned(&self, name: &str, digest: &str) -> Result<Arc<Plugin>, RegistryError> {
+        if let Some(plugin) = self.in_memory(name, digest) {
+            return Ok(plugin);
+        }
+        let entry = self.entry(name)?;
+        let wasm = self
+            .store
+            .component(digest)?
+            .ok_or_else(|| RegistryError::Missing {
+                plugin: name.to_owned(),
+                digest: digest.to_owned(),
+            })?;
+        let plugin = self.compile(name, entry, wasm).await?;
+        self.loaded.lock().expect("registry lock").insert(
+            (name.to_owned(), digest.to_owned()),
+            Arc::downgrade(&plugin),
+        );
+        Ok(plugin)
+    }
+
+    /// Validates `wasm` as a version of `name` and makes it current, durably, then in
+    /// memory. Nothing changes if it is refused. Compiles on a blocking thread.
+    pub async fn register(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        label: Option<String>,
+        source: VersionSource,
+    ) -> Result<Registered, RegistryError> {
+        let entry = self.entry(name)?;
+        if wasm.len() > self.max_upload_bytes {
+            return Err(RegistryError::TooLarge {
+                plugin: name.to_owned(),
+                size: wasm.len(),
+                limit: self.max_upload_bytes,
+            });
+        }
+        let version_digest = digest(&wasm);
+        let plugin = match self.in_memory(name, &version_digest) {
+            Some(plugin) => {
+                check_uses(name, entry, &plugin)?;
+                plugin
+            }
+            None => {
+                let plugin = self.compile(name, entry, wasm.clone()).await?;
+                check_uses(name, entry, &plugin)?;
+                plugin
+            }
+        };
+        self.commit(name, entry, plugin, &wasm, label, source).await
+    }
+
+    /// Registers `name`'s configured file if it changed since it was last registered:
+    /// what the directory watch does. `None` when it had not changed.
+    pub async fn register_file(&self, name: &str) -> Result<Option<Registered>, RegistryError> {
+        let entry = self.entry(name)?;
+        let wasm = read(name, entry)?;
+        let head = self.store.head(name)?.unwrap_or_default();
+        if head.file_digest.as_deref() == Some(digest(&wasm).as_str()) {
+            return Ok(None);
+        }
+        self.register(name, wasm, None, VersionSource::Watch)
+            .await
+            .map(Some)
+    }
+
+    /// Makes `to`, or without it the version that was current before the current one,
+    /// current again.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        to: Option<&str>,
+    ) -> Result<Registered, RegistryError> {
+        let entry = self.entry(name)?;
+        let _change = self.changes.lock().await;
+        let mut head = self.store.head(name)?.unwrap_or_default();
+        let target = match to {
+            Some(digest) => digest.to_owned(),
+            None => {
+                if head.history.len() < 2 {
+                    return Err(RegistryError::NoEarlierVersion(name.to_owned()));
+                }
+                head.history.pop();
+                head.current().expect("two entries").to_owned()
+            }
+        };
+        let version =
+            self.store
+                .version(name, &target)?
+                .ok_or_else(|| RegistryError::UnknownVersion {
+                    plugin: name.to_owned(),
+                    digest: target.clone(),
+                })?;
+        let plugin = self.pinned(name, &target).await?;
+        check_uses(name, entry, &plugin)?;
+        let changed = self.current(name).is_none_or(|p| p.digest() != target);
+        head.make_current(&target);
+        self.store.put_head(name, &head)?;
+        self.store.flush().await?;
+        self.swap(name, plugin);
+        tracing::info!(plugin = name, digest = &target[..12], "rolled back");
+        Ok(Registered {
+            version,
+            new: false,
+            changed,
+        })
+    }
+
+    /// Removes version `digest` of `name`: refused for the current version and for one a
+    /// run pins.
+    pub async fn delete(&self, name: &str, digest: &str) -> Result<(), RegistryError> {
+        self.entry(name)?;
+        let _change = self.changes.lock().await;
+        let mut head = self.store.head(name)?.unwrap_or_default();
+        if self.store.version(name, digest)?.is_none() {
+            return Err(RegistryError::UnknownVersion {
+                plugin: name.to_owned(),
+                digest: digest.to_owned(),
+            });
+        }
+        if head.current() == Some(digest) {
+            return Err(RegistryError::IsCurrent {
+                plugin: name.to_owned(),
+                digest: digest.to_owned(),
+            });
+        }
+        {
+            // No run can pin a version while it is read as current: with the lock held,
+            // every run that pins this one is in the run store.
+            let _swaps = self.current.write().expect("registry lock");
+            let runs = pins_of(&self.runs.pins()?, name, digest);
+            if runs > 0 {
+                return Err(RegistryError::Pinned {
+                    plugin: name.to_owned(),
+                    digest: digest.to_owned(),
+                    runs,
+                });
+            }
+            if self.store.remove_version(name, digest)? {
+                self.runtime.forget(digest);
+            }
+            head.history.retain(|d| d != digest);
+            self.store.put_head(name, &head)?;
+        }
+        self.store.flush().await?;
+        tracing::info!(
+            plugin = name,
+            digest = &digest[..digest.len().min(12)],
+            "version deleted"
+        );
+        Ok(())
+    }
+
+    /// Every configured plugin, by name.
+    pub fn list(&self) -> Result<Vec<PluginView>, RegistryError> {
+        let pins = self.runs.pins()?;
+        self.entries
+            .keys()
+            .map(|name| self.view(name, &pins))
+            .collect()
+    }
+
+    /// One plugin with its versions.
+    pub fn describe(&self, name: &str) -> Result<PluginView, RegistryError> {
+        self.entry(name)?;
+        self.view(name, &self.runs.pins()?)
+    }
+
+    fn view(
+        &self,
+        name: &str,
+        pins: &HashMap<(String, String), usize>,
+    ) -> Result<PluginView, RegistryError> {
+        let entry = self.entry(name)?;
+        let current = self
+            .current(name)
+            .map(|p| p.digest().to_owned())
+            .unwrap_or_default();
+        let mut versions: Vec<VersionView> = self
+            .store
+            .versions(name)?
+            .into_iter()
+            .map(|version| VersionView {
+                current: version.digest == current,
+                pinned_runs: pins_of(pins, name, &version.digest),
+                version,
+            })
+            .collect();
+        versions.reverse();
+        let mut used_as: Vec<String> = entry.uses.iter().map(|(w, _)| w.to_string()).collect();
+        used_as.dedup();
+        Ok(PluginView {
+            name: name.to_owned(),
+            current,
+            used_as,
+            versions,
+        })
+    }
+
+    fn entry(&self, name: &str) -> Result<&Entry, RegistryError> {
+        self.entries
+            .get(name)
+            .ok_or_else(|| RegistryError::UnknownPlugin(name.to_owned()))
+    }
+
+    /// Version `digest` of `name` if it is loaded.
+    fn in_memory(&self, name: &str, digest: &str) -> Option<Arc<Plugin>> {
+        if let Some(current) = self.current(name)
+            && current.digest() == digest
+        {
+            return Some(current);
+        }
+        let mut loaded = self.loaded.lock().expect("registry lock");
+        let key = (name.to_owned(), digest.to_owned());
+        let plugin = loaded.get(&key).and_then(Weak::upgrade);
+        if plugin.is_none() {
+            loaded.remove(&key);
+        }
+        plugin
+    }
+
+    /// Compiles and checks `wasm` as a version of `name`, on the calling thread.
+    fn validate(
+        &self,
+        name: &str,
+        entry: &Entry,
+        wasm: &[u8],
+    ) -> Result<Arc<Plugin>, RegistryError> {
+        let plugin = self
+            .runtime
+            .load(entry.settings.clone(), wasm)
+            .map_err(|source| RegistryError::Invalid {
+                plugin: name.to_owned(),
+                source,
+            })?;
+        let plugin = Arc::new(plugin);
+        check_uses(name, entry, &plugin)?;
+        Ok(plugin)
+    }
+
+    /// Compiles `wasm` as a version of `name` on a blocking thread: a large component takes
+    /// seconds, which must not stall the executor.
+    async fn compile(
+        &self,
+        name: &str,
+        entry: &Entry,
+        wasm: Vec<u8>,
+    ) -> Result<Arc<Plugin>, RegistryError> {
+        let runtime = self.runtime.clone();
+        let settings = entry.settings.clone();
+        let loaded = tokio::task::spawn_blocking(move || runtime.load(settings, &wasm))
+            .await
+            .map_err(|e| RegistryError::Invalid {
+                plugin: name.to_owned(),
+                source: LoadError::Compile(format!("the compiler panicked: {e}")),
+            })?;
+        loaded
+            .map(Arc::new)
+            .map_err(|source| RegistryError::Invalid {
+                plugin: name.to_owned(),
+                source,
+            })
+    }
+
+    /// Stores a validated version durably, makes it current, and collects old versions.
+    async fn commit(
+        &self,
+        name: &str,
+        entry: &Entry,
+        plugin: Arc<Plugin>,
+        wasm: &[u8],
+        label: Option<String>,
+        source: VersionSource,
+    ) -> Result<Registered, RegistryError> {
+        let _change = self.changes.lock().await;
+        let digest = plugin.digest().to_owned();
+        let mut head = self.store.head(name)?.unwrap_or_default();
+        let existing = self.store.version(name, &digest)?;
+        let new = existing.is_none();
+        let version = match existing {
+            Some(mut version) => {
+                if label.is_some() && label != version.label {
+                    version.label = label;
+                    self.store.put_version(&version)?;
+                }
+                version
+            }
+            None => {
+                let version = PluginVersion {
+                    name: name.to_owned(),
+                    digest: digest.clone(),
+                    label,
+                    worlds: plugin.worlds().iter().map(ToString::to_string).collect(),
+                    size: wasm.len() as u64,
+                    registered_ms: now_ms(),
+                    source,
+                    grants: entry.grants.clone(),
+                };
+                // The bytes before the version, the version before the head: a crash never
+                // leaves a head naming what is not there.
+                self.store.put_component(&digest, wasm)?;
+                self.store.put_version(&version)?;
+                version
+            }
+        };
+        let changed = head.current() != Some(digest.as_str());
+        head.make_current(&digest);
+        if source != VersionSource::Api {
+            head.file_digest = Some(digest.clone());
+        }
+        self.store.put_head(name, &head)?;
+        self.store.flush().await?;
+        self.swap(name, plugin);
+        if changed {
+            tracing::info!(
+                plugin = name,
+                digest = &digest[..12],
+                label = version.label.as_deref().unwrap_or(""),
+                source = ?source,
+                "current version changed"
+            );
+        }
+        if let Err(e) = self.collect(name, &mut head) {
+            tracing::warn!(plugin = name, error = %e, "could not collect old versions");
+        }
+        Ok(Registered {
+            version,
+            new,
+            changed,
+        })
+    }
+
+    /// Makes `plugin` the current version of `name`.
+    fn swap(&self, name: &str, plugin: Arc<Plugin>) {
+        let previous = self
+            .current
+            .write()
+            .expect("registry lock")
+            .insert(name.to_owned(), plugin);
+        // Runs that pinned the previous version find it among the loaded ones.
+        if let Some(previous) = previous {
+            self.loaded.lock().expect("registry lock").insert(
+                (name.to_owned(), previous.digest().to_owned()),
+                Arc::downgrade(&previous),
+            );
+        }
+    }
+
+    /// Removes the oldest versions of `name` beyond `keep_versions` that are neither
+    /// current nor pinned. Durable with the next flush.
+    fn collect(&self, name: &str, head: &mut PluginHead) -> Result<(), RegistryError> {
+        let versions = self.store.versions(name)?;
+        let Some(excess) = versions.len().checked_sub(self.keep_versions) else {
+            return Ok(());
+        };
+        if excess == 0 {
+            return Ok(());
+        }
+        let _swaps = self.current.write().expect("registry lock");
+        let pins = self.runs.pins()?;
+        let mut removed = 0;
+        for version in &versions {
+            if removed == excess {
+                break;
+            }
+            let digest = &version.digest;
+            if head.current() == Some(digest) || pins_of(&pins, name, digest) > 0 {
+                continue;
+            }
+            if self.store.remove_version(name, digest)? {
+                self.runtime.forget(digest);
+            }
+            head.history.retain(|d| d != digest);
+            removed += 1;
+        }
+        self.store.put_head(name, head)?;
+        if removed > 0 {
+            tracing::info!(plugin = name, removed, "collected old versions");
+        }
+        Ok(())
+    }
+}
+
+/// What the configuration says about each plugin: grants, file and uses.
+fn entries(config: &Config) -> Result<BTreeMap<String, Entry>, RegistryError> {
+    let mut uses: BTreeMap<&str, Vec<(World, String)>> = BTreeMap::new();
+    for (workflow, definition) in &config.workflows {
+        for step in &definition.steps {
+            uses.entry(&step.plugin).or_default().push((
+                World::Step,
+                format!("workflows.{workflow}.steps.{}.plugin", step.name),
+            ));
+        }
+    }
+    for (name, subscription) in &config.subscriptions {
+        uses.entry(&subscription.handler)
+            .or_default()
+            .push((World::Handler, format!("subscriptions.{name}.handler")));
+    }
+    config
+        .plugins
+        .iter()
+        .map(|(name, plugin)| {
+            let settings = PluginSettings::new(name, plugin, config).map_err(|reason| {
                 RegistryError::Settings {
                     plugin: name.clone(),
                     reason,
                 }
             })?;
-            let wasm = std::fs::read(&path).map_err(|source| RegistryError::Read {
+            let mut used = uses.remove(name.as_str()).unwrap_or_default();
+            used.sort_by_key(|(world, _)| *world as u8);
+            let entry = Entry {
+                grants: grants(name, plugin),
+                settings,
+                file: plugin.path.relative(),
+                uses: used,
+            };
+            Ok((name.clone(), entry))
+        })
+        .collect()
+}
+
+fn grants(name: &str, plugin: &PluginConfig) -> Grants {
+    Grants {
+        services: plugin.services.clone(),
+        publish: plugin.publish.clone(),
+        cache_namespace: plugin
+            .cache_namespace
+            .clone()
+            .unwrap_or_else(|| name.to_owned()),
+    }
+}
+
+/// A configured file's load error, naming the file.
+fn in_file(error: RegistryError, entry: &Entry) -> RegistryError {
+    match error {
+        RegistryError::Invalid { plugin, source } => RegistryError::Load {
+            plugin,
+            path: entry.file.clone(),
+            source,
+        },
+        other => other,
+    }
+}
+
+fn read(name: &str, entry: &Entry) -> Result<Vec<u8>, RegistryError> {
+    std::fs::read(&entry.file).map_err(|source| RegistryError::Read {
+        plugin: name.to_owned(),
+        path: entry.file.clone(),
+        source,
+    })
+}
+
+/// Checks that `plugin` implements every world `name` is used as.
+fn check_uses(name: &str, entry: &Entry, plugin: &Plugin) -> Result<(), RegistryError> {
+    let has = plugin.worlds();
+    match entry.uses.iter().find(|(world, _)| !has.contains(world)) {
+        Some((world, key)) => Err(RegistryError::WrongWorld {
+            plugin: name.to_owned(),
+            world: *world,
+            key: key.clone(),
+            has,
+        }),
+        None => Ok(()),
+    }
+}
+
+fn pins_of(pins: &HashMap<(String, String), usize>, name: &str, digest: &str) -> usize {
+    pins.get(&(name.to_owned(), digest.to_owned()))
+        .copied()
+        .unwrap_or(0)
+}
+
+/// Loads every plugin the configuration names from its file and checks it against its
+/// uses, storing nothing: what `flowhost check` reports, and what tests and benchmarks that
+/// call plugins directly use.
+pub fn load_files(
+    runtime: &Runtime,
+    config: &Config,
+) -> Result<BTreeMap<String, Arc<Plugin>>, RegistryError> {
+    let mut plugins = BTreeMap::new();
+    for (name, entry) in entries(config)? {
+        let wasm = read(&name, &entry)?;
+        let plugin = runtime
+            .load(entry.settings.clone(), &wasm)
+            .map_err(|source| RegistryError::Load {
                 plugin: name.clone(),
-                path: path.clone(),
+                path: entry.file.clone(),
                 source,
             })?;
-            let plugin = runtime
-                .load(settings, &wasm)
-                .map_err(|source| RegistryError::Load {
-                    plugin: name.clone(),
-                    path,
-                    source,
-                })?;
-            plugins.insert(name.clone(), Arc::new(plugin));
-        }
-        Ok(Self { plugins })
+        check_uses(&name, &entry, &plugin)?;
+        plugins.insert(name, Arc::new(plugin));
     }
-
-    /// The plugin named `name`.
-    pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
-        self.plugins.get(name)
-    }
-
-    /// All plugins, by name.
-    pub fn iter(&self) -> impl Iterator<Item = (&str, &Arc<Plugin>)> {
-        self.plugins
-            .iter()
-            .map(|(name, plugin)| (name.as_str(), plugin))
-    }
+    Ok(plugins)
 }

@@ -79,6 +79,16 @@ impl CompiledCache {
         Ok((component, compiled))
     }
 
+    /// Removes the compiled code of the wasm whose digest is `digest`, if there is any.
+    pub fn remove(&self, digest: &str) {
+        let path = self.path(digest);
+        if let Err(e) = std::fs::remove_file(&path)
+            && e.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(path = %path.display(), error = %e, "could not remove compiled code");
+        }
+    }
+
     /// Writes atomically: a crash leaves the old file or the new one, never half of one.
     fn store(&self, path: &Path, component: &Component) -> anyhow::Result<()> {
         let bytes = component.serialize()?;

@@ -202,6 +202,13 @@ impl Runtime {
         Plugin::load(self, settings, wasm)
     }
 
+    /// Forgets the compiled code of a component that is gone from the registry.
+    pub fn forget(&self, digest: &str) {
+        if let Some(cache) = &self.compiled {
+            cache.remove(digest);
+        }
+    }
+
     /// Runs `saga-step.execute` in a fresh instance. The outer `Result` is the host's
     /// verdict, the inner one the plugin's. Events published by a call that returns `Ok`
     /// go to the sink; those of any other call are dropped.

@@ -13,6 +13,10 @@
 //! Retryable errors, traps and deadlines retry per the step's policy; a fatal error or
 //! exhausted retries compensates the completed steps in reverse order. A compensation that
 //! keeps failing stops the run in `compensation_failed` until [`Engine::retry`].
+//!
+//! A run is pinned to the plugin versions that were current when it started (recorded in
+//! [`Run::plugins`]): every step and compensation runs on those, across hot swaps and
+//! restarts, while new runs take the current versions.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
@@ -28,8 +32,8 @@ use super::definition::{StepConfig, WorkflowConfig};
 use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
 use crate::events::{Outbox, new_event};
-use crate::plugins::PluginRegistry;
-use crate::runtime::{Plugin, WarmInstance, World};
+use crate::plugins::{PluginRegistry, RegistryError};
+use crate::runtime::{Plugin, WarmInstance};
 use crate::store::events::{Gate, PublishedEvent};
 use crate::store::{
     Created, Direction, JournalEntry, Outcome, RUN_FORMAT, Run, RunError, RunStatus, RunStore,
@@ -69,9 +73,9 @@ pub enum EngineError {
     Store(#[from] StoreError),
 }
 
-/// A workflow definition with its plugins resolved.
+/// A workflow definition, validated.
 struct Workflow {
-    steps: Vec<(StepConfig, Arc<Plugin>)>,
+    steps: Vec<StepConfig>,
 }
 
 /// The engine. Cheap to clone.
@@ -85,6 +89,7 @@ struct Inner {
     /// Where steps' events and the lifecycle events go.
     outbox: Arc<Outbox>,
     runtime: Arc<Runtime>,
+    plugins: Arc<PluginRegistry>,
     workflows: BTreeMap<String, Workflow>,
     permits: Arc<Semaphore>,
     /// Callers waiting for runs to end. A std `Mutex`: held to push or drain, never across
@@ -116,6 +121,11 @@ impl std::ops::DerefMut for Tracked {
     }
 }
 
+/// A workflow with the plugin versions one run is pinned to.
+struct Bound<'a> {
+    steps: Vec<(&'a StepConfig, Arc<Plugin>)>,
+}
+
 /// What the forward pass ended with.
 enum Forward {
     Completed,
@@ -135,21 +145,23 @@ enum Halt {
 impl Engine {
     /// An engine over `store`, running the workflows in `workflows` with the plugins in
     /// `plugins`, at most `max_concurrent_runs` at a time. Fails naming the workflow and
-    /// key if a step names an unknown plugin or one that does not implement `step-plugin`.
+    /// key if a step names an unknown plugin (the registry has checked that each is a
+    /// `step-plugin`).
     pub fn new(
         store: Arc<dyn RunStore>,
         outbox: Arc<Outbox>,
         runtime: Arc<Runtime>,
-        plugins: &PluginRegistry,
+        plugins: Arc<PluginRegistry>,
         workflows: &BTreeMap<String, WorkflowConfig>,
         max_concurrent_runs: usize,
     ) -> Result<Self, String> {
-        let resolved = resolve(plugins, workflows)?;
+        let resolved = resolve(&plugins, workflows)?;
         Ok(Self {
             inner: Arc::new(Inner {
                 store,
                 outbox,
                 runtime,
+                plugins,
                 workflows: resolved,
                 permits: Arc::new(Semaphore::new(max_concurrent_runs)),
                 waiters: Mutex::default(),
@@ -184,7 +196,7 @@ impl Engine {
         // it pending and then saving it running.
         let permit = self.inner.permits.clone().try_acquire_owned().ok();
         let now = now_ms();
-        let run = Run {
+        let mut run = Run {
             format: RUN_FORMAT,
             id: id.unwrap_or_else(|| ulid::Ulid::new().to_string()),
             workflow: workflow.to_owned(),
@@ -197,21 +209,30 @@ impl Engine {
             steps: definition
                 .steps
                 .iter()
-                .map(|(step, _)| StepState::pending(&step.name))
+                .map(|step| StepState::pending(&step.name))
                 .collect(),
             error: None,
-            plugins: definition
-                .steps
-                .iter()
-                .map(|(step, plugin)| (step.plugin.clone(), plugin.digest().to_owned()))
-                .collect(),
+            plugins: BTreeMap::new(),
             idempotency_key,
             created_ms: now,
             updated_ms: now,
             ended_ms: None,
             journaled: 0,
         };
-        match self.inner.store.create(&run)? {
+        let created = {
+            // The versions current now are the run's for its whole life. The registry does
+            // not collect a version while this guard is held, so the run is in the store
+            // before any version it pins could go.
+            let current = self.inner.plugins.current_versions();
+            for step in &definition.steps {
+                if let Some(plugin) = current.get(&step.plugin) {
+                    run.plugins
+                        .insert(step.plugin.clone(), plugin.digest().to_owned());
+                }
+            }
+            self.inner.store.create(&run)
+        };
+        match created? {
             Created::Existing(existing) => Ok((*existing, false)),
             Created::New => {
                 self.inner.store.flush().await?;
@@ -265,7 +286,7 @@ impl Engine {
             run.status,
             RunStatus::Failed | RunStatus::CompensationFailed
         ) && self.inner.workflows.get(&run.workflow).is_some_and(|wf| {
-            wf.steps.iter().zip(&run.steps).any(|((config, _), state)| {
+            wf.steps.iter().zip(&run.steps).any(|(config, state)| {
                 config.compensate
                     && matches!(
                         state.status,
@@ -353,6 +374,23 @@ impl Inner {
             });
             return self.finish(&mut run, RunStatus::Failed).await;
         };
+        let plugins = match self.pinned(&run, workflow).await? {
+            Ok(plugins) => plugins,
+            Err(message) => {
+                run.error = Some(RunError {
+                    step: String::new(),
+                    message,
+                });
+                return self.finish(&mut run, RunStatus::Failed).await;
+            }
+        };
+        let workflow = &Bound {
+            steps: workflow
+                .steps
+                .iter()
+                .map(|step| (step, plugins[&step.plugin].clone()))
+                .collect(),
+        };
         if matches!(run.status, RunStatus::Pending | RunStatus::Running) {
             if run.status == RunStatus::Pending {
                 run.status = RunStatus::Running;
@@ -380,8 +418,39 @@ impl Inner {
         self.backward(&mut run, workflow).await
     }
 
+    /// The versions `run` is pinned to, by plugin name; a plugin the run did not record (a
+    /// step added to the workflow since) at its current version. The inner error, a
+    /// version that is gone, fails the run.
+    async fn pinned(
+        &self,
+        run: &Run,
+        workflow: &Workflow,
+    ) -> Result<Result<HashMap<String, Arc<Plugin>>, String>, Halt> {
+        let mut plugins = HashMap::new();
+        for step in &workflow.steps {
+            if plugins.contains_key(&step.plugin) {
+                continue;
+            }
+            let plugin = match run.plugins.get(&step.plugin) {
+                Some(digest) => match self.plugins.pinned(&step.plugin, digest).await {
+                    Ok(plugin) => plugin,
+                    Err(RegistryError::Store(e)) => return Err(Halt::Store(e)),
+                    Err(e) => return Ok(Err(e.to_string())),
+                },
+                None => match self.plugins.current(&step.plugin) {
+                    Some(plugin) => plugin,
+                    None => {
+                        return Ok(Err(format!("plugin `{}` is not loaded", step.plugin)));
+                    }
+                },
+            };
+            plugins.insert(step.plugin.clone(), plugin);
+        }
+        Ok(Ok(plugins))
+    }
+
     /// Executes the steps that have not completed, in order.
-    async fn forward(&self, run: &mut Tracked, workflow: &Workflow) -> Result<Forward, Halt> {
+    async fn forward(&self, run: &mut Tracked, workflow: &Bound<'_>) -> Result<Forward, Halt> {
         for (index, (config, plugin)) in workflow.steps.iter().enumerate() {
             loop {
                 let state = &mut run.steps[index];
@@ -420,7 +489,7 @@ impl Inner {
     }
 
     /// Compensates the completed steps in reverse order.
-    async fn backward(&self, run: &mut Tracked, workflow: &Workflow) -> Result<(), Halt> {
+    async fn backward(&self, run: &mut Tracked, workflow: &Bound<'_>) -> Result<(), Halt> {
         for (index, (config, plugin)) in workflow.steps.iter().enumerate().rev() {
             if !config.compensate {
                 continue;
@@ -623,16 +692,7 @@ fn lifecycle_event(run: &Run, status: RunStatus) -> PublishedEvent {
     )
 }
 
-/// Checks `workflows` against `plugins` as [`Engine::new`] does, without an engine: what
-/// `flowhost check` reports.
-pub fn check_workflows(
-    plugins: &PluginRegistry,
-    workflows: &BTreeMap<String, WorkflowConfig>,
-) -> Result<(), String> {
-    resolve(plugins, workflows).map(drop)
-}
-
-/// Each workflow with its steps' plugins, or an error naming the workflow and key.
+/// Each workflow, validated, or an error naming the workflow and key.
 fn resolve(
     plugins: &PluginRegistry,
     workflows: &BTreeMap<String, WorkflowConfig>,
@@ -642,21 +702,20 @@ fn resolve(
         workflow
             .validate()
             .map_err(|(key, reason)| format!("workflows.{name}.{key}: {reason}"))?;
-        let mut steps = Vec::new();
         for step in &workflow.steps {
-            let key = format!("workflows.{name}.steps.{}.plugin", step.name);
-            let plugin = plugins
-                .get(&step.plugin)
-                .ok_or_else(|| format!("{key}: unknown plugin `{}`", step.plugin))?;
-            if !plugin.worlds().contains(&World::Step) {
+            if plugins.current(&step.plugin).is_none() {
                 return Err(format!(
-                    "{key}: plugin `{}` does not implement step-plugin",
-                    step.plugin
+                    "workflows.{name}.steps.{}.plugin: unknown plugin `{}`",
+                    step.name, step.plugin
                 ));
             }
-            steps.push((step.clone(), plugin.clone()));
         }
-        resolved.insert(name.clone(), Workflow { steps });
+        resolved.insert(
+            name.clone(),
+            Workflow {
+                steps: workflow.steps.clone(),
+            },
+        );
     }
     Ok(resolved)
 }

@@ -9,4 +9,4 @@ pub mod definition;
 pub mod engine;
 
 pub use definition::{RetryPolicy, StepConfig, WorkflowConfig};
-pub use engine::{Engine, EngineError, check_workflows};
+pub use engine::{Engine, EngineError};

@@ -1,4 +1,5 @@
-//! Run persistence: the records and the [`RunStore`] trait; backends beside it (`sled`).
+//! Persistence: runs (the records and the [`RunStore`] trait, here), events ([`events`]) and
+//! plugin versions ([`plugins`]); backends beside them (`sled`).
 //!
 //! A run is a record (its status, initial context, the plugin versions it is pinned to, and
 //! a snapshot of each step's state and output) plus a journal: one entry per attempt, with
@@ -11,9 +12,10 @@
 //! share one flush (group commit), so durability does not serialise throughput.
 
 pub mod events;
+pub mod plugins;
 pub mod sled;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::pin::Pin;
 
@@ -381,6 +383,34 @@ pub trait RunStore: Send + Sync {
     /// Makes every write that happened before this call durable. Concurrent calls share
     /// one flush of the backend.
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
+    /// How many runs pin each plugin version, by plugin name and digest: the runs that may
+    /// still call a plugin, that is the unfinished ones and those whose compensation an
+    /// operator may retry. An admin's question, answered by a scan of those runs.
+    fn pins(&self) -> Result<HashMap<(String, String), usize>, StoreError> {
+        let mut runs = self.unfinished()?;
+        let mut cursor = None;
+        loop {
+            let page = self.list(&ListQuery {
+                status: Some(RunStatus::CompensationFailed),
+                limit: 500,
+                cursor,
+                ..ListQuery::default()
+            })?;
+            runs.extend(page.runs);
+            cursor = page.next_cursor;
+            if cursor.is_none() {
+                break;
+            }
+        }
+        let mut pins = HashMap::new();
+        for run in runs {
+            for (name, digest) in run.plugins {
+                *pins.entry((name, digest)).or_default() += 1;
+            }
+        }
+        Ok(pins)
+    }
 }
 
 /// `ms` since the Unix epoch as RFC 3339 with milliseconds, UTC: how the API and

@@ -1,4 +1,5 @@
-//! The embedded store on sled: one database for runs and events, one tree per keyspace.
+//! The embedded store on sled: one database for runs, events and plugin versions, one tree
+//! per keyspace.
 //!
 //! | tree | key | value |
 //! | --- | --- | --- |
@@ -11,6 +12,9 @@
 //! | `outbox` | event id (a ULID: time-ordered) | an [`OutboxEntry`](super::events::OutboxEntry), JSON |
 //! | `queue` | subscription, `0`, due ms (u64 BE), event id | a [`Delivery`](super::events::Delivery), JSON |
 //! | `dead_letters` | dead letter id (a ULID) | a [`DeadLetter`](super::events::DeadLetter), JSON |
+//! | `components` | SHA-256, hex | a plugin component's bytes |
+//! | `plugin_versions` | plugin name, `0`, digest | a [`PluginVersion`](super::plugins::PluginVersion), JSON |
+//! | `plugin_heads` | plugin name | a [`PluginHead`](super::plugins::PluginHead), JSON |
 //!
 //! No sled transactions (see `runs.rs`): writes are ordered so that a crash can leave an
 //! extra index entry but never lose one, and readers check the record. sled keeps one log
@@ -19,6 +23,7 @@
 //! thread flushes sled for every caller waiting at that moment (group commit).
 
 mod events;
+mod plugins;
 mod runs;
 
 use std::path::Path;
@@ -40,6 +45,9 @@ pub struct SledStore {
     outbox: sled::Tree,
     queue: sled::Tree,
     dead_letters: sled::Tree,
+    components: sled::Tree,
+    plugin_versions: sled::Tree,
+    plugin_heads: sled::Tree,
     /// Requests to the group-commit thread.
     flushes: mpsc::UnboundedSender<FlushWaiter>,
 }
@@ -61,6 +69,9 @@ impl SledStore {
             outbox: tree("outbox")?,
             queue: tree("queue")?,
             dead_letters: tree("dead_letters")?,
+            components: tree("components")?,
+            plugin_versions: tree("plugin_versions")?,
+            plugin_heads: tree("plugin_heads")?,
             flushes,
         };
         std::thread::Builder::new()

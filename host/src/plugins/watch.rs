@@ -1,0 +1,105 @@
+//! The directory watch: a configured plugin file that is rebuilt goes live by itself.
+//!
+//! The directories holding the configured files are watched (inotify on Linux, through
+//! the `notify` crate). A change to one of the files is registered, after a short quiet
+//! period (a build writes a file in several steps), through the same validation as an
+//! upload: a file that does not build into a usable plugin is logged and changes nothing.
+//! A file whose digest is the one registered last is not registered again.
+
+use std::collections::{BTreeSet, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use notify::{RecursiveMode, Watcher as _};
+use tokio::sync::mpsc;
+
+use super::PluginRegistry;
+
+/// How long a file must be quiet before it is read.
+const QUIET: Duration = Duration::from_millis(100);
+
+/// Watches until dropped.
+pub struct Watch {
+    _watcher: notify::RecommendedWatcher,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Starts watching the files of `registry`'s configured plugins.
+pub fn watch(registry: Arc<PluginRegistry>) -> notify::Result<Watch> {
+    // The file each watched path is, by its canonical path: events name files under the
+    // directory as it was given to the watcher.
+    let mut files: HashMap<PathBuf, String> = HashMap::new();
+    let mut dirs = BTreeSet::new();
+    for (name, file) in registry.files() {
+        let file = file.canonicalize()?;
+        if let Some(dir) = file.parent() {
+            dirs.insert(dir.to_owned());
+        }
+        files.insert(file, name.to_owned());
+    }
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        let _ = tx.send(event);
+    })?;
+    for dir in &dirs {
+        watcher.watch(dir, RecursiveMode::NonRecursive)?;
+    }
+    let task = tokio::spawn(async move {
+        while let Some(event) = rx.recv().await {
+            let mut changed = BTreeSet::new();
+            note(&files, event, &mut changed);
+            // Gather what else arrives until the files are quiet.
+            while let Ok(Some(event)) = tokio::time::timeout(QUIET, rx.recv()).await {
+                note(&files, event, &mut changed);
+            }
+            for name in changed {
+                match registry.register_file(&name).await {
+                    Ok(Some(registered)) => tracing::info!(
+                        plugin = %name,
+                        digest = &registered.version.digest[..12],
+                        "rebuilt plugin registered"
+                    ),
+                    Ok(None) => {}
+                    Err(e) => {
+                        tracing::warn!(plugin = %name, error = %e, "rebuilt plugin refused; the current version stays")
+                    }
+                }
+            }
+        }
+    });
+    tracing::info!(directories = dirs.len(), "watching plugin files");
+    Ok(Watch {
+        _watcher: watcher,
+        task,
+    })
+}
+
+/// Adds the plugins whose files `event` touched to `changed`.
+fn note(
+    files: &HashMap<PathBuf, String>,
+    event: notify::Result<notify::Event>,
+    changed: &mut BTreeSet<String>,
+) {
+    let event = match event {
+        Ok(event) => event,
+        Err(e) => {
+            tracing::warn!(error = %e, "plugin watch error");
+            return;
+        }
+    };
+    if event.kind.is_access() {
+        return;
+    }
+    for path in event.paths {
+        if let Some(name) = files.get(&path) {
+            changed.insert(name.clone());
+        }
+    }
+}

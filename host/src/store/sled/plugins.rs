@@ -1,0 +1,175 @@
+//! [`PluginStore`] on [`SledStore`]: components by digest, versions and heads by name.
+
+use super::{SledStore, backend, decode, prefix_end};
+use crate::store::plugins::{PluginHead, PluginStore, PluginVersion};
+use crate::store::{BoxFuture, StoreError};
+
+fn name_prefix(name: &str) -> Vec<u8> {
+    let mut key = name.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn version_key(name: &str, digest: &str) -> Vec<u8> {
+    let mut key = name_prefix(name);
+    key.extend_from_slice(digest.as_bytes());
+    key
+}
+
+fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(backend)
+}
+
+impl PluginStore for SledStore {
+    fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
+        if !self.components.contains_key(digest).map_err(backend)? {
+            self.components.insert(digest, wasm).map_err(backend)?;
+        }
+        Ok(())
+    }
+
+    fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .components
+            .get(digest)
+            .map_err(backend)?
+            .map(|bytes| bytes.to_vec()))
+    }
+
+    fn put_version(&self, version: &PluginVersion) -> Result<(), StoreError> {
+        self.plugin_versions
+            .insert(
+                version_key(&version.name, &version.digest),
+                encode(version)?,
+            )
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn version(&self, name: &str, digest: &str) -> Result<Option<PluginVersion>, StoreError> {
+        let key = version_key(name, digest);
+        self.plugin_versions
+            .get(&key)
+            .map_err(backend)?
+            .map(|value| decode(&key, &value))
+            .transpose()
+    }
+
+    fn versions(&self, name: &str) -> Result<Vec<PluginVersion>, StoreError> {
+        let prefix = name_prefix(name);
+        let mut versions = self
+            .plugin_versions
+            .range(prefix.clone()..prefix_end(&prefix))
+            .map(|item| {
+                let (key, value) = item.map_err(backend)?;
+                decode::<PluginVersion>(&key, &value)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        versions.sort_by_key(|v| v.registered_ms);
+        Ok(versions)
+    }
+
+    fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError> {
+        self.plugin_versions
+            .remove(version_key(name, digest))
+            .map_err(backend)?;
+        // Components are shared between names: keep it while any version uses it. The
+        // versions tree holds a handful of entries per plugin, so a scan is cheap.
+        for item in self.plugin_versions.iter() {
+            let (key, _) = item.map_err(backend)?;
+            if key.ends_with(digest.as_bytes()) {
+                return Ok(false);
+            }
+        }
+        self.components.remove(digest).map_err(backend)?;
+        Ok(true)
+    }
+
+    fn head(&self, name: &str) -> Result<Option<PluginHead>, StoreError> {
+        self.plugin_heads
+            .get(name)
+            .map_err(backend)?
+            .map(|value| decode(name.as_bytes(), &value))
+            .transpose()
+    }
+
+    fn put_head(&self, name: &str, head: &PluginHead) -> Result<(), StoreError> {
+        self.plugin_heads
+            .insert(name, encode(head)?)
+            .map_err(backend)?;
+        Ok(())
+    }
+
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        self.flush_shared()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::plugins::{Grants, VersionSource};
+
+    fn version(name: &str, digest: &str, registered_ms: u64) -> PluginVersion {
+        PluginVersion {
+            name: name.into(),
+            digest: digest.into(),
+            label: None,
+            worlds: vec!["step-plugin".into()],
+            size: 3,
+            registered_ms,
+            source: VersionSource::Api,
+            grants: Grants::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_component_shared_by_two_names_lives_until_its_last_version_goes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path()).unwrap();
+        store.put_component("d1", b"abc").unwrap();
+        store.put_version(&version("a", "d1", 2)).unwrap();
+        store.put_version(&version("b", "d1", 1)).unwrap();
+        store.put_version(&version("a", "d0", 1)).unwrap();
+        let digests: Vec<_> = store
+            .versions("a")
+            .unwrap()
+            .into_iter()
+            .map(|v| v.digest)
+            .collect();
+        assert_eq!(digests, ["d0", "d1"], "oldest registration first");
+        assert!(!store.remove_version("a", "d1").unwrap());
+        assert_eq!(store.component("d1").unwrap().as_deref(), Some(&b"abc"[..]));
+        assert!(store.remove_version("b", "d1").unwrap());
+        assert_eq!(store.component("d1").unwrap(), None);
+        assert!(store.version("b", "d1").unwrap().is_none());
+    }
+
+    #[tokio::test]
+    async fn heads_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        {
+            let store = SledStore::open(dir.path()).unwrap();
+            let mut head = PluginHead::default();
+            head.make_current("d1");
+            head.make_current("d2");
+            head.make_current("d1");
+            store.put_head("a", &head).unwrap();
+            PluginStore::flush(&store).await.unwrap();
+        }
+        // The committer thread lets go of the database shortly after the store is dropped.
+        let mut reopened = None;
+        for _ in 0..100 {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            reopened = SledStore::open(dir.path()).ok();
+            if reopened.is_some() {
+                break;
+            }
+        }
+        let store = reopened.expect("the store reopens");
+        let head = store.head("a").unwrap().unwrap();
+        assert_eq!(head.history, ["d2", "d1"]);
+        assert_eq!(head.current(), Some("d1"));
+        assert!(store.head("b").unwrap().is_none());
+    }
+}
