@@ -13,6 +13,11 @@
 //!    and stores a version the host has never seen), one every `BENCH_SWAP_EVERY` (default
 //!    150 ms).
 //!
+//! 3. **watch**: `BENCH_WATCHES` (default 5) times, a new variant of the component is
+//!    written to the configured file (a new file renamed over it, as a build does), and the
+//!    time until `GET /v1/plugins/marked` shows it current is measured (polled every 5 ms):
+//!    the local development loop, which should take under a second.
+//!
 //! A request fails unless it answers 200 with the run `completed` and every step's mark
 //! that of the version the run is pinned to (`plugins.marked` in the answer). For each swap
 //! it reports how long the `PUT` took, and, relative to the moment the `PUT` answered: the
@@ -55,6 +60,7 @@ fn main() -> anyhow::Result<()> {
     let seconds = Duration::from_secs(env("BENCH_SECONDS", 3)?);
     let swaps = env("BENCH_SWAPS", 20)? as u32;
     let every = Duration::from_millis(env("BENCH_SWAP_EVERY", 150)?);
+    let watches = env("BENCH_WATCHES", 5)? as u32;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
@@ -62,9 +68,12 @@ fn main() -> anyhow::Result<()> {
         .prefix("flowhost-bench-swap-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
     runtime.block_on(async move {
-        let url = start(data.path()).await?;
         let v1 = std::fs::read(flowhost_test_artifacts::MARKED_V1)?;
         let v2 = std::fs::read(flowhost_test_artifacts::MARKED_V2)?;
+        let file = data.path().join("plugin/marked.wasm");
+        std::fs::create_dir_all(data.path().join("plugin"))?;
+        std::fs::write(&file, &v1)?;
+        let url = start(data.path(), &file).await?;
         // Mark by digest: v1 and every variant of it mark `v1`.
         let marks = Arc::new(std::sync::Mutex::new(vec![(digest(&v1), "v1")]));
         println!("swap: runs started under load while plugin `marked` is swapped");
@@ -119,6 +128,8 @@ fn main() -> anyhow::Result<()> {
         );
         println!();
         let worst = swap_report(&swapping.0, &swapping.1);
+        println!();
+        let watch = watch_report(&url, &file, &v1, watches).await?;
         let failures = baseline.0.iter().chain(&swapping.0).filter(|s| s.digest.is_none()).count();
         println!();
         println!(
@@ -126,6 +137,10 @@ fn main() -> anyhow::Result<()> {
             baseline.0.len() + swapping.0.len()
         );
         ensure!(failures == 0, "{failures} requests failed");
+        ensure!(
+            watch <= Duration::from_secs(1),
+            "a rebuilt file took {watch:?} to go live"
+        );
         ensure!(
             worst <= SWAP_BOUND.as_secs_f64() * 1000.0,
             "a run started {worst:.1} ms after a PUT answered got an older version"
@@ -135,12 +150,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 /// Starts the host on a free port; its base URL.
-async fn start(data: &std::path::Path) -> anyhow::Result<String> {
+async fn start(data: &std::path::Path, file: &std::path::Path) -> anyhow::Result<String> {
     let toml = format!(
         r#"data-dir = {data:?}
 admin-token = "{TOKEN}"
 [registry]
-watch = false
 keep-versions = 50
 [server]
 max-concurrent-runs = 64
@@ -149,7 +163,7 @@ path = {:?}
 [workflows.w]
 steps = [{{ name = "a", plugin = "marked" }}, {{ name = "b", plugin = "marked" }}, {{ name = "c", plugin = "marked" }}]
 "#,
-        flowhost_test_artifacts::MARKED_V1
+        file
     );
     let config = flowhost::Config::from_toml(&toml)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
@@ -232,6 +246,10 @@ fn rate(samples: &[Sample], took: Duration) -> f64 {
 }
 
 fn report(name: &str, samples: &[Sample], took: Duration) {
+    if samples.is_empty() {
+        println!("{name:<10} no runs");
+        return;
+    }
     let mut latencies: Vec<Duration> = samples.iter().map(|s| s.answered - s.started).collect();
     latencies.sort();
     let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
@@ -299,6 +317,63 @@ fn swap_report(samples: &[Sample], swaps: &[(String, Instant, Instant)]) -> f64 
         max(&firsts)
     );
     worst
+}
+
+/// Writes `count` new variants of `wasm` to `file`, each a new file renamed over it, and
+/// measures how long each takes to become current. Returns the longest.
+async fn watch_report(
+    url: &str,
+    file: &std::path::Path,
+    wasm: &[u8],
+    count: u32,
+) -> anyhow::Result<Duration> {
+    let client = reqwest::Client::new();
+    let mut took = Vec::new();
+    for n in 0..count {
+        let wasm = variant(wasm, 1000 + n);
+        let expected = digest(&wasm);
+        let tmp = file.with_extension("wasm.tmp");
+        std::fs::write(&tmp, &wasm)?;
+        let written = Instant::now();
+        std::fs::rename(&tmp, file)?;
+        loop {
+            let plugin: Value = client
+                .get(format!("{url}/v1/plugins/marked"))
+                .bearer_auth(TOKEN)
+                .send()
+                .await?
+                .json()
+                .await?;
+            if plugin["current"] == expected.as_str() {
+                break;
+            }
+            ensure!(
+                written.elapsed() < Duration::from_secs(30),
+                "rebuilt file {n} never went live"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        took.push(written.elapsed());
+        // Runs see it too.
+        let run: Value = client
+            .post(format!("{url}/v1/workflows/w/runs?wait=10s"))
+            .json(&json!({}))
+            .send()
+            .await?
+            .json()
+            .await?;
+        ensure!(run["plugins"]["marked"] == expected.as_str(), "{run}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let max = took.iter().copied().max().unwrap_or_default();
+    println!(
+        "watch: a rebuilt file went live in {} (max {max:.1?}; includes validating and compiling the new version)",
+        took.iter()
+            .map(|t| format!("{t:.1?}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+    Ok(max)
 }
 
 fn digest(wasm: &[u8]) -> String {

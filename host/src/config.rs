@@ -71,8 +71,9 @@ pub struct Config {
     /// The bearer token of the admin routes (`/v1/plugins`); usually set through
     /// `FLOWHOST_ADMIN_TOKEN`. Without it those routes are off.
     pub admin_token: Option<Secret>,
-    /// A bearer token the routes that start runs and publish events then require; usually
-    /// set through `FLOWHOST_TRIGGER_TOKEN`. Without it they are open.
+    /// A bearer token the routes that make plugins run (start and retry runs, publish and
+    /// redeliver events) then require; usually set through `FLOWHOST_TRIGGER_TOKEN`.
+    /// Without it they are open.
     pub trigger_token: Option<Secret>,
 }
 

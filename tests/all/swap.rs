@@ -523,6 +523,23 @@ async fn rollback_deletion_and_collection_keep_what_runs_need() {
         (status, rolled["digest"].as_str()),
         (200, Some(expected[1].as_str()))
     );
+
+    // Collection goes by when a version was last current, not when it was registered: the
+    // first variant, made current again, outlives the third, current no more.
+    assert_eq!(push(&server, variants[0].clone(), "1.0").await.0, 200);
+    let newest = variant(&wasm_v1(), 4);
+    assert_eq!(push(&server, newest.clone(), "1.4").await.0, 201);
+    let (_, described) = admin(&server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
+    let mut kept: Vec<String> = described["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["digest"].as_str().unwrap().to_owned())
+        .collect();
+    kept.sort();
+    let mut expected = vec![digest(&newest), digest(&variants[0]), digest(&variants[1])];
+    expected.sort();
+    assert_eq!(kept, expected, "{described}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -631,7 +648,7 @@ async fn the_plugin_routes_need_the_admin_token_and_are_off_without_one() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rebuilt_plugin_file_goes_live_within_a_second() {
+async fn a_rebuilt_plugin_file_goes_live_by_itself() {
     let marks = Marks::start().await;
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("marked.wasm");
@@ -650,9 +667,11 @@ async fn a_rebuilt_plugin_file_goes_live_within_a_second() {
             std::fs::write(&file, &wasm).unwrap();
         }
         while current(&server).await != digest(&wasm) {
+            // The bound is loose: a test shares the machine; `cargo bench --bench swap`
+            // measures how fast it is.
             assert!(
-                started.elapsed() < Duration::from_secs(1),
-                "not live after 1 s"
+                started.elapsed() < Duration::from_secs(10),
+                "not live after 10 s"
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
@@ -678,16 +697,32 @@ async fn a_rebuilt_plugin_file_goes_live_within_a_second() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sixteen_clients_see_no_failure_through_twenty_swaps() {
     let marks = Marks::start().await;
-    let server = Server::start(&config(flowhost_test_artifacts::MARKED_V1, &marks, "")).await;
-    let versions = [(digest(&wasm_v1()), "v1"), (digest(&wasm_v2()), "v2")];
+    // Only two versions kept: old ones are collected under load, never one a run pins.
+    let server = Server::start(&config(
+        flowhost_test_artifacts::MARKED_V1,
+        &marks,
+        "[registry]\nkeep-versions = 2\n",
+    ))
+    .await;
+    // Twenty new versions, `marked-v2` and `marked-v1` in turn, each under its own digest.
+    let swaps: Vec<(Vec<u8>, &str)> = (0..20)
+        .map(|n| match n % 2 {
+            0 => (variant(&wasm_v2(), n), "v2"),
+            _ => (variant(&wasm_v1(), n), "v1"),
+        })
+        .collect();
+    let mut versions = vec![(digest(&wasm_v1()), "v1")];
+    versions.extend(swaps.iter().map(|(wasm, mark)| (digest(wasm), *mark)));
     let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let mut clients = Vec::new();
     for _ in 0..16 {
         let (client, url, stop) = (server.client.clone(), server.url.clone(), stop.clone());
         let versions = versions.clone();
         clients.push(tokio::spawn(async move {
-            let (mut ok, mut failed) = (0, Vec::new());
+            // (when the request was sent, the digest its run is pinned to)
+            let (mut runs, mut failed) = (Vec::new(), Vec::new());
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let sent = Instant::now();
                 let response = client
                     .post(format!("{url}/v1/workflows/w/runs?wait=30s"))
                     .json(&json!({}))
@@ -704,27 +739,31 @@ async fn sixteen_clients_see_no_failure_through_twenty_swaps() {
                         continue;
                     }
                 };
-                let pinned = run["plugins"]["marked"].as_str().unwrap();
-                let mark = versions.iter().find(|(d, _)| d == pinned).unwrap().1;
+                let pinned = run["plugins"]["marked"].as_str().unwrap().to_owned();
+                let mark = versions.iter().find(|(d, _)| *d == pinned).unwrap().1;
                 if run["status"] != "completed" || marks_of(&run) != [mark; 3] {
                     failed.push(run.to_string());
                 }
-                ok += 1;
+                runs.push((sent, pinned));
             }
-            (ok, failed)
+            (runs, failed)
         }));
     }
-    for swap in 0..20 {
-        let wasm = if swap % 2 == 0 { wasm_v2() } else { wasm_v1() };
-        let (status, body) = push(&server, wasm, &format!("s{swap}")).await;
-        assert!(status == 200 || status == 201, "{body}");
+    // (digest, PUT sent, PUT answered)
+    let mut pushed = Vec::new();
+    for (n, (wasm, _)) in swaps.iter().enumerate() {
         tokio::time::sleep(Duration::from_millis(50)).await;
+        let sent = Instant::now();
+        let (status, body) = push(&server, wasm.clone(), &format!("s{n}")).await;
+        assert_eq!(status, 201, "{body}");
+        pushed.push((digest(wasm), sent, Instant::now()));
     }
+    tokio::time::sleep(Duration::from_millis(200)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut runs, mut failures) = (0, Vec::new());
+    let (mut runs, mut failures) = (Vec::new(), Vec::new());
     for client in clients {
         let (ok, failed) = client.await.unwrap();
-        runs += ok;
+        runs.extend(ok);
         failures.extend(failed);
     }
     assert!(
@@ -732,7 +771,33 @@ async fn sixteen_clients_see_no_failure_through_twenty_swaps() {
         "{} failed: {failures:?}",
         failures.len()
     );
-    assert!(runs > 20, "only {runs} runs");
+    // A run whose request was sent after a PUT answered runs the version that PUT made
+    // current, or a later one: never an older one.
+    let mut checked = 0;
+    for (n, (_, _, answered)) in pushed.iter().enumerate() {
+        let this_or_later: Vec<&String> = pushed[n..].iter().map(|(d, _, _)| d).collect();
+        for (sent, pinned) in &runs {
+            if sent > answered {
+                assert!(
+                    this_or_later.contains(&pinned),
+                    "a run started after swap {n} answered ran an older version"
+                );
+                checked += 1;
+            }
+        }
+    }
+    let marks_seen: HashSet<&str> = runs
+        .iter()
+        .map(|(_, pinned)| versions.iter().find(|(d, _)| d == pinned).unwrap().1)
+        .collect();
+    assert_eq!(marks_seen.len(), 2, "runs ran both versions");
+    assert!(checked > 20, "only {checked} runs started after a swap");
+    let (_, described) = admin(&server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
+    assert_eq!(
+        described["versions"].as_array().unwrap().len(),
+        2,
+        "{described}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

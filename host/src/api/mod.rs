@@ -18,8 +18,8 @@
 //! | `GET /healthz` | liveness |
 //!
 //! The plugin routes need the admin token (`Authorization: Bearer`), and are off without
-//! one; the routes that start runs and publish events need the trigger token when one is
-//! configured ([`auth`]).
+//! one; the routes that make plugins run (start and retry runs, publish and redeliver
+//! events) need the trigger token when one is configured ([`auth`]).
 
 mod auth;
 mod error;
@@ -96,7 +96,9 @@ pub fn router(
     };
     let triggers = Router::new()
         .route("/v1/workflows/{workflow}/runs", post(runs::start))
+        .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/events/{topic}", post(events::publish))
+        .route("/v1/dead-letters/{id}/redeliver", post(events::redeliver))
         .route_layer(from_fn_with_state(
             Guard::optional(config.trigger_token.as_ref()),
             auth::require,
@@ -122,9 +124,7 @@ pub fn router(
         .route("/v1/runs", get(runs::list))
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/journal", get(runs::journal))
-        .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/dead-letters", get(events::dead_letters))
-        .route("/v1/dead-letters/{id}/redeliver", post(events::redeliver))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),

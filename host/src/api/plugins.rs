@@ -219,6 +219,7 @@ impl From<RegistryError> for Problem {
             | RegistryError::Load { .. }
             | RegistryError::Settings { .. }
             | RegistryError::Missing { .. }
+            | RegistryError::Internal(_)
             | RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {

@@ -142,6 +142,9 @@ pub enum RegistryError {
         /// The version.
         digest: String,
     },
+    /// The host failed in a way that says nothing about the component.
+    #[error("{0}")]
+    Internal(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -312,8 +315,10 @@ impl PluginRegistry {
     }
 
     /// The current versions, read-locked. The saga engine holds this from reading a new
-    /// run's versions until the run is stored, so that a version read as current is never
-    /// collected before the run that pins it is visible. Never hold it across an `.await`.
+    /// run's versions until the run is stored. A swap waits for it, so once a version has
+    /// stopped being current every run that pins it is in the run store; deletion and
+    /// collection (which hold `changes`, so that the version cannot become current again)
+    /// then see every pin. Never hold it across an `.await`.
     pub fn current_versions(&self) -> CurrentVersions<'_> {
         CurrentVersions(self.current.read().expect("registry lock"))
     }
@@ -454,24 +459,21 @@ impl PluginRegistry {
                 digest: digest.to_owned(),
             });
         }
-        {
-            // No run can pin a version while it is read as current: with the lock held,
-            // every run that pins this one is in the run store.
-            let _swaps = self.current.write().expect("registry lock");
-            let runs = pins_of(&self.runs.pins()?, name, digest);
-            if runs > 0 {
-                return Err(RegistryError::Pinned {
-                    plugin: name.to_owned(),
-                    digest: digest.to_owned(),
-                    runs,
-                });
-            }
-            if self.store.remove_version(name, digest)? {
-                self.runtime.forget(digest);
-            }
-            head.history.retain(|d| d != digest);
-            self.store.put_head(name, &head)?;
+        // Not current, and it cannot become current while `changes` is held: every run
+        // that pins it is in the run store already (see `current_versions`).
+        let runs = pins_of(&self.runs.pins()?, name, digest);
+        if runs > 0 {
+            return Err(RegistryError::Pinned {
+                plugin: name.to_owned(),
+                digest: digest.to_owned(),
+                runs,
+            });
         }
+        if self.store.remove_version(name, digest)? {
+            self.runtime.forget(digest);
+        }
+        head.history.retain(|d| d != digest);
+        self.store.put_head(name, &head)?;
         self.store.flush().await?;
         tracing::info!(
             plugin = name,
@@ -580,10 +582,7 @@ impl PluginRegistry {
         let settings = entry.settings.clone();
         let loaded = tokio::task::spawn_blocking(move || runtime.load(settings, &wasm))
             .await
-            .map_err(|e| RegistryError::Invalid {
-                plugin: name.to_owned(),
-                source: LoadError::Compile(format!("the compiler panicked: {e}")),
-            })?;
+            .map_err(|e| RegistryError::Internal(format!("compiling plugin `{name}`: {e}")))?;
         loaded
             .map(Arc::new)
             .map_err(|source| RegistryError::Invalid {
@@ -676,17 +675,22 @@ impl PluginRegistry {
         }
     }
 
-    /// Removes the oldest versions of `name` beyond `keep_versions` that are neither
-    /// current nor pinned. Durable with the next flush.
+    /// Removes the versions of `name` beyond `keep_versions` that were current least
+    /// recently (or never), unless current or pinned. Called with `changes` held; durable
+    /// with the next flush.
     fn collect(&self, name: &str, head: &mut PluginHead) -> Result<(), RegistryError> {
-        let versions = self.store.versions(name)?;
+        let mut versions = self.store.versions(name)?;
         let Some(excess) = versions.len().checked_sub(self.keep_versions) else {
             return Ok(());
         };
         if excess == 0 {
             return Ok(());
         }
-        let _swaps = self.current.write().expect("registry lock");
+        // Never current first (oldest registration first), then by when they last were.
+        versions.sort_by_key(|v| {
+            let position = head.history.iter().position(|d| *d == v.digest);
+            (position.map_or(0, |p| p + 1), v.registered_ms)
+        });
         let pins = self.runs.pins()?;
         let mut removed = 0;
         for version in &versions {

@@ -18,6 +18,8 @@ use super::PluginRegistry;
 
 /// How long a file must be quiet before it is read.
 const QUIET: Duration = Duration::from_millis(100);
+/// Longest a burst of changes is gathered before the files are read anyway.
+const MAX_GATHER: Duration = Duration::from_secs(2);
 
 /// Watches until dropped.
 pub struct Watch {
@@ -54,10 +56,23 @@ pub fn watch(registry: Arc<PluginRegistry>) -> notify::Result<Watch> {
     let task = tokio::spawn(async move {
         while let Some(event) = rx.recv().await {
             let mut changed = BTreeSet::new();
-            note(&files, event, &mut changed);
-            // Gather what else arrives until the files are quiet.
-            while let Ok(Some(event)) = tokio::time::timeout(QUIET, rx.recv()).await {
-                note(&files, event, &mut changed);
+            if !note(&files, event, &mut changed) {
+                continue;
+            }
+            // Gather further changes of watched files until they are quiet (other files in
+            // the directory do not count), for at most `MAX_GATHER`.
+            let gather_until = tokio::time::Instant::now() + MAX_GATHER;
+            let mut quiet_until = tokio::time::Instant::now() + QUIET;
+            loop {
+                let deadline = quiet_until.min(gather_until);
+                match tokio::time::timeout_at(deadline, rx.recv()).await {
+                    Ok(Some(event)) => {
+                        if note(&files, event, &mut changed) {
+                            quiet_until = tokio::time::Instant::now() + QUIET;
+                        }
+                    }
+                    Ok(None) | Err(_) => break,
+                }
             }
             for name in changed {
                 match registry.register_file(&name).await {
@@ -81,25 +96,30 @@ pub fn watch(registry: Arc<PluginRegistry>) -> notify::Result<Watch> {
     })
 }
 
-/// Adds the plugins whose files `event` touched to `changed`.
+/// Adds the plugins whose files `event` touched to `changed`; whether there were any.
 fn note(
     files: &HashMap<PathBuf, String>,
     event: notify::Result<notify::Event>,
     changed: &mut BTreeSet<String>,
-) {
+) -> bool {
     let event = match event {
         Ok(event) => event,
         Err(e) => {
             tracing::warn!(error = %e, "plugin watch error");
-            return;
+            return false;
         }
     };
     if event.kind.is_access() {
-        return;
+        return false;
     }
-    for path in event.paths {
-        if let Some(name) = files.get(&path) {
+    let mut touched = false;
+    for path in &event.paths {
+        if let Some(name) = files.get(path) {
             changed.insert(name.clone());
+            touched = true;
+        } else if event.kind.is_remove() && files.keys().any(|file| file.parent() == Some(path)) {
+            tracing::warn!(directory = %path.display(), "a watched plugin directory was removed; restart the host to watch it again");
         }
     }
+    touched
 }

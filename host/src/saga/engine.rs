@@ -377,11 +377,25 @@ impl Inner {
         let plugins = match self.pinned(&run, workflow).await? {
             Ok(plugins) => plugins,
             Err(message) => {
+                // Steps to undo cannot be undone without their version: an operator's
+                // matter, as a compensation that keeps failing is.
+                let to_undo = workflow
+                    .steps
+                    .iter()
+                    .zip(&run.steps)
+                    .any(|(config, state)| {
+                        config.compensate && state.status == StepStatus::Completed
+                    });
                 run.error = Some(RunError {
                     step: String::new(),
                     message,
                 });
-                return self.finish(&mut run, RunStatus::Failed).await;
+                let status = if to_undo {
+                    RunStatus::CompensationFailed
+                } else {
+                    RunStatus::Failed
+                };
+                return self.finish(&mut run, status).await;
             }
         };
         let workflow = &Bound {

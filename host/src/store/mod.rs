@@ -385,26 +385,47 @@ pub trait RunStore: Send + Sync {
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>>;
 
     /// How many runs pin each plugin version, by plugin name and digest: the runs that may
-    /// still call a plugin, that is the unfinished ones and those whose compensation an
-    /// operator may retry. An admin's question, answered by a scan of those runs.
+    /// still call a plugin, that is the unfinished ones and the ended ones an operator may
+    /// retry (`compensation_failed`, and `failed` with a completed step). An admin's
+    /// question, answered by scans of those runs.
+    ///
+    /// A retry moves a run from the second group to the first while the scans run, and a
+    /// failing compensation the other way; scanning the unfinished runs before and after
+    /// the ended ones sees a run that moves either way.
     fn pins(&self) -> Result<HashMap<(String, String), usize>, StoreError> {
-        let mut runs = self.unfinished()?;
-        let mut cursor = None;
-        loop {
-            let page = self.list(&ListQuery {
-                status: Some(RunStatus::CompensationFailed),
-                limit: 500,
-                cursor,
-                ..ListQuery::default()
-            })?;
-            runs.extend(page.runs);
-            cursor = page.next_cursor;
-            if cursor.is_none() {
-                break;
+        let mut runs: HashMap<String, Run> = HashMap::new();
+        let mut add = |found: Vec<Run>| {
+            for run in found {
+                runs.entry(run.id.clone()).or_insert(run);
+            }
+        };
+        add(self.unfinished()?);
+        for status in [RunStatus::CompensationFailed, RunStatus::Failed] {
+            let mut cursor = None;
+            loop {
+                let page = self.list(&ListQuery {
+                    status: Some(status),
+                    limit: 500,
+                    cursor,
+                    ..ListQuery::default()
+                })?;
+                add(page
+                    .runs
+                    .into_iter()
+                    .filter(|run| {
+                        status == RunStatus::CompensationFailed
+                            || run.steps.iter().any(|s| s.status == StepStatus::Completed)
+                    })
+                    .collect());
+                cursor = page.next_cursor;
+                if cursor.is_none() {
+                    break;
+                }
             }
         }
+        add(self.unfinished()?);
         let mut pins = HashMap::new();
-        for run in runs {
+        for run in runs.into_values() {
             for (name, digest) in run.plugins {
                 *pins.entry((name, digest)).or_default() += 1;
             }
