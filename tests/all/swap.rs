@@ -863,3 +863,99 @@ async fn the_cli_pushes_lists_and_rolls_back() {
         "{err}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn event_deliveries_use_the_handler_version_current_when_they_run() {
+    // Handler `notifier` starts as `audit-log` (logs each event) and becomes `notify`
+    // (tells the notifications service): which one handled an event shows.
+    let services = crate::server::Services::start().await;
+    let marks = Marks::start().await;
+    let server = Server::start(&config(
+        flowhost_test_artifacts::MARKED_V1,
+        &marks,
+        &format!(
+            r#"[services.notifications]
+urls = ["{}"]
+[plugins.notifier]
+path = {:?}
+services = ["notifications"]
+config = {{ channel = "sms" }}
+[subscriptions.confirmed]
+topic = "order.confirmed"
+handler = "notifier"
+"#,
+            services.url,
+            flowhost_test_artifacts::AUDIT_LOG
+        ),
+    ))
+    .await;
+    let publish = |order: &'static str| {
+        let server = &server;
+        async move {
+            let (status, event) = server
+                .post("/v1/events/order.confirmed", &json!({ "order_id": order }))
+                .await;
+            assert_eq!(status, 202, "{event}");
+            event["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let logged = |event: String| {
+        let server = &server;
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while !server
+                .log()
+                .contains(&format!("event {event} on order.confirmed"))
+            {
+                assert!(Instant::now() < deadline, "audit-log never handled {event}");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    let notified = |order: &'static str| {
+        let services = &services;
+        async move {
+            services.order(order).await["notifications"]
+                .as_array()
+                .map_or(0, Vec::len)
+        }
+    };
+
+    logged(publish("o-1").await).await;
+    let notify = std::fs::read(flowhost_test_artifacts::NOTIFY).unwrap();
+    let (status, pushed) = admin(
+        &server,
+        reqwest::Method::PUT,
+        "/v1/plugins/notifier",
+        Some(notify),
+    )
+    .await;
+    assert_eq!(status, 201, "{pushed}");
+    assert_eq!(pushed["worlds"], json!(["handler-plugin"]));
+    publish("o-2").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while notified("o-2").await == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the new version never handled o-2"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        notified("o-1").await,
+        0,
+        "o-1 was handled by the old version only"
+    );
+
+    // Rolled back, the next delivery is the old version's again.
+    let (status, _) = admin(
+        &server,
+        reqwest::Method::POST,
+        "/v1/plugins/notifier/rollback",
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    logged(publish("o-3").await).await;
+    assert_eq!(notified("o-3").await, 0);
+}
