@@ -382,13 +382,5 @@ fn digest(wasm: &[u8]) -> String {
 
 /// `wasm` with a custom section numbering it: the same code under a new digest.
 fn variant(wasm: &[u8], n: u32) -> Vec<u8> {
-    let name = b"flowhost-bench";
-    let payload = n.to_le_bytes();
-    let mut out = wasm.to_vec();
-    out.push(0);
-    out.push((1 + name.len() + payload.len()) as u8);
-    out.push(name.len() as u8);
-    out.extend_from_slice(name);
-    out.extend_from_slice(&payload);
-    out
+    flowhost_test_artifacts::with_custom_section(wasm, &n.to_le_bytes())
 }

@@ -14,6 +14,8 @@ use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
+use flowhost_test_artifacts::with_custom_section;
+
 use crate::server::Server;
 
 const TOKEN: &str = "test-admin-token-0123456789";
@@ -32,32 +34,7 @@ fn digest(wasm: &[u8]) -> String {
 
 /// `wasm` with a custom section appended: the same code under another digest.
 fn variant(wasm: &[u8], n: u32) -> Vec<u8> {
-    with_section(wasm, &n.to_le_bytes())
-}
-
-/// `wasm` with a custom section holding `payload` appended.
-fn with_section(wasm: &[u8], payload: &[u8]) -> Vec<u8> {
-    fn leb128(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let byte = (n & 0x7f) as u8;
-            n >>= 7;
-            if n == 0 {
-                out.push(byte);
-                return;
-            }
-            out.push(byte | 0x80);
-        }
-    }
-    let name = b"flowhost-test";
-    let mut section = Vec::new();
-    leb128(name.len(), &mut section);
-    section.extend_from_slice(name);
-    section.extend_from_slice(payload);
-    let mut out = wasm.to_vec();
-    out.push(0);
-    leb128(section.len(), &mut out);
-    out.extend(section);
-    out
+    with_custom_section(wasm, &n.to_le_bytes())
 }
 
 /// The `marks` service: records which version served each call, and holds the calls of
@@ -195,10 +172,40 @@ async fn push(server: &Server, wasm: Vec<u8>, label: &str) -> (u16, Value) {
     .await
 }
 
-async fn current(server: &Server) -> String {
+/// `GET /v1/plugins/marked`.
+async fn describe(server: &Server) -> Value {
     let (status, plugin) = admin(server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
     assert_eq!(status, 200, "{plugin}");
-    plugin["current"].as_str().unwrap().to_owned()
+    plugin
+}
+
+async fn current(server: &Server) -> String {
+    describe(server).await["current"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// The digests of a described plugin's versions, newest first.
+fn version_digests(plugin: &Value) -> Vec<String> {
+    plugin["versions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v["digest"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// `POST /v1/plugins/{name}/rollback`, to `digest` if given.
+async fn rollback(server: &Server, name: &str, digest: Option<&str>) -> (u16, Value) {
+    let body = digest.map(|d| json!({ "digest": d }).to_string().into_bytes());
+    admin(
+        server,
+        reqwest::Method::POST,
+        &format!("/v1/plugins/{name}/rollback"),
+        body,
+    )
+    .await
 }
 
 /// Starts a run of `w` with `input` and id `id` without waiting.
@@ -243,7 +250,7 @@ async fn a_run_finishes_on_the_version_it_started_with_across_swaps_and_restarts
     assert_eq!(status, 200, "{new}");
     assert_eq!(marks_of(&new), ["v2", "v2", "v2"]);
     assert_eq!(new["plugins"]["marked"], v2.as_str());
-    let (_, described) = admin(&server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
+    let described = describe(&server).await;
     let pins: Vec<(String, u64)> = described["versions"]
         .as_array()
         .unwrap()
@@ -264,13 +271,7 @@ async fn a_run_finishes_on_the_version_it_started_with_across_swaps_and_restarts
 
     // Across a restart, compensations included: a run on v1 is killed in its first step
     // after v2 became current again, and resumes on v1.
-    let (status, rolled) = admin(
-        &server,
-        reqwest::Method::POST,
-        "/v1/plugins/marked/rollback",
-        None,
-    )
-    .await;
+    let (status, rolled) = rollback(&server, "marked", None).await;
     assert_eq!(
         (status, rolled["digest"].as_str()),
         (200, Some(v1.as_str()))
@@ -399,7 +400,7 @@ async fn invalid_uploads_are_refused_and_replace_nothing() {
             .unwrap()
             .contains("[plugins.ghost]")
     );
-    let (_, described) = admin(&server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
+    let described = describe(&server).await;
     assert_eq!(
         described["versions"].as_array().unwrap().len(),
         1,
@@ -411,7 +412,7 @@ async fn invalid_uploads_are_refused_and_replace_nothing() {
     assert_eq!(marks_of(&run), ["v1", "v1", "v1"], "the host still runs v1");
 
     // Uploads have their own limit, above the one of other request bodies (1 MiB).
-    let big = with_section(&wasm_v2(), &vec![7; 1536 * 1024]);
+    let big = with_custom_section(&wasm_v2(), &vec![7; 1536 * 1024]);
     let (status, pushed) = push(&server, big.clone(), "big").await;
     assert_eq!(status, 201, "{pushed}");
     assert_eq!(current(&server).await, digest(&big));
@@ -427,22 +428,10 @@ async fn rollback_deletion_and_collection_keep_what_runs_need() {
     ))
     .await;
     let (v1, v2) = (digest(&wasm_v1()), digest(&wasm_v2()));
-    let (status, problem) = admin(
-        &server,
-        reqwest::Method::POST,
-        "/v1/plugins/marked/rollback",
-        None,
-    )
-    .await;
+    let (status, problem) = rollback(&server, "marked", None).await;
     assert_eq!(status, 409, "nothing to roll back to: {problem}");
     assert_eq!(push(&server, wasm_v2(), "2").await.0, 201);
-    let (status, rolled) = admin(
-        &server,
-        reqwest::Method::POST,
-        "/v1/plugins/marked/rollback",
-        None,
-    )
-    .await;
+    let (status, rolled) = rollback(&server, "marked", None).await;
     assert_eq!(
         (status, rolled["digest"].as_str()),
         (200, Some(v1.as_str()))
@@ -452,13 +441,7 @@ async fn rollback_deletion_and_collection_keep_what_runs_need() {
         .await;
     assert_eq!(marks_of(&run), ["v1", "v1", "v1"]);
     // Rolling to a named version.
-    let (status, rolled) = admin(
-        &server,
-        reqwest::Method::POST,
-        "/v1/plugins/marked/rollback",
-        Some(json!({ "digest": v2 }).to_string().into_bytes()),
-    )
-    .await;
+    let (status, rolled) = rollback(&server, "marked", Some(&v2)).await;
     assert_eq!(
         (status, rolled["digest"].as_str()),
         (200, Some(v2.as_str()))
@@ -503,22 +486,11 @@ async fn rollback_deletion_and_collection_keep_what_runs_need() {
         let (status, pushed) = push(&server, wasm.clone(), &format!("1.{n}")).await;
         assert_eq!(status, 201, "{pushed}");
     }
-    let (_, described) = admin(&server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
-    let kept: Vec<&str> = described["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["digest"].as_str().unwrap())
-        .collect();
+    let described = describe(&server).await;
+    let kept = version_digests(&described);
     let expected: Vec<String> = variants.iter().rev().map(|w| digest(w)).collect();
     assert_eq!(kept, expected, "newest first, v1 collected");
-    let (status, rolled) = admin(
-        &server,
-        reqwest::Method::POST,
-        "/v1/plugins/marked/rollback",
-        None,
-    )
-    .await;
+    let (status, rolled) = rollback(&server, "marked", None).await;
     assert_eq!(
         (status, rolled["digest"].as_str()),
         (200, Some(expected[1].as_str()))
@@ -529,13 +501,8 @@ async fn rollback_deletion_and_collection_keep_what_runs_need() {
     assert_eq!(push(&server, variants[0].clone(), "1.0").await.0, 200);
     let newest = variant(&wasm_v1(), 4);
     assert_eq!(push(&server, newest.clone(), "1.4").await.0, 201);
-    let (_, described) = admin(&server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
-    let mut kept: Vec<String> = described["versions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|v| v["digest"].as_str().unwrap().to_owned())
-        .collect();
+    let described = describe(&server).await;
+    let mut kept = version_digests(&described);
     kept.sort();
     let mut expected = vec![digest(&newest), digest(&variants[0]), digest(&variants[1])];
     expected.sort();
@@ -690,7 +657,7 @@ async fn a_rebuilt_plugin_file_goes_live_by_itself() {
         "{}",
         server.log()
     );
-    let (_, described) = admin(&server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
+    let described = describe(&server).await;
     assert_eq!(described["versions"][0]["source"], "watch", "{described}");
 }
 
@@ -792,7 +759,7 @@ async fn sixteen_clients_see_no_failure_through_twenty_swaps() {
         .collect();
     assert_eq!(marks_seen.len(), 2, "runs ran both versions");
     assert!(checked > 20, "only {checked} runs started after a swap");
-    let (_, described) = admin(&server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
+    let described = describe(&server).await;
     assert_eq!(
         described["versions"].as_array().unwrap().len(),
         2,
@@ -948,13 +915,7 @@ handler = "notifier"
     );
 
     // Rolled back, the next delivery is the old version's again.
-    let (status, _) = admin(
-        &server,
-        reqwest::Method::POST,
-        "/v1/plugins/notifier/rollback",
-        None,
-    )
-    .await;
+    let (status, _) = rollback(&server, "notifier", None).await;
     assert_eq!(status, 200);
     logged(publish("o-3").await).await;
     assert_eq!(notified("o-3").await, 0);

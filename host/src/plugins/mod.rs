@@ -287,14 +287,12 @@ impl PluginRegistry {
                             }
                         })?
                     };
-                    let plugin = registry
-                        .validate(name, entry, &bytes)
+                    let plugin = load_checked(&registry.runtime, name, entry, &bytes)
                         .map_err(|e| if from_file { in_file(e, entry) } else { e })?;
                     registry.swap(name, plugin);
                 }
                 _ => {
-                    let plugin = registry
-                        .validate(name, entry, &wasm)
+                    let plugin = load_checked(&registry.runtime, name, entry, &wasm)
                         .map_err(|e| in_file(e, entry))?;
                     registry
                         .commit(name, entry, plugin, &wasm, None, VersionSource::Config)
@@ -372,16 +370,10 @@ impl PluginRegistry {
         }
         let version_digest = digest(&wasm);
         let plugin = match self.in_memory(name, &version_digest) {
-            Some(plugin) => {
-                check_uses(name, entry, &plugin)?;
-                plugin
-            }
-            None => {
-                let plugin = self.compile(name, entry, wasm.clone()).await?;
-                check_uses(name, entry, &plugin)?;
-                plugin
-            }
+            Some(plugin) => plugin,
+            None => self.compile(name, entry, wasm.clone()).await?,
         };
+        check_uses(name, entry, &plugin)?;
         self.commit(name, entry, plugin, &wasm, label, source).await
     }
 
@@ -549,25 +541,6 @@ impl PluginRegistry {
             loaded.remove(&key);
         }
         plugin
-    }
-
-    /// Compiles and checks `wasm` as a version of `name`, on the calling thread.
-    fn validate(
-        &self,
-        name: &str,
-        entry: &Entry,
-        wasm: &[u8],
-    ) -> Result<Arc<Plugin>, RegistryError> {
-        let plugin = self
-            .runtime
-            .load(entry.settings.clone(), wasm)
-            .map_err(|source| RegistryError::Invalid {
-                plugin: name.to_owned(),
-                source,
-            })?;
-        let plugin = Arc::new(plugin);
-        check_uses(name, entry, &plugin)?;
-        Ok(plugin)
     }
 
     /// Compiles `wasm` as a version of `name` on a blocking thread: a large component takes
@@ -785,6 +758,24 @@ fn read(name: &str, entry: &Entry) -> Result<Vec<u8>, RegistryError> {
     })
 }
 
+/// Compiles `wasm` as a version of `name` on the calling thread, and checks it against
+/// the worlds its name is used as.
+fn load_checked(
+    runtime: &Runtime,
+    name: &str,
+    entry: &Entry,
+    wasm: &[u8],
+) -> Result<Arc<Plugin>, RegistryError> {
+    let plugin = runtime
+        .load(entry.settings.clone(), wasm)
+        .map_err(|source| RegistryError::Invalid {
+            plugin: name.to_owned(),
+            source,
+        })?;
+    check_uses(name, entry, &plugin)?;
+    Ok(Arc::new(plugin))
+}
+
 /// Checks that `plugin` implements every world `name` is used as.
 fn check_uses(name: &str, entry: &Entry, plugin: &Plugin) -> Result<(), RegistryError> {
     let has = plugin.worlds();
@@ -815,15 +806,8 @@ pub fn load_files(
     let mut plugins = BTreeMap::new();
     for (name, entry) in entries(config)? {
         let wasm = read(&name, &entry)?;
-        let plugin = runtime
-            .load(entry.settings.clone(), &wasm)
-            .map_err(|source| RegistryError::Load {
-                plugin: name.clone(),
-                path: entry.file.clone(),
-                source,
-            })?;
-        check_uses(&name, &entry, &plugin)?;
-        plugins.insert(name, Arc::new(plugin));
+        let plugin = load_checked(runtime, &name, &entry, &wasm).map_err(|e| in_file(e, &entry))?;
+        plugins.insert(name, plugin);
     }
     Ok(plugins)
 }

@@ -78,6 +78,16 @@ struct Workflow {
     steps: Vec<StepConfig>,
 }
 
+impl Workflow {
+    /// Whether `run` has completed steps that its compensation would undo.
+    fn has_steps_to_undo(&self, run: &Run) -> bool {
+        self.steps
+            .iter()
+            .zip(&run.steps)
+            .any(|(config, state)| config.compensate && state.status == StepStatus::Completed)
+    }
+}
+
 /// The engine. Cheap to clone.
 #[derive(Clone)]
 pub struct Engine {
@@ -379,13 +389,7 @@ impl Inner {
             Err(message) => {
                 // Steps to undo cannot be undone without their version: an operator's
                 // matter, as a compensation that keeps failing is.
-                let to_undo = workflow
-                    .steps
-                    .iter()
-                    .zip(&run.steps)
-                    .any(|(config, state)| {
-                        config.compensate && state.status == StepStatus::Completed
-                    });
+                let to_undo = workflow.has_steps_to_undo(&run);
                 run.error = Some(RunError {
                     step: String::new(),
                     message,
@@ -398,7 +402,7 @@ impl Inner {
                 return self.finish(&mut run, status).await;
             }
         };
-        let workflow = &Bound {
+        let bound = &Bound {
             steps: workflow
                 .steps
                 .iter()
@@ -410,18 +414,10 @@ impl Inner {
                 run.status = RunStatus::Running;
                 self.save(&mut run)?;
             }
-            match self.forward(&mut run, workflow).await? {
+            match self.forward(&mut run, bound).await? {
                 Forward::Completed => return self.finish(&mut run, RunStatus::Completed).await,
                 Forward::Failed => {
-                    let to_undo =
-                        workflow
-                            .steps
-                            .iter()
-                            .zip(&run.steps)
-                            .any(|((config, _), state)| {
-                                config.compensate && state.status == StepStatus::Completed
-                            });
-                    if !to_undo {
+                    if !workflow.has_steps_to_undo(&run) {
                         return self.finish(&mut run, RunStatus::Failed).await;
                     }
                     run.status = RunStatus::Compensating;
@@ -429,7 +425,7 @@ impl Inner {
                 }
             }
         }
-        self.backward(&mut run, workflow).await
+        self.backward(&mut run, bound).await
     }
 
     /// The versions `run` is pinned to, by plugin name; a plugin the run did not record (a
