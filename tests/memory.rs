@@ -6,10 +6,9 @@
 
 use std::sync::Arc;
 
+use flowhost::Config;
 use flowhost::bindings::types::StepInfo;
-use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
-use flowhost::{Config, Runtime};
 
 const BOUND_BYTES: u64 = 16 * 1024 * 1024;
 
@@ -27,12 +26,9 @@ async fn a_thousand_calls_stay_within_the_bound() {
         flowhost_test_artifacts::PROBE
     );
     let config = Config::from_toml(&toml).unwrap();
-    let runtime = Runtime::new(
-        &config,
-        Capabilities::new(&config, Arc::new(MemorySink::default())).unwrap(),
-    )
-    .unwrap();
-    let registry = flowhost::plugins::load_files(&runtime, &config).unwrap();
+    let runtime = flowhost::runtime_for(&config, Arc::new(MemorySink::default())).unwrap();
+    let registry =
+        flowhost::plugins::load_files(&runtime, &config.plugins, &config.plugin_uses()).unwrap();
     let probe = registry.get("probe").unwrap();
     let runtime = &runtime;
     let call = |i: u32| {

@@ -15,7 +15,6 @@ use std::sync::Arc;
 
 use divan::Bencher;
 use flowhost::bindings::types::StepInfo;
-use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
 use flowhost::runtime::{Direction, WarmInstance};
 use flowhost::{Config, Runtime};
@@ -38,9 +37,9 @@ fn fixture() -> Fixture {
         flowhost_test_artifacts::PROBE,
     );
     let config = Config::from_toml(&toml).unwrap();
-    let capabilities = Capabilities::new(&config, Arc::new(MemorySink::default())).unwrap();
-    let runtime = Runtime::new(&config, capabilities).unwrap();
-    let registry = flowhost::plugins::load_files(&runtime, &config).unwrap();
+    let runtime = flowhost::runtime_for(&config, Arc::new(MemorySink::default())).unwrap();
+    let registry =
+        flowhost::plugins::load_files(&runtime, &config.plugins, &config.plugin_uses()).unwrap();
     let executor = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -25,51 +25,57 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use figment::value::magic::RelativePathBuf;
 use serde::{Deserialize, Serialize};
 
+pub use crate::api::ServerConfig;
 pub use crate::capabilities::cache::CacheConfig;
-pub use crate::capabilities::events::EventsConfig;
 pub use crate::capabilities::services::ServiceConfig;
-pub use crate::events::SubscriptionConfig;
-pub use crate::plugins::RegistryConfig;
-pub use crate::saga::WorkflowConfig;
+pub use crate::events::{EventsConfig, SubscriptionConfig};
+pub use crate::model::{Secret, WorkflowDefinition};
+use crate::plugins::Use;
+pub use crate::plugins::{PluginConfig, RegistryConfig};
+pub use crate::retention::RetentionConfig;
+pub use crate::runtime::RuntimeConfig;
+use crate::runtime::{RuntimeSetup, World};
 
 /// `FLOWHOST_` variables that the CLI reads and the configuration does not:
 /// `FLOWHOST_CONFIG` (the file) and `FLOWHOST_URL` (the host the admin commands talk to).
 const CLI_VARIABLES: [&str; 2] = ["config", "url"];
 
-/// The root of the configuration.
-#[derive(Debug, Clone, Serialize, Deserialize)]
+/// The root of the configuration: one section per subsystem, each defined by its
+/// subsystem.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct Config {
-    /// Where the host keeps its state: compiled plugin code now, the run store later.
-    /// Default `flowhost-data`.
-    pub data_dir: RelativePathBuf,
+    /// Where the host keeps its state: the run store (`runs/`) and compiled plugin code
+    /// (`compiled/`). Default `flowhost-data`.
+    pub data_dir: DataDir,
     /// The WebAssembly runtime: limits and the instance pool.
     pub runtime: RuntimeConfig,
     /// Named services plugins may call, by name.
     pub services: BTreeMap<String, ServiceConfig>,
     /// The cache capability.
     pub cache: CacheConfig,
-    /// The events capability.
+    /// The events capability and transport.
     pub events: EventsConfig,
     /// Plugins by name.
     pub plugins: BTreeMap<String, PluginConfig>,
     /// Workflows by name.
-    pub workflows: BTreeMap<String, WorkflowConfig>,
+    pub workflows: BTreeMap<String, WorkflowDefinition>,
     /// Event subscriptions by name: topic patterns to handler plugins.
     pub subscriptions: BTreeMap<String, SubscriptionConfig>,
     /// Plugin versions: uploads, the directory watch, how many are kept.
     pub registry: RegistryConfig,
-    /// The HTTP server.
+    /// The HTTP server and admission.
     pub server: ServerConfig,
-    /// The bearer token of the admin routes (`/v1/plugins`); usually set through
-    /// `FLOWHOST_ADMIN_TOKEN`. Without it those routes are off.
+    /// How long finished runs, dead letters and unreleased events are kept.
+    pub retention: RetentionConfig,
+    /// The bearer token of the admin routes (`/v1/plugins`, `/v1/workflows`); usually set
+    /// through `FLOWHOST_ADMIN_TOKEN`. Without it those routes are off.
     pub admin_token: Option<Secret>,
     /// A bearer token the routes that make plugins run (start and retry runs, publish and
     /// redeliver events) then require; usually set through `FLOWHOST_TRIGGER_TOKEN`.
@@ -77,136 +83,31 @@ pub struct Config {
     pub trigger_token: Option<Secret>,
 }
 
-/// A credential from the configuration: never shown by `Debug`, never logged.
-#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// `data-dir`, relative to the configuration file.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(transparent)]
-pub struct Secret(String);
+pub struct DataDir(pub RelativePathBuf);
 
-impl Secret {
-    /// The credential.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl From<&str> for Secret {
-    fn from(value: &str) -> Self {
-        Self(value.to_owned())
-    }
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Secret(..)")
-    }
-}
-
-/// `[server]`: the HTTP API and the engine behind it.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct ServerConfig {
-    /// Address to listen on. Default `127.0.0.1:8080`.
-    pub listen: std::net::SocketAddr,
-    /// Largest request body, in bytes; a larger one is answered 413. Default 1 MiB.
-    pub max_body_bytes: usize,
-    /// Runs driven at once; more wait for a slot. Default 256.
-    pub max_concurrent_runs: usize,
-    /// Longest `?wait=` a client may ask for. Default 60 s.
-    #[serde(with = "humantime_serde")]
-    pub max_wait: Duration,
-    /// On shutdown, how long in-flight steps may take to finish. Default 10 s.
-    #[serde(with = "humantime_serde")]
-    pub shutdown_grace: Duration,
-}
-
-impl Default for ServerConfig {
+impl Default for DataDir {
     fn default() -> Self {
-        Self {
-            listen: ([127, 0, 0, 1], 8080).into(),
-            max_body_bytes: 1024 * 1024,
-            max_concurrent_runs: 256,
-            max_wait: Duration::from_secs(60),
-            shutdown_grace: Duration::from_secs(10),
-        }
+        Self(PathBuf::from("flowhost-data").into())
     }
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            data_dir: PathBuf::from("flowhost-data").into(),
-            runtime: RuntimeConfig::default(),
-            services: BTreeMap::new(),
-            cache: CacheConfig::default(),
-            events: EventsConfig::default(),
-            plugins: BTreeMap::new(),
-            workflows: BTreeMap::new(),
-            subscriptions: BTreeMap::new(),
-            registry: RegistryConfig::default(),
-            server: ServerConfig::default(),
-            admin_token: None,
-            trigger_token: None,
-        }
+impl From<PathBuf> for DataDir {
+    fn from(path: PathBuf) -> Self {
+        Self(path.into())
     }
 }
 
-/// Limits every plugin call runs under unless its plugin says otherwise.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct RuntimeConfig {
-    /// Deadline of one plugin call, host calls included. Default 30 s.
-    #[serde(with = "humantime_serde")]
-    pub call_timeout: Duration,
-    /// Memory cap per linear memory of a plugin instance, initial size included, in MiB.
-    /// Default 64.
-    pub memory_limit_mib: u32,
-    /// How many plugin instances may be alive at once (the pooling allocator's slots).
-    /// Default 1000.
-    pub max_instances: u32,
-    /// Keep compiled plugin code on disk under `<data-dir>/compiled`, so that a restart
-    /// loads it in milliseconds instead of compiling again. Default true.
-    pub compiled_cache: bool,
-}
-
-impl Default for RuntimeConfig {
-    fn default() -> Self {
-        Self {
-            call_timeout: Duration::from_secs(30),
-            memory_limit_mib: 64,
-            max_instances: 1000,
-            compiled_cache: true,
-        }
+impl DataDir {
+    /// The directory, resolved against the configuration file.
+    pub fn relative(&self) -> PathBuf {
+        self.0.relative()
     }
 }
 
-/// One plugin: its component and what it is granted.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields)]
-pub struct PluginConfig {
-    /// The component file, relative to the configuration file.
-    pub path: RelativePathBuf,
-    /// Services it may call (names from `[services]`).
-    #[serde(default)]
-    pub services: Vec<String>,
-    /// Topic patterns it may publish on: `*` matches one segment, `#` any number.
-    #[serde(default)]
-    pub publish: Vec<String>,
-    /// Cache namespace; plugins naming the same namespace share entries. Default: the
-    /// plugin's own name.
-    #[serde(default)]
-    pub cache_namespace: Option<String>,
-    /// Memory cap in MiB; default `runtime.memory-limit-mib`.
-    #[serde(default)]
-    pub memory_limit_mib: Option<u32>,
-    /// Call deadline; default `runtime.call-timeout`.
-    #[serde(default, with = "humantime_serde")]
-    pub timeout: Option<Duration>,
-    /// The plugin's own settings, read through the `config` interface.
-    #[serde(default)]
-    pub config: BTreeMap<String, String>,
-}
-
-/// A configuration that loaded but does not hold together.
+/// A configuration that loaded but does not hold together: the key and what is wrong.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     /// A plugin is granted a service that `[services]` does not define.
@@ -265,34 +166,23 @@ impl Config {
         Self::extract(&figment)
     }
 
-    /// Checks what serde cannot: cross references and ranges.
+    /// Checks each section, then what crosses sections: grants, plugins and handlers by
+    /// name.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        let invalid = |key: String, reason: &str| ConfigError::Invalid {
-            key,
-            reason: reason.into(),
-        };
-        if self.runtime.memory_limit_mib == 0 || self.runtime.memory_limit_mib > 4096 {
-            return Err(invalid(
-                "runtime.memory-limit-mib".into(),
-                "must be 1..=4096",
-            ));
-        }
-        if self.runtime.call_timeout.is_zero() {
-            return Err(invalid(
-                "runtime.call-timeout".into(),
-                "must be more than zero",
-            ));
-        }
-        if self.runtime.max_instances == 0 {
-            return Err(invalid(
-                "runtime.max-instances".into(),
-                "must be at least 1",
-            ));
-        }
+        let invalid = |key: String, reason: String| ConfigError::Invalid { key, reason };
+        self.runtime
+            .validate()
+            .map_err(|e| invalid(format!("runtime.{}", e.key), e.reason.into()))?;
+        self.retention.validate().map_err(|e| {
+            invalid(
+                format!("retention.{}", e.0),
+                "must be more than zero".into(),
+            )
+        })?;
         for (name, service) in &self.services {
             service
                 .validate()
-                .map_err(|reason| invalid(format!("services.{name}"), &reason))?;
+                .map_err(|e| invalid(format!("services.{name}"), e.0))?;
         }
         for (name, plugin) in &self.plugins {
             for service in &plugin.services {
@@ -305,7 +195,7 @@ impl Config {
             }
             for pattern in &plugin.publish {
                 crate::capabilities::events::TopicPattern::parse(pattern)
-                    .map_err(|reason| invalid(format!("plugins.{name}.publish"), &reason))?;
+                    .map_err(|e| invalid(format!("plugins.{name}.publish"), e.0))?;
             }
             if plugin
                 .memory_limit_mib
@@ -313,50 +203,57 @@ impl Config {
             {
                 return Err(invalid(
                     format!("plugins.{name}.memory-limit-mib"),
-                    "must be 1..=4096",
+                    "must be 1..=4096".into(),
                 ));
             }
             if plugin.timeout.is_some_and(|t| t.is_zero()) {
                 return Err(invalid(
                     format!("plugins.{name}.timeout"),
-                    "must be more than zero",
+                    "must be more than zero".into(),
                 ));
             }
         }
         for (name, workflow) in &self.workflows {
             workflow
                 .validate()
-                .map_err(|(key, reason)| invalid(format!("workflows.{name}.{key}"), &reason))?;
+                .map_err(|e| invalid(format!("workflows.{name}.{}", e.key), e.reason))?;
             for step in &workflow.steps {
                 if !self.plugins.contains_key(&step.plugin) {
                     return Err(invalid(
                         format!("workflows.{name}.steps.{}.plugin", step.name),
-                        &format!("unknown plugin `{}`", step.plugin),
+                        format!("unknown plugin `{}`", step.plugin),
                     ));
                 }
             }
         }
-        for (name, subscription) in &self.subscriptions {
-            if !self.plugins.contains_key(&subscription.handler) {
-                return Err(invalid(
-                    format!("subscriptions.{name}.handler"),
-                    &format!("unknown plugin `{}`", subscription.handler),
-                ));
-            }
-        }
+        crate::events::check_subscriptions(&self.subscriptions, &self.workflows, &|name| {
+            self.plugins.contains_key(name)
+        })
+        .map_err(|e| match e {
+            crate::events::SubscriptionError::UnknownHandler { key, handler } => invalid(
+                format!("{key}.handler"),
+                format!("unknown plugin `{handler}`"),
+            ),
+            other => invalid("subscriptions".into(), other.to_string()),
+        })?;
         for (key, token) in [
             ("admin-token", &self.admin_token),
             ("trigger-token", &self.trigger_token),
         ] {
             if token.as_ref().is_some_and(|t| t.expose().len() < 16) {
-                return Err(invalid(key.into(), "must be at least 16 characters"));
+                return Err(invalid(key.into(), "must be at least 16 characters".into()));
             }
         }
-        if self.server.max_concurrent_runs == 0 {
-            return Err(invalid(
-                "server.max-concurrent-runs".into(),
-                "must be at least 1",
-            ));
+        for (key, value) in [
+            (
+                "server.max-concurrent-runs",
+                self.server.max_concurrent_runs,
+            ),
+            ("server.max-pending-runs", self.server.max_pending_runs),
+        ] {
+            if value == 0 {
+                return Err(invalid(key.into(), "must be at least 1".into()));
+            }
         }
         Ok(())
     }
@@ -366,38 +263,60 @@ impl Config {
         self.data_dir.relative().join("runs")
     }
 
-    /// The largest memory cap any plugin may get, which sizes the instance pool's slots.
-    pub fn max_memory_limit_mib(&self) -> u32 {
-        self.plugins
-            .values()
-            .filter_map(|p| p.memory_limit_mib)
-            .fold(self.runtime.memory_limit_mib, u32::max)
+    /// What the runtime needs besides `[runtime]`: the largest memory cap any plugin may
+    /// get (which sizes the instance pool's slots) and where compiled code is cached.
+    pub fn runtime_setup(&self) -> RuntimeSetup {
+        RuntimeSetup {
+            max_memory_limit_mib: self
+                .plugins
+                .values()
+                .filter_map(|p| p.memory_limit_mib)
+                .fold(self.runtime.memory_limit_mib, u32::max),
+            compiled_dir: Some(self.data_dir.relative().join("compiled")),
+        }
     }
 
-    /// Where compiled plugin code is cached, if it is.
-    pub fn compiled_cache_dir(&self) -> Option<PathBuf> {
-        self.runtime
-            .compiled_cache
-            .then(|| self.data_dir.relative().join("compiled"))
+    /// How the workflows and subscriptions use each plugin: a step needs a `step-plugin`,
+    /// a subscription a `handler-plugin`.
+    pub fn plugin_uses(&self) -> Vec<Use> {
+        let steps = self.workflows.iter().flat_map(|(workflow, definition)| {
+            definition.steps.iter().map(move |step| Use {
+                plugin: step.plugin.clone(),
+                world: World::Step,
+                key: format!("workflows.{workflow}.steps.{}.plugin", step.name),
+            })
+        });
+        let handlers = self.subscriptions.iter().map(|(name, subscription)| Use {
+            plugin: subscription.handler.clone(),
+            world: World::Handler,
+            key: format!("subscriptions.{name}.handler"),
+        });
+        steps.chain(handlers).collect()
     }
 
     /// One line describing the effective configuration, logged at start.
     pub fn summary(&self) -> String {
         format!(
-            "data-dir={} plugins=[{}] services=[{}] call-timeout={:?} memory-limit={}MiB max-instances={} cache={}MiB",
+            "data-dir={} plugins=[{}] workflows=[{}] services=[{}] call-timeout={:?} memory-limit={}MiB max-instances={} cache={}MiB max-concurrent-runs={} max-pending-runs={} retention.runs={:?}",
             self.data_dir.relative().display(),
             self.plugins.keys().cloned().collect::<Vec<_>>().join(","),
+            self.workflows.keys().cloned().collect::<Vec<_>>().join(","),
             self.services.keys().cloned().collect::<Vec<_>>().join(","),
             self.runtime.call_timeout,
             self.runtime.memory_limit_mib,
             self.runtime.max_instances,
             self.cache.max_bytes / (1024 * 1024),
+            self.server.max_concurrent_runs,
+            self.server.max_pending_runs,
+            self.retention.runs,
         )
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
     #[test]

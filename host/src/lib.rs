@@ -4,31 +4,37 @@
 //! sagas and event handlers. Plugins reach the outside world only through the capabilities
 //! declared in `wit/` (the package `flowhost:plugin`).
 //!
-//! The tree shows the architecture:
+//! The tree shows the architecture, in layers, each using only those below it:
 //!
-//! - [`config`]: the one typed configuration, layered from file, environment and flags;
-//! - [`bindings`]: the host side of the WIT contract, generated once;
-//! - [`runtime`]: the engine, compiled-code cache, limits and per-call instantiation;
-//! - [`state`]: what one call's store holds;
-//! - [`capabilities`]: one module per WIT interface the host implements;
-//! - [`plugins`]: the registry of plugin versions, hot swaps and the directory watch;
-//! - [`saga`]: workflow definitions and the engine that drives runs;
-//! - [`events`]: the durable outbox and delivery to subscriptions and triggers;
-//! - [`store`]: persistence of runs and events behind traits, sled first;
-//! - [`api`]: the HTTP API.
+//! 1. [`model`]: plain data — ids, runs and their journal, events, versions, workflow
+//!    definitions, the retry policy, the clock;
+//! 2. [`store`]: persistence of the model behind traits, sled first; [`retention`] deletes
+//!    what outlived its time;
+//! 3. [`bindings`] and [`capabilities`]: the host side of the WIT contract, one module per
+//!    interface, each with its own configuration;
+//! 4. [`runtime`]: the engine, compiled-code cache, limits, per-call stores and instances;
+//! 5. [`plugins`] and [`workflows`]: the registries of plugin and workflow versions — hot
+//!    swaps, pinning, collection;
+//! 6. [`events`] (outbox, relay, delivery, transports) and [`saga`] (the run state machine,
+//!    admission and the engine that drives runs);
+//! 7. [`api`] (the HTTP routes) and [`config`] (which only gathers each subsystem's
+//!    section).
 //!
-//! [`run`] wires them together and serves until `shutdown` resolves.
+//! [`run`] wires them together and serves until `shutdown` resolves; [`serve`] does the
+//! same over a store the caller opened.
 
 pub mod api;
 pub mod bindings;
 pub mod capabilities;
 pub mod config;
 pub mod events;
+pub mod model;
 pub mod plugins;
+pub mod retention;
 pub mod runtime;
 pub mod saga;
-pub mod state;
 pub mod store;
+pub mod workflows;
 
 pub use config::Config;
 pub use runtime::{CallError, Plugin, PluginSettings, Runtime};
@@ -38,28 +44,53 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-/// Serves the API on `listener` with everything `config` describes, until `shutdown`
-/// resolves; then stops accepting, lets in-flight steps finish for up to
-/// `server.shutdown-grace`, and returns. Unfinished runs resume on the next start.
+use crate::capabilities::Capabilities;
+use crate::capabilities::events::EventSink;
+use crate::model::{Clock, SystemClock};
+use crate::store::Store;
+
+/// Serves the API on `listener` with everything `config` describes, on the sled store in
+/// its data directory, until `shutdown` resolves; then stops accepting, lets in-flight steps
+/// finish for up to `server.shutdown-grace`, and returns. Unfinished runs resume on the next
+/// start.
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    tracing::info!(config = %config.summary(), "starting");
     let runs_dir = config.runs_dir();
     let store = Arc::new(
         store::sled::SledStore::open(&runs_dir)
             .with_context(|| format!("opening the run store in {}", runs_dir.display()))?,
     );
+    serve(listener, config, store, Arc::new(SystemClock), shutdown).await
+}
+
+/// As [`run`], over `store` and telling time by `clock`: what tests use to put a
+/// [`store::faults::FaultyStore`] under a real host.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: Config,
+    store: Arc<dyn Store>,
+    clock: Arc<dyn Clock>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    tracing::info!(config = %config.summary(), "starting");
     let outbox = Arc::new(events::Outbox::new(store.clone()));
-    let runtime = Arc::new(Runtime::new(
-        &config,
-        capabilities::Capabilities::new(&config, outbox.clone())?,
-    )?);
+    let runtime = Arc::new(runtime_for(&config, outbox.clone())?);
     let plugins = Arc::new(
-        plugins::PluginRegistry::open(runtime.clone(), store.clone(), store.clone(), &config)
-            .await?,
+        plugins::PluginRegistry::open(
+            runtime.clone(),
+            store.clone(),
+            store.clone(),
+            &config.registry,
+            &config.plugins,
+            &config.plugin_uses(),
+        )
+        .await?,
+    );
+    let workflows = Arc::new(
+        workflows::WorkflowRegistry::open(store.clone(), store.clone(), &config.workflows).await?,
     );
     let _watch = config
         .registry
@@ -70,38 +101,51 @@ pub async fn run(
     let transport = events::transport::connect(&config.events.transport, store.clone())
         .await
         .context("connecting the event transport")?;
-    let dispatcher = Arc::new(
-        events::Dispatcher::new(
-            outbox.clone(),
-            transport,
-            &config.subscriptions,
-            &config.workflows,
-            plugins.clone(),
-        )
-        .map_err(anyhow::Error::msg)?,
-    );
+    let dispatcher = Arc::new(events::Dispatcher::new(
+        outbox.clone(),
+        transport,
+        &config.subscriptions,
+        &config.workflows,
+        plugins.clone(),
+    )?);
     dispatcher.drop_orphans()?;
     let engine = saga::Engine::new(
-        store,
+        store.clone(),
         outbox,
         runtime.clone(),
         plugins.clone(),
-        &config.workflows,
-        config.server.max_concurrent_runs,
-    )
-    .map_err(anyhow::Error::msg)?;
+        workflows,
+        config.server.limits(),
+        clock.clone(),
+    );
     engine.recover()?;
     dispatcher
-        .start(runtime, engine.clone())
+        .start(runtime, Arc::new(engine.clone()))
         .await
         .context("declaring the subscriptions' queues")?;
+    let stop_retention = tokio_util::sync::CancellationToken::new();
+    let retention = tokio::spawn(
+        retention::Retention::new(store, config.retention.clone(), clock)
+            .run(stop_retention.clone()),
+    );
     tracing::info!(address = %listener.local_addr()?, "listening");
-    axum::serve(
-        listener,
-        api::router(engine.clone(), dispatcher.clone(), plugins, &config),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await?;
+    let tokens = api::Tokens {
+        admin: config.admin_token.clone(),
+        trigger: config.trigger_token.clone(),
+    };
+    let router = api::router(
+        engine.clone(),
+        dispatcher.clone(),
+        plugins,
+        &config.server,
+        &tokens,
+        config.registry.max_upload_mib.saturating_mul(1024 * 1024),
+    );
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown)
+        .await?;
+    stop_retention.cancel();
+    let _ = retention.await;
     let grace = config.server.shutdown_grace;
     if tokio::time::timeout(grace, dispatcher.shutdown())
         .await
@@ -113,4 +157,17 @@ pub async fn run(
     }
     engine.shutdown(grace).await;
     Ok(())
+}
+
+/// The runtime `config` describes, with its capabilities; the events of bare plugin calls
+/// ([`Runtime::execute`], [`Runtime::handle`]) go to `sink`. What [`serve`] builds, for
+/// embedders and tests that call plugins directly.
+pub fn runtime_for(config: &Config, sink: Arc<dyn EventSink>) -> anyhow::Result<Runtime> {
+    let capabilities = Capabilities::new(
+        &config.services,
+        &config.cache,
+        config.events.limits(),
+        sink,
+    )?;
+    Runtime::new(&config.runtime, &config.runtime_setup(), capabilities)
 }

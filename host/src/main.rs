@@ -9,9 +9,8 @@ use std::sync::Arc;
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
-use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
-use flowhost::{Config, PluginSettings, Runtime};
+use flowhost::{Config, PluginSettings};
 
 /// mimalloc rather than glibc's malloc: the host allocates from many threads at once (tokio
 /// workers, sled's, wasmtime's), where glibc's arenas contend. `cargo bench --bench sagas`
@@ -190,15 +189,8 @@ async fn shutdown_signal() {
 fn check_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<String> {
     let config = load_config(file, None, data_dir)?;
     tracing::info!(config = %config.summary(), "configuration loaded");
-    let capabilities = Capabilities::new(&config, Arc::new(MemorySink::default()))?;
-    let runtime = Runtime::new(&config, capabilities)?;
-    let plugins = flowhost::plugins::load_files(&runtime, &config)?;
-    flowhost::events::check_subscriptions(
-        &config.subscriptions,
-        &config.workflows,
-        &config.plugins,
-    )
-    .map_err(anyhow::Error::msg)?;
+    let runtime = flowhost::runtime_for(&config, Arc::new(MemorySink::default()))?;
+    let plugins = flowhost::plugins::load_files(&runtime, &config.plugins, &config.plugin_uses())?;
     let mut report = format!("config: {}\n", config.summary());
     for (name, plugin) in &plugins {
         let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
@@ -225,13 +217,12 @@ fn check_plugin(file: &Path) -> anyhow::Result<String> {
     let mut config = Config::default();
     config.runtime.compiled_cache = false;
     config.runtime.max_instances = 4;
-    let capabilities = Capabilities::new(&config, Arc::new(MemorySink::default()))?;
-    let runtime = Runtime::new(&config, capabilities)?;
+    let runtime = flowhost::runtime_for(&config, Arc::new(MemorySink::default()))?;
     let name = file
         .file_stem()
         .and_then(|s| s.to_str())
         .unwrap_or("plugin");
-    let plugin = runtime.load(PluginSettings::ungranted(name, &config), &wasm)?;
+    let plugin = runtime.load(PluginSettings::ungranted(name, &config.runtime), &wasm)?;
     let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
     let mut report = format!(
         "{}: implements {}\n  size:    {} bytes\n  compile: {:.0?}\n  digest:  sha256:{}\n  imports:\n",

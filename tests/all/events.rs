@@ -346,7 +346,7 @@ async fn bad_events_are_refused_with_a_reason() {
 
 /// An event as the brokers carry it: CloudEvents 1.0 JSON.
 fn cloud_event(id: &str, topic: &str, data: Value) -> Value {
-    flowhost::events::cloud_event(&flowhost::store::events::PublishedEvent {
+    flowhost::events::cloud_event(&flowhost::model::PublishedEvent {
         id: id.into(),
         topic: topic.into(),
         source: "test".into(),

@@ -3,7 +3,6 @@
 
 use std::sync::Arc;
 
-use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
 use flowhost::runtime::LoadError;
 use flowhost::{Config, PluginSettings, Runtime};
@@ -11,11 +10,7 @@ use flowhost::{Config, PluginSettings, Runtime};
 use crate::support::try_host;
 
 fn runtime(config: &Config) -> Runtime {
-    Runtime::new(
-        config,
-        Capabilities::new(config, Arc::new(MemorySink::default())).unwrap(),
-    )
-    .unwrap()
+    flowhost::runtime_for(config, Arc::new(MemorySink::default())).unwrap()
 }
 
 #[test]
@@ -25,7 +20,7 @@ fn bad_components_are_refused_with_a_reason() {
     let runtime = runtime(&config);
     let load = |wasm: &[u8]| {
         runtime
-            .load(PluginSettings::ungranted("p", &config), wasm)
+            .load(PluginSettings::ungranted("p", &config.runtime), wasm)
             .err()
             .unwrap()
     };
@@ -103,7 +98,7 @@ fn compiled_code_is_cached_on_disk_and_survives_corruption() {
     let wasm = std::fs::read(flowhost_test_artifacts::PROBE).unwrap();
     let load = || {
         runtime(&config)
-            .load(PluginSettings::ungranted("probe", &config), &wasm)
+            .load(PluginSettings::ungranted("probe", &config.runtime), &wasm)
             .unwrap()
     };
 

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::sync::{Arc, Mutex};
 
 use flowhost::bindings::types::{StepError, StepInfo};
-use flowhost::capabilities::Capabilities;
 use flowhost::capabilities::events::MemorySink;
 use flowhost::{CallError, Config, Plugin, Runtime};
 use serde_json::Value;
@@ -41,8 +40,8 @@ pub fn try_host(toml: &str) -> anyhow::Result<Host> {
     let toml = format!("data-dir = {data_dir:?}\n{toml}");
     let config = Config::from_toml(&toml)?;
     let sink = Arc::new(MemorySink::default());
-    let runtime = Runtime::new(&config, Capabilities::new(&config, sink.clone())?)?;
-    let registry = flowhost::plugins::load_files(&runtime, &config)?;
+    let runtime = flowhost::runtime_for(&config, sink.clone())?;
+    let registry = flowhost::plugins::load_files(&runtime, &config.plugins, &config.plugin_uses())?;
     Ok(Host {
         runtime,
         registry,

@@ -4,8 +4,8 @@
 
 use flowhost::CallError;
 use flowhost::bindings::types::{StepError, StepInfo};
+use flowhost::model::PublishedEvent;
 use flowhost::runtime::{Direction, WarmInstance};
-use flowhost::store::events::PublishedEvent;
 use serde_json::{Value, json};
 
 use crate::support::{Host, echo_service, host, info};

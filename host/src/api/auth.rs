@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::Problem;
-use crate::config::Secret;
+use crate::model::Secret;
 
 /// What a group of routes requires.
 #[derive(Clone)]

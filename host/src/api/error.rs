@@ -1,13 +1,16 @@
 //! Errors at the HTTP edge, as `application/problem+json` (RFC 9457).
 
+use std::time::Duration;
+
 use axum::Json;
 use axum::extract::rejection::{JsonRejection, QueryRejection};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::saga::EngineError;
 use crate::store::StoreError;
+use crate::workflows::WorkflowError;
 
 /// A problem to report: a status and a detail a client can act on.
 #[derive(Debug)]
@@ -16,6 +19,8 @@ pub struct Problem {
     pub status: StatusCode,
     /// What went wrong, in one sentence.
     pub detail: String,
+    /// When to try again, for 429 and 503: sent as `Retry-After`, in seconds.
+    pub retry_after: Option<Duration>,
 }
 
 impl Problem {
@@ -24,6 +29,7 @@ impl Problem {
         Self {
             status,
             detail: detail.into(),
+            retry_after: None,
         }
     }
 }
@@ -36,34 +42,77 @@ impl IntoResponse for Problem {
             "status": self.status.as_u16(),
             "detail": self.detail,
         });
-        (
+        let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
             Json(body),
         )
-            .into_response()
+            .into_response();
+        if let Some(after) = self.retry_after {
+            let seconds = after.as_secs().max(1).to_string();
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from_str(&seconds).expect("digits are a header value"),
+            );
+        }
+        response
+    }
+}
+
+/// The status a store failure answers with: the client's mistake (a cursor), the host's
+/// passing trouble (503: try again), or the host's lasting trouble (500).
+fn store_status(e: &StoreError) -> StatusCode {
+    match e {
+        StoreError::InvalidCursor => StatusCode::BAD_REQUEST,
+        e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
 
 impl From<EngineError> for Problem {
     fn from(e: EngineError) -> Self {
+        let mut retry_after = None;
         let status = match &e {
-            EngineError::UnknownWorkflow(_) | EngineError::UnknownRun(_) => StatusCode::NOT_FOUND,
-            EngineError::NotRetryable { .. } => StatusCode::CONFLICT,
+            EngineError::UnknownWorkflow(_)
+            | EngineError::UnknownRun(_)
+            | EngineError::Workflow(WorkflowError::Unknown(_)) => StatusCode::NOT_FOUND,
+            EngineError::NotRetryable { .. } | EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::InvalidId(_) => StatusCode::BAD_REQUEST,
+            EngineError::Overloaded {
+                retry_after: after, ..
+            } => {
+                retry_after = Some(*after);
+                StatusCode::TOO_MANY_REQUESTS
+            }
             EngineError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            EngineError::Store(StoreError::InvalidCursor) => StatusCode::BAD_REQUEST,
-            EngineError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            EngineError::Store(e) | EngineError::Workflow(WorkflowError::Store(e)) => {
+                store_status(e)
+            }
+            EngineError::Workflow(WorkflowError::Missing { .. }) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "request failed");
         }
-        Problem::new(status, e.to_string())
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            retry_after = Some(Duration::from_secs(1));
+        }
+        Problem {
+            retry_after,
+            ..Problem::new(status, e.to_string())
+        }
     }
 }
 
 impl From<StoreError> for Problem {
     fn from(e: StoreError) -> Self {
+        EngineError::from(e).into()
+    }
+}
+
+impl From<WorkflowError> for Problem {
+    fn from(e: WorkflowError) -> Self {
         EngineError::from(e).into()
     }
 }

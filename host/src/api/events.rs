@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::{AppState, Problem, page_limit};
 use crate::capabilities::events::validate_topic;
-use crate::events::{cloud_event, new_event};
-use crate::store::events::DeadLetter;
-use crate::store::rfc3339;
+use crate::events::cloud_event;
+use crate::events::transport::TransportError;
+use crate::model::{DeadLetter, PublishedEvent, now_ms, rfc3339};
 
 /// `POST /v1/events/{topic}`: publishes the JSON body on `topic`, answering 202 with the
 /// event's id once it is durable.
@@ -22,7 +22,7 @@ pub async fn publish(
     Path(topic): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    validate_topic(&topic).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e))?;
+    validate_topic(&topic).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()))?;
     let body = body.map_err(|e| Problem::new(e.status(), e.body_text()))?;
     let data: Value = serde_json::from_slice(&body).map_err(|e| {
         Problem::new(
@@ -30,7 +30,7 @@ pub async fn publish(
             format!("the body must be JSON (the event's data): {e}"),
         )
     })?;
-    let event = new_event(&topic, "api", data.to_string(), None);
+    let event = PublishedEvent::new(&topic, "api", data.to_string(), None, now_ms());
     let id = event.id.clone();
     app.dispatcher.outbox().publish(vec![event]).await?;
     Ok((
@@ -65,7 +65,8 @@ pub async fn dead_letters(
     Ok(Json(json!({ "dead_letters": page, "next_cursor": next_cursor })).into_response())
 }
 
-/// `POST /v1/dead-letters/{id}/redeliver`: queues the event for its subscription again.
+/// `POST /v1/dead-letters/{id}/redeliver`: queues the event for its subscription again;
+/// 202 once that and the dead letter's removal are durable.
 pub async fn redeliver(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -74,7 +75,10 @@ pub async fn redeliver(
         .dispatcher
         .redeliver(&id)
         .await
-        .map_err(|e| Problem::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?
+        .map_err(|e| match e {
+            TransportError::Store(e) => Problem::from(e),
+            broker => Problem::new(StatusCode::SERVICE_UNAVAILABLE, broker.to_string()),
+        })?
         .ok_or_else(|| {
             Problem::new(StatusCode::NOT_FOUND, format!("unknown dead letter `{id}`"))
         })?;

@@ -7,6 +7,8 @@
 //! | `GET /v1/runs/{id}/journal` | every attempt of its steps |
 //! | `GET /v1/runs?workflow=&status=&limit=&cursor=` | runs, newest first, paged |
 //! | `POST /v1/runs/{id}/retry` | drive a failed compensation again |
+//! | `GET /v1/workflows` | every workflow, its current version, its versions and their pins |
+//! | `GET /v1/workflows/{name}` | one workflow's versions, each with its definition |
 //! | `POST /v1/events/{topic}` | publish the JSON body; 202 once durable ([`events::publish`]) |
 //! | `GET /v1/dead-letters?limit=&cursor=` | deliveries given up on, newest first |
 //! | `POST /v1/dead-letters/{id}/redeliver` | queue one for its subscription again |
@@ -17,16 +19,18 @@
 //! | `DELETE /v1/plugins/{name}/versions/{digest}` | remove a version no run pins |
 //! | `GET /healthz` | liveness |
 //!
-//! The plugin routes need the admin token (`Authorization: Bearer`), and are off without
-//! one; the routes that make plugins run (start and retry runs, publish and redeliver
+//! The plugin and workflow routes need the admin token (`Authorization: Bearer`), and are
+//! off without one; the routes that make plugins run (start and retry runs, publish and redeliver
 //! events) need the trigger token when one is configured ([`auth`]).
 
 mod auth;
+mod config;
 mod error;
 mod events;
 mod plugins;
 mod runs;
 mod view;
+mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,10 +42,11 @@ use axum::middleware::from_fn_with_state;
 use axum::routing::{delete, get, post};
 
 use self::auth::Guard;
+pub use self::config::ServerConfig;
 pub use self::error::Problem;
 pub use self::view::RunView;
-use crate::config::Config;
 use crate::events::Dispatcher;
+use crate::model::Secret;
 use crate::plugins::PluginRegistry;
 use crate::saga::Engine;
 
@@ -75,18 +80,28 @@ pub struct AppState {
     pub max_upload_bytes: usize,
 }
 
-/// What the detail of a plugin route says when no admin token is configured.
-const ADMIN_OFF: &str = "the plugin routes are off: set FLOWHOST_ADMIN_TOKEN (or `admin-token` in the configuration) to a secret of at least 16 characters to enable them";
+/// What the detail of an admin route says when no admin token is configured.
+const ADMIN_OFF: &str = "the admin routes are off: set FLOWHOST_ADMIN_TOKEN (or `admin-token` in the configuration) to a secret of at least 16 characters to enable them";
 
-/// The API's router over `engine`, `dispatcher` and `plugins`, configured by `config`.
+/// The bearer tokens that guard the routes.
+#[derive(Debug, Clone, Default)]
+pub struct Tokens {
+    /// The admin routes' (plugins, workflows); they are off without one.
+    pub admin: Option<Secret>,
+    /// The routes that make plugins run, when set.
+    pub trigger: Option<Secret>,
+}
+
+/// The API's router over `engine`, `dispatcher` and `plugins`, configured by `server`;
+/// uploads may carry up to `max_upload_bytes`.
 pub fn router(
     engine: Engine,
     dispatcher: Arc<Dispatcher>,
     plugins: Arc<PluginRegistry>,
-    config: &Config,
+    server: &ServerConfig,
+    tokens: &Tokens,
+    max_upload_bytes: usize,
 ) -> Router {
-    let server = &config.server;
-    let max_upload_bytes = config.registry.max_upload_mib.saturating_mul(1024 * 1024);
     let state = AppState {
         engine,
         dispatcher,
@@ -100,7 +115,7 @@ pub fn router(
         .route("/v1/events/{topic}", post(events::publish))
         .route("/v1/dead-letters/{id}/redeliver", post(events::redeliver))
         .route_layer(from_fn_with_state(
-            Guard::optional(config.trigger_token.as_ref()),
+            Guard::optional(tokens.trigger.as_ref()),
             auth::require,
         ));
     let admin = Router::new()
@@ -114,8 +129,10 @@ pub fn router(
             "/v1/plugins/{name}/versions/{digest}",
             delete(plugins::delete),
         )
+        .route("/v1/workflows", get(workflows::list))
+        .route("/v1/workflows/{name}", get(workflows::describe))
         .route_layer(from_fn_with_state(
-            Guard::required(config.admin_token.as_ref(), ADMIN_OFF),
+            Guard::required(tokens.admin.as_ref(), ADMIN_OFF),
             auth::require,
         ));
     Router::new()

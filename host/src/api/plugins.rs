@@ -10,10 +10,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{AppState, Problem};
+use crate::model::{PluginVersion, VersionSource, rfc3339};
 use crate::plugins::{PluginView, Registered, RegistryError, VersionView};
 use crate::runtime::LoadError;
-use crate::store::plugins::{PluginVersion, VersionSource};
-use crate::store::rfc3339;
 
 /// Longest version label.
 const MAX_LABEL: usize = 128;
@@ -219,8 +218,9 @@ impl From<RegistryError> for Problem {
             | RegistryError::Load { .. }
             | RegistryError::Settings { .. }
             | RegistryError::Missing { .. }
-            | RegistryError::Internal(_)
-            | RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            | RegistryError::Compiler { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            RegistryError::Store(e) if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
+            RegistryError::Store(_) => StatusCode::INTERNAL_SERVER_ERROR,
         };
         if status.is_server_error() {
             tracing::error!(error = %e, "plugin request failed");

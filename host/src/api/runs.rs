@@ -10,7 +10,8 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use super::{AppState, Problem, RunView, page_limit};
-use crate::store::{ListQuery, Run, RunStatus};
+use crate::model::{Run, RunId, RunStatus};
+use crate::store::ListQuery;
 
 /// Query of `POST /v1/workflows/{workflow}/runs`.
 #[derive(Deserialize)]
@@ -42,7 +43,9 @@ pub async fn start(
     let mut input = parse_context(&body)?;
     let id = match input.remove("id") {
         None => None,
-        Some(Value::String(id)) => Some(id),
+        Some(Value::String(id)) => Some(
+            RunId::parse(&id).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()))?,
+        ),
         Some(_) => {
             return Err(Problem::new(
                 StatusCode::BAD_REQUEST,
@@ -130,7 +133,10 @@ pub async fn journal(
             format!("unknown run `{id}`"),
         ));
     }
-    let entries = app.engine.store().journal(&id)?;
+    let entries = app
+        .engine
+        .store()
+        .journal(&RunId::parse(&id).expect("a run was found by it"))?;
     Ok(Json(json!({ "run_id": id, "attempts": entries })).into_response())
 }
 

@@ -5,13 +5,15 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::store::{Run, RunError, StepStatus, rfc3339};
+use crate::model::{Run, RunError, StepStatus, rfc3339};
 
 /// A run as `GET /v1/runs/{id}` shows it.
 #[derive(Serialize)]
 pub struct RunView<'a> {
     id: &'a str,
     workflow: &'a str,
+    /// The digest of the definition the run follows.
+    workflow_version: Option<&'a str>,
     status: &'static str,
     context: Map<String, Value>,
     error: Option<&'a RunError>,
@@ -39,6 +41,7 @@ impl<'a> RunView<'a> {
         Self {
             id: &run.id,
             workflow: &run.workflow,
+            workflow_version: run.workflow_version.as_deref(),
             status: run.status.as_str(),
             context: run.context(),
             error: run.error.as_ref(),

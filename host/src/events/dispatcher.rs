@@ -11,15 +11,14 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::transport::{Received, Transport, TransportError};
-use super::{Outbox, SubscriptionConfig, default_concurrency, delivery_retry};
+use super::{Outbox, SubscriptionConfig, Trigger, default_concurrency, delivery_retry};
 use crate::Runtime;
 use crate::bindings::types::Event;
-use crate::capabilities::events::TopicPattern;
-use crate::config::PluginConfig;
+use crate::capabilities::events::{InvalidTopic, TopicPattern};
+use crate::model::retry::seed;
+use crate::model::{DeadLetter, PublishedEvent, RetryPolicy, RunId, WorkflowDefinition, now_ms};
 use crate::plugins::PluginRegistry;
-use crate::saga::{Engine, RetryPolicy, WorkflowConfig};
-use crate::store::events::{DeadLetter, EventStore, PublishedEvent};
-use crate::store::{StoreError, now_ms};
+use crate::store::{EventStore, StoreError};
 
 /// Outbox entries relayed per pass.
 const RELAY_BATCH: usize = 256;
@@ -45,6 +44,33 @@ struct Subscription {
     concurrency: usize,
 }
 
+/// A subscription or trigger that cannot be resolved: the configuration key and why.
+#[derive(Debug, thiserror::Error)]
+pub enum SubscriptionError {
+    /// A topic pattern does not parse.
+    #[error("{key}: {source}")]
+    Pattern {
+        /// The key (`subscriptions.<name>.topic`, `workflows.<name>.trigger`).
+        key: String,
+        /// Why.
+        source: InvalidTopic,
+    },
+    /// The handler names no configured plugin.
+    #[error("{key}.handler: unknown plugin `{handler}`")]
+    UnknownHandler {
+        /// `subscriptions.<name>`.
+        key: String,
+        /// The plugin it names.
+        handler: String,
+    },
+    /// `retry.attempts` or `concurrency` is zero.
+    #[error("{key}: retry.attempts and concurrency must be at least 1")]
+    Zero {
+        /// `subscriptions.<name>`.
+        key: String,
+    },
+}
+
 /// The dispatcher. Shared by the API (dead letters) and its own tasks.
 pub struct Dispatcher {
     outbox: Arc<Outbox>,
@@ -63,9 +89,9 @@ impl Dispatcher {
         outbox: Arc<Outbox>,
         transport: Arc<dyn Transport>,
         subscriptions: &BTreeMap<String, SubscriptionConfig>,
-        workflows: &BTreeMap<String, WorkflowConfig>,
+        workflows: &BTreeMap<String, WorkflowDefinition>,
         plugins: Arc<PluginRegistry>,
-    ) -> Result<Self, String> {
+    ) -> Result<Self, SubscriptionError> {
         let subscriptions = resolve(subscriptions, workflows, &|name| {
             plugins.current(name).is_some()
         })?;
@@ -111,7 +137,7 @@ impl Dispatcher {
     pub async fn start(
         self: &Arc<Self>,
         runtime: Arc<Runtime>,
-        engine: Engine,
+        trigger: Arc<dyn Trigger>,
     ) -> Result<(), TransportError> {
         let names: Vec<String> = self.subscriptions.iter().map(|s| s.name.clone()).collect();
         self.transport.declare(&names).await?;
@@ -122,7 +148,7 @@ impl Dispatcher {
                 dispatcher: self.clone(),
                 subscription: subscription.clone(),
                 runtime: runtime.clone(),
-                engine: engine.clone(),
+                trigger: trigger.clone(),
             };
             self.tasks.spawn(async move { worker.run().await });
         }
@@ -147,7 +173,8 @@ impl Dispatcher {
     }
 
     /// Queues a dead letter's event for its subscription again, with fresh attempts, and
-    /// removes the dead letter. `None` if there is no such dead letter.
+    /// removes the dead letter, durably: both are on disk (or at the broker) on return.
+    /// `None` if there is no such dead letter.
     pub async fn redeliver(&self, id: &str) -> Result<Option<DeadLetter>, TransportError> {
         let Some(letter) = self.store().dead_letter(id)? else {
             return Ok(None);
@@ -157,6 +184,7 @@ impl Dispatcher {
             .send(&letter.subscription, &letter.event, &message_id)
             .await?;
         self.store().exhume(id)?;
+        self.store().flush().await?;
         Ok(Some(letter))
     }
 
@@ -232,34 +260,35 @@ impl Dispatcher {
 /// what `flowhost check` reports.
 pub fn check_subscriptions(
     subscriptions: &BTreeMap<String, SubscriptionConfig>,
-    workflows: &BTreeMap<String, WorkflowConfig>,
-    plugins: &BTreeMap<String, PluginConfig>,
-) -> Result<(), String> {
-    resolve(subscriptions, workflows, &|name| plugins.contains_key(name)).map(drop)
+    workflows: &BTreeMap<String, WorkflowDefinition>,
+    is_plugin: &dyn Fn(&str) -> bool,
+) -> Result<(), SubscriptionError> {
+    resolve(subscriptions, workflows, is_plugin).map(drop)
 }
 
 /// The subscriptions of the configuration and of the workflows' triggers, or an error
 /// naming the key.
 fn resolve(
     subscriptions: &BTreeMap<String, SubscriptionConfig>,
-    workflows: &BTreeMap<String, WorkflowConfig>,
+    workflows: &BTreeMap<String, WorkflowDefinition>,
     is_plugin: &dyn Fn(&str) -> bool,
-) -> Result<Vec<Arc<Subscription>>, String> {
+) -> Result<Vec<Arc<Subscription>>, SubscriptionError> {
     let mut resolved = Vec::new();
     for (name, config) in subscriptions {
         let key = format!("subscriptions.{name}");
         let pattern =
-            TopicPattern::parse(&config.topic).map_err(|e| format!("{key}.topic: {e}"))?;
+            TopicPattern::parse(&config.topic).map_err(|source| SubscriptionError::Pattern {
+                key: format!("{key}.topic"),
+                source,
+            })?;
         if !is_plugin(&config.handler) {
-            return Err(format!(
-                "{key}.handler: unknown plugin `{}`",
-                config.handler
-            ));
+            return Err(SubscriptionError::UnknownHandler {
+                key,
+                handler: config.handler.clone(),
+            });
         }
         if config.retry.attempts == 0 || config.concurrency == 0 {
-            return Err(format!(
-                "{key}: retry.attempts and concurrency must be at least 1"
-            ));
+            return Err(SubscriptionError::Zero { key });
         }
         resolved.push(Arc::new(Subscription {
             name: name.clone(),
@@ -273,8 +302,10 @@ fn resolve(
         let Some(topic) = &workflow.trigger else {
             continue;
         };
-        let pattern =
-            TopicPattern::parse(topic).map_err(|e| format!("workflows.{name}.trigger: {e}"))?;
+        let pattern = TopicPattern::parse(topic).map_err(|source| SubscriptionError::Pattern {
+            key: format!("workflows.{name}.trigger"),
+            source,
+        })?;
         resolved.push(Arc::new(Subscription {
             name: format!("workflow.{name}"),
             pattern,
@@ -301,7 +332,7 @@ struct Worker {
     dispatcher: Arc<Dispatcher>,
     subscription: Arc<Subscription>,
     runtime: Arc<Runtime>,
-    engine: Engine,
+    trigger: Arc<dyn Trigger>,
 }
 
 impl Worker {
@@ -335,43 +366,74 @@ impl Worker {
                 in_flight.spawn(async move { this.deliver(received).await });
             }
             while let Some(done) = in_flight.join_next().await {
-                let result = done.map_err(|e| TransportError(format!("delivery task: {e}")));
-                if let Err(error) = result.and_then(|settled| settled) {
-                    tracing::warn!(subscription = %this.subscription.name, %error, "settling a delivery failed; it comes again");
+                match done {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::warn!(subscription = %this.subscription.name, %error, "settling a delivery failed; it comes again");
+                    }
+                    Err(panic) => {
+                        tracing::error!(subscription = %this.subscription.name, error = %panic, "a delivery panicked; it comes again");
+                    }
                 }
             }
         }
     }
 
     /// One attempt; then the delivery is done, comes again after the backoff, or, out of
-    /// attempts, becomes a dead letter.
+    /// attempts, becomes a dead letter. What the attempt left in the store (a handler's
+    /// events, the dead letter) is flushed before the broker hears the delivery is over:
+    /// if the flush fails, the delivery is not acknowledged but comes again.
     async fn deliver(&self, received: Received) -> Result<(), TransportError> {
         let Received {
             event,
             attempts,
             settle,
         } = received;
-        let Err(error) = self.attempt(&event).await else {
-            return settle.ack().await;
-        };
         let attempts = attempts + 1;
         let retry = &self.subscription.retry;
+        // The jitter of a delivery's backoff is the event's and the attempt's.
+        let event_id = event.id.clone();
+        let delay = |attempt: u32| {
+            retry.delay(
+                attempt,
+                seed(&[event_id.as_bytes(), &attempt.to_be_bytes()]),
+            )
+        };
+        let error = match self.attempt(&event).await {
+            Ok(published) => match self.dispatcher.outbox.publish(published).await {
+                Ok(()) => return settle.ack().await,
+                Err(error) => {
+                    tracing::warn!(subscription = %self.subscription.name, event = %event.id, %error, "the handler's events are not durable; the delivery comes again");
+                    return settle.retry(delay(attempts + 1), error.to_string()).await;
+                }
+            },
+            Err(error) => error,
+        };
         tracing::debug!(subscription = %self.subscription.name, event = %event.id, attempts, %error, "delivery failed");
         if attempts < retry.attempts {
-            return settle.retry(retry.backoff(attempts + 1), error).await;
+            return settle.retry(delay(attempts + 1), error).await;
         }
-        self.dispatcher.store().bury(&DeadLetter {
+        let letter = DeadLetter {
             id: ulid::Ulid::new().to_string(),
             subscription: self.subscription.name.clone(),
             event,
             attempts,
             error,
             dead_ms: now_ms(),
-        })?;
+        };
+        let buried = async {
+            self.dispatcher.store().bury(&letter)?;
+            self.dispatcher.store().flush().await
+        };
+        if let Err(error) = buried.await {
+            tracing::warn!(subscription = %self.subscription.name, event = %letter.event.id, %error, "the dead letter is not durable; the delivery comes again");
+            return settle.retry(delay(attempts + 1), letter.error).await;
+        }
         settle.give_up().await
     }
 
-    async fn attempt(&self, event: &PublishedEvent) -> Result<(), String> {
+    /// Runs the delivery's target; a handler's answer comes with what it published.
+    async fn attempt(&self, event: &PublishedEvent) -> Result<Vec<PublishedEvent>, String> {
         match &self.subscription.target {
             Target::Handler(name) => {
                 let Some(plugin) = self.dispatcher.plugins.current(name) else {
@@ -379,11 +441,10 @@ impl Worker {
                 };
                 match self
                     .runtime
-                    .handle(&plugin, &self.subscription.name, &wit_event(event))
+                    .deliver(&plugin, &self.subscription.name, &wit_event(event))
                     .await
                 {
-                    Ok(Ok(())) => Ok(()),
-                    Ok(Err(message)) => Err(message),
+                    Ok(answer) => answer.result.map(|()| answer.events),
                     Err(error) => Err(error.to_string()),
                 }
             }
@@ -394,11 +455,12 @@ impl Worker {
                     Err(e) => return Err(format!("event data is not JSON: {e}")),
                 };
                 // One run per event: a redelivery finds the run it started.
-                let id = format!("{workflow}.{}", event.id);
-                self.engine
-                    .start(workflow, input, Some(id), None)
+                let id =
+                    RunId::parse(&format!("{workflow}.{}", event.id)).map_err(|e| e.to_string())?;
+                self.trigger
+                    .start(workflow, input, id)
                     .await
-                    .map(drop)
+                    .map(|()| Vec::new())
                     .map_err(|e| e.to_string())
             }
         }

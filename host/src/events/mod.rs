@@ -18,7 +18,13 @@
 //! Topics are dot-separated; subscriptions match them with RabbitMQ's wildcards (`*` one
 //! segment, `#` zero or more). Outside the host, events are CloudEvents 1.0 JSON
 //! ([`cloud_event`]).
+//!
+//! Nothing is acknowledged to a broker before what it caused is durable: a handler's events
+//! and a dead letter are flushed before the `ack` or `term` that ends the delivery.
+//! Workflows started by a trigger go through a [`Trigger`], which the saga engine
+//! implements, so that this module does not depend on the engine.
 
+mod config;
 mod dispatcher;
 mod outbox;
 pub mod transport;
@@ -26,13 +32,13 @@ pub mod transport;
 use std::time::{Duration, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-pub use self::dispatcher::{Dispatcher, check_subscriptions};
+pub use self::config::EventsConfig;
+pub use self::dispatcher::{Dispatcher, SubscriptionError, check_subscriptions};
 pub use self::outbox::Outbox;
-use crate::saga::RetryPolicy;
-use crate::store::events::PublishedEvent;
-use crate::store::rfc3339;
+use crate::model::{PublishedEvent, RetryPolicy, RunId, rfc3339};
+use crate::store::BoxFuture;
 
 /// `[subscriptions.<name>]`: events on matching topics go to a handler plugin.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -57,7 +63,40 @@ pub fn delivery_retry() -> RetryPolicy {
         attempts: 5,
         initial_backoff: Duration::from_millis(100),
         max_backoff: Duration::from_secs(30),
+        jitter: 0.5,
     }
+}
+
+/// What starts a workflow's run for an event: the saga engine.
+pub trait Trigger: Send + Sync {
+    /// Starts a run of `workflow` with `input` and the id `id`, durably, unless a run with
+    /// that id exists (a redelivery). Waits for room when the engine is full, so that the
+    /// event waits in its queue, not in memory.
+    fn start<'a>(
+        &'a self,
+        workflow: &'a str,
+        input: Map<String, Value>,
+        id: RunId,
+    ) -> BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+}
+
+/// A message that is not a CloudEvent this host reads.
+#[derive(Debug, thiserror::Error)]
+pub enum InvalidCloudEvent {
+    /// Not JSON, or not the envelope's shape.
+    #[error("not a CloudEvent: {0}")]
+    Malformed(#[from] serde_json::Error),
+    /// Another version of the spec.
+    #[error("CloudEvents {0} (this host reads 1.0)")]
+    Version(String),
+    /// The `time` attribute is not RFC 3339.
+    #[error("time `{time}`: {cause}")]
+    Time {
+        /// The attribute.
+        time: String,
+        /// The parser's error.
+        cause: humantime::TimestampError,
+    },
 }
 
 /// Deliveries of a subscription or trigger in flight at once unless it says otherwise.
@@ -89,7 +128,7 @@ pub fn cloud_event(event: &PublishedEvent) -> Value {
 
 /// Reads a CloudEvents 1.0 JSON event with JSON data, as [`cloud_event`] writes them: what
 /// the brokers carry.
-pub fn from_cloud_event(bytes: &[u8]) -> Result<PublishedEvent, String> {
+pub fn from_cloud_event(bytes: &[u8]) -> Result<PublishedEvent, InvalidCloudEvent> {
     #[derive(Deserialize)]
     struct Envelope {
         specversion: String,
@@ -103,17 +142,16 @@ pub fn from_cloud_event(bytes: &[u8]) -> Result<PublishedEvent, String> {
         correlationid: Option<String>,
         partitionkey: Option<String>,
     }
-    let envelope: Envelope =
-        serde_json::from_slice(bytes).map_err(|e| format!("not a CloudEvent: {e}"))?;
+    let envelope: Envelope = serde_json::from_slice(bytes)?;
     if envelope.specversion != "1.0" {
-        return Err(format!(
-            "CloudEvents {} (this host reads 1.0)",
-            envelope.specversion
-        ));
+        return Err(InvalidCloudEvent::Version(envelope.specversion));
     }
     let time_ms = match &envelope.time {
         Some(time) => humantime::parse_rfc3339(time)
-            .map_err(|e| format!("time `{time}`: {e}"))?
+            .map_err(|cause| InvalidCloudEvent::Time {
+                time: time.clone(),
+                cause,
+            })?
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64),
         None => 0,
@@ -127,24 +165,6 @@ pub fn from_cloud_event(bytes: &[u8]) -> Result<PublishedEvent, String> {
         key: envelope.partitionkey,
         data: envelope.data.to_string(),
     })
-}
-
-/// A new event from the host itself or from the API.
-pub fn new_event(
-    topic: &str,
-    source: &str,
-    data: String,
-    correlation_id: Option<String>,
-) -> PublishedEvent {
-    PublishedEvent {
-        id: ulid::Ulid::new().to_string(),
-        topic: topic.to_owned(),
-        source: source.to_owned(),
-        time_ms: crate::store::now_ms(),
-        correlation_id,
-        key: None,
-        data,
-    }
 }
 
 #[cfg(test)]
@@ -165,7 +185,12 @@ mod tests {
         let written = serde_json::to_vec(&cloud_event(&event)).unwrap();
         assert_eq!(from_cloud_event(&written).unwrap(), event);
         let other = br#"{"specversion":"0.3","id":"x","source":"s","type":"t"}"#;
-        assert!(from_cloud_event(other).unwrap_err().contains("0.3"));
+        assert!(
+            from_cloud_event(other)
+                .unwrap_err()
+                .to_string()
+                .contains("0.3")
+        );
         assert!(from_cloud_event(b"{}").is_err());
     }
 }

@@ -8,8 +8,8 @@ use std::sync::Arc;
 use tokio::sync::Notify;
 
 use crate::capabilities::events::{EventSink, SinkError};
-use crate::store::StoreError;
-use crate::store::events::{EventStore, Gate, OutboxEntry, PublishedEvent};
+use crate::model::{Gate, OutboxEntry, PublishedEvent};
+use crate::store::{EventStore, StoreError};
 
 /// The outbox. The [`super::Dispatcher`] relays from it.
 pub struct Outbox {
@@ -28,7 +28,7 @@ impl Outbox {
     }
 
     /// Writes `events`, to be released once written durably and, when `gate` is given, once
-    /// that journal entry exists. Not durable on return: the relay flushes before it
+    /// what it waits for is there. Not durable on return: the relay flushes before it
     /// releases anything.
     pub fn stage(&self, events: Vec<PublishedEvent>, gate: Option<Gate>) -> Result<(), StoreError> {
         if events.is_empty() {
@@ -47,8 +47,11 @@ impl Outbox {
     }
 
     /// Writes `events` and returns once they are durable: what `POST /v1/events` answers
-    /// after.
+    /// after, and what a handler's delivery waits for before its ack.
     pub async fn publish(&self, events: Vec<PublishedEvent>) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
         self.stage(events, None)?;
         self.store.flush().await
     }
@@ -67,15 +70,13 @@ impl Outbox {
     }
 }
 
-/// What a handler publishes goes to the outbox once the handler succeeded.
+/// What a bare handler call publishes goes to the outbox once the handler succeeded.
 impl EventSink for Outbox {
     fn accept(
         &self,
         events: Vec<PublishedEvent>,
     ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>> {
-        let result = self
-            .stage(events, None)
-            .map_err(|e| SinkError(e.to_string()));
+        let result = self.stage(events, None).map_err(|e| SinkError(Box::new(e)));
         Box::pin(std::future::ready(result))
     }
 }

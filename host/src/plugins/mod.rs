@@ -21,19 +21,21 @@
 //! restarts: [`PluginRegistry::pinned`] loads an old version back from the store, and keeps
 //! it in memory while any run holds it.
 
+mod config;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
-use crate::config::{Config, PluginConfig};
+pub use self::config::{PluginConfig, RegistryConfig};
+use crate::capabilities::events::InvalidTopic;
+use crate::model::{Grants, Head, PluginVersion, VersionSource, now_ms};
 use crate::runtime::compile::digest;
-use crate::runtime::{LoadError, Plugin, PluginSettings, Runtime, World};
-use crate::store::plugins::{Grants, PluginHead, PluginStore, PluginVersion, VersionSource};
-use crate::store::{RunStore, StoreError, now_ms};
+use crate::runtime::{LoadError, Plugin, PluginSettings, Runtime, RuntimeConfig, World};
+use crate::store::{PinKind, PluginStore, RunStore, StoreError};
 
 /// Why the registry refused or failed. Each message names the plugin.
 #[derive(Debug, thiserror::Error)]
@@ -58,13 +60,13 @@ pub enum RegistryError {
         /// Why.
         source: LoadError,
     },
-    /// A configured plugin's grants do not parse.
-    #[error("plugins.{plugin}: {reason}")]
+    /// A configured plugin's publish grants do not parse.
+    #[error("plugins.{plugin}.publish: {source}")]
     Settings {
         /// The plugin.
         plugin: String,
         /// Why.
-        reason: String,
+        source: InvalidTopic,
     },
     /// No plugin of that name is configured.
     #[error(
@@ -142,36 +144,31 @@ pub enum RegistryError {
         /// The version.
         digest: String,
     },
-    /// The host failed in a way that says nothing about the component.
-    #[error("{0}")]
-    Internal(String),
+    /// The compiler failed in a way that says nothing about the component (it panicked).
+    #[error("compiling plugin `{plugin}` failed in the host")]
+    Compiler {
+        /// The plugin.
+        plugin: String,
+        /// The compile task's failure.
+        source: tokio::task::JoinError,
+    },
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
 }
 
-/// `[registry]`: versions and uploads.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct RegistryConfig {
-    /// Watch the configured plugin files, and register a rebuilt one as the current
-    /// version (the local development loop). Default true.
-    pub watch: bool,
-    /// Largest component `PUT /v1/plugins/{name}` accepts, in MiB. Default 128 (an
-    /// interpreter-based component, Python's or JS's, weighs tens of MiB).
-    pub max_upload_mib: usize,
-    /// Versions kept per plugin; older ones that no run pins are collected. Default 10.
-    pub keep_versions: usize,
-}
-
-impl Default for RegistryConfig {
-    fn default() -> Self {
-        Self {
-            watch: true,
-            max_upload_mib: 128,
-            keep_versions: 10,
-        }
-    }
+/// A use of a plugin by the configuration: a workflow step needs a `step-plugin`, a
+/// subscription a `handler-plugin`. A version must implement every world its name is used
+/// as.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Use {
+    /// The plugin's name.
+    pub plugin: String,
+    /// The world the use needs.
+    pub world: World,
+    /// The configuration key that uses it, for errors
+    /// (`workflows.checkout.steps.charge.plugin`).
+    pub key: String,
 }
 
 /// A configured plugin: what the configuration says about its name.
@@ -180,7 +177,7 @@ struct Entry {
     grants: Grants,
     file: PathBuf,
     /// The worlds its name is used as, each with a configuration key that uses it so.
-    uses: Vec<(World, String)>,
+    uses: Vec<Use>,
 }
 
 /// The outcome of a registration.
@@ -248,34 +245,37 @@ impl CurrentVersions<'_> {
 }
 
 impl PluginRegistry {
-    /// Opens the registry over `store`, registering each configured file that changed since
-    /// it was last registered, and loads every plugin's current version. Fails naming the
-    /// plugin if a file is unreadable or not a usable plugin, or a current version does
-    /// not implement a world its name is used as: the host never starts half-configured.
-    /// Compiles on the calling thread (start-up has nothing else to do).
+    /// Opens the registry over `store`, registering each of `plugins`' files that changed
+    /// since it was last registered, and loads every plugin's current version. Each must
+    /// implement every world `uses` needs. Fails naming the plugin if a file is unreadable
+    /// or not a usable plugin, or a current version does not implement a world its name is
+    /// used as: the host never starts half-configured. Compiles on the calling thread
+    /// (start-up has nothing else to do).
     pub async fn open(
         runtime: Arc<Runtime>,
         store: Arc<dyn PluginStore>,
         runs: Arc<dyn RunStore>,
-        config: &Config,
+        config: &RegistryConfig,
+        plugins: &BTreeMap<String, PluginConfig>,
+        uses: &[Use],
     ) -> Result<Self, RegistryError> {
         let registry = Self {
-            entries: entries(config)?,
+            entries: entries(plugins, uses, runtime.config())?,
             runtime,
             store,
             runs,
             current: RwLock::default(),
             loaded: Mutex::default(),
             changes: tokio::sync::Mutex::new(()),
-            max_upload_bytes: config.registry.max_upload_mib.saturating_mul(1024 * 1024),
-            keep_versions: config.registry.keep_versions.max(1),
+            max_upload_bytes: config.max_upload_mib.saturating_mul(1024 * 1024),
+            keep_versions: config.keep_versions.max(1),
         };
         for (name, entry) in &registry.entries {
             let wasm = read(name, entry)?;
             let file_digest = digest(&wasm);
             let head = registry.store.head(name)?.unwrap_or_default();
             match head.current() {
-                Some(current) if head.file_digest.as_deref() == Some(file_digest.as_str()) => {
+                Some(current) if head.config_digest.as_deref() == Some(file_digest.as_str()) => {
                     let from_file = current == file_digest;
                     let bytes = if from_file {
                         wasm
@@ -383,7 +383,7 @@ impl PluginRegistry {
         let entry = self.entry(name)?;
         let wasm = read(name, entry)?;
         let head = self.store.head(name)?.unwrap_or_default();
-        if head.file_digest.as_deref() == Some(digest(&wasm).as_str()) {
+        if head.config_digest.as_deref() == Some(digest(&wasm).as_str()) {
             return Ok(None);
         }
         self.register(name, wasm, None, VersionSource::Watch)
@@ -453,7 +453,7 @@ impl PluginRegistry {
         }
         // Not current, and it cannot become current while `changes` is held: every run
         // that pins it is in the run store already (see `current_versions`).
-        let runs = pins_of(&self.runs.pins()?, name, digest);
+        let runs = pins_of(&self.runs.pins(PinKind::Plugin, name)?, digest);
         if runs > 0 {
             return Err(RegistryError::Pinned {
                 plugin: name.to_owned(),
@@ -477,25 +477,17 @@ impl PluginRegistry {
 
     /// Every configured plugin, by name.
     pub fn list(&self) -> Result<Vec<PluginView>, RegistryError> {
-        let pins = self.runs.pins()?;
-        self.entries
-            .keys()
-            .map(|name| self.view(name, &pins))
-            .collect()
+        self.entries.keys().map(|name| self.view(name)).collect()
     }
 
     /// One plugin with its versions.
     pub fn describe(&self, name: &str) -> Result<PluginView, RegistryError> {
-        self.entry(name)?;
-        self.view(name, &self.runs.pins()?)
+        self.view(name)
     }
 
-    fn view(
-        &self,
-        name: &str,
-        pins: &HashMap<(String, String), usize>,
-    ) -> Result<PluginView, RegistryError> {
+    fn view(&self, name: &str) -> Result<PluginView, RegistryError> {
         let entry = self.entry(name)?;
+        let pins = self.runs.pins(PinKind::Plugin, name)?;
         let current = self
             .current(name)
             .map(|p| p.digest().to_owned())
@@ -506,12 +498,12 @@ impl PluginRegistry {
             .into_iter()
             .map(|version| VersionView {
                 current: version.digest == current,
-                pinned_runs: pins_of(pins, name, &version.digest),
+                pinned_runs: pins_of(&pins, &version.digest),
                 version,
             })
             .collect();
         versions.reverse();
-        let mut used_as: Vec<String> = entry.uses.iter().map(|(w, _)| w.to_string()).collect();
+        let mut used_as: Vec<String> = entry.uses.iter().map(|u| u.world.to_string()).collect();
         used_as.dedup();
         Ok(PluginView {
             name: name.to_owned(),
@@ -555,7 +547,10 @@ impl PluginRegistry {
         let settings = entry.settings.clone();
         let loaded = tokio::task::spawn_blocking(move || runtime.load(settings, &wasm))
             .await
-            .map_err(|e| RegistryError::Internal(format!("compiling plugin `{name}`: {e}")))?;
+            .map_err(|source| RegistryError::Compiler {
+                plugin: name.to_owned(),
+                source,
+            })?;
         loaded
             .map(Arc::new)
             .map_err(|source| RegistryError::Invalid {
@@ -608,7 +603,7 @@ impl PluginRegistry {
         let changed = head.current() != Some(digest.as_str());
         head.make_current(&digest);
         if source != VersionSource::Api {
-            head.file_digest = Some(digest.clone());
+            head.config_digest = Some(digest.clone());
         }
         self.store.put_head(name, &head)?;
         self.store.flush().await?;
@@ -651,7 +646,7 @@ impl PluginRegistry {
     /// Removes the versions of `name` beyond `keep_versions` that were current least
     /// recently (or never), unless current or pinned. Called with `changes` held; durable
     /// with the next flush.
-    fn collect(&self, name: &str, head: &mut PluginHead) -> Result<(), RegistryError> {
+    fn collect(&self, name: &str, head: &mut Head) -> Result<(), RegistryError> {
         let mut versions = self.store.versions(name)?;
         let Some(excess) = versions.len().checked_sub(self.keep_versions) else {
             return Ok(());
@@ -664,14 +659,14 @@ impl PluginRegistry {
             let position = head.history.iter().position(|d| *d == v.digest);
             (position.map_or(0, |p| p + 1), v.registered_ms)
         });
-        let pins = self.runs.pins()?;
+        let pins = self.runs.pins(PinKind::Plugin, name)?;
         let mut removed = 0;
         for version in &versions {
             if removed == excess {
                 break;
             }
             let digest = &version.digest;
-            if head.current() == Some(digest) || pins_of(&pins, name, digest) > 0 {
+            if head.current() == Some(digest) || pins_of(&pins, digest) > 0 {
                 continue;
             }
             if self.store.remove_version(name, digest)? {
@@ -688,34 +683,24 @@ impl PluginRegistry {
     }
 }
 
-/// What the configuration says about each plugin: grants, file and uses.
-fn entries(config: &Config) -> Result<BTreeMap<String, Entry>, RegistryError> {
-    let mut uses: BTreeMap<&str, Vec<(World, String)>> = BTreeMap::new();
-    for (workflow, definition) in &config.workflows {
-        for step in &definition.steps {
-            uses.entry(&step.plugin).or_default().push((
-                World::Step,
-                format!("workflows.{workflow}.steps.{}.plugin", step.name),
-            ));
-        }
-    }
-    for (name, subscription) in &config.subscriptions {
-        uses.entry(&subscription.handler)
-            .or_default()
-            .push((World::Handler, format!("subscriptions.{name}.handler")));
-    }
-    config
-        .plugins
+/// What the configuration says about each plugin: settings, grants, file and uses.
+fn entries(
+    plugins: &BTreeMap<String, PluginConfig>,
+    uses: &[Use],
+    runtime: &RuntimeConfig,
+) -> Result<BTreeMap<String, Entry>, RegistryError> {
+    plugins
         .iter()
         .map(|(name, plugin)| {
-            let settings = PluginSettings::new(name, plugin, config).map_err(|reason| {
-                RegistryError::Settings {
-                    plugin: name.clone(),
-                    reason,
-                }
-            })?;
-            let mut used = uses.remove(name.as_str()).unwrap_or_default();
-            used.sort_by_key(|(world, _)| *world as u8);
+            let settings =
+                plugin
+                    .settings(name, runtime)
+                    .map_err(|source| RegistryError::Settings {
+                        plugin: name.clone(),
+                        source,
+                    })?;
+            let mut used: Vec<Use> = uses.iter().filter(|u| u.plugin == *name).cloned().collect();
+            used.sort_by_key(|u| u.world as u8);
             let entry = Entry {
                 grants: grants(name, plugin),
                 settings,
@@ -779,32 +764,32 @@ fn load_checked(
 /// Checks that `plugin` implements every world `name` is used as.
 fn check_uses(name: &str, entry: &Entry, plugin: &Plugin) -> Result<(), RegistryError> {
     let has = plugin.worlds();
-    match entry.uses.iter().find(|(world, _)| !has.contains(world)) {
-        Some((world, key)) => Err(RegistryError::WrongWorld {
+    match entry.uses.iter().find(|u| !has.contains(&u.world)) {
+        Some(missing) => Err(RegistryError::WrongWorld {
             plugin: name.to_owned(),
-            world: *world,
-            key: key.clone(),
+            world: missing.world,
+            key: missing.key.clone(),
             has,
         }),
         None => Ok(()),
     }
 }
 
-fn pins_of(pins: &HashMap<(String, String), usize>, name: &str, digest: &str) -> usize {
-    pins.get(&(name.to_owned(), digest.to_owned()))
-        .copied()
-        .unwrap_or(0)
+fn pins_of(pins: &BTreeMap<String, usize>, digest: &str) -> usize {
+    pins.get(digest).copied().unwrap_or(0)
 }
 
-/// Loads every plugin the configuration names from its file and checks it against its
-/// uses, storing nothing: what `flowhost check` reports, and what tests and benchmarks that
-/// call plugins directly use.
+/// Loads each of `plugins` from its file and checks it against `uses`, storing nothing:
+/// what `flowhost check` reports, and what tests and benchmarks that call plugins directly
+/// use.
 pub fn load_files(
     runtime: &Runtime,
-    config: &Config,
+    plugins: &BTreeMap<String, PluginConfig>,
+    uses: &[Use],
 ) -> Result<BTreeMap<String, Arc<Plugin>>, RegistryError> {
+    let configured = plugins;
     let mut plugins = BTreeMap::new();
-    for (name, entry) in entries(config)? {
+    for (name, entry) in entries(configured, uses, runtime.config())? {
         let wasm = read(&name, &entry)?;
         let plugin = load_checked(runtime, &name, &entry, &wasm).map_err(|e| in_file(e, &entry))?;
         plugins.insert(name, plugin);

@@ -9,13 +9,20 @@
 //!   a fresh store with the plugin's memory cap and deadline. A trap, the deadline or the
 //!   cap fails that call with a [`CallError`] naming the plugin and the cause; the host
 //!   carries on.
+//! - [`state`]: what one call's store holds ([`HostState`]).
+//!
+//! The runtime takes its own section, `[runtime]` ([`RuntimeConfig`]); a plugin's grants and
+//! limits come to it resolved, as [`PluginSettings`].
 
 pub mod compile;
+mod config;
 pub(crate) mod limits;
 mod plugin;
+pub mod state;
 pub(crate) mod wasi;
 
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -27,13 +34,15 @@ use wasmtime::{
 };
 
 pub use self::compile::CompiledCache;
+pub use self::config::{InvalidRuntime, RuntimeConfig};
 pub use self::plugin::{LoadError, Plugin, World};
+use self::state::{CallContext, HostState};
 use crate::bindings::StepPlugin;
 use crate::bindings::types::{Event, StepError, StepInfo};
-use crate::capabilities::events::{PublishedEvent, TopicPattern};
+use crate::capabilities::events::TopicPattern;
 use crate::capabilities::{self, Capabilities};
-use crate::config::{Config, PluginConfig};
-use crate::state::{CallContext, HostState};
+pub use crate::model::Direction;
+use crate::model::PublishedEvent;
 
 /// How often the epoch ticks. A running guest yields to the async executor once per tick,
 /// so a busy plugin cannot starve the host's other tasks for longer than this.
@@ -63,38 +72,17 @@ pub struct PluginSettings {
 }
 
 impl PluginSettings {
-    /// Settings of plugin `name` configured as `plugin`, with defaults from `config`.
-    pub fn new(name: &str, plugin: &PluginConfig, config: &Config) -> Result<Self, String> {
-        let publish = plugin
-            .publish
-            .iter()
-            .map(|p| TopicPattern::parse(p))
-            .collect::<Result<Vec<_>, _>>()?;
-        let mib = plugin
-            .memory_limit_mib
-            .unwrap_or(config.runtime.memory_limit_mib);
-        Ok(Self {
-            name: name.into(),
-            services: plugin.services.clone().into(),
-            publish: publish.into(),
-            cache_namespace: plugin.cache_namespace.as_deref().unwrap_or(name).into(),
-            config: Arc::new(plugin.config.clone()),
-            memory_limit_bytes: mib as usize * 1024 * 1024,
-            timeout: plugin.timeout.unwrap_or(config.runtime.call_timeout),
-        })
-    }
-
     /// Settings for a plugin that is granted nothing, with the runtime's default limits:
     /// what `flowhost plugin check` and tests use.
-    pub fn ungranted(name: &str, config: &Config) -> Self {
+    pub fn ungranted(name: &str, runtime: &RuntimeConfig) -> Self {
         Self {
             name: name.into(),
             services: Arc::new([]),
             publish: Arc::new([]),
             cache_namespace: name.into(),
             config: Arc::default(),
-            memory_limit_bytes: config.runtime.memory_limit_mib as usize * 1024 * 1024,
-            timeout: config.runtime.call_timeout,
+            memory_limit_bytes: runtime.memory_limit_mib as usize * 1024 * 1024,
+            timeout: runtime.call_timeout,
         }
     }
 }
@@ -137,6 +125,18 @@ pub enum CallError {
         /// The world the call needs.
         world: World,
     },
+    /// A step returned more than `runtime.max-output-bytes`.
+    #[error(
+        "plugin `{plugin}` returned {size} bytes of output, over runtime.max-output-bytes ({limit})"
+    )]
+    OutputTooLarge {
+        /// The plugin.
+        plugin: Arc<str>,
+        /// What it returned, in bytes.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// The events of a successful call could not be handed on.
     #[error("plugin `{plugin}`: {source}")]
     Sink {
@@ -161,21 +161,38 @@ pub struct Runtime {
     linker: Linker<HostState>,
     capabilities: Capabilities,
     compiled: Option<CompiledCache>,
+    config: RuntimeConfig,
     _ticker: EpochTicker,
+}
+
+/// Where the runtime's sizes and caches come from besides `[runtime]`.
+#[derive(Debug, Clone, Default)]
+pub struct RuntimeSetup {
+    /// The largest memory cap any plugin gets, in MiB, which sizes the instance pool's
+    /// slots; at least `runtime.memory-limit-mib`.
+    pub max_memory_limit_mib: u32,
+    /// Where compiled code is cached, when `runtime.compiled-cache` is on.
+    pub compiled_dir: Option<PathBuf>,
 }
 
 impl Runtime {
     /// Builds the engine and linker for `config`, with `capabilities` behind the WIT
     /// interfaces.
-    pub fn new(config: &Config, capabilities: Capabilities) -> anyhow::Result<Self> {
-        let engine = Engine::new(&engine_config(config))?;
+    pub fn new(
+        config: &RuntimeConfig,
+        setup: &RuntimeSetup,
+        capabilities: Capabilities,
+    ) -> anyhow::Result<Self> {
+        let engine = Engine::new(&engine_config(config, setup))?;
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker)?;
         capabilities::add_to_linker(&mut linker)?;
-        let compiled = config
-            .compiled_cache_dir()
-            .map(|dir| CompiledCache::new(dir, &engine))
+        let compiled = setup
+            .compiled_dir
+            .as_ref()
+            .filter(|_| config.compiled_cache)
+            .map(|dir| CompiledCache::new(dir.clone(), &engine))
             .transpose()?;
         let ticker = EpochTicker::start(engine.clone());
         Ok(Self {
@@ -183,8 +200,14 @@ impl Runtime {
             linker,
             capabilities,
             compiled,
+            config: config.clone(),
             _ticker: ticker,
         })
+    }
+
+    /// `[runtime]`: the limits a plugin gets unless its own section says otherwise.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
     }
 
     /// The engine, for callers that inspect components.
@@ -303,6 +326,15 @@ impl Runtime {
         })
         .await;
         let (result, events) = answer(plugin, &mut store, limit, outcome)?;
+        if let Ok(output) = &result
+            && output.len() > self.config.max_output_bytes
+        {
+            return Err(CallError::OutputTooLarge {
+                plugin: plugin.name().clone(),
+                size: output.len(),
+                limit: self.config.max_output_bytes,
+            });
+        }
         // The call returned normally, so the instance is sound; one that hit its memory cap
         // is not kept, so that the cap's verdict stays about one call.
         if let Some(instance) = instance
@@ -314,7 +346,7 @@ impl Runtime {
                 instance,
             });
         }
-        Ok(StepAnswer { result, events })
+        Ok(Answer { result, events })
     }
 
     /// Runs `event-handler.handle` in a fresh instance; otherwise as [`Self::execute`].
@@ -326,6 +358,20 @@ impl Runtime {
         subscription: &str,
         event: &Event,
     ) -> Result<Result<(), String>, CallError> {
+        let answer = self.deliver(plugin, subscription, event).await?;
+        self.release(plugin, answer.events).await?;
+        Ok(answer.result)
+    }
+
+    /// As [`Self::handle`], but handing back what the call published instead of releasing
+    /// it: the dispatcher writes a handler's events durably before it acknowledges the
+    /// delivery.
+    pub async fn deliver(
+        &self,
+        plugin: &Plugin,
+        subscription: &str,
+        event: &Event,
+    ) -> Result<Answer<(), String>, CallError> {
         let pre = plugin.handler_pre().ok_or_else(|| CallError::WrongWorld {
             plugin: plugin.name().clone(),
             world: World::Handler,
@@ -348,8 +394,8 @@ impl Runtime {
                 .await
         })
         .await;
-        self.conclude(plugin, &mut store, plugin.settings().timeout, outcome)
-            .await
+        let (result, events) = answer(plugin, &mut store, plugin.settings().timeout, outcome)?;
+        Ok(Answer { result, events })
     }
 
     /// A fresh store for one call: the plugin's limits, and a yield to the executor on
@@ -361,20 +407,6 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(|_| Ok(UpdateDeadline::Yield(1)));
         store
-    }
-
-    /// The host's verdict on a finished call; when the plugin's own answer is `Ok`, what the
-    /// call published goes to the sink (the transactional outbox), otherwise it is dropped.
-    async fn conclude<T, E>(
-        &self,
-        plugin: &Plugin,
-        store: &mut Store<HostState>,
-        limit: Duration,
-        outcome: Result<wasmtime::Result<Result<T, E>>, tokio::time::error::Elapsed>,
-    ) -> Result<Result<T, E>, CallError> {
-        let (result, events) = answer(plugin, store, limit, outcome)?;
-        self.release(plugin, events).await?;
-        Ok(result)
     }
 
     /// Hands the events a successful call published to the sink.
@@ -393,15 +425,18 @@ impl Runtime {
     }
 }
 
-/// A step call's answer and, when the answer is `Ok`, the events the call published, not
+/// A call's answer and, when the answer is `Ok`, the events the call published, not
 /// released yet.
 #[derive(Debug)]
-pub struct StepAnswer {
+pub struct Answer<T, E> {
     /// The plugin's answer.
-    pub result: Result<String, StepError>,
+    pub result: Result<T, E>,
     /// What it published.
     pub events: Vec<PublishedEvent>,
 }
+
+/// A step call's answer: its output JSON or the plugin's error.
+pub type StepAnswer = Answer<String, StepError>;
 
 /// The instance a run's last step call used, kept so that the run's next call, when it is
 /// to the same plugin, skips instantiation: consecutive steps of one plugin (and their
@@ -434,26 +469,6 @@ impl WarmInstance {
         let warm = self.slot.take()?;
         let (name, digest) = &warm.plugin;
         (name == plugin.name() && digest == plugin.digest()).then_some(warm)
-    }
-}
-
-/// Which export of `saga-step` a call runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Direction {
-    /// `saga-step.execute`.
-    Execute,
-    /// `saga-step.compensate`.
-    Compensate,
-}
-
-impl Direction {
-    /// `execute` or `compensate`, as in idempotency keys.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Direction::Execute => "execute",
-            Direction::Compensate => "compensate",
-        }
     }
 }
 
@@ -517,15 +532,16 @@ fn settle<R>(
 
 /// The engine settings: component model, async, pooling allocator sized from `config`,
 /// epoch interruption.
-fn engine_config(config: &Config) -> wasmtime::Config {
-    let instances = config.runtime.max_instances;
+fn engine_config(config: &RuntimeConfig, setup: &RuntimeSetup) -> wasmtime::Config {
+    let instances = config.max_instances;
+    let max_memory_mib = setup.max_memory_limit_mib.max(config.memory_limit_mib);
     let mut pool = PoolingAllocationConfig::new();
     pool.total_component_instances(instances)
         .total_core_instances(instances.saturating_mul(8))
         .total_memories(instances.saturating_mul(2))
         .total_tables(instances.saturating_mul(4))
         .total_stacks(instances)
-        .max_memory_size(config.max_memory_limit_mib() as usize * 1024 * 1024)
+        .max_memory_size(max_memory_mib as usize * 1024 * 1024)
         .max_core_instances_per_component(64)
         .max_memories_per_component(16)
         .max_tables_per_component(32)

@@ -7,10 +7,10 @@ use std::sync::Arc;
 use wasmtime::wasmparser::Parser;
 
 use super::compile::{self, Compiled};
+use super::state::HostState;
 use super::{PluginSettings, Runtime};
 use crate::bindings::export_names::{EVENT_HANDLER, SAGA_STEP};
 use crate::bindings::{HandlerPluginPre, StepPluginPre};
-use crate::state::HostState;
 
 /// The worlds of `flowhost:plugin` a component can implement.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,47 +1,59 @@
-//! The saga engine: drives runs through their steps, forward and, after a failure, back.
+//! The saga engine: drives runs through their steps by the [`Lifecycle`] state machine,
+//! performing the I/O it asks for.
 //!
-//! Each run is one tokio task, bounded by a semaphore. Every attempt is one journal entry
-//! (with what the step returned), which is all a step writes; the run's record is rewritten
-//! only when its status changes. Nothing is flushed to disk but where the API acknowledges
-//! something: a new run before its 202, a finished run before anyone is told (group commit
-//! shares each flush between all runs waiting for one). After `kill -9`,
-//! [`Engine::recover`] resumes every unfinished run from its last durable journal entry and
-//! re-runs the attempt that was in flight, with the same attempt number and idempotency key,
-//! so services that honour the key see the repeat as a repeat. So a run of five steps costs
-//! two flushes and about a dozen small writes.
+//! A run is driven on a tokio task while it holds a slot of the [`Scheduler`]; between
+//! attempts it may wait (a backoff) with no task and no slot, its due time derived from the
+//! journal. Every attempt is one journal entry (with what the step returned), which is all
+//! a step writes; the run's record is rewritten only when its status changes, as a
+//! compare-and-swap on its revision, so two drivers of one run cannot both win. Nothing is
+//! flushed to disk but where the API acknowledges something: a new run before its 202, a
+//! finished run before anyone is told (group commit shares each flush between all runs
+//! waiting for one). After `kill -9`, [`Engine::recover`] queues every unfinished run; the
+//! state machine resumes it from its last durable journal entry and re-runs the attempt
+//! that was in flight, with the same attempt number and idempotency key.
 //!
-//! Retryable errors, traps and deadlines retry per the step's policy; a fatal error or
-//! exhausted retries compensates the completed steps in reverse order. A compensation that
-//! keeps failing stops the run in `compensation_failed` until [`Engine::retry`].
+//! A run is pinned to the workflow definition and the plugin versions that were current
+//! when it started ([`Run::workflow_version`], [`Run::plugins`]): every step and
+//! compensation follows those, across hot swaps, configuration changes and restarts, while
+//! new runs take the current ones.
 //!
-//! A run is pinned to the plugin versions that were current when it started (recorded in
-//! [`Run::plugins`]): every step and compensation runs on those, across hot swaps and
-//! restarts, while new runs take the current versions.
+//! Starts are admitted by the scheduler: past `server.max-concurrent-runs` a run waits for
+//! a slot, past `server.max-pending-runs` more the start is refused ([`EngineError::Overloaded`])
+//! before anything is stored. A start with an id or idempotency key returns the run that key
+//! names however many requests race, and only once that run is durable.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use serde_json::{Map, Value};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
-use super::definition::{StepConfig, WorkflowConfig};
+use super::machine::{self, Action, Attempt, Event, Lifecycle};
+use super::scheduler::{Admitted, Limits, Resume, Scheduler};
 use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
-use crate::events::{Outbox, new_event};
-use crate::plugins::{PluginRegistry, RegistryError};
-use crate::runtime::{Plugin, WarmInstance};
-use crate::store::events::{Gate, PublishedEvent};
-use crate::store::{
-    Created, Direction, JournalEntry, Outcome, RUN_FORMAT, Run, RunError, RunStatus, RunStore,
-    StepState, StepStatus, StoreError, now_ms,
+use crate::events::{Outbox, Trigger};
+use crate::model::{
+    Clock, Direction, Gate, InvalidRunId, JournalEntry, Outcome, PublishedEvent, RUN_FORMAT, Run,
+    RunError, RunId, RunStatus, StepState, WorkflowDefinition,
 };
+use crate::plugins::{PluginRegistry, RegistryError};
+use crate::runtime::{CallError, Plugin, WarmInstance};
+use crate::store::{BoxFuture, Created, RunStore, StoreError};
+use crate::workflows::{Workflow, WorkflowError, WorkflowRegistry};
 
-/// Longest client-chosen run id.
-const MAX_RUN_ID: usize = 128;
+/// How long a client refused for load is told to wait.
+const RETRY_AFTER: Duration = Duration::from_secs(1);
+
+/// How long a run whose drive panicked outside an attempt waits before it is taken up
+/// again.
+const AFTER_PANIC: Duration = Duration::from_secs(1);
 
 /// Why the engine refused a request.
 #[derive(Debug, thiserror::Error)]
@@ -58,34 +70,38 @@ pub enum EngineError {
     )]
     NotRetryable {
         /// The run.
-        id: String,
+        id: RunId,
         /// Its status.
         status: &'static str,
     },
+    /// Another request changed the run first (a concurrent retry).
+    #[error("run `{0}` changed while this request handled it: another retry took it up")]
+    Conflict(RunId),
     /// A client-chosen run id is malformed.
-    #[error("invalid run id: {0}")]
-    InvalidId(String),
+    #[error(transparent)]
+    InvalidId(#[from] InvalidRunId),
+    /// Every slot and every place in the queue is taken; nothing was stored.
+    #[error(
+        "the host is at capacity: {running} runs running and {pending} waiting (server.max-pending-runs); nothing was stored, try again in {}s",
+        .retry_after.as_secs()
+    )]
+    Overloaded {
+        /// Runs driven now.
+        running: usize,
+        /// Runs waiting for a slot.
+        pending: usize,
+        /// When to try again.
+        retry_after: Duration,
+    },
     /// The host is shutting down and starts nothing new.
     #[error("the host is shutting down")]
     ShuttingDown,
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
-}
-
-/// A workflow definition, validated.
-struct Workflow {
-    steps: Vec<StepConfig>,
-}
-
-impl Workflow {
-    /// Whether `run` has completed steps that its compensation would undo.
-    fn has_steps_to_undo(&self, run: &Run) -> bool {
-        self.steps
-            .iter()
-            .zip(&run.steps)
-            .any(|(config, state)| config.compensate && state.status == StepStatus::Completed)
-    }
+    /// The workflow registry failed.
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
 }
 
 /// The engine. Cheap to clone.
@@ -100,47 +116,22 @@ struct Inner {
     outbox: Arc<Outbox>,
     runtime: Arc<Runtime>,
     plugins: Arc<PluginRegistry>,
-    workflows: BTreeMap<String, Workflow>,
-    permits: Arc<Semaphore>,
+    workflows: Arc<WorkflowRegistry>,
+    clock: Arc<dyn Clock>,
+    scheduler: Scheduler,
     /// Callers waiting for runs to end. A std `Mutex`: held to push or drain, never across
-    /// an `.await`.
-    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<Run>>>>,
+    /// an `.await`; so are the three below.
+    waiters: Mutex<HashMap<RunId, Vec<oneshot::Sender<Run>>>>,
+    /// Runs whose creation is not durable yet, with what their creator drops once it is (or
+    /// once the run is discarded): a request that finds such a run waits for that before
+    /// it answers with it.
+    creating: Mutex<HashMap<RunId, watch::Receiver<()>>>,
+    /// Runs being driven: one driver per run in this process.
+    active: Mutex<HashSet<RunId>>,
+    /// Panics per run, while it keeps panicking outside its attempts.
+    panics: Mutex<HashMap<RunId, u32>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-}
-
-/// A run being driven, with the status its stored record has, which the store needs to
-/// keep its status index right without reading the record back, and the instance its last
-/// step call used.
-struct Tracked {
-    run: Run,
-    stored: RunStatus,
-    warm: WarmInstance,
-}
-
-impl std::ops::Deref for Tracked {
-    type Target = Run;
-    fn deref(&self) -> &Run {
-        &self.run
-    }
-}
-
-impl std::ops::DerefMut for Tracked {
-    fn deref_mut(&mut self) -> &mut Run {
-        &mut self.run
-    }
-}
-
-/// A workflow with the plugin versions one run is pinned to.
-struct Bound<'a> {
-    steps: Vec<(&'a StepConfig, Arc<Plugin>)>,
-}
-
-/// What the forward pass ended with.
-enum Forward {
-    Completed,
-    /// This step failed for good.
-    Failed,
 }
 
 /// Why a drive stopped before the run reached a terminal status; it resumes on restart.
@@ -150,111 +141,110 @@ enum Halt {
     Shutdown,
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Workflow(#[from] WorkflowError),
+}
+
+/// The work a driver starts with: a run in hand (a new one), or an id to read.
+enum Work {
+    New(Box<Run>),
+    Queued(RunId, Resume),
+}
+
+/// Where a run is when its drive hands it back.
+enum Drove {
+    Ended,
+    Waiting,
+}
+
+/// Removes its run from [`Inner::creating`] when dropped, waking whoever waits on it.
+struct Creation<'a> {
+    inner: &'a Inner,
+    id: RunId,
+    _done: watch::Sender<()>,
+}
+
+impl Drop for Creation<'_> {
+    fn drop(&mut self) {
+        self.inner
+            .creating
+            .lock()
+            .expect("creating lock")
+            .remove(&self.id);
+    }
+}
+
+/// Removes its run from [`Inner::active`] when dropped.
+struct Driving {
+    inner: Arc<Inner>,
+    id: RunId,
+}
+
+impl Drop for Driving {
+    fn drop(&mut self) {
+        self.inner
+            .active
+            .lock()
+            .expect("active lock")
+            .remove(&self.id);
+    }
 }
 
 impl Engine {
-    /// An engine over `store`, running the workflows in `workflows` with the plugins in
-    /// `plugins`, at most `max_concurrent_runs` at a time. Fails naming the workflow and
-    /// key if a step names an unknown plugin (the registry has checked that each is a
-    /// `step-plugin`).
+    /// An engine over `store`, running the workflows of `workflows` with the plugins of
+    /// `plugins`, admitting runs within `limits`, telling time by `clock`.
     pub fn new(
         store: Arc<dyn RunStore>,
         outbox: Arc<Outbox>,
         runtime: Arc<Runtime>,
         plugins: Arc<PluginRegistry>,
-        workflows: &BTreeMap<String, WorkflowConfig>,
-        max_concurrent_runs: usize,
-    ) -> Result<Self, String> {
-        let resolved = resolve(&plugins, workflows)?;
-        Ok(Self {
+        workflows: Arc<WorkflowRegistry>,
+        limits: Limits,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
+        let engine = Self {
             inner: Arc::new(Inner {
                 store,
                 outbox,
                 runtime,
                 plugins,
-                workflows: resolved,
-                permits: Arc::new(Semaphore::new(max_concurrent_runs)),
+                workflows,
+                clock,
+                scheduler: Scheduler::new(limits),
                 waiters: Mutex::default(),
+                creating: Mutex::default(),
+                active: Mutex::default(),
+                panics: Mutex::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
-        })
+        };
+        engine.start_scheduling();
+        engine
     }
 
     /// Starts a run of `workflow` with `input` as its context, durably, unless a run with
-    /// `id` or with `idempotency_key` exists: then returns that one. The flag says whether
-    /// the run is new.
+    /// `id` or with `idempotency_key` exists: then returns that one, once it is durable. The
+    /// flag says whether the run is new. Refused with [`EngineError::Overloaded`] when the
+    /// host has no room, before anything is stored.
     pub async fn start(
         &self,
         workflow: &str,
         input: Map<String, Value>,
-        id: Option<String>,
+        id: Option<RunId>,
         idempotency_key: Option<String>,
     ) -> Result<(Run, bool), EngineError> {
-        let definition = self
-            .inner
-            .workflows
-            .get(workflow)
-            .ok_or_else(|| EngineError::UnknownWorkflow(workflow.to_owned()))?;
-        if self.inner.shutdown.is_cancelled() {
-            return Err(EngineError::ShuttingDown);
-        }
-        if let Some(id) = &id {
-            validate_id(id)?;
-        }
-        // A run that can start at once is stored as running: one write less than storing
-        // it pending and then saving it running.
-        let permit = self.inner.permits.clone().try_acquire_owned().ok();
-        let now = now_ms();
-        let mut run = Run {
-            format: RUN_FORMAT,
-            id: id.unwrap_or_else(|| ulid::Ulid::new().to_string()),
-            workflow: workflow.to_owned(),
-            status: if permit.is_some() {
-                RunStatus::Running
-            } else {
-                RunStatus::Pending
-            },
-            input,
-            steps: definition
-                .steps
-                .iter()
-                .map(|step| StepState::pending(&step.name))
-                .collect(),
-            error: None,
-            plugins: BTreeMap::new(),
-            idempotency_key,
-            created_ms: now,
-            updated_ms: now,
-            ended_ms: None,
-            journaled: 0,
-        };
-        let created = {
-            // The versions current now are the run's for its whole life. The registry does
-            // not collect a version while this guard is held, so the run is in the store
-            // before any version it pins could go.
-            let current = self.inner.plugins.current_versions();
-            for step in &definition.steps {
-                if let Some(plugin) = current.get(&step.plugin) {
-                    run.plugins
-                        .insert(step.plugin.clone(), plugin.digest().to_owned());
-                }
-            }
-            self.inner.store.create(&run)
-        };
-        match created? {
-            Created::Existing(existing) => Ok((*existing, false)),
-            Created::New => {
-                self.inner.store.flush().await?;
-                self.spawn(run.clone(), permit);
-                Ok((run, true))
-            }
-        }
+        self.inner
+            .start(workflow, input, id, idempotency_key, false)
+            .await
     }
 
     /// The run with this id.
     pub fn get(&self, id: &str) -> Result<Option<Run>, EngineError> {
-        Ok(self.inner.store.get(id)?)
+        let Ok(id) = RunId::parse(id) else {
+            return Ok(None);
+        };
+        Ok(self.inner.store.get(&id)?)
     }
 
     /// The run store, for listings and journals.
@@ -262,71 +252,84 @@ impl Engine {
         &self.inner.store
     }
 
+    /// The workflow registry.
+    pub fn workflows(&self) -> &Arc<WorkflowRegistry> {
+        &self.inner.workflows
+    }
+
+    /// Runs driven now, waiting for a slot, and waiting for a time.
+    pub fn load(&self) -> (usize, usize, usize) {
+        let (running, pending) = self.inner.scheduler.load();
+        (running, pending, self.inner.scheduler.waiting())
+    }
+
     /// Waits up to `timeout` for run `id` to reach a terminal status, and returns it as it
     /// is then.
-    pub async fn wait(&self, id: &str, timeout: Duration) -> Result<Run, EngineError> {
+    pub async fn wait(&self, id: &RunId, timeout: Duration) -> Result<Run, EngineError> {
         let (tx, rx) = oneshot::channel();
         {
             let mut waiters = self.inner.waiters.lock().expect("waiters lock");
-            let waiting = waiters.entry(id.to_owned()).or_default();
+            let waiting = waiters.entry(id.clone()).or_default();
             // Callers that gave up (timed out, or found the run finished) are gone.
             waiting.retain(|waiter| !waiter.is_closed());
             waiting.push(tx);
         }
-        let run = self
-            .get(id)?
-            .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
+        let unknown = || EngineError::UnknownRun(id.to_string());
+        let run = self.inner.store.get(id)?.ok_or_else(unknown)?;
         if run.status.is_terminal() {
             return Ok(run);
         }
         match tokio::time::timeout(timeout, rx).await {
             Ok(Ok(run)) => Ok(run),
-            _ => self
-                .get(id)?
-                .ok_or_else(|| EngineError::UnknownRun(id.to_owned())),
+            _ => self.inner.store.get(id)?.ok_or_else(unknown),
         }
     }
 
-    /// Drives the compensation of a `failed` or `compensation_failed` run again.
+    /// Drives the compensation of a `failed` or `compensation_failed` run again: one
+    /// retry wins however many race (the record's compare-and-swap), the others get
+    /// [`EngineError::Conflict`] or [`EngineError::NotRetryable`].
     pub async fn retry(&self, id: &str) -> Result<Run, EngineError> {
-        let mut run = self
-            .get(id)?
-            .ok_or_else(|| EngineError::UnknownRun(id.to_owned()))?;
-        let retryable = matches!(
-            run.status,
-            RunStatus::Failed | RunStatus::CompensationFailed
-        ) && self.inner.workflows.get(&run.workflow).is_some_and(|wf| {
-            wf.steps.iter().zip(&run.steps).any(|(config, state)| {
-                config.compensate
-                    && matches!(
-                        state.status,
-                        StepStatus::Completed | StepStatus::CompensationFailed
-                    )
-            })
-        });
-        if !retryable {
-            return Err(EngineError::NotRetryable {
-                id: run.id,
-                status: run.status.as_str(),
-            });
+        let inner = &self.inner;
+        let unknown = || EngineError::UnknownRun(id.to_owned());
+        let id = RunId::parse(id).map_err(|_| unknown())?;
+        let mut run = inner.store.get(&id)?.ok_or_else(unknown)?;
+        let workflow = inner.workflow_of(&mut run)?;
+        let not_retryable = |run: &Run| EngineError::NotRetryable {
+            id: run.id.clone(),
+            status: run.status.as_str(),
+        };
+        let lifecycle = Lifecycle::new(&workflow.definition);
+        if !lifecycle.retryable(&run) {
+            return Err(not_retryable(&run));
         }
-        let previous = run.status;
-        run.status = RunStatus::Compensating;
-        run.ended_ms = None;
-        run.updated_ms = now_ms();
-        self.inner.store.save(&run, previous)?;
-        self.inner.store.flush().await?;
-        self.spawn(run.clone(), None);
+        let admitted = inner.admit()?;
+        lifecycle
+            .on(&mut run, Event::Retry, inner.clock.now_ms())
+            .map_err(|_| not_retryable(&run))?;
+        match inner.save(&mut run) {
+            Err(StoreError::Conflict(id)) => return Err(EngineError::Conflict(id)),
+            other => other?,
+        }
+        inner.store.flush().await?;
+        match admitted {
+            Admitted::Slot(slot) => inner.spawn(Work::New(Box::new(run.clone())), slot),
+            Admitted::Ticket(ticket) => {
+                inner
+                    .scheduler
+                    .enqueue(run.id.clone(), Resume::Due, Some(ticket));
+            }
+        }
         Ok(run)
     }
 
-    /// Resumes every run that was pending, running or compensating when the host stopped.
+    /// Queues every run that was pending, running or compensating when the host stopped;
+    /// each resumes where its journal ends, a backoff waiting only for what is left of it.
     /// Returns how many.
     pub fn recover(&self) -> Result<usize, EngineError> {
-        let runs = self.inner.store.unfinished()?;
-        let count = runs.len();
-        for run in runs {
-            self.spawn(run, None);
+        let ids = self.inner.store.unfinished()?;
+        let count = ids.len();
+        for id in ids {
+            self.inner.scheduler.enqueue(id, Resume::Recovered, None);
         }
         if count > 0 {
             tracing::info!(count, "resuming unfinished runs");
@@ -350,238 +353,480 @@ impl Engine {
         }
     }
 
-    /// Drives `run` on its own task once it holds a permit (`permit`, or one it waits for).
-    fn spawn(&self, run: Run, permit: Option<OwnedSemaphorePermit>) {
+    /// The two tasks that feed drivers: one hands queued runs to free slots, one moves runs
+    /// whose time has come to the queue.
+    fn start_scheduling(&self) {
         let inner = self.inner.clone();
         self.inner.tasks.spawn(async move {
-            let _permit = match permit {
-                Some(permit) => permit,
-                None => match inner.permits.clone().acquire_owned().await {
-                    Ok(permit) => permit,
-                    Err(_) => return,
-                },
-            };
-            let id = run.id.clone();
-            let span = tracing::info_span!(parent: None, "flowhost.run", run_id = %id, workflow = %run.workflow);
-            if let Err(halt) = inner.drive(run).instrument(span).await {
-                tracing::info!(run_id = %id, reason = %halt, "run halted; it resumes on the next start");
+            loop {
+                let (queued, slot) = tokio::select! {
+                    next = inner.scheduler.next() => next,
+                    () = inner.shutdown.cancelled() => return,
+                };
+                inner.spawn(Work::Queued(queued.id, queued.resume), slot);
+            }
+        });
+        let inner = self.inner.clone();
+        self.inner.tasks.spawn(async move {
+            loop {
+                let due = tokio::select! {
+                    due = inner.scheduler.due(&*inner.clock) => due,
+                    () = inner.shutdown.cancelled() => return,
+                };
+                for id in due {
+                    inner.scheduler.enqueue(id, Resume::Due, None);
+                }
             }
         });
     }
 }
 
+/// A trigger's run: waits for room rather than refusing, so that the event waits in its
+/// queue.
+impl Trigger for Engine {
+    fn start<'a>(
+        &'a self,
+        workflow: &'a str,
+        input: Map<String, Value>,
+        id: RunId,
+    ) -> BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>> {
+        Box::pin(async move {
+            self.inner
+                .start(workflow, input, Some(id), None, true)
+                .await
+                .map(drop)
+                .map_err(Into::into)
+        })
+    }
+}
+
 impl Inner {
-    async fn drive(&self, run: Run) -> Result<(), Halt> {
-        let mut run = Tracked {
-            stored: run.status,
-            run,
-            warm: WarmInstance::default(),
-        };
-        let Some(workflow) = self.workflows.get(&run.workflow) else {
-            run.error = Some(RunError {
-                step: String::new(),
-                message: format!("workflow `{}` is no longer configured", run.workflow),
-            });
-            return self.finish(&mut run, RunStatus::Failed).await;
-        };
-        let plugins = match self.pinned(&run, workflow).await? {
-            Ok(plugins) => plugins,
-            Err(message) => {
-                // Steps to undo cannot be undone without their version: an operator's
-                // matter, as a compensation that keeps failing is.
-                let to_undo = workflow.has_steps_to_undo(&run);
-                run.error = Some(RunError {
-                    step: String::new(),
-                    message,
-                });
-                let status = if to_undo {
-                    RunStatus::CompensationFailed
-                } else {
-                    RunStatus::Failed
-                };
-                return self.finish(&mut run, status).await;
+    async fn start(
+        self: &Arc<Self>,
+        workflow: &str,
+        input: Map<String, Value>,
+        id: Option<RunId>,
+        idempotency_key: Option<String>,
+        wait_for_room: bool,
+    ) -> Result<(Run, bool), EngineError> {
+        let definition = self
+            .workflows
+            .current(workflow)
+            .ok_or_else(|| EngineError::UnknownWorkflow(workflow.to_owned()))?;
+        if self.shutdown.is_cancelled() {
+            return Err(EngineError::ShuttingDown);
+        }
+        // Only a client's id or key can be raced for; a fresh id cannot.
+        let claimed = id.is_some() || idempotency_key.is_some();
+        let admitted = if wait_for_room {
+            tokio::select! {
+                admitted = self.scheduler.admit_waiting() => admitted,
+                () = self.shutdown.cancelled() => return Err(EngineError::ShuttingDown),
             }
+        } else {
+            self.admit()?
         };
-        let bound = &Bound {
-            steps: workflow
+        let now = self.clock.now_ms();
+        let mut run = Run {
+            format: RUN_FORMAT,
+            id: id.unwrap_or_else(RunId::generate),
+            workflow: workflow.to_owned(),
+            workflow_version: Some(definition.digest.clone()),
+            // A run that can start at once is stored as running: one write less than
+            // storing it pending and then saving it running.
+            status: match admitted {
+                Admitted::Slot(_) => RunStatus::Running,
+                Admitted::Ticket(_) => RunStatus::Pending,
+            },
+            input,
+            steps: definition
+                .definition
                 .steps
                 .iter()
-                .map(|step| (step, plugins[&step.plugin].clone()))
+                .map(|step| StepState::pending(&step.name))
                 .collect(),
+            error: None,
+            plugins: BTreeMap::new(),
+            idempotency_key,
+            cancelled: false,
+            created_ms: now,
+            updated_ms: now,
+            ended_ms: None,
+            journaled: 0,
+            revision: 0,
         };
-        if matches!(run.status, RunStatus::Pending | RunStatus::Running) {
-            if run.status == RunStatus::Pending {
-                run.status = RunStatus::Running;
-                self.save(&mut run)?;
-            }
-            match self.forward(&mut run, bound).await? {
-                Forward::Completed => return self.finish(&mut run, RunStatus::Completed).await,
-                Forward::Failed => {
-                    if !workflow.has_steps_to_undo(&run) {
-                        return self.finish(&mut run, RunStatus::Failed).await;
+        loop {
+            let creation = if claimed {
+                match self.claim(&run.id) {
+                    Ok(creation) => Some(creation),
+                    Err(mut pending) => {
+                        // Another request is creating a run with this id: its answer is ours.
+                        let _ = pending.changed().await;
+                        continue;
                     }
-                    run.status = RunStatus::Compensating;
-                    self.save(&mut run)?;
+                }
+            } else {
+                None
+            };
+            let created = {
+                // The versions current now are the run's for its whole life. The registry
+                // does not collect a version while this guard is held, so the run is in the
+                // store before any version it pins could go.
+                let current = self.plugins.current_versions();
+                run.plugins.clear();
+                for step in &definition.definition.steps {
+                    if let Some(plugin) = current.get(&step.plugin) {
+                        run.plugins
+                            .insert(step.plugin.clone(), plugin.digest().to_owned());
+                    }
+                }
+                self.store.create(&run)?
+            };
+            match created {
+                Created::Existing(existing) => {
+                    drop(creation);
+                    let pending = self
+                        .creating
+                        .lock()
+                        .expect("creating lock")
+                        .get(&existing.id)
+                        .cloned();
+                    if let Some(mut pending) = pending {
+                        // Its creator has not made it durable yet, and may yet discard it.
+                        let _ = pending.changed().await;
+                        continue;
+                    }
+                    return Ok((*existing, false));
+                }
+                Created::New => {
+                    if let Err(error) = self.store.flush().await {
+                        // Nothing was acknowledged: leave nothing a client's retry could
+                        // find and get stuck on.
+                        self.store.discard(&run)?;
+                        tracing::warn!(run_id = %run.id, %error, "a new run could not be made durable; it was discarded");
+                        return Err(error.into());
+                    }
+                    drop(creation);
+                    match admitted {
+                        Admitted::Slot(slot) => self.spawn(Work::New(Box::new(run.clone())), slot),
+                        Admitted::Ticket(ticket) => {
+                            self.scheduler
+                                .enqueue(run.id.clone(), Resume::Start, Some(ticket));
+                        }
+                    }
+                    return Ok((run, true));
                 }
             }
         }
-        self.backward(&mut run, bound).await
     }
 
-    /// The versions `run` is pinned to, by plugin name; a plugin the run did not record (a
-    /// step added to the workflow since) at its current version. The inner error, a
-    /// version that is gone, fails the run.
-    async fn pinned(
+    /// Room for one more run, or why there is none.
+    fn admit(&self) -> Result<Admitted, EngineError> {
+        self.scheduler.admit().ok_or_else(|| {
+            let (running, pending) = self.scheduler.load();
+            EngineError::Overloaded {
+                running,
+                pending,
+                retry_after: RETRY_AFTER,
+            }
+        })
+    }
+
+    /// Marks `id` as being created, or hands back what to wait on if someone else is
+    /// creating it.
+    fn claim(&self, id: &RunId) -> Result<Creation<'_>, watch::Receiver<()>> {
+        let mut creating = self.creating.lock().expect("creating lock");
+        if let Some(pending) = creating.get(id) {
+            return Err(pending.clone());
+        }
+        let (done, pending) = watch::channel(());
+        creating.insert(id.clone(), pending);
+        Ok(Creation {
+            inner: self,
+            id: id.clone(),
+            _done: done,
+        })
+    }
+
+    /// The definition `run` is pinned to. A run from before definitions were versioned is
+    /// pinned to the current one here, and its record gains the steps it lacks.
+    fn workflow_of(&self, run: &mut Run) -> Result<Arc<Workflow>, WorkflowError> {
+        if let Some(digest) = &run.workflow_version {
+            return self.workflows.pinned(&run.workflow, digest);
+        }
+        let current = self
+            .workflows
+            .current(&run.workflow)
+            .ok_or_else(|| WorkflowError::Unknown(run.workflow.clone()))?;
+        run.workflow_version = Some(current.digest.clone());
+        for step in &current.definition.steps {
+            if run.step(&step.name).is_none() {
+                run.steps.push(StepState::pending(&step.name));
+            }
+        }
+        Ok(current)
+    }
+
+    /// Drives a run on its own task while it holds `slot`; a panic in the drive is caught,
+    /// logged with the run's id, and counted against the attempt it interrupted.
+    fn spawn(self: &Arc<Self>, work: Work, slot: OwnedSemaphorePermit) {
+        let id = match &work {
+            Work::New(run) => run.id.clone(),
+            Work::Queued(id, _) => id.clone(),
+        };
+        if !self.active.lock().expect("active lock").insert(id.clone()) {
+            // Driven already: that driver takes whatever this one would have seen.
+            tracing::debug!(run_id = %id, "run is being driven already");
+            return;
+        }
+        let inner = self.clone();
+        self.tasks.spawn(async move {
+            let _slot = slot;
+            let driving = Driving {
+                inner: inner.clone(),
+                id: id.clone(),
+            };
+            let span = tracing::info_span!(parent: None, "flowhost.run", run_id = %id);
+            let drive = AssertUnwindSafe(inner.drive(work).instrument(span)).catch_unwind();
+            match drive.await {
+                Ok(Ok(_)) => {
+                    inner.panics.lock().expect("panics lock").remove(&id);
+                }
+                Ok(Err(Halt::Shutdown)) => {
+                    tracing::info!(run_id = %id, "run halted for shutdown; it resumes on the next start");
+                }
+                Ok(Err(halt)) => {
+                    tracing::error!(run_id = %id, reason = %halt, "run halted; it resumes on the next start");
+                }
+                Err(panic) => {
+                    drop(driving);
+                    inner.after_panic(&id, &panic_message(&*panic));
+                }
+            }
+        });
+    }
+
+    /// A drive panicked: the attempt it was making (or was about to make) fails as a trap
+    /// would, so that the run retries it by its policy or compensates, and the run is taken
+    /// up again. A run that keeps panicking outside its attempts fails.
+    fn after_panic(self: &Arc<Self>, id: &RunId, message: &str) {
+        tracing::error!(run_id = %id, panic = message, "the host panicked while driving a run; the attempt counts as failed");
+        let outcome = (|| -> Result<Option<Duration>, Halt> {
+            let Some(mut run) = self.store.get(id)? else {
+                return Ok(None);
+            };
+            let workflow = self.workflow_of(&mut run)?;
+            let lifecycle = Lifecycle::new(&workflow.definition);
+            let now = self.clock.now_ms();
+            let Ok(actions) = lifecycle.on(&mut run.clone(), Event::Recovered, now) else {
+                return Ok(None);
+            };
+            if let Some(Action::Attempt(attempt)) = actions.last() {
+                let entry = machine::entry(
+                    attempt,
+                    Outcome::Host,
+                    Some(format!("the host panicked: {message}")),
+                    None,
+                    (now, now),
+                );
+                self.store.append_journal(&run.id, run.journaled, &entry)?;
+                return Ok(Some(Duration::ZERO));
+            }
+            // Not in an attempt: try again a little later, a few times.
+            let panics = {
+                let mut panics = self.panics.lock().expect("panics lock");
+                let count = panics.entry(id.clone()).or_default();
+                *count += 1;
+                *count
+            };
+            if panics >= 3 {
+                return Ok(None);
+            }
+            Ok(Some(AFTER_PANIC))
+        })();
+        match outcome {
+            Ok(Some(delay)) => {
+                let due = self.clock.now_ms() + delay.as_millis() as u64;
+                self.scheduler.schedule(id.clone(), due);
+            }
+            Ok(None) => {
+                tracing::error!(run_id = %id, "the run keeps panicking outside its attempts; it resumes on the next start");
+            }
+            Err(halt) => {
+                tracing::error!(run_id = %id, reason = %halt, "could not record the panic; the run resumes on the next start");
+            }
+        }
+    }
+
+    /// Drives a run until it ends or waits.
+    async fn drive(&self, work: Work) -> Result<Drove, Halt> {
+        let (mut run, event) = match work {
+            Work::New(run) => (*run, Event::Start),
+            Work::Queued(id, resume) => {
+                let Some(run) = self.store.get(&id)? else {
+                    return Ok(Drove::Ended);
+                };
+                let event = match resume {
+                    Resume::Start => Event::Start,
+                    Resume::Recovered => Event::Recovered,
+                    Resume::Due => Event::TimerFired,
+                };
+                (run, event)
+            }
+        };
+        if run.status.is_terminal() {
+            return Ok(Drove::Ended);
+        }
+        let unpinned = run.workflow_version.is_none();
+        let workflow = match self.workflow_of(&mut run) {
+            Ok(workflow) => workflow,
+            Err(WorkflowError::Store(e)) => return Err(e.into()),
+            Err(e) => return self.abandon(&mut run, None, e.to_string()).await,
+        };
+        let lifecycle = Lifecycle::new(&workflow.definition);
+        let plugins = match self.pinned_plugins(&run, &workflow.definition).await {
+            Ok(plugins) => plugins,
+            Err(RegistryError::Store(e)) => return Err(e.into()),
+            Err(e) => {
+                return self
+                    .abandon(&mut run, Some(&lifecycle), e.to_string())
+                    .await;
+            }
+        };
+        if unpinned {
+            self.save(&mut run)?;
+        }
+        let mut warm = WarmInstance::default();
+        let mut actions = lifecycle
+            .on(&mut run, event, self.clock.now_ms())
+            .unwrap_or_default();
+        loop {
+            let mut next = None;
+            for action in std::mem::take(&mut actions) {
+                match action {
+                    Action::Save => self.save(&mut run)?,
+                    Action::Attempt(attempt) => next = Some(attempt),
+                    Action::Wait { until_ms } => {
+                        warm.clear();
+                        self.scheduler.schedule(run.id.clone(), until_ms);
+                        return Ok(Drove::Waiting);
+                    }
+                    Action::Finish(status) => {
+                        self.finish(&mut run, &lifecycle, status).await?;
+                        return Ok(Drove::Ended);
+                    }
+                }
+            }
+            let Some(attempt) = next else {
+                return Ok(Drove::Ended);
+            };
+            let (entry, events) = self
+                .attempt(&run, &workflow.definition, &plugins, &attempt, &mut warm)
+                .await?;
+            self.record(&run, &entry, events)?;
+            actions = lifecycle
+                .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
+                .unwrap_or_default();
+        }
+    }
+
+    /// Ends a run that cannot go on (its definition or a pinned plugin version is gone):
+    /// steps to undo cannot be undone without their version, an operator's matter, as a
+    /// compensation that keeps failing is.
+    async fn abandon(
+        &self,
+        run: &mut Run,
+        lifecycle: Option<&Lifecycle<'_>>,
+        message: String,
+    ) -> Result<Drove, Halt> {
+        let to_undo = lifecycle.is_some_and(|l| l.has_steps_to_undo(run));
+        run.error = Some(RunError {
+            step: String::new(),
+            message,
+        });
+        let status = if to_undo {
+            RunStatus::CompensationFailed
+        } else {
+            RunStatus::Failed
+        };
+        run.status = status;
+        run.ended_ms = Some(self.clock.now_ms());
+        self.end(run, status, !to_undo).await?;
+        Ok(Drove::Ended)
+    }
+
+    /// The plugin versions `run` is pinned to, by name; a plugin the run did not record (a
+    /// run from before pinning) at its current version.
+    async fn pinned_plugins(
         &self,
         run: &Run,
-        workflow: &Workflow,
-    ) -> Result<Result<HashMap<String, Arc<Plugin>>, String>, Halt> {
+        definition: &WorkflowDefinition,
+    ) -> Result<HashMap<String, Arc<Plugin>>, RegistryError> {
         let mut plugins = HashMap::new();
-        for step in &workflow.steps {
+        for step in &definition.steps {
             if plugins.contains_key(&step.plugin) {
                 continue;
             }
             let plugin = match run.plugins.get(&step.plugin) {
-                Some(digest) => match self.plugins.pinned(&step.plugin, digest).await {
-                    Ok(plugin) => plugin,
-                    Err(RegistryError::Store(e)) => return Err(Halt::Store(e)),
-                    Err(e) => return Ok(Err(e.to_string())),
-                },
-                None => match self.plugins.current(&step.plugin) {
-                    Some(plugin) => plugin,
-                    None => {
-                        return Ok(Err(format!("plugin `{}` is not loaded", step.plugin)));
-                    }
-                },
+                Some(digest) => self.plugins.pinned(&step.plugin, digest).await?,
+                None => self
+                    .plugins
+                    .current(&step.plugin)
+                    .ok_or_else(|| RegistryError::UnknownPlugin(step.plugin.clone()))?,
             };
             plugins.insert(step.plugin.clone(), plugin);
         }
-        Ok(Ok(plugins))
+        Ok(plugins)
     }
 
-    /// Executes the steps that have not completed, in order.
-    async fn forward(&self, run: &mut Tracked, workflow: &Bound<'_>) -> Result<Forward, Halt> {
-        for (index, (config, plugin)) in workflow.steps.iter().enumerate() {
-            loop {
-                let state = &mut run.steps[index];
-                match state.status {
-                    StepStatus::Completed => break,
-                    StepStatus::Failed => {}
-                    _ if state.attempts >= config.retry.attempts => {
-                        state.status = StepStatus::Failed;
-                    }
-                    _ => {
-                        let attempt = state.attempts + 1;
-                        // Back off after a failed attempt, also one a restart found.
-                        if attempt > 1 {
-                            self.pause(run, config.retry.backoff(attempt)).await?;
-                        }
-                        let context = Value::Object(run.context_after(index)).to_string();
-                        let entry = self
-                            .call(run, config, plugin, Direction::Execute, attempt, &context)
-                            .await?;
-                        self.record(run, entry)?;
-                        continue;
-                    }
-                }
-                // Failed for good: by the plugin's word, or out of attempts.
-                let state = &mut run.steps[index];
-                state.ended_ms.get_or_insert_with(now_ms);
-                let message = state.error.clone().unwrap_or_default();
-                run.error = Some(RunError {
-                    step: config.name.clone(),
-                    message,
-                });
-                return Ok(Forward::Failed);
-            }
-        }
-        Ok(Forward::Completed)
-    }
-
-    /// Compensates the completed steps in reverse order.
-    async fn backward(&self, run: &mut Tracked, workflow: &Bound<'_>) -> Result<(), Halt> {
-        for (index, (config, plugin)) in workflow.steps.iter().enumerate().rev() {
-            if !config.compensate {
-                continue;
-            }
-            // Attempts in this drive: an operator's retry, or a restart, grants new ones.
-            let mut tries = 0;
-            loop {
-                let state = &mut run.steps[index];
-                match state.status {
-                    StepStatus::Completed | StepStatus::Compensating => {}
-                    StepStatus::CompensationFailed if tries == 0 => {}
-                    StepStatus::CompensationFailed => break,
-                    _ => break,
-                }
-                if tries >= config.retry.attempts {
-                    state.status = StepStatus::CompensationFailed;
-                    break;
-                }
-                if tries > 0 {
-                    self.pause(run, config.retry.backoff(tries + 1)).await?;
-                }
-                tries += 1;
-                let attempt = run.steps[index].compensation_attempts + 1;
-                let context = Value::Object(run.context_after(index + 1)).to_string();
-                let entry = self
-                    .call(
-                        run,
-                        config,
-                        plugin,
-                        Direction::Compensate,
-                        attempt,
-                        &context,
-                    )
-                    .await?;
-                self.record(run, entry)?;
-            }
-            let state = &mut run.steps[index];
-            if state.status == StepStatus::CompensationFailed {
-                state.ended_ms.get_or_insert_with(now_ms);
-                let error = state.error.clone().unwrap_or_default();
-                run.error = Some(RunError {
-                    step: config.name.clone(),
-                    message: format!("compensation failed: {error}"),
-                });
-                return self.finish(run, RunStatus::CompensationFailed).await;
-            }
-        }
-        self.finish(run, RunStatus::Compensated).await
-    }
-
-    /// One attempt of one step, as the journal entry that records it.
-    async fn call(
+    /// One attempt, as the journal entry that records it and, when it succeeded, the
+    /// events it published.
+    async fn attempt(
         &self,
-        run: &mut Tracked,
-        config: &StepConfig,
-        plugin: &Plugin,
-        direction: Direction,
-        attempt: u32,
-        context: &str,
+        run: &Run,
+        definition: &WorkflowDefinition,
+        plugins: &HashMap<String, Arc<Plugin>>,
+        attempt: &Attempt,
+        warm: &mut WarmInstance,
     ) -> Result<(JournalEntry, Vec<PublishedEvent>), Halt> {
         if self.shutdown.is_cancelled() {
             return Err(Halt::Shutdown);
         }
+        let step = definition
+            .step(&attempt.step)
+            .expect("the lifecycle names steps of its definition");
+        let plugin = &plugins[&step.plugin];
         let info = StepInfo {
-            run_id: run.id.clone(),
+            run_id: run.id.to_string(),
             workflow: run.workflow.clone(),
-            step: config.name.clone(),
-            attempt,
-            idempotency_key: format!("{}:{}:{}", run.id, config.name, direction.as_str()),
+            step: step.name.clone(),
+            attempt: attempt.attempt,
+            idempotency_key: format!("{}:{}:{}", run.id, step.name, attempt.direction.as_str()),
         };
-        let started_ms = now_ms();
-        let result = self
-            .runtime
-            .call_step_in(
-                &mut run.warm,
-                plugin,
-                direction,
-                &info,
-                context,
-                config.timeout,
-            )
-            .await;
+        let context = Value::Object(context_for(run, definition, attempt)).to_string();
+        let started_ms = self.clock.now_ms();
+        let call = self.runtime.call_step_in(
+            warm,
+            plugin,
+            attempt.direction,
+            &info,
+            &context,
+            step.timeout,
+        );
+        // A panic in the host during the call (a capability's bug) fails this attempt as a
+        // trap would; the instance it used goes with it.
+        let result = match AssertUnwindSafe(call).catch_unwind().await {
+            Ok(result) => result,
+            Err(panic) => {
+                warm.clear();
+                let message = panic_message(&*panic);
+                tracing::error!(run_id = %run.id, step = %step.name, panic = %message, "the host panicked during a step call");
+                Err(CallError::Failed {
+                    plugin: plugin.name().clone(),
+                    detail: format!("the host panicked: {message}"),
+                })
+            }
+        };
         let (result, events) = match result {
             Ok(answer) => (Ok(answer.result), answer.events),
             Err(error) => (Err(error), Vec::new()),
@@ -603,6 +848,10 @@ impl Inner {
             },
             Ok(Err(StepError::Retryable(message))) => (Outcome::Retryable, None, Some(message)),
             Ok(Err(StepError::Fatal(message))) => (Outcome::Fatal, None, Some(message)),
+            // A larger output will not shrink on a retry.
+            Err(error @ CallError::OutputTooLarge { .. }) => {
+                (Outcome::Fatal, None, Some(error.to_string()))
+            }
             Err(error) => (Outcome::Host, None, Some(error.to_string())),
         };
         // Only a successful attempt's events go out (the transactional outbox).
@@ -611,66 +860,74 @@ impl Inner {
         } else {
             Vec::new()
         };
-        let entry = JournalEntry {
-            step: config.name.clone(),
-            direction,
+        let entry = machine::entry(
             attempt,
-            started_ms,
-            ended_ms: now_ms(),
             outcome,
             error,
-            output: output.filter(|_| direction == Direction::Execute),
-        };
+            output,
+            (started_ms, self.clock.now_ms()),
+        );
         Ok((entry, events))
     }
 
-    /// Journals an attempt and applies it to the run: one small write per attempt. Its
-    /// events go to the outbox first, gated on this journal entry, so that they are
-    /// released only once the step's result is durable, and dropped if a crash loses it.
+    /// Journals an attempt: one small write. Its events go to the outbox first, gated on
+    /// this journal entry, so that they are released only once the step's result is
+    /// durable, and dropped if a crash loses it.
     fn record(
         &self,
-        run: &mut Tracked,
-        (entry, events): (JournalEntry, Vec<PublishedEvent>),
+        run: &Run,
+        entry: &JournalEntry,
+        events: Vec<PublishedEvent>,
     ) -> Result<(), StoreError> {
         let published = !events.is_empty();
-        let gate = Gate {
+        let gate = Gate::Journal {
             run_id: run.id.clone(),
             seq: run.journaled,
         };
         self.outbox.stage(events, Some(gate))?;
-        self.store.append_journal(&run.id, run.journaled, &entry)?;
-        run.apply(&entry);
+        self.store.append_journal(&run.id, run.journaled, entry)?;
         if published {
             self.outbox.wake();
         }
         Ok(())
     }
 
-    /// Sleeps between attempts, unless the host is shutting down, without holding an
-    /// instance idle.
-    async fn pause(&self, run: &mut Tracked, delay: Duration) -> Result<(), Halt> {
-        run.warm.clear();
-        tokio::select! {
-            () = tokio::time::sleep(delay) => Ok(()),
-            () = self.shutdown.cancelled() => Err(Halt::Shutdown),
-        }
-    }
-
-    fn save(&self, run: &mut Tracked) -> Result<(), StoreError> {
-        run.updated_ms = now_ms();
-        self.store.save(&run.run, run.stored)?;
-        run.stored = run.run.status;
-        Ok(())
+    /// Writes `run`'s record as its next revision.
+    fn save(&self, run: &mut Run) -> Result<(), StoreError> {
+        run.updated_ms = run.updated_ms.max(self.clock.now_ms());
+        run.revision += 1;
+        self.store.save(run)
     }
 
     /// Records a terminal status durably, then wakes whoever waits for the run.
-    async fn finish(&self, run: &mut Tracked, status: RunStatus) -> Result<(), Halt> {
-        run.status = status;
-        run.ended_ms = Some(now_ms());
-        // Written before the record, so that the record's flush covers it too.
-        let lifecycle = lifecycle_event(run, status);
-        self.outbox.stage(vec![lifecycle], None)?;
+    async fn finish(
+        &self,
+        run: &mut Run,
+        lifecycle: &Lifecycle<'_>,
+        status: RunStatus,
+    ) -> Result<(), Halt> {
+        let closed = !lifecycle.retryable(run);
+        self.end(run, status, closed).await
+    }
+
+    /// Writes the end of `run` (announced by its lifecycle event), closes it if no retry
+    /// can take it up again, makes all of it durable and tells whoever waits.
+    async fn end(&self, run: &mut Run, status: RunStatus, closed: bool) -> Result<(), Halt> {
+        // The event goes first, gated on the record that holds the end: a crash between the
+        // two leaves an event that is never released, and the run, resumed, ends again and
+        // announces once.
+        let gate = Gate::Record {
+            run_id: run.id.clone(),
+            revision: run.revision + 1,
+        };
+        self.outbox.stage(
+            vec![lifecycle_event(run, status, self.clock.now_ms())],
+            Some(gate),
+        )?;
         self.save(run)?;
+        if closed {
+            self.store.close(run)?;
+        }
         self.store.flush().await?;
         let waiters = self
             .waiters
@@ -686,61 +943,51 @@ impl Inner {
     }
 }
 
+/// The context a step's attempt sees, by the definition's order: the input with the output
+/// of every step before it (for `execute`), or up to and including it (for `compensate`).
+fn context_for(
+    run: &Run,
+    definition: &WorkflowDefinition,
+    attempt: &Attempt,
+) -> Map<String, Value> {
+    let mut context = run.input.clone();
+    for step in &definition.steps {
+        let is_it = step.name == attempt.step;
+        if is_it && attempt.direction == Direction::Execute {
+            break;
+        }
+        if let Some(output) = run.step(&step.name).and_then(|s| s.output.as_ref()) {
+            context.extend(output.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        if is_it {
+            break;
+        }
+    }
+    context
+}
+
 /// `flowhost.run.<status>` for a run that ended: its id, workflow, status and error.
-fn lifecycle_event(run: &Run, status: RunStatus) -> PublishedEvent {
+fn lifecycle_event(run: &Run, status: RunStatus, now_ms: u64) -> PublishedEvent {
     let data = serde_json::json!({
         "run_id": run.id,
         "workflow": run.workflow,
         "status": status.as_str(),
         "error": run.error,
     });
-    new_event(
+    PublishedEvent::new(
         &format!("flowhost.run.{}", status.as_str()),
         "flowhost",
         data.to_string(),
-        Some(run.id.clone()),
+        Some(run.id.to_string()),
+        now_ms,
     )
 }
 
-/// Each workflow, validated, or an error naming the workflow and key.
-fn resolve(
-    plugins: &PluginRegistry,
-    workflows: &BTreeMap<String, WorkflowConfig>,
-) -> Result<BTreeMap<String, Workflow>, String> {
-    let mut resolved = BTreeMap::new();
-    for (name, workflow) in workflows {
-        workflow
-            .validate()
-            .map_err(|(key, reason)| format!("workflows.{name}.{key}: {reason}"))?;
-        for step in &workflow.steps {
-            if plugins.current(&step.plugin).is_none() {
-                return Err(format!(
-                    "workflows.{name}.steps.{}.plugin: unknown plugin `{}`",
-                    step.name, step.plugin
-                ));
-            }
-        }
-        resolved.insert(
-            name.clone(),
-            Workflow {
-                steps: workflow.steps.clone(),
-            },
-        );
-    }
-    Ok(resolved)
-}
-
-fn validate_id(id: &str) -> Result<(), EngineError> {
-    let ok = !id.is_empty()
-        && id.len() <= MAX_RUN_ID
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
-    if ok {
-        Ok(())
-    } else {
-        Err(EngineError::InvalidId(format!(
-            "`{id}`: 1 to {MAX_RUN_ID} characters of letters, digits, `-`, `_` and `.`"
-        )))
-    }
+/// What a panic said, if it said it as text.
+fn panic_message(panic: &(dyn std::any::Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic without a message".to_owned())
 }

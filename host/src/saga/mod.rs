@@ -1,12 +1,18 @@
-//! Durable sagas: workflow definitions and the engine that drives runs through them.
+//! Durable sagas: the run lifecycle and the engine that drives runs through it.
 //!
-//! - [`definition`]: `[workflows.<name>]`: ordered steps, each with its plugin, whether it
-//!   compensates, its retry policy and timeout;
-//! - [`engine`]: runs on tokio tasks, journaled attempts, retries, compensation in reverse
-//!   order, group-committed durability, recovery on start.
+//! - [`machine`]: the run lifecycle as a pure state machine (state and event in, state and
+//!   actions out), with its property tests;
+//! - [`scheduler`]: admission (slots, a bounded queue of pending runs) and the timers of
+//!   runs waiting out a backoff;
+//! - [`engine`]: the I/O around the machine: journaled attempts, records saved by
+//!   compare-and-swap, group-committed durability, the lifecycle events, recovery on start.
+//!
+//! Workflow definitions are plain data ([`crate::model::WorkflowDefinition`]); their
+//! versions live in [`crate::workflows`].
 
-pub mod definition;
 pub mod engine;
+pub mod machine;
+pub mod scheduler;
 
-pub use definition::{RetryPolicy, StepConfig, WorkflowConfig};
 pub use engine::{Engine, EngineError};
+pub use scheduler::Limits;

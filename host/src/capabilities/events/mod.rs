@@ -1,11 +1,11 @@
 //! `flowhost:plugin/events`: publishing events.
 //!
 //! `publish` validates the topic and the JSON, checks the plugin's publish grant and holds
-//! the event in the call's [`EventsCtx`]. The runtime hands what a call published to the
-//! [`EventSink`] only when the call succeeds, and drops it otherwise: that is the
-//! transactional outbox. The server's sink is the durable [`crate::events::Outbox`]; a saga
-//! step's events bypass the sink and go to the outbox with the step's journal entry
-//! ([`crate::runtime::Runtime::call_step_in`]).
+//! the event in the call's [`EventsCtx`]. The runtime hands what a call published to its
+//! caller only when the call succeeds, and drops it otherwise: that is the transactional
+//! outbox. The saga engine writes a step's events to the outbox with the step's journal
+//! entry, the dispatcher a handler's before it acknowledges the delivery; a bare call
+//! ([`crate::runtime::Runtime::execute`]) hands them to an [`EventSink`].
 
 mod host;
 mod topic;
@@ -13,58 +13,33 @@ mod topic;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use serde::{Deserialize, Serialize};
-
-pub use self::topic::{TopicPattern, validate_topic};
+pub use self::topic::{InvalidTopic, TopicPattern, validate_topic};
 pub use crate::bindings::events::PublishError;
+use crate::model::{PublishedEvent, now_ms};
 
-/// `[events]`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
-pub struct EventsConfig {
-    /// Largest event payload, in bytes. Default 256 KiB.
+/// What a plugin call may publish: the `[events]` limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PublishLimits {
+    /// Largest event payload, in bytes.
     pub max_event_bytes: usize,
-    /// Most events one plugin call may publish. Default 100.
+    /// Most events one plugin call may publish.
     pub max_events_per_call: usize,
-    /// How events travel to the handlers: `kind = "embedded"` (the default) or `"nats"`.
-    pub transport: crate::events::transport::TransportConfig,
 }
 
-impl Default for EventsConfig {
+impl Default for PublishLimits {
     fn default() -> Self {
         Self {
             max_event_bytes: 256 * 1024,
             max_events_per_call: 100,
-            transport: Default::default(),
         }
     }
-}
-
-/// An event a plugin published, as the host keeps it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct PublishedEvent {
-    /// A ULID, unique per event.
-    pub id: String,
-    /// The validated topic.
-    pub topic: String,
-    /// `plugin/<name>`.
-    pub source: String,
-    /// Milliseconds since the Unix epoch.
-    pub time_ms: u64,
-    /// The run that caused it, if any.
-    pub correlation_id: Option<String>,
-    /// Ordering key, if the publisher gave one.
-    pub key: Option<String>,
-    /// The payload, validated JSON.
-    pub data: String,
 }
 
 /// Why a sink did not take events.
 #[derive(Debug, thiserror::Error)]
 #[error("event sink unavailable: {0}")]
-pub struct SinkError(pub String);
+pub struct SinkError(pub Box<dyn std::error::Error + Send + Sync>);
 
 /// Where the events of a successful call go.
 ///
@@ -114,7 +89,7 @@ pub struct EventsCtx {
     /// Topic patterns this plugin may publish on.
     grants: Arc<[TopicPattern]>,
     correlation_id: Option<Arc<str>>,
-    config: Arc<EventsConfig>,
+    limits: PublishLimits,
     /// What this call published, released by the runtime if the call succeeds.
     pending: Vec<PublishedEvent>,
 }
@@ -125,13 +100,13 @@ impl EventsCtx {
         plugin: &str,
         grants: Arc<[TopicPattern]>,
         correlation_id: Option<Arc<str>>,
-        config: Arc<EventsConfig>,
+        limits: PublishLimits,
     ) -> Self {
         Self {
             source: format!("plugin/{plugin}").into(),
             grants,
             correlation_id,
-            config,
+            limits,
             pending: Vec::new(),
         }
     }
@@ -143,40 +118,37 @@ impl EventsCtx {
         data: String,
         key: Option<String>,
     ) -> Result<String, PublishError> {
-        validate_topic(&topic).map_err(PublishError::InvalidTopic)?;
+        validate_topic(&topic).map_err(|e| PublishError::InvalidTopic(e.to_string()))?;
         if !self.grants.iter().any(|pattern| pattern.matches(&topic)) {
             return Err(PublishError::Denied(format!(
                 "this plugin is not granted the topic `{topic}`"
             )));
         }
-        if data.len() > self.config.max_event_bytes {
+        if data.len() > self.limits.max_event_bytes {
             return Err(PublishError::InvalidData(format!(
                 "payload of {} bytes exceeds the limit of {} bytes",
                 data.len(),
-                self.config.max_event_bytes
+                self.limits.max_event_bytes
             )));
         }
         serde_json::from_str::<serde::de::IgnoredAny>(&data)
             .map_err(|e| PublishError::InvalidData(format!("payload is not JSON: {e}")))?;
-        if self.pending.len() >= self.config.max_events_per_call {
+        if self.pending.len() >= self.limits.max_events_per_call {
             return Err(PublishError::Unavailable(format!(
                 "a call may publish at most {} events",
-                self.config.max_events_per_call
+                self.limits.max_events_per_call
             )));
         }
-        let now = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .unwrap_or_default();
-        let id = ulid::Ulid::new().to_string();
-        self.pending.push(PublishedEvent {
-            id: id.clone(),
-            topic,
-            source: self.source.to_string(),
-            time_ms: now.as_millis() as u64,
-            correlation_id: self.correlation_id.as_deref().map(str::to_owned),
-            key,
+        let mut event = PublishedEvent::new(
+            &topic,
+            &self.source,
             data,
-        });
+            self.correlation_id.as_deref().map(str::to_owned),
+            now_ms(),
+        );
+        event.key = key;
+        let id = event.id.clone();
+        self.pending.push(event);
         Ok(id)
     }
 
@@ -199,7 +171,7 @@ mod tests {
             "p",
             grants.into(),
             Some("run-1".into()),
-            Arc::new(EventsConfig::default()),
+            PublishLimits::default(),
         )
     }
 

@@ -3,16 +3,24 @@
 //! A topic is dot-separated segments of `[A-Za-z0-9_-]`, e.g. `order.confirmed`. A pattern
 //! is the same with two wildcard segments: `*` matches exactly one segment, `#` zero or more.
 
+/// A topic or pattern that is malformed: what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidTopic(pub String);
+
 /// Checks a concrete topic.
-pub fn validate_topic(topic: &str) -> Result<(), String> {
+pub fn validate_topic(topic: &str) -> Result<(), InvalidTopic> {
     if topic.is_empty() || topic.len() > 255 {
-        return Err(format!("topic must be 1 to 255 bytes, not {}", topic.len()));
+        return Err(InvalidTopic(format!(
+            "topic must be 1 to 255 bytes, not {}",
+            topic.len()
+        )));
     }
     for segment in topic.split('.') {
         if !is_literal(segment) {
-            return Err(format!(
+            return Err(InvalidTopic(format!(
                 "topic `{topic}`: segments are non-empty runs of letters, digits, `_` and `-`"
-            ));
+            )));
         }
     }
     Ok(())
@@ -42,9 +50,9 @@ enum Segment {
 
 impl TopicPattern {
     /// Parses `pattern`, or says what is wrong with it.
-    pub fn parse(pattern: &str) -> Result<Self, String> {
+    pub fn parse(pattern: &str) -> Result<Self, InvalidTopic> {
         if pattern.is_empty() {
-            return Err("a topic pattern cannot be empty".into());
+            return Err(InvalidTopic("a topic pattern cannot be empty".into()));
         }
         let segments = pattern
             .split('.')
@@ -52,7 +60,9 @@ impl TopicPattern {
                 "*" => Ok(Segment::One),
                 "#" => Ok(Segment::Any),
                 s if is_literal(s) => Ok(Segment::Literal(s.to_owned())),
-                s => Err(format!("pattern `{pattern}`: bad segment `{s}`")),
+                s => Err(InvalidTopic(format!(
+                    "pattern `{pattern}`: bad segment `{s}`"
+                ))),
             })
             .collect::<Result<_, _>>()?;
         Ok(Self { segments })

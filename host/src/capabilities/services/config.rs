@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::model::RetryPolicy;
+
 /// One named service.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
@@ -74,26 +76,45 @@ impl ServiceConfig {
         }
     }
 
-    /// Checks the URLs and ranges; the reason names the field.
-    pub fn validate(&self) -> Result<(), String> {
+    /// The retry policy of a call: `retries` after the first attempt, with jitter.
+    pub fn retry_policy(&self) -> RetryPolicy {
+        RetryPolicy {
+            attempts: self.retries.saturating_add(1),
+            initial_backoff: self.backoff_initial,
+            max_backoff: self.backoff_max,
+            jitter: 0.5,
+        }
+    }
+
+    /// Checks the URLs and ranges; the error names the field.
+    pub fn validate(&self) -> Result<(), InvalidService> {
+        let invalid = |reason: String| Err(InvalidService(reason));
         if self.urls.is_empty() {
-            return Err("urls: at least one URL is required".into());
+            return invalid("urls: at least one URL is required".into());
         }
         for url in &self.urls {
-            let parsed = reqwest::Url::parse(url).map_err(|e| format!("urls: `{url}`: {e}"))?;
+            let parsed = match reqwest::Url::parse(url) {
+                Ok(parsed) => parsed,
+                Err(e) => return invalid(format!("urls: `{url}`: {e}")),
+            };
             if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
-                return Err(format!("urls: `{url}` is not an http(s) URL with a host"));
+                return invalid(format!("urls: `{url}` is not an http(s) URL with a host"));
             }
         }
         if self.timeout.is_zero() {
-            return Err("timeout: must be more than zero".into());
+            return invalid("timeout: must be more than zero".into());
         }
         if self.max_response_bytes == 0 {
-            return Err("max-response-bytes: must be more than zero".into());
+            return invalid("max-response-bytes: must be more than zero".into());
         }
         if self.backoff_initial > self.backoff_max {
-            return Err("backoff-initial: must not exceed backoff-max".into());
+            return invalid("backoff-initial: must not exceed backoff-max".into());
         }
         Ok(())
     }
 }
+
+/// A service setting that cannot be used: the field and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidService(pub String);

@@ -8,8 +8,8 @@
 //!
 //! A call tries the service's instances in rotation, skipping any that refused a connection
 //! or timed out within the cool-down; connection errors, timeouts, 429 and 5xx are retried
-//! with exponential backoff and jitter (from `backon`), or after `Retry-After` when the
-//! service sends one.
+//! with exponential backoff and jitter (the [`crate::model::RetryPolicy`] that steps and
+//! deliveries use too), or after `Retry-After` when the service sends one.
 
 mod config;
 mod host;
@@ -19,10 +19,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use backon::{BackoffBuilder, ExponentialBuilder};
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
-pub use self::config::ServiceConfig;
+pub use self::config::{InvalidService, ServiceConfig};
 pub use crate::bindings::services::{CallError, Method, Request, Response};
 
 /// The longest `Retry-After` the host honours; the call's deadline bounds it further.
@@ -115,9 +114,9 @@ impl Services {
             .build()?;
         let mut services = HashMap::new();
         for (name, config) in configs {
-            config.validate().map_err(|reason| ServicesError::Invalid {
+            config.validate().map_err(|e| ServicesError::Invalid {
                 service: name.clone(),
-                reason,
+                reason: e.0,
             })?;
             let authorization = match &config.token_env {
                 None => None,
@@ -186,12 +185,9 @@ impl Services {
             .map(|ms| Duration::from_millis(ms.into()))
             .map_or(service.config.timeout, |t| t.min(service.config.timeout));
         let body = request.body.map(bytes::Bytes::from);
-        let mut delays = ExponentialBuilder::new()
-            .with_min_delay(service.config.backoff_initial)
-            .with_max_delay(service.config.backoff_max)
-            .with_max_times(service.config.retries as usize)
-            .with_jitter()
-            .build();
+        let policy = service.config.retry_policy();
+        // A call never outlives its attempts, so its jitter may be random.
+        let seed = ulid::Ulid::new().random() as u64;
         let mut attempts = 0u32;
         loop {
             attempts += 1;
@@ -210,17 +206,18 @@ impl Services {
                 .await;
             match attempt {
                 Attempt::Done(result) => return result,
-                Attempt::Retry { error, retry_after } => match delays.next() {
-                    Some(delay) => {
-                        let delay = retry_after.map_or(delay, |d| d.min(MAX_RETRY_AFTER));
-                        tracing::debug!(attempts, ?delay, "retrying service call");
-                        tokio::time::sleep(delay).await;
-                    }
-                    None => {
+                Attempt::Retry { error, retry_after } => {
+                    if attempts >= policy.attempts {
                         tracing::debug!(attempts, "service call failed after retries");
                         return Err(error);
                     }
-                },
+                    let delay = retry_after.map_or_else(
+                        || policy.delay(attempts + 1, seed),
+                        |d| d.min(MAX_RETRY_AFTER),
+                    );
+                    tracing::debug!(attempts, ?delay, "retrying service call");
+                    tokio::time::sleep(delay).await;
+                }
             }
         }
     }

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use super::{Received, Settle, Transport, TransportError};
-use crate::store::events::{Delivery, EventStore, PublishedEvent};
-use crate::store::{BoxFuture, now_ms};
+use crate::model::{Delivery, PublishedEvent, now_ms};
+use crate::store::{BoxFuture, EventStore};
 
 /// Queues in the store.
 pub struct Embedded {

@@ -28,8 +28,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::store::events::{EventStore, PublishedEvent};
-use crate::store::{BoxFuture, StoreError};
+use crate::model::PublishedEvent;
+use crate::store::{BoxFuture, Cause, EventStore, StoreError};
 
 /// `[events.transport]`: where events travel between the outbox and the handlers.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -46,14 +46,30 @@ pub enum TransportConfig {
     Redis(redis_streams::RedisConfig),
 }
 
-/// A transport failed; the operation is retried later, nothing is lost.
+/// A transport failed. Every case is worth retrying later, and nothing is lost meanwhile:
+/// the outbox keeps what was not sent, the broker what was not settled.
 #[derive(Debug, thiserror::Error)]
-#[error("event transport: {0}")]
-pub struct TransportError(pub String);
+pub enum TransportError {
+    /// The broker refused, or could not be reached.
+    #[error("event transport: {broker}: {cause}")]
+    Broker {
+        /// `nats`, `rabbitmq` or `redis`.
+        broker: &'static str,
+        /// The client's error.
+        cause: Cause,
+    },
+    /// The store failed (the embedded transport's queues, the outbox, a dead letter).
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
 
-impl From<StoreError> for TransportError {
-    fn from(e: StoreError) -> Self {
-        Self(e.to_string())
+impl TransportError {
+    /// A [`Self::Broker`] error of `broker`.
+    pub fn broker(broker: &'static str, cause: impl Into<Cause>) -> Self {
+        Self::Broker {
+            broker,
+            cause: cause.into(),
+        }
     }
 }
 

@@ -22,8 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Received, Settle, Transport, TransportError};
 use crate::events::{cloud_event, from_cloud_event};
+use crate::model::PublishedEvent;
 use crate::store::BoxFuture;
-use crate::store::events::PublishedEvent;
 
 /// How long a delivery may be in a handler's hands before JetStream hands it out again:
 /// above the longest plugin deadline one would configure.
@@ -52,8 +52,8 @@ pub struct Nats {
     consumers: Mutex<HashMap<String, PullConsumer>>,
 }
 
-fn error(e: impl std::fmt::Display) -> TransportError {
-    TransportError(format!("nats: {e}"))
+fn error(e: impl Into<crate::store::Cause>) -> TransportError {
+    TransportError::broker("nats", e)
 }
 
 impl Nats {
@@ -215,7 +215,7 @@ impl Transport for Nats {
 async fn collect<S, E>(mut batch: S) -> Result<Vec<jetstream::Message>, TransportError>
 where
     S: futures_util::Stream<Item = Result<jetstream::Message, E>> + Unpin,
-    E: std::fmt::Display,
+    E: Into<crate::store::Cause>,
 {
     let mut messages = Vec::new();
     while let Some(message) = batch.next().await {
@@ -228,7 +228,8 @@ where
 /// is logged and terminated: no attempt would ever handle it.
 fn received(message: jetstream::Message) -> Option<Received> {
     let parsed = from_cloud_event(&message.payload)
-        .and_then(|event| Ok((event, message.info().map_err(|e| e.to_string())?.delivered)));
+        .map_err(crate::store::Cause::from)
+        .and_then(|event| Ok((event, message.info()?.delivered)));
     let (event, delivered) = match parsed {
         Ok(parsed) => parsed,
         Err(e) => {

@@ -31,8 +31,8 @@ use serde::{Deserialize, Serialize};
 
 use super::{Received, Settle, Transport, TransportError};
 use crate::events::{cloud_event, from_cloud_event};
+use crate::model::PublishedEvent;
 use crate::store::BoxFuture;
-use crate::store::events::PublishedEvent;
 
 /// The header that counts a message's attempts so far.
 const ATTEMPTS: &str = "x-flowhost-attempts";
@@ -61,8 +61,8 @@ fn default_prefetch() -> u16 {
     32
 }
 
-fn error(e: impl std::fmt::Display) -> TransportError {
-    TransportError(format!("rabbitmq: {e}"))
+fn error(e: impl Into<crate::store::Cause>) -> TransportError {
+    TransportError::broker("rabbitmq", e)
 }
 
 /// A connection, a confirming channel to publish on, and a consumer per subscription.

@@ -22,8 +22,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{Received, Settle, Transport, TransportError};
 use crate::events::{cloud_event, from_cloud_event};
-use crate::store::events::PublishedEvent;
-use crate::store::{BoxFuture, now_ms};
+use crate::model::PublishedEvent;
+use crate::model::now_ms;
+use crate::store::BoxFuture;
 
 /// The consumer group of every subscription's stream.
 const GROUP: &str = "flowhost";
@@ -65,8 +66,8 @@ fn default_claim_after() -> Duration {
     Duration::from_secs(5 * 60)
 }
 
-fn error(e: impl std::fmt::Display) -> TransportError {
-    TransportError(format!("redis: {e}"))
+fn error(e: impl Into<crate::store::Cause>) -> TransportError {
+    TransportError::broker("redis", e)
 }
 
 /// A connection for writes, one per subscription for its blocking reads.

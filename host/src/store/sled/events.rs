@@ -1,14 +1,12 @@
 //! [`EventStore`] on [`SledStore`]: the outbox, the embedded queues and the dead letters.
 
 use super::runs::journal_key;
-use super::{SledStore, backend, decode, prefix_end};
-use crate::store::events::{DeadLetter, Delivery, EventStore, Gate, OutboxEntry};
-use crate::store::{BoxFuture, StoreError};
+use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
+use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry};
+use crate::store::{EventStore, RunStore, StoreError};
 
 fn queue_prefix(subscription: &str) -> Vec<u8> {
-    let mut key = subscription.as_bytes().to_vec();
-    key.push(0);
-    key
+    name_prefix(subscription)
 }
 
 fn queue_key(delivery: &Delivery) -> Vec<u8> {
@@ -16,10 +14,6 @@ fn queue_key(delivery: &Delivery) -> Vec<u8> {
     key.extend(delivery.due_ms.to_be_bytes());
     key.extend_from_slice(delivery.event.id.as_bytes());
     key
-}
-
-fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(backend)
 }
 
 impl EventStore for SledStore {
@@ -30,7 +24,7 @@ impl EventStore for SledStore {
             let _ = self
                 .outbox
                 .compare_and_swap(key, None as Option<&[u8]>, Some(encode(entry)?))
-                .map_err(backend)?;
+                .map_err(io("write the outbox"))?;
         }
         Ok(())
     }
@@ -40,27 +34,35 @@ impl EventStore for SledStore {
             .iter()
             .take(limit)
             .map(|item| {
-                let (key, value) = item.map_err(backend)?;
+                let (key, value) = item.map_err(io("read the outbox"))?;
                 decode(&key, &value)
             })
             .collect()
     }
 
     fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError> {
-        self.outbox.remove(event_id.as_bytes()).map_err(backend)?;
+        self.outbox
+            .remove(event_id.as_bytes())
+            .map_err(io("remove from the outbox"))?;
         Ok(())
     }
 
     fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError> {
-        self.journal
-            .contains_key(journal_key(&gate.run_id, gate.seq))
-            .map_err(backend)
+        match gate {
+            Gate::Journal { run_id, seq } => self
+                .journal
+                .contains_key(journal_key(run_id, *seq))
+                .map_err(io("check a gate")),
+            Gate::Record { run_id, revision } => Ok(self
+                .get(run_id)?
+                .is_some_and(|run| run.revision >= *revision)),
+        }
     }
 
     fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
         self.queue
             .insert(queue_key(delivery), encode(delivery)?)
-            .map_err(backend)?;
+            .map_err(io("queue a delivery"))?;
         Ok(())
     }
 
@@ -77,7 +79,7 @@ impl EventStore for SledStore {
             .range(prefix..upper)
             .take(limit)
             .map(|item| {
-                let (key, value) = item.map_err(backend)?;
+                let (key, value) = item.map_err(io("read a queue"))?;
                 decode(&key, &value)
             })
             .collect()
@@ -88,7 +90,7 @@ impl EventStore for SledStore {
         let Some(item) = self.queue.range(prefix.clone()..prefix_end(&prefix)).next() else {
             return Ok(None);
         };
-        let (key, _) = item.map_err(backend)?;
+        let (key, _) = item.map_err(io("read a queue"))?;
         let due = key
             .get(prefix.len()..prefix.len() + 8)
             .and_then(|bytes| bytes.try_into().ok())
@@ -97,14 +99,16 @@ impl EventStore for SledStore {
     }
 
     fn dequeue(&self, delivery: &Delivery) -> Result<(), StoreError> {
-        self.queue.remove(queue_key(delivery)).map_err(backend)?;
+        self.queue
+            .remove(queue_key(delivery))
+            .map_err(io("dequeue a delivery"))?;
         Ok(())
     }
 
     fn bury(&self, letter: &DeadLetter) -> Result<(), StoreError> {
         self.dead_letters
             .insert(letter.id.as_bytes(), encode(letter)?)
-            .map_err(backend)?;
+            .map_err(io("store a dead letter"))?;
         Ok(())
     }
 
@@ -121,35 +125,55 @@ impl EventStore for SledStore {
             .rev()
             .take(limit)
             .map(|item| {
-                let (key, value) = item.map_err(backend)?;
+                let (key, value) = item.map_err(io("read dead letters"))?;
                 decode(&key, &value)
             })
             .collect()
     }
 
     fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
-        match self.dead_letters.get(id.as_bytes()).map_err(backend)? {
+        match self
+            .dead_letters
+            .get(id.as_bytes())
+            .map_err(io("read a dead letter"))?
+        {
             Some(value) => decode(id.as_bytes(), &value).map(Some),
             None => Ok(None),
         }
     }
 
     fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
-        match self.dead_letters.remove(id.as_bytes()).map_err(backend)? {
+        match self
+            .dead_letters
+            .remove(id.as_bytes())
+            .map_err(io("remove a dead letter"))?
+        {
             Some(value) => decode(id.as_bytes(), &value).map(Some),
             None => Ok(None),
         }
     }
 
-    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.flush_shared()
+    fn dead_letters_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+        // Ids are ULIDs: their first 48 bits are the time they were given up on, and their
+        // text sorts as their time does. The bound is the smallest id of the cutoff's ms.
+        let bound = ulid::Ulid::from_parts(cutoff_ms, 0).to_string();
+        self.dead_letters
+            .range(..bound.as_bytes())
+            .keys()
+            .take(limit)
+            .map(|key| {
+                key.map(|k| String::from_utf8_lossy(&k).into_owned())
+                    .map_err(io("read dead letters"))
+            })
+            .collect()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::events::PublishedEvent;
+    use crate::model::{PublishedEvent, RunId};
+    use crate::store::sled::testing::store;
 
     fn event(id: &str) -> PublishedEvent {
         PublishedEvent {
@@ -173,14 +197,13 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_outbox_keeps_the_first_of_an_id_in_id_order() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+    #[test]
+    fn the_outbox_keeps_the_first_of_an_id_in_id_order() {
+        let (store, _dir) = store();
         let entry = |id: &str, seq| OutboxEntry {
             event: event(id),
-            gate: Some(Gate {
-                run_id: "r".into(),
+            gate: Some(Gate::Journal {
+                run_id: RunId::parse("r").unwrap(),
                 seq,
             }),
         };
@@ -192,10 +215,9 @@ mod tests {
         assert_eq!(store.outbox_pending(10).unwrap(), [entry("b", 1)]);
     }
 
-    #[tokio::test]
-    async fn queues_hand_out_what_is_due_per_subscription_earliest_first() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+    #[test]
+    fn queues_hand_out_what_is_due_per_subscription_earliest_first() {
+        let (store, _dir) = store();
         for d in [
             delivery("s", "late", 300),
             delivery("s", "early", 100),
@@ -212,10 +234,9 @@ mod tests {
         assert_eq!(store.next_due("u").unwrap(), None);
     }
 
-    #[tokio::test]
-    async fn dead_letters_page_newest_first_and_leave_when_exhumed() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path()).unwrap();
+    #[test]
+    fn dead_letters_page_newest_first_and_leave_when_exhumed() {
+        let (store, _dir) = store();
         for id in ["1", "2", "3"] {
             store
                 .bury(&DeadLetter {
@@ -241,5 +262,31 @@ mod tests {
         assert_eq!(store.exhume("2").unwrap().unwrap().event.id, "2");
         assert!(store.dead_letter("2").unwrap().is_none());
         assert!(store.exhume("2").unwrap().is_none());
+    }
+
+    #[test]
+    fn dead_letters_before_a_time_are_listed_by_their_ulid() {
+        let (store, _dir) = store();
+        for ms in [100, 200, 300] {
+            let id = ulid::Ulid::from_parts(ms, 7).to_string();
+            store
+                .bury(&DeadLetter {
+                    id: id.clone(),
+                    subscription: "s".into(),
+                    event: event(&id),
+                    attempts: 1,
+                    error: "no".into(),
+                    dead_ms: ms,
+                })
+                .unwrap();
+        }
+        let old = store.dead_letters_before(300, 10).unwrap();
+        let times: Vec<u64> = old
+            .iter()
+            .map(|id| ulid::Ulid::from_string(id).unwrap().timestamp_ms())
+            .collect();
+        assert_eq!(times, [100, 200]);
+        assert_eq!(store.dead_letters_before(300, 1).unwrap().len(), 1);
+        assert!(store.dead_letters_before(100, 10).unwrap().is_empty());
     }
 }

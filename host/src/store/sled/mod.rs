@@ -1,46 +1,59 @@
-//! The embedded store on sled: one database for runs, events and plugin versions, one tree
-//! per keyspace.
+//! The embedded store on sled: one database for runs, events, plugin and workflow versions,
+//! one tree per keyspace.
 //!
 //! | tree | key | value |
 //! | --- | --- | --- |
-//! | `runs` | run id | the [`Run`](super::Run), JSON |
-//! | `journal` | run id, `0`, sequence (u32 BE) | a [`JournalEntry`](super::JournalEntry), JSON |
+//! | `runs` | run id | the [`Run`](crate::model::Run), JSON |
+//! | `journal` | run id, `0`, sequence (u32 BE) | a [`JournalEntry`](crate::model::JournalEntry), JSON |
 //! | `by_created` | created ms (u64 BE), run id | empty |
-//! | `by_status` | status index (u8), created ms, run id | empty |
+//! | `by_status` | status byte, created ms, run id | empty |
 //! | `by_workflow` | workflow, `0`, created ms, run id | empty |
+//! | `by_workflow_status` | workflow, `0`, status byte, created ms, run id | empty |
+//! | `by_ended` | ended ms (u64 BE), run id: closed runs, for retention | empty |
+//! | `pins` | kind byte, name, `0`, digest, `0`, run id | empty |
 //! | `idempotency` | workflow, `0`, client key | run id |
-//! | `outbox` | event id (a ULID: time-ordered) | an [`OutboxEntry`](super::events::OutboxEntry), JSON |
-//! | `queue` | subscription, `0`, due ms (u64 BE), event id | a [`Delivery`](super::events::Delivery), JSON |
-//! | `dead_letters` | dead letter id (a ULID) | a [`DeadLetter`](super::events::DeadLetter), JSON |
+//! | `outbox` | event id (a ULID: time-ordered) | an [`OutboxEntry`](crate::model::OutboxEntry), JSON |
+//! | `queue` | subscription, `0`, due ms (u64 BE), event id | a [`Delivery`](crate::model::Delivery), JSON |
+//! | `dead_letters` | dead letter id (a ULID) | a [`DeadLetter`](crate::model::DeadLetter), JSON |
 //! | `components` | SHA-256, hex | a plugin component's bytes |
-//! | `plugin_versions` | plugin name, `0`, digest | a [`PluginVersion`](super::plugins::PluginVersion), JSON |
-//! | `plugin_heads` | plugin name | a [`PluginHead`](super::plugins::PluginHead), JSON |
+//! | `plugin_versions` | plugin name, `0`, digest | a [`PluginVersion`](crate::model::PluginVersion), JSON |
+//! | `plugin_heads` | plugin name | a [`Head`](crate::model::Head), JSON |
+//! | `workflow_versions` | workflow name, `0`, digest | a [`WorkflowVersion`](crate::model::WorkflowVersion), JSON |
+//! | `workflow_heads` | workflow name | a [`Head`](crate::model::Head), JSON |
 //!
-//! No sled transactions (see `runs.rs`): writes are ordered so that a crash can leave an
-//! extra index entry but never lose one, and readers check the record. sled keeps one log
-//! for all trees, so a crash keeps a prefix of the writes: an outbox entry written after a
-//! journal entry is never durable without it. Durability comes from `flush`: one committer
-//! thread flushes sled for every caller waiting at that moment (group commit).
+//! No sled transactions (see `runs.rs`): sled's first transaction puts every later
+//! operation behind one process-wide lock, which a flush holds for its whole write and
+//! sync. Instead writes are ordered so that a crash can leave an extra entry but never lose
+//! one, and readers check the record. sled keeps one log for all trees, so a crash keeps a
+//! prefix of the writes: a record written after its index entries is never durable without
+//! them. Durability comes from `flush`: one committer thread flushes sled for every caller
+//! waiting at that moment (group commit).
 
 mod events;
 mod plugins;
 mod runs;
+mod workflows;
 
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
 
 use tokio::sync::{mpsc, oneshot};
 
-use super::{BoxFuture, StoreError};
+use super::{BoxFuture, Flush, StoreError};
 
-type FlushWaiter = oneshot::Sender<Result<(), String>>;
+type FlushWaiter = oneshot::Sender<Result<(), Arc<sled::Error>>>;
 
-/// The sled-backed store of runs and events.
+/// The sled-backed store of runs, events, plugins and workflows.
 pub struct SledStore {
     runs: sled::Tree,
     journal: sled::Tree,
     by_created: sled::Tree,
     by_status: sled::Tree,
     by_workflow: sled::Tree,
+    by_workflow_status: sled::Tree,
+    by_ended: sled::Tree,
+    pins: sled::Tree,
     idempotency: sled::Tree,
     outbox: sled::Tree,
     queue: sled::Tree,
@@ -48,23 +61,38 @@ pub struct SledStore {
     components: sled::Tree,
     plugin_versions: sled::Tree,
     plugin_heads: sled::Tree,
-    /// Requests to the group-commit thread.
-    flushes: mpsc::UnboundedSender<FlushWaiter>,
+    workflow_versions: sled::Tree,
+    workflow_heads: sled::Tree,
+    /// Held while a run is created or discarded, so that the look-ups and writes of one
+    /// creation are not interleaved with another's (one id or key, one run). A std `Mutex`:
+    /// the section is a few in-memory sled operations, never an `.await`.
+    creation: Mutex<()>,
+    /// Requests to the group-commit thread; `None` once the store is dropped.
+    flushes: Option<mpsc::UnboundedSender<FlushWaiter>>,
+    /// The group-commit thread, joined on drop so that the database is closed when the
+    /// store is gone.
+    committer: Option<JoinHandle<()>>,
 }
 
 impl SledStore {
     /// Opens (or creates) the store in `dir`, and starts its group-commit thread, which
     /// ends when the store is dropped.
     pub fn open(dir: &Path) -> Result<Self, StoreError> {
-        let db = sled::Config::new().path(dir).open().map_err(backend)?;
-        let tree = |name: &str| db.open_tree(name).map_err(backend);
+        let db = sled::Config::new()
+            .path(dir)
+            .open()
+            .map_err(io("open the database"))?;
+        let tree = |name: &str| db.open_tree(name).map_err(io("open a tree"));
         let (flushes, requests) = mpsc::unbounded_channel();
-        let store = Self {
+        let mut store = Self {
             runs: tree("runs")?,
             journal: tree("journal")?,
             by_created: tree("by_created")?,
             by_status: tree("by_status")?,
             by_workflow: tree("by_workflow")?,
+            by_workflow_status: tree("by_workflow_status")?,
+            by_ended: tree("by_ended")?,
+            pins: tree("pins")?,
             idempotency: tree("idempotency")?,
             outbox: tree("outbox")?,
             queue: tree("queue")?,
@@ -72,27 +100,45 @@ impl SledStore {
             components: tree("components")?,
             plugin_versions: tree("plugin_versions")?,
             plugin_heads: tree("plugin_heads")?,
-            flushes,
+            workflow_versions: tree("workflow_versions")?,
+            workflow_heads: tree("workflow_heads")?,
+            creation: Mutex::new(()),
+            flushes: Some(flushes),
+            committer: None,
         };
-        std::thread::Builder::new()
-            .name("flowhost-commit".into())
-            .spawn(move || group_commit(db, requests))
-            .map_err(backend)?;
+        store.committer = Some(
+            std::thread::Builder::new()
+                .name("flowhost-commit".into())
+                .spawn(move || group_commit(db, requests))
+                .map_err(|e| StoreError::unavailable("start the commit thread", e))?,
+        );
         Ok(store)
     }
+}
 
-    /// Makes every write that happened before this call durable; concurrent calls share
-    /// one flush.
-    fn flush_shared(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+impl Flush for SledStore {
+    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
+            let stopped = || StoreError::unavailable("flush", "the commit thread stopped");
             let (tx, rx) = oneshot::channel();
             self.flushes
+                .as_ref()
+                .ok_or_else(stopped)?
                 .send(tx)
-                .map_err(|_| backend("the committer stopped"))?;
+                .map_err(|_| stopped())?;
             rx.await
-                .map_err(|_| backend("the committer stopped"))?
-                .map_err(StoreError::Backend)
+                .map_err(|_| stopped())?
+                .map_err(|e| StoreError::unavailable("flush", e))
         })
+    }
+}
+
+impl Drop for SledStore {
+    fn drop(&mut self) {
+        self.flushes = None;
+        if let Some(committer) = self.committer.take() {
+            let _ = committer.join();
+        }
     }
 }
 
@@ -105,15 +151,16 @@ fn group_commit(db: sled::Db, mut requests: mpsc::UnboundedReceiver<FlushWaiter>
         while let Ok(more) = requests.try_recv() {
             waiters.push(more);
         }
-        let result = db.flush().map(drop).map_err(|e| e.to_string());
+        let result = db.flush().map(drop).map_err(Arc::new);
         for waiter in waiters {
             let _ = waiter.send(result.clone());
         }
     }
 }
 
-fn backend(e: impl std::fmt::Display) -> StoreError {
-    StoreError::Backend(e.to_string())
+/// Maps a sled error to [`StoreError::Unavailable`] for `op`.
+fn io(op: &'static str) -> impl Fn(sled::Error) -> StoreError {
+    move |e| StoreError::unavailable(op, e)
 }
 
 /// The smallest key above every key starting with `prefix`; empty means "no bound".
@@ -128,10 +175,33 @@ fn prefix_end(prefix: &[u8]) -> Vec<u8> {
     Vec::new()
 }
 
+/// `prefix` followed by a `0` separator.
+fn name_prefix(name: &str) -> Vec<u8> {
+    let mut key = name.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+/// `value` as JSON.
+fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
+    serde_json::to_vec(value).map_err(|e| StoreError::unavailable("encode a record", e))
+}
+
 /// `value` decoded as JSON, or [`StoreError::Corrupt`] naming `key`.
 fn decode<T: serde::de::DeserializeOwned>(key: &[u8], value: &[u8]) -> Result<T, StoreError> {
     serde_json::from_slice(value).map_err(|e| StoreError::Corrupt {
         key: String::from_utf8_lossy(key).into_owned(),
-        reason: e.to_string(),
+        cause: e.into(),
     })
+}
+
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::SledStore;
+
+    /// A store in a fresh directory, and the directory (kept alive with it).
+    pub fn store() -> (SledStore, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        (SledStore::open(dir.path()).unwrap(), dir)
+    }
 }

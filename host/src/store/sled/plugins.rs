@@ -1,14 +1,8 @@
 //! [`PluginStore`] on [`SledStore`]: components by digest, versions and heads by name.
 
-use super::{SledStore, backend, decode, prefix_end};
-use crate::store::plugins::{PluginHead, PluginStore, PluginVersion};
-use crate::store::{BoxFuture, StoreError};
-
-fn name_prefix(name: &str) -> Vec<u8> {
-    let mut key = name.as_bytes().to_vec();
-    key.push(0);
-    key
-}
+use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
+use crate::model::{Head, PluginVersion};
+use crate::store::{PluginStore, StoreError};
 
 fn version_key(name: &str, digest: &str) -> Vec<u8> {
     let mut key = name_prefix(name);
@@ -16,14 +10,16 @@ fn version_key(name: &str, digest: &str) -> Vec<u8> {
     key
 }
 
-fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
-    serde_json::to_vec(value).map_err(backend)
-}
-
 impl PluginStore for SledStore {
     fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
-        if !self.components.contains_key(digest).map_err(backend)? {
-            self.components.insert(digest, wasm).map_err(backend)?;
+        if !self
+            .components
+            .contains_key(digest)
+            .map_err(io("plugin registry"))?
+        {
+            self.components
+                .insert(digest, wasm)
+                .map_err(io("plugin registry"))?;
         }
         Ok(())
     }
@@ -32,7 +28,7 @@ impl PluginStore for SledStore {
         Ok(self
             .components
             .get(digest)
-            .map_err(backend)?
+            .map_err(io("plugin registry"))?
             .map(|bytes| bytes.to_vec()))
     }
 
@@ -42,7 +38,7 @@ impl PluginStore for SledStore {
                 version_key(&version.name, &version.digest),
                 encode(version)?,
             )
-            .map_err(backend)?;
+            .map_err(io("plugin registry"))?;
         Ok(())
     }
 
@@ -50,7 +46,7 @@ impl PluginStore for SledStore {
         let key = version_key(name, digest);
         self.plugin_versions
             .get(&key)
-            .map_err(backend)?
+            .map_err(io("plugin registry"))?
             .map(|value| decode(&key, &value))
             .transpose()
     }
@@ -61,7 +57,7 @@ impl PluginStore for SledStore {
             .plugin_versions
             .range(prefix.clone()..prefix_end(&prefix))
             .map(|item| {
-                let (key, value) = item.map_err(backend)?;
+                let (key, value) = item.map_err(io("plugin registry"))?;
                 decode::<PluginVersion>(&key, &value)
             })
             .collect::<Result<Vec<_>, _>>()?;
@@ -72,43 +68,42 @@ impl PluginStore for SledStore {
     fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError> {
         self.plugin_versions
             .remove(version_key(name, digest))
-            .map_err(backend)?;
+            .map_err(io("plugin registry"))?;
         // Components are shared between names: keep it while any version uses it. The
         // versions tree holds a handful of entries per plugin, so a scan is cheap.
         for item in self.plugin_versions.iter() {
-            let (key, _) = item.map_err(backend)?;
+            let (key, _) = item.map_err(io("plugin registry"))?;
             if key.ends_with(digest.as_bytes()) {
                 return Ok(false);
             }
         }
-        self.components.remove(digest).map_err(backend)?;
+        self.components
+            .remove(digest)
+            .map_err(io("plugin registry"))?;
         Ok(true)
     }
 
-    fn head(&self, name: &str) -> Result<Option<PluginHead>, StoreError> {
+    fn head(&self, name: &str) -> Result<Option<Head>, StoreError> {
         self.plugin_heads
             .get(name)
-            .map_err(backend)?
+            .map_err(io("plugin registry"))?
             .map(|value| decode(name.as_bytes(), &value))
             .transpose()
     }
 
-    fn put_head(&self, name: &str, head: &PluginHead) -> Result<(), StoreError> {
+    fn put_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
         self.plugin_heads
             .insert(name, encode(head)?)
-            .map_err(backend)?;
+            .map_err(io("plugin registry"))?;
         Ok(())
-    }
-
-    fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        self.flush_shared()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::plugins::{Grants, VersionSource};
+    use crate::model::{Grants, VersionSource};
+    use crate::store::Flush;
 
     fn version(name: &str, digest: &str, registered_ms: u64) -> PluginVersion {
         PluginVersion {
@@ -150,23 +145,14 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         {
             let store = SledStore::open(dir.path()).unwrap();
-            let mut head = PluginHead::default();
+            let mut head = Head::default();
             head.make_current("d1");
             head.make_current("d2");
             head.make_current("d1");
             store.put_head("a", &head).unwrap();
-            PluginStore::flush(&store).await.unwrap();
+            store.flush().await.unwrap();
         }
-        // The committer thread lets go of the database shortly after the store is dropped.
-        let mut reopened = None;
-        for _ in 0..100 {
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-            reopened = SledStore::open(dir.path()).ok();
-            if reopened.is_some() {
-                break;
-            }
-        }
-        let store = reopened.expect("the store reopens");
+        let store = SledStore::open(dir.path()).expect("dropping the store closed it");
         let head = store.head("a").unwrap().unwrap();
         assert_eq!(head.history, ["d2", "d1"]);
         assert_eq!(head.current(), Some("d1"));

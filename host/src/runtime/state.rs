@@ -1,10 +1,10 @@
 //! [`HostState`]: the data of one plugin call's `Store`.
 //!
 //! A store lives for one call, or for one run's consecutive calls of a plugin (see
-//! [`crate::runtime::WarmInstance`]), and holds everything a call may touch: the WASI context with nothing granted, a `wasi:http`
-//! context that denies every outgoing request, the memory limiter, and one context per
-//! `flowhost:plugin` capability. Capabilities reach their own field only, through the
-//! getters given to [`crate::capabilities::add_to_linker`].
+//! [`super::WarmInstance`]), and holds everything a call may touch: the WASI context with
+//! nothing granted, a `wasi:http` context that denies every outgoing request, the memory
+//! limiter, and one context per `flowhost:plugin` capability. Capabilities reach their own
+//! field only, through [`CapabilitiesView`].
 
 use std::sync::Arc;
 
@@ -12,15 +12,15 @@ use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
-use crate::capabilities::Capabilities;
+use super::PluginSettings;
+use super::limits::MemoryLimiter;
+use super::wasi::{DenyOutgoingHttp, sandboxed_wasi_ctx};
 use crate::capabilities::cache::CacheCtx;
 use crate::capabilities::config::ConfigCtx;
 use crate::capabilities::events::EventsCtx;
 use crate::capabilities::log::LogCtx;
 use crate::capabilities::services::{CallMeta, ServicesCtx};
-use crate::runtime::PluginSettings;
-use crate::runtime::limits::MemoryLimiter;
-use crate::runtime::wasi::{DenyOutgoingHttp, sandboxed_wasi_ctx};
+use crate::capabilities::{Capabilities, CapabilitiesView};
 
 /// Who a call is for: the ids that tag its logs, events and service calls.
 #[derive(Debug, Clone, Default)]
@@ -43,11 +43,11 @@ pub struct HostState {
     deny_http: DenyOutgoingHttp,
     /// Enforces the plugin's memory cap and remembers whether it was hit.
     pub(crate) limiter: MemoryLimiter,
-    pub(crate) services: ServicesCtx,
-    pub(crate) cache: CacheCtx,
+    services: ServicesCtx,
+    cache: CacheCtx,
     pub(crate) events: EventsCtx,
-    pub(crate) log: LogCtx,
-    pub(crate) config: ConfigCtx,
+    log: LogCtx,
+    config: ConfigCtx,
 }
 
 impl HostState {
@@ -98,7 +98,7 @@ impl HostState {
                 &plugin.name,
                 plugin.publish.clone(),
                 call.run_id.clone(),
-                capabilities.events.clone(),
+                capabilities.events,
             ),
             LogCtx::new(plugin.name.clone(), call.run_id.clone(), call.step.clone()),
         )
@@ -126,3 +126,21 @@ impl WasiHttpView for HostState {
 
 /// `types` declares types only; its `Host` trait has nothing to implement.
 impl crate::bindings::types::Host for HostState {}
+
+impl CapabilitiesView for HostState {
+    fn services(&mut self) -> &mut ServicesCtx {
+        &mut self.services
+    }
+    fn cache(&mut self) -> &mut CacheCtx {
+        &mut self.cache
+    }
+    fn events(&mut self) -> &mut EventsCtx {
+        &mut self.events
+    }
+    fn log(&mut self) -> &mut LogCtx {
+        &mut self.log
+    }
+    fn config(&mut self) -> &mut ConfigCtx {
+        &mut self.config
+    }
+}

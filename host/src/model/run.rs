@@ -1,0 +1,360 @@
+//! A run as stored: its record and the journal entries that make up its steps' history.
+//!
+//! A run is a record (its status, initial context, the versions it is pinned to, and a
+//! snapshot of each step's state and output) plus a journal: one entry per attempt, with
+//! what it returned. The journal is the source of truth for steps: the engine appends one
+//! entry per attempt and rewrites the record only when the run's status changes, and
+//! readers fold the entries written since the snapshot into it ([`Run::apply`]), so a step
+//! costs one small write, not a rewrite of the whole run. Records carry a format version so
+//! that a later release can migrate them.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::RunId;
+
+/// The format of [`Run`] records this release writes. Format 2 added the journal as the
+/// source of step state ([`Run::journaled`], [`JournalEntry::output`]); format 3 the pinned
+/// workflow definition ([`Run::workflow_version`]), the record's [`Run::revision`] and the
+/// step fields a durable backoff needs. Format 2 records read as format 3 with those unset.
+pub const RUN_FORMAT: u32 = 3;
+
+/// The oldest format this release reads.
+pub const OLDEST_RUN_FORMAT: u32 = 2;
+
+/// Where a run is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    /// Accepted, waiting for a slot.
+    Pending,
+    /// Executing its steps (or waiting out a backoff between attempts).
+    Running,
+    /// Every step completed.
+    Completed,
+    /// A step failed or the run was cancelled; completed steps are being undone in reverse
+    /// order.
+    Compensating,
+    /// A step failed and every completed step was undone.
+    Compensated,
+    /// A compensation kept failing; an operator can retry it.
+    CompensationFailed,
+    /// A step failed and there was nothing to undo, or the run could not go on.
+    Failed,
+    /// Cancelled; every completed step was undone.
+    Cancelled,
+}
+
+impl RunStatus {
+    /// All statuses, for parsing and indexes. New ones go at the end: an index byte is a
+    /// status's position here.
+    pub const ALL: [RunStatus; 8] = [
+        RunStatus::Pending,
+        RunStatus::Running,
+        RunStatus::Completed,
+        RunStatus::Compensating,
+        RunStatus::Compensated,
+        RunStatus::CompensationFailed,
+        RunStatus::Failed,
+        RunStatus::Cancelled,
+    ];
+
+    /// Whether the engine is done with the run (an operator may still retry some).
+    pub fn is_terminal(self) -> bool {
+        !matches!(
+            self,
+            RunStatus::Pending | RunStatus::Running | RunStatus::Compensating
+        )
+    }
+
+    /// The name used in the API and in indexes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunStatus::Pending => "pending",
+            RunStatus::Running => "running",
+            RunStatus::Completed => "completed",
+            RunStatus::Compensating => "compensating",
+            RunStatus::Compensated => "compensated",
+            RunStatus::CompensationFailed => "compensation_failed",
+            RunStatus::Failed => "failed",
+            RunStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// Parses [`Self::as_str`].
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
+    }
+
+    /// The status's byte in indexes: its position in [`Self::ALL`].
+    pub fn index_byte(self) -> u8 {
+        Self::ALL.iter().position(|s| *s == self).unwrap_or(0) as u8
+    }
+}
+
+/// Where a step is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StepStatus {
+    /// Not reached.
+    Pending,
+    /// Executing, or waiting out a backoff between attempts (or was, when the host stopped).
+    Running,
+    /// Executed successfully.
+    Completed,
+    /// Failed for good; the run compensates the steps before it.
+    Failed,
+    /// Being undone.
+    Compensating,
+    /// Undone.
+    Compensated,
+    /// Its compensation kept failing.
+    CompensationFailed,
+}
+
+/// Which export of `saga-step` an attempt runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    /// `saga-step.execute`.
+    Execute,
+    /// `saga-step.compensate`.
+    Compensate,
+}
+
+impl Direction {
+    /// `execute` or `compensate`, as in idempotency keys.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Direction::Execute => "execute",
+            Direction::Compensate => "compensate",
+        }
+    }
+}
+
+/// One step's state in a run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepState {
+    /// The step's name in the workflow.
+    pub name: String,
+    /// Its status.
+    pub status: StepStatus,
+    /// Execute attempts so far.
+    pub attempts: u32,
+    /// Compensate attempts so far.
+    pub compensation_attempts: u32,
+    /// Compensate attempts made before the operator's latest retry: the retry grants the
+    /// step's policy anew, counting from here.
+    #[serde(default)]
+    pub compensation_base: u32,
+    /// When its first attempt started, ms since the Unix epoch.
+    pub started_ms: Option<u64>,
+    /// When it last reached `completed`, `failed`, `compensated` or `compensation_failed`.
+    pub ended_ms: Option<u64>,
+    /// When its latest attempt, in either direction, ended: a backoff counts from here.
+    #[serde(default)]
+    pub attempt_ended_ms: Option<u64>,
+    /// The last error of an attempt, if any.
+    pub error: Option<String>,
+    /// What `execute` returned, merged into the context for the steps after it.
+    pub output: Option<Map<String, Value>>,
+}
+
+impl StepState {
+    /// A step not reached yet.
+    pub fn pending(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            status: StepStatus::Pending,
+            attempts: 0,
+            compensation_attempts: 0,
+            compensation_base: 0,
+            started_ms: None,
+            ended_ms: None,
+            attempt_ended_ms: None,
+            error: None,
+            output: None,
+        }
+    }
+
+    /// Compensate attempts since the operator's latest retry (or ever, without one).
+    pub fn compensation_round(&self) -> u32 {
+        self.compensation_attempts
+            .saturating_sub(self.compensation_base)
+    }
+}
+
+/// Why a run failed: the step and its error.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    /// The step that failed (or whose compensation failed); empty when no step did.
+    pub step: String,
+    /// What happened.
+    pub message: String,
+}
+
+/// One run of a workflow, as stored.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// [`RUN_FORMAT`] when written.
+    pub format: u32,
+    /// The run id.
+    pub id: RunId,
+    /// The workflow it runs.
+    pub workflow: String,
+    /// The digest of the workflow definition the run is pinned to: every step and
+    /// compensation follows that definition, across restarts and configuration changes.
+    /// `None` only in format 2 records, which the engine pins when it next drives them.
+    #[serde(default)]
+    pub workflow_version: Option<String>,
+    /// Its status.
+    pub status: RunStatus,
+    /// The context it started with.
+    pub input: Map<String, Value>,
+    /// One entry per step of its definition, in order.
+    pub steps: Vec<StepState>,
+    /// The failure that stopped it, if any.
+    pub error: Option<RunError>,
+    /// Plugin name to component digest: the versions this run started with.
+    pub plugins: BTreeMap<String, String>,
+    /// The client's `Idempotency-Key`, if it sent one.
+    pub idempotency_key: Option<String>,
+    /// Whether a cancel was asked for: the run compensates and ends `cancelled`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub cancelled: bool,
+    /// Creation time, ms since the Unix epoch.
+    pub created_ms: u64,
+    /// Last change.
+    pub updated_ms: u64,
+    /// When it reached a terminal status.
+    pub ended_ms: Option<u64>,
+    /// How many journal entries this record reflects: the next entry's sequence number.
+    pub journaled: u32,
+    /// How many times the record was written before this version of it: a save replaces
+    /// revision `n - 1` with revision `n`, and fails if someone else wrote in between.
+    #[serde(default)]
+    pub revision: u32,
+}
+
+impl Run {
+    /// The position of step `name` among the run's steps.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.steps.iter().position(|s| s.name == name)
+    }
+
+    /// The state of step `name`.
+    pub fn step(&self, name: &str) -> Option<&StepState> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// The state of step `name`, to change.
+    pub fn step_mut(&mut self, name: &str) -> Option<&mut StepState> {
+        self.steps.iter_mut().find(|s| s.name == name)
+    }
+
+    /// The context after the first `steps` steps: the input with each completed step's
+    /// output merged in, later keys over earlier ones.
+    pub fn context_after(&self, steps: usize) -> Map<String, Value> {
+        let mut context = self.input.clone();
+        for step in self.steps.iter().take(steps) {
+            if let Some(output) = &step.output {
+                context.extend(output.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        context
+    }
+
+    /// The current context: the input merged with every completed step's output.
+    pub fn context(&self) -> Map<String, Value> {
+        self.context_after(self.steps.len())
+    }
+
+    /// Folds the next journal entry into the step it is about: what the engine does after
+    /// each attempt, and what the store does with entries written after the record.
+    ///
+    /// An entry records what happened, not what the engine decided next: a failed attempt
+    /// leaves its step `running` (or `compensating`) with the error, whether or not the
+    /// step's retries are exhausted; the run's state machine, which knows the policy,
+    /// decides that. Steps are matched by name.
+    pub fn apply(&mut self, entry: &JournalEntry) {
+        self.journaled += 1;
+        self.updated_ms = self.updated_ms.max(entry.ended_ms);
+        let Some(state) = self.step_mut(&entry.step) else {
+            return;
+        };
+        state.error.clone_from(&entry.error);
+        state.attempt_ended_ms = Some(entry.ended_ms);
+        let ended = Some(entry.ended_ms);
+        match entry.direction {
+            Direction::Execute => {
+                state.attempts = entry.attempt;
+                state.started_ms.get_or_insert(entry.started_ms);
+                state.status = match entry.outcome {
+                    Outcome::Ok => {
+                        state.output = Some(entry.output.clone().unwrap_or_default());
+                        state.ended_ms = ended;
+                        StepStatus::Completed
+                    }
+                    Outcome::Fatal => {
+                        state.ended_ms = ended;
+                        StepStatus::Failed
+                    }
+                    Outcome::Retryable | Outcome::Host => StepStatus::Running,
+                };
+            }
+            Direction::Compensate => {
+                state.compensation_attempts = entry.attempt;
+                state.status = match entry.outcome {
+                    Outcome::Ok => {
+                        state.ended_ms = ended;
+                        StepStatus::Compensated
+                    }
+                    Outcome::Fatal => {
+                        state.ended_ms = ended;
+                        StepStatus::CompensationFailed
+                    }
+                    Outcome::Retryable | Outcome::Host => StepStatus::Compensating,
+                };
+            }
+        }
+    }
+}
+
+/// One attempt of a step, in either direction, appended to a run's journal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    /// The step.
+    pub step: String,
+    /// `execute` or `compensate`.
+    pub direction: Direction,
+    /// 1 for the first attempt in this direction.
+    pub attempt: u32,
+    /// Start, ms since the Unix epoch.
+    pub started_ms: u64,
+    /// End.
+    pub ended_ms: u64,
+    /// How it ended.
+    pub outcome: Outcome,
+    /// The error, unless it succeeded.
+    pub error: Option<String>,
+    /// What a successful `execute` returned.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<Map<String, Value>>,
+}
+
+/// How an attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The plugin succeeded.
+    Ok,
+    /// The plugin asked for a retry.
+    Retryable,
+    /// The plugin failed for good, or returned something the host refuses (not a JSON
+    /// object, or over `runtime.max-output-bytes`).
+    Fatal,
+    /// The host stopped the call: trap, deadline, memory cap, or a panic in the host.
+    Host,
+}

@@ -1,0 +1,584 @@
+//! The lifecycle's transitions one by one, then its invariants over random histories.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use proptest::prelude::*;
+use serde_json::{Map, json};
+
+use super::*;
+use crate::model::{RUN_FORMAT, RetryPolicy, RunId, StepState};
+
+/// A clock the tests move by hand: nothing here sleeps.
+struct ManualClock(u64);
+
+fn definition(steps: &[(&str, bool, u32)]) -> WorkflowDefinition {
+    WorkflowDefinition {
+        steps: steps
+            .iter()
+            .map(|(name, compensate, attempts)| StepDefinition {
+                name: (*name).into(),
+                plugin: "p".into(),
+                compensate: *compensate,
+                retry: RetryPolicy {
+                    attempts: *attempts,
+                    initial_backoff: Duration::from_millis(100),
+                    max_backoff: Duration::from_secs(1),
+                    jitter: 0.5,
+                },
+                timeout: None,
+            })
+            .collect(),
+        trigger: None,
+    }
+}
+
+fn new_run(definition: &WorkflowDefinition, status: RunStatus) -> Run {
+    Run {
+        format: RUN_FORMAT,
+        id: RunId::parse("run-1").unwrap(),
+        workflow: "w".into(),
+        workflow_version: Some(definition.digest()),
+        status,
+        input: Map::new(),
+        steps: definition
+            .steps
+            .iter()
+            .map(|s| StepState::pending(&s.name))
+            .collect(),
+        error: None,
+        plugins: BTreeMap::new(),
+        idempotency_key: None,
+        cancelled: false,
+        created_ms: 0,
+        updated_ms: 0,
+        ended_ms: None,
+        journaled: 0,
+        revision: 0,
+    }
+}
+
+fn attempt(step: &str, direction: Direction, attempt: u32) -> Action {
+    Action::Attempt(Attempt {
+        step: step.into(),
+        direction,
+        attempt,
+    })
+}
+
+fn exec(step: &str, n: u32) -> Action {
+    attempt(step, Direction::Execute, n)
+}
+
+fn undo(step: &str, n: u32) -> Action {
+    attempt(step, Direction::Compensate, n)
+}
+
+/// Reports `action` (an attempt) as ended at `clock` with `outcome`.
+fn report(
+    machine: &Lifecycle<'_>,
+    run: &mut Run,
+    action: &Action,
+    outcome: Outcome,
+    clock: &ManualClock,
+) -> Vec<Action> {
+    let Action::Attempt(a) = action else {
+        panic!("not an attempt: {action:?}")
+    };
+    let output = (outcome == Outcome::Ok).then(|| json!({ a.step.clone(): a.attempt }));
+    let entry = entry(
+        a,
+        outcome,
+        (outcome != Outcome::Ok).then(|| format!("{} failed", a.step)),
+        output.and_then(|v| v.as_object().cloned()),
+        (clock.0, clock.0),
+    );
+    machine
+        .on(run, Event::Attempted(&entry), clock.0)
+        .expect("the run takes the outcome")
+}
+
+#[test]
+fn a_new_run_executes_its_steps_in_order_and_completes() {
+    let def = definition(&[("a", true, 3), ("b", true, 3)]);
+    let machine = Lifecycle::new(&def);
+    let clock = ManualClock(1000);
+    let mut run = new_run(&def, RunStatus::Pending);
+    let actions = machine.on(&mut run, Event::Start, clock.0).unwrap();
+    assert_eq!(
+        actions,
+        [Action::Save, exec("a", 1)],
+        "pending becomes running"
+    );
+    assert_eq!(run.status, RunStatus::Running);
+    let actions = report(&machine, &mut run, &actions[1], Outcome::Ok, &clock);
+    assert_eq!(actions, [exec("b", 1)], "no save while the status stays");
+    let actions = report(&machine, &mut run, &actions[0], Outcome::Ok, &clock);
+    assert_eq!(actions, [Action::Finish(RunStatus::Completed)]);
+    assert_eq!(run.status, RunStatus::Completed);
+    assert_eq!(run.ended_ms, Some(1000));
+    assert_eq!(run.context()["b"], 1);
+    assert!(!machine.retryable(&run));
+}
+
+#[test]
+fn a_failed_attempt_waits_out_its_backoff_from_when_it_ended() {
+    let def = definition(&[("a", true, 3)]);
+    let machine = Lifecycle::new(&def);
+    let mut clock = ManualClock(1000);
+    let mut run = new_run(&def, RunStatus::Running);
+    let first = machine.on(&mut run, Event::Start, clock.0).unwrap();
+    let actions = report(&machine, &mut run, &first[0], Outcome::Retryable, &clock);
+    let [Action::Wait { until_ms }] = actions[..] else {
+        panic!("{actions:?}")
+    };
+    // 100 ms with up to half of it jittered away.
+    assert!((1050..=1100).contains(&until_ms), "{until_ms}");
+    clock.0 = until_ms - 1;
+    assert_eq!(
+        machine.on(&mut run, Event::TimerFired, clock.0).unwrap(),
+        [Action::Wait { until_ms }],
+        "early: the same due time again"
+    );
+    // A crash while waiting: the restart waits only for what is left.
+    let mut recovered = run.clone();
+    assert_eq!(
+        machine
+            .on(&mut recovered, Event::Recovered, clock.0)
+            .unwrap(),
+        [Action::Wait { until_ms }]
+    );
+    clock.0 = until_ms;
+    assert_eq!(
+        machine.on(&mut run, Event::TimerFired, clock.0).unwrap(),
+        [exec("a", 2)]
+    );
+    // The second retry waits about twice as long, from the second attempt's end.
+    let actions = report(&machine, &mut run, &exec("a", 2), Outcome::Host, &clock);
+    let [Action::Wait { until_ms: second }] = actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert!(
+        (clock.0 + 100..=clock.0 + 200).contains(&second),
+        "{second}"
+    );
+}
+
+#[test]
+fn jitter_is_the_same_for_an_attempt_and_differs_between_runs() {
+    let def = definition(&[("a", true, 3)]);
+    let machine = Lifecycle::new(&def);
+    let clock = ManualClock(0);
+    let mut dues = Vec::new();
+    for i in 0..20 {
+        let mut run = new_run(&def, RunStatus::Running);
+        run.id = RunId::parse(&format!("run-{i}")).unwrap();
+        report(
+            &machine,
+            &mut run,
+            &exec("a", 1),
+            Outcome::Retryable,
+            &clock,
+        );
+        let again = machine.on(&mut run.clone(), Event::Recovered, 0).unwrap();
+        let first = machine.on(&mut run, Event::Recovered, 0).unwrap();
+        assert_eq!(again, first);
+        dues.push(first);
+    }
+    dues.sort_by_key(|a| format!("{a:?}"));
+    dues.dedup();
+    assert!(dues.len() > 10, "spread: {dues:?}");
+}
+
+#[test]
+fn out_of_attempts_the_completed_steps_are_undone_last_first() {
+    let def = definition(&[
+        ("a", true, 1),
+        ("skip", false, 1),
+        ("b", true, 1),
+        ("c", true, 2),
+    ]);
+    let machine = Lifecycle::new(&def);
+    let clock = ManualClock(10);
+    let mut run = new_run(&def, RunStatus::Running);
+    let mut next = machine.on(&mut run, Event::Start, clock.0).unwrap();
+    for step in ["a", "skip", "b"] {
+        assert_eq!(next, [exec(step, 1)]);
+        next = report(&machine, &mut run, &next[0], Outcome::Ok, &clock);
+    }
+    assert_eq!(next, [exec("c", 1)]);
+    let _wait = report(&machine, &mut run, &next[0], Outcome::Retryable, &clock);
+    let next = report(&machine, &mut run, &exec("c", 2), Outcome::Host, &clock);
+    assert_eq!(next, [Action::Save, undo("b", 1)], "c failed for good");
+    assert_eq!(run.status, RunStatus::Compensating);
+    assert_eq!(run.step("c").unwrap().status, StepStatus::Failed);
+    assert_eq!(run.error.as_ref().unwrap().step, "c");
+    let next = report(&machine, &mut run, &next[1], Outcome::Ok, &clock);
+    assert_eq!(next, [undo("a", 1)], "`skip` does not compensate");
+    let next = report(&machine, &mut run, &next[0], Outcome::Ok, &clock);
+    assert_eq!(next, [Action::Finish(RunStatus::Compensated)]);
+    assert_eq!(run.error.as_ref().unwrap().step, "c", "the cause stays");
+    assert!(!machine.retryable(&run));
+}
+
+#[test]
+fn a_fatal_failure_with_nothing_to_undo_fails_the_run() {
+    let def = definition(&[("a", false, 3), ("b", true, 3)]);
+    let machine = Lifecycle::new(&def);
+    let clock = ManualClock(10);
+    let mut run = new_run(&def, RunStatus::Running);
+    let next = report(&machine, &mut run, &exec("a", 1), Outcome::Ok, &clock);
+    let next = report(&machine, &mut run, &next[0], Outcome::Fatal, &clock);
+    assert_eq!(next, [Action::Finish(RunStatus::Failed)]);
+    assert_eq!(run.error.as_ref().unwrap().step, "b");
+    assert_eq!(
+        machine.on(&mut run, Event::Retry, clock.0),
+        Err(Refused::NotRetryable(RunStatus::Failed))
+    );
+}
+
+#[test]
+fn a_compensation_that_keeps_failing_stops_until_a_retry_grants_a_new_round() {
+    let def = definition(&[("a", true, 2), ("b", true, 1)]);
+    let machine = Lifecycle::new(&def);
+    let mut clock = ManualClock(10);
+    let mut run = new_run(&def, RunStatus::Running);
+    report(&machine, &mut run, &exec("a", 1), Outcome::Ok, &clock);
+    let next = report(&machine, &mut run, &exec("b", 1), Outcome::Fatal, &clock);
+    assert_eq!(next, [Action::Save, undo("a", 1)]);
+    let wait = report(&machine, &mut run, &next[1], Outcome::Retryable, &clock);
+    let [Action::Wait { until_ms }] = wait[..] else {
+        panic!("{wait:?}")
+    };
+    clock.0 = until_ms;
+    let next = machine.on(&mut run, Event::TimerFired, clock.0).unwrap();
+    assert_eq!(next, [undo("a", 2)]);
+    let next = report(&machine, &mut run, &next[0], Outcome::Retryable, &clock);
+    assert_eq!(next, [Action::Finish(RunStatus::CompensationFailed)]);
+    assert_eq!(run.error.as_ref().unwrap().step, "a");
+    assert!(
+        run.error
+            .as_ref()
+            .unwrap()
+            .message
+            .starts_with("compensation failed")
+    );
+    assert!(machine.retryable(&run));
+    // Nothing but a retry moves it.
+    for event in [
+        Event::Start,
+        Event::Recovered,
+        Event::TimerFired,
+        Event::Cancel,
+    ] {
+        let before = run.clone();
+        assert!(machine.on(&mut run, event, clock.0).is_err(), "{event:?}");
+        assert_eq!(run, before);
+    }
+    let next = machine.on(&mut run, Event::Retry, clock.0).unwrap();
+    assert_eq!(next, [Action::Save, undo("a", 3)], "a new round, at once");
+    assert_eq!(run.status, RunStatus::Compensating);
+    assert_eq!(run.error.as_ref().unwrap().step, "b", "the cause again");
+    let wait = report(&machine, &mut run, &next[1], Outcome::Retryable, &clock);
+    assert!(matches!(wait[..], [Action::Wait { .. }]), "its own backoff");
+    clock.0 += 10_000;
+    let next = machine.on(&mut run, Event::TimerFired, clock.0).unwrap();
+    assert_eq!(next, [undo("a", 4)]);
+    let next = report(&machine, &mut run, &next[0], Outcome::Ok, &clock);
+    assert_eq!(next, [Action::Finish(RunStatus::Compensated)]);
+}
+
+#[test]
+fn a_restart_runs_the_attempt_that_was_in_flight_again_with_its_number() {
+    let def = definition(&[("a", true, 3), ("b", true, 3)]);
+    let machine = Lifecycle::new(&def);
+    let clock = ManualClock(10);
+    let mut run = new_run(&def, RunStatus::Running);
+    let next = report(&machine, &mut run, &exec("a", 1), Outcome::Ok, &clock);
+    assert_eq!(next, [exec("b", 1)]);
+    // `b` was in flight when the host died: no entry. The restart asks for it again.
+    assert_eq!(
+        machine.on(&mut run, Event::Recovered, clock.0).unwrap(),
+        [exec("b", 1)]
+    );
+}
+
+#[test]
+fn steps_are_matched_by_name_not_position() {
+    let def = definition(&[("a", true, 3), ("b", true, 3)]);
+    let machine = Lifecycle::new(&def);
+    let clock = ManualClock(10);
+    let mut run = new_run(&def, RunStatus::Running);
+    // The record lists the states in another order, with one the definition lacks.
+    run.steps.reverse();
+    run.steps.insert(0, StepState::pending("gone"));
+    let next = machine.on(&mut run, Event::Start, clock.0).unwrap();
+    assert_eq!(next, [exec("a", 1)]);
+    let next = report(&machine, &mut run, &next[0], Outcome::Ok, &clock);
+    assert_eq!(next, [exec("b", 1)]);
+    let next = report(&machine, &mut run, &next[0], Outcome::Fatal, &clock);
+    assert_eq!(next, [Action::Save, undo("a", 1)]);
+}
+
+#[test]
+fn cancel_undoes_what_completed_and_ends_cancelled() {
+    let def = definition(&[("a", true, 3), ("b", true, 3)]);
+    let machine = Lifecycle::new(&def);
+    let clock = ManualClock(10);
+    let mut run = new_run(&def, RunStatus::Running);
+    report(&machine, &mut run, &exec("a", 1), Outcome::Ok, &clock);
+    let next = machine.on(&mut run, Event::Cancel, clock.0).unwrap();
+    assert_eq!(next, [Action::Save, undo("a", 1)]);
+    assert_eq!(
+        machine.on(&mut run.clone(), Event::Cancel, clock.0),
+        Err(Refused::Compensating)
+    );
+    let next = report(&machine, &mut run, &next[1], Outcome::Ok, &clock);
+    assert_eq!(next, [Action::Finish(RunStatus::Cancelled)]);
+    assert!(!machine.retryable(&run));
+
+    let mut untouched = new_run(&def, RunStatus::Pending);
+    assert_eq!(
+        machine.on(&mut untouched, Event::Cancel, clock.0).unwrap(),
+        [Action::Finish(RunStatus::Cancelled)],
+        "nothing to undo"
+    );
+    assert_eq!(untouched.ended_ms, Some(10));
+}
+
+/// One thing that happens next in a random history.
+#[derive(Debug, Clone)]
+enum Happening {
+    /// The attempt asked for ends so.
+    Outcome(Outcome),
+    /// The host dies during the attempt: no entry; the restart recovers the run.
+    Crash,
+    /// A cancel arrives between two attempts.
+    Cancel,
+    /// An operator retries (whatever the state).
+    Retry,
+    /// A timer fires this many ms before its time.
+    EarlyTimer(u64),
+}
+
+fn happening() -> impl Strategy<Value = Happening> {
+    prop_oneof![
+        6 => prop_oneof![
+            Just(Outcome::Ok),
+            Just(Outcome::Retryable),
+            Just(Outcome::Fatal),
+            Just(Outcome::Host)
+        ]
+        .prop_map(Happening::Outcome),
+        1 => Just(Happening::Crash),
+        1 => Just(Happening::Cancel),
+        1 => Just(Happening::Retry),
+        1 => (1u64..50).prop_map(Happening::EarlyTimer),
+    ]
+}
+
+fn steps() -> impl Strategy<Value = Vec<(bool, u32)>> {
+    prop::collection::vec((any::<bool>(), 1u32..4), 1..6)
+}
+
+/// What the property test saw executed.
+#[derive(Debug, Default)]
+struct Trace {
+    /// Every attempt, with how it ended.
+    attempts: Vec<(String, Direction, u32, Outcome)>,
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn invariants_hold_over_random_outcomes_crashes_retries_and_cancels(
+        shape in steps(),
+        happenings in prop::collection::vec(happening(), 1..80),
+    ) {
+        let names: Vec<String> = (0..shape.len()).map(|i| format!("s{i}")).collect();
+        let spec: Vec<(&str, bool, u32)> = shape
+            .iter()
+            .zip(&names)
+            .map(|((compensate, attempts), name)| (name.as_str(), *compensate, *attempts))
+            .collect();
+        let def = definition(&spec);
+        let machine = Lifecycle::new(&def);
+        let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
+        let mut clock = ManualClock(1_000);
+        let mut run = new_run(&def, RunStatus::Pending);
+        let mut trace = Trace::default();
+        let mut actions = machine.on(&mut run, Event::Start, clock.0).unwrap();
+        let mut compensation_began = false;
+        // Successful executions and compensations, by step.
+        let mut executed: HashMap<String, u32> = HashMap::new();
+        let mut undone: HashMap<String, u32> = HashMap::new();
+        // The step index of the last successful undo in the current round.
+        let mut last_undo_index: Option<usize> = None;
+
+        for happening in happenings {
+            // Saves come first; then one of the others.
+            prop_assert!(actions.len() <= 2);
+            if actions.len() == 2 {
+                prop_assert_eq!(&actions[0], &Action::Save);
+            }
+            let action = actions.last().cloned().unwrap();
+            let before = run.clone();
+            actions = match (&action, happening) {
+                (Action::Finish(status), Happening::Retry) => {
+                    prop_assert_eq!(*status, run.status);
+                    let retryable = machine.retryable(&run);
+                    match machine.on(&mut run, Event::Retry, clock.0) {
+                        Ok(next) => {
+                            prop_assert!(retryable, "a retry of a run that is done for good");
+                            last_undo_index = None;
+                            next
+                        }
+                        Err(_) => {
+                            prop_assert!(!retryable);
+                            prop_assert_eq!(&run, &before, "a refused retry changes nothing");
+                            break;
+                        }
+                    }
+                }
+                (Action::Finish(status), other) => {
+                    prop_assert_eq!(*status, run.status);
+                    prop_assert!(status.is_terminal());
+                    // Terminal: only a retry moves it.
+                    let event = match other {
+                        Happening::Cancel => Event::Cancel,
+                        Happening::Crash => Event::Recovered,
+                        _ => Event::TimerFired,
+                    };
+                    prop_assert!(machine.on(&mut run, event, clock.0).is_err());
+                    prop_assert_eq!(&run, &before, "a terminal state changed without a retry");
+                    break;
+                }
+                (Action::Wait { until_ms }, happening) => {
+                    prop_assert!(*until_ms > clock.0, "a wait for the past");
+                    match happening {
+                        Happening::EarlyTimer(early) if *until_ms - clock.0 > early => {
+                            clock.0 = *until_ms - early;
+                            let next = machine.on(&mut run, Event::TimerFired, clock.0).unwrap();
+                            prop_assert_eq!(&next, &vec![action.clone()], "early: the same wait");
+                            next
+                        }
+                        Happening::Crash => machine.on(&mut run, Event::Recovered, clock.0).unwrap(),
+                        Happening::Cancel => match machine.on(&mut run, Event::Cancel, clock.0) {
+                            Ok(next) => next,
+                            Err(_) => vec![action.clone()],
+                        },
+                        _ => {
+                            clock.0 = *until_ms;
+                            machine.on(&mut run, Event::TimerFired, clock.0).unwrap()
+                        }
+                    }
+                }
+                (Action::Attempt(a), happening) => {
+                    let i = index[a.step.as_str()];
+                    let config = &def.steps[i];
+                    let state = run.step(&a.step).unwrap().clone();
+                    match a.direction {
+                        Direction::Execute => {
+                            prop_assert!(!compensation_began, "{} executes after compensation began", a.step);
+                            prop_assert_eq!(a.attempt, state.attempts + 1);
+                            prop_assert!(a.attempt <= config.retry.attempts);
+                            // Every step before it completed.
+                            for earlier in &names[..i] {
+                                prop_assert_eq!(run.step(earlier).unwrap().status, StepStatus::Completed);
+                            }
+                        }
+                        Direction::Compensate => {
+                            compensation_began = true;
+                            prop_assert!(config.compensate, "{} compensates without `compensate`", a.step);
+                            prop_assert!(executed.contains_key(&a.step), "{} is undone but never completed", a.step);
+                            prop_assert!(!undone.contains_key(&a.step), "{} is undone twice", a.step);
+                            prop_assert_eq!(a.attempt, state.compensation_attempts + 1);
+                            prop_assert!(state.compensation_round() < config.retry.attempts);
+                            if let Some(last) = last_undo_index {
+                                prop_assert!(i < last, "undo of {} after a later step's: not in reverse order", a.step);
+                            }
+                        }
+                    }
+                    match happening {
+                        Happening::Crash => machine.on(&mut run, Event::Recovered, clock.0).unwrap(),
+                        Happening::Outcome(outcome) => {
+                            clock.0 += 7;
+                            trace.attempts.push((a.step.clone(), a.direction, a.attempt, outcome));
+                            if outcome == Outcome::Ok {
+                                match a.direction {
+                                    Direction::Execute => *executed.entry(a.step.clone()).or_default() += 1,
+                                    Direction::Compensate => {
+                                        *undone.entry(a.step.clone()).or_default() += 1;
+                                        last_undo_index = Some(i);
+                                    }
+                                }
+                            }
+                            report(&machine, &mut run, &action, outcome, &clock)
+                        }
+                        // Cancels and retries arrive between attempts: the attempt ends first.
+                        Happening::Cancel => {
+                            clock.0 += 7;
+                            trace.attempts.push((a.step.clone(), a.direction, a.attempt, Outcome::Ok));
+                            match a.direction {
+                                Direction::Execute => *executed.entry(a.step.clone()).or_default() += 1,
+                                Direction::Compensate => {
+                                    *undone.entry(a.step.clone()).or_default() += 1;
+                                    last_undo_index = Some(i);
+                                }
+                            }
+                            let next = report(&machine, &mut run, &action, Outcome::Ok, &clock);
+                            if run.status.is_terminal() {
+                                next
+                            } else {
+                                match machine.on(&mut run, Event::Cancel, clock.0) {
+                                    Ok(after) => after,
+                                    Err(refused) => {
+                                        prop_assert_eq!(refused, Refused::Compensating);
+                                        next
+                                    }
+                                }
+                            }
+                        }
+                        Happening::Retry | Happening::EarlyTimer(_) => {
+                            prop_assert!(machine.on(&mut run.clone(), Event::Retry, clock.0).is_err(), "a retry of a running run");
+                            vec![action.clone()]
+                        }
+                    }
+                }
+                (Action::Save, _) => unreachable!("a save is never last"),
+            };
+            // The status always agrees with the steps.
+            if let Some(Action::Finish(status)) = actions.last() {
+                let compensable_done: Vec<&String> = names
+                    .iter()
+                    .zip(&def.steps)
+                    .filter(|(n, s)| s.compensate && executed.contains_key(*n))
+                    .map(|(n, _)| n)
+                    .collect();
+                match status {
+                    RunStatus::Completed => {
+                        prop_assert!(names.iter().all(|n| executed.contains_key(n)));
+                        prop_assert!(undone.is_empty());
+                    }
+                    RunStatus::Compensated | RunStatus::Cancelled => {
+                        for step in &compensable_done {
+                            prop_assert!(undone.contains_key(*step), "{status:?} but {step} was not undone");
+                        }
+                    }
+                    RunStatus::CompensationFailed => {
+                        prop_assert!(run.steps.iter().any(|s| s.status == StepStatus::CompensationFailed));
+                    }
+                    RunStatus::Failed => prop_assert!(compensable_done.is_empty()),
+                    other => prop_assert!(false, "ended {other:?}"),
+                }
+                // A retry's round starts over for undos that failed; successful ones stay.
+                if *status == RunStatus::CompensationFailed {
+                    last_undo_index = None;
+                    compensation_began = true;
+                }
+            }
+        }
+        prop_assert!(trace.attempts.len() <= 80);
+    }
+}

@@ -1,0 +1,111 @@
+//! Runs: records, their journals, the indexes that list them, the pins that keep the
+//! versions they need, and the deletion of finished ones ([`RunStore`]).
+
+use std::collections::BTreeMap;
+
+use super::{Flush, StoreError};
+use crate::model::{JournalEntry, Run, RunId, RunStatus};
+
+/// Filters and paging of [`RunStore::list`].
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    /// Only runs of this workflow.
+    pub workflow: Option<String>,
+    /// Only runs in this status.
+    pub status: Option<RunStatus>,
+    /// Page size.
+    pub limit: usize,
+    /// Where the previous page ended (its `next_cursor`).
+    pub cursor: Option<String>,
+}
+
+/// One page of runs, newest first.
+#[derive(Debug, Clone, Default)]
+pub struct Page {
+    /// The runs.
+    pub runs: Vec<Run>,
+    /// Pass as `cursor` for the next page; none on the last page.
+    pub next_cursor: Option<String>,
+}
+
+/// What [`RunStore::create`] did.
+#[derive(Debug, Clone)]
+pub enum Created {
+    /// The run is new.
+    New,
+    /// A run with this id, or with this idempotency key for this workflow, exists already:
+    /// here it is.
+    Existing(Box<Run>),
+}
+
+/// What a pin holds on to: a plugin version or a workflow definition version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PinKind {
+    /// A plugin name and component digest.
+    Plugin,
+    /// A workflow name and definition digest.
+    Workflow,
+}
+
+/// Storage of runs and their journals.
+///
+/// Every method but `flush` is quick (no network, no fsync) and may be called from async
+/// code; each is atomic on its own, and the multi-key ones are ordered so that a crash
+/// between their writes leaves nothing a reader would trust (see the backend).
+pub trait RunStore: Flush {
+    /// Stores a new run, unless one with the same id, or the same idempotency key for the
+    /// same workflow, exists: then returns that one and stores nothing. Atomic however many
+    /// callers race: one id or key, one run. Pins the run's plugin and workflow versions.
+    fn create(&self, run: &Run) -> Result<Created, StoreError>;
+
+    /// Removes a run [`create`](Self::create) stored that was never made durable nor
+    /// acknowledged (its creation's flush failed), with its key, indexes and pins, so that
+    /// nothing is left a client's retry could find.
+    fn discard(&self, run: &Run) -> Result<(), StoreError>;
+
+    /// Replaces a run's record with `run`, whose [`Run::revision`] must be one more than the
+    /// stored record's: a compare-and-swap, [`StoreError::Conflict`] if someone else saved
+    /// since. The record must reflect every journal entry below its [`Run::journaled`].
+    fn save(&self, run: &Run) -> Result<(), StoreError>;
+
+    /// The run with this id, with the journal entries written since its record applied.
+    fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError>;
+
+    /// Writes entry number `seq` of a run's journal: the run's [`Run::journaled`] before
+    /// the entry is applied to it.
+    fn append_journal(
+        &self,
+        run_id: &RunId,
+        seq: u32,
+        entry: &JournalEntry,
+    ) -> Result<(), StoreError>;
+
+    /// A run's journal, oldest first.
+    fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Runs newest first, filtered and paged, from an index that holds just the runs asked
+    /// for (by status, workflow, or both).
+    fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+
+    /// The ids of every run the engine must drive on start: pending, running or
+    /// compensating (a few may turn out to be finished: the engine checks each record).
+    fn unfinished(&self) -> Result<Vec<RunId>, StoreError>;
+
+    /// Marks a run, saved in a terminal status no retry can leave, as done for good: its
+    /// pins go, and it becomes eligible for retention. Call after the terminal
+    /// [`save`](Self::save).
+    fn close(&self, run: &Run) -> Result<(), StoreError>;
+
+    /// How many runs pin each version of `name`, by digest: runs created and not closed,
+    /// that is unfinished or waiting for an operator's retry. Counted from an index.
+    fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError>;
+
+    /// Closed runs that ended before `cutoff_ms`, oldest first, at most `limit`: their
+    /// ids with when they ended.
+    fn ended_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(u64, RunId)>, StoreError>;
+
+    /// Deletes a closed run that ended at `ended_ms` (as [`ended_before`](Self::ended_before)
+    /// listed it), its journal, indexes and idempotency key. Idempotent; a crash half-way
+    /// leaves it listed, to be deleted again.
+    fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError>;
+}

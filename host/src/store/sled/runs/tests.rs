@@ -1,0 +1,386 @@
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Barrier};
+
+use super::*;
+use crate::model::{Direction, Outcome, StepState, StepStatus};
+use crate::store::Flush;
+use crate::store::sled::testing::store;
+
+fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
+    Run {
+        format: RUN_FORMAT,
+        id: RunId::parse(id).unwrap(),
+        workflow: "w".into(),
+        workflow_version: Some("wd1".into()),
+        status: RunStatus::Pending,
+        input: serde_json::Map::new(),
+        steps: vec![StepState::pending("s")],
+        error: None,
+        plugins: BTreeMap::from([("p".into(), "pd1".into())]),
+        idempotency_key: key.map(Into::into),
+        cancelled: false,
+        created_ms,
+        updated_ms: created_ms,
+        ended_ms: None,
+        journaled: 0,
+        revision: 0,
+    }
+}
+
+fn id(id: &str) -> RunId {
+    RunId::parse(id).unwrap()
+}
+
+fn ids(page: &Page) -> Vec<&str> {
+    page.runs.iter().map(|r| r.id.as_str()).collect()
+}
+
+fn list(store: &SledStore, status: Option<RunStatus>, workflow: Option<&str>) -> Vec<String> {
+    let page = store
+        .list(&ListQuery {
+            status,
+            workflow: workflow.map(Into::into),
+            limit: 100,
+            cursor: None,
+        })
+        .unwrap();
+    ids(&page).into_iter().map(str::to_owned).collect()
+}
+
+/// `run` saved in `status`, one revision on.
+fn saved(store: &SledStore, run: &Run, status: RunStatus) -> Run {
+    let mut next = run.clone();
+    next.status = status;
+    next.revision += 1;
+    store.save(&next).unwrap();
+    next
+}
+
+#[test]
+fn creates_once_per_id_and_per_idempotency_key() {
+    let (store, _dir) = store();
+    assert!(matches!(
+        store.create(&run("a", 1, Some("k"))).unwrap(),
+        Created::New
+    ));
+    let Created::Existing(same_key) = store.create(&run("b", 2, Some("k"))).unwrap() else {
+        panic!()
+    };
+    assert_eq!(same_key.id.as_str(), "a");
+    let Created::Existing(same_id) = store.create(&run("a", 3, None)).unwrap() else {
+        panic!()
+    };
+    assert_eq!(same_id.created_ms, 1);
+    assert!(
+        store.get(&id("b")).unwrap().is_none(),
+        "nothing of the repeat was stored"
+    );
+    assert_eq!(list(&store, None, None), ["a"]);
+}
+
+/// Finding 1 of issue 10: eight callers creating a run with the same key at the same moment
+/// got two runs for some keys, because one took over a key whose run was not written yet.
+#[test]
+fn eight_racing_creators_of_one_key_make_one_run() {
+    let (store, _dir) = store();
+    let store = Arc::new(store);
+    const KEYS: usize = 200;
+    const RACERS: usize = 8;
+    let barrier = Arc::new(Barrier::new(RACERS));
+    let threads: Vec<_> = (0..RACERS)
+        .map(|racer| {
+            let (store, barrier) = (store.clone(), barrier.clone());
+            std::thread::spawn(move || {
+                let mut answers = Vec::new();
+                for key in 0..KEYS {
+                    let mine = run(&format!("r{racer}-{key}"), 1, Some(&format!("k{key}")));
+                    if key % 20 == 0 {
+                        barrier.wait();
+                    }
+                    let owner = match store.create(&mine).unwrap() {
+                        Created::New => mine.id.to_string(),
+                        Created::Existing(existing) => existing.id.to_string(),
+                    };
+                    answers.push(owner);
+                }
+                answers
+            })
+        })
+        .collect();
+    let answers: Vec<Vec<String>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    for key in 0..KEYS {
+        let named: HashSet<&str> = answers.iter().map(|a| a[key].as_str()).collect();
+        assert_eq!(
+            named.len(),
+            1,
+            "key {key}: every answer names one run: {named:?}"
+        );
+    }
+    let all = store
+        .list(&ListQuery {
+            limit: 500,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(all.runs.len(), KEYS, "one run per key");
+}
+
+#[test]
+fn a_key_whose_run_was_never_written_is_free_and_a_discarded_run_leaves_nothing() {
+    let (store, _dir) = store();
+    // As if a crash came between the key and the record.
+    store
+        .idempotency
+        .insert(idempotency_key("w", "k"), "ghost")
+        .unwrap();
+    let first = run("a", 1, Some("k"));
+    assert!(matches!(store.create(&first).unwrap(), Created::New));
+    store.discard(&first).unwrap();
+    assert!(store.get(&first.id).unwrap().is_none());
+    assert!(list(&store, None, None).is_empty());
+    assert!(store.unfinished().unwrap().is_empty());
+    assert!(store.pins(PinKind::Plugin, "p").unwrap().is_empty());
+    let retry = run("b", 2, Some("k"));
+    assert!(matches!(store.create(&retry).unwrap(), Created::New));
+}
+
+#[test]
+fn save_is_a_compare_and_swap_on_the_revision() {
+    let (store, _dir) = store();
+    let a = run("a", 1, None);
+    store.create(&a).unwrap();
+    let running = saved(&store, &a, RunStatus::Running);
+    // A second writer that read revision 0 too loses.
+    let mut stale = a.clone();
+    stale.status = RunStatus::Compensating;
+    stale.revision = 1;
+    assert!(matches!(store.save(&stale), Err(StoreError::Conflict(_))));
+    let again = saved(&store, &running, RunStatus::Completed);
+    assert_eq!(store.get(&a.id).unwrap().unwrap(), again);
+    let mut skipped = again.clone();
+    skipped.revision += 2;
+    assert!(matches!(store.save(&skipped), Err(StoreError::Conflict(_))));
+}
+
+#[tokio::test]
+async fn indexes_follow_saves_and_survive_reopening() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        for (name, at) in [("a", 1), ("b", 2), ("c", 3)] {
+            store.create(&run(name, at, None)).unwrap();
+        }
+        let mut other = run("d", 4, None);
+        other.workflow = "v".into();
+        store.create(&other).unwrap();
+        let b = store.get(&id("b")).unwrap().unwrap();
+        saved(&store, &b, RunStatus::Completed);
+        store.flush().await.unwrap();
+    }
+    let store = SledStore::open(dir.path()).expect("dropping the store closed the database");
+    let all = store
+        .list(&ListQuery {
+            limit: 2,
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(ids(&all), ["d", "c"]);
+    let rest = store
+        .list(&ListQuery {
+            limit: 3,
+            cursor: all.next_cursor.clone(),
+            ..ListQuery::default()
+        })
+        .unwrap();
+    assert_eq!(ids(&rest), ["b", "a"]);
+    assert_eq!(rest.next_cursor, None);
+    assert_eq!(list(&store, Some(RunStatus::Completed), None), ["b"]);
+    assert_eq!(
+        list(&store, Some(RunStatus::Pending), Some("w")),
+        ["c", "a"]
+    );
+    assert_eq!(
+        list(&store, Some(RunStatus::Completed), Some("v")),
+        Vec::<String>::new()
+    );
+    assert_eq!(list(&store, None, Some("v")), ["d"]);
+    let mut unfinished: Vec<String> = store
+        .unfinished()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.to_string())
+        .collect();
+    unfinished.sort();
+    assert_eq!(unfinished, ["a", "c", "d"]);
+}
+
+fn entry(direction: Direction, attempt: u32, outcome: Outcome) -> JournalEntry {
+    JournalEntry {
+        step: "s".into(),
+        direction,
+        attempt,
+        started_ms: 10,
+        ended_ms: 20,
+        outcome,
+        error: (outcome != Outcome::Ok).then(|| "busy".into()),
+        output: (outcome == Outcome::Ok && direction == Direction::Execute)
+            .then(|| serde_json::json!({"x": 1}).as_object().unwrap().clone()),
+    }
+}
+
+#[test]
+fn get_applies_the_journal_written_since_the_record_once() {
+    let (store, _dir) = store();
+    let a = id("a");
+    store.create(&run("a", 1, None)).unwrap();
+    store
+        .append_journal(&a, 0, &entry(Direction::Execute, 1, Outcome::Retryable))
+        .unwrap();
+    let after_retry = store.get(&a).unwrap().unwrap();
+    assert_eq!(after_retry.steps[0].status, StepStatus::Running);
+    assert_eq!(after_retry.steps[0].error.as_deref(), Some("busy"));
+    assert_eq!(after_retry.steps[0].attempt_ended_ms, Some(20));
+    store
+        .append_journal(&a, 1, &entry(Direction::Execute, 2, Outcome::Ok))
+        .unwrap();
+    let run = store.get(&a).unwrap().unwrap();
+    assert_eq!(run.journaled, 2);
+    assert_eq!(run.steps[0].status, StepStatus::Completed);
+    assert_eq!(run.steps[0].attempts, 2);
+    assert_eq!(run.steps[0].error, None);
+    assert_eq!(run.context()["x"], 1);
+
+    // A record saved with its entries applied is not folded again.
+    let run = saved(&store, &run, RunStatus::Compensating);
+    store
+        .append_journal(&a, 2, &entry(Direction::Compensate, 1, Outcome::Ok))
+        .unwrap();
+    let after = store.get(&a).unwrap().unwrap();
+    assert_eq!(after.journaled, 3);
+    assert_eq!(after.steps[0].status, StepStatus::Compensated);
+    assert_eq!(
+        (
+            after.steps[0].attempts,
+            after.steps[0].compensation_attempts
+        ),
+        (2, 1)
+    );
+    assert_eq!(run.revision, after.revision);
+    assert_eq!(store.journal(&a).unwrap().len(), 3);
+}
+
+#[test]
+fn records_of_format_2_read_and_others_are_refused_by_name() {
+    let (store, _dir) = store();
+    let mut old = serde_json::to_value(run("a", 1, None)).unwrap();
+    for field in ["workflow_version", "revision", "cancelled"] {
+        old.as_object_mut().unwrap().remove(field);
+    }
+    old["format"] = 2.into();
+    store
+        .runs
+        .insert("a", serde_json::to_vec(&old).unwrap())
+        .unwrap();
+    let read = store.get(&id("a")).unwrap().unwrap();
+    assert_eq!(
+        (read.format, read.workflow_version, read.revision),
+        (3, None, 0)
+    );
+    old["format"] = 1.into();
+    store
+        .runs
+        .insert("b", serde_json::to_vec(&old).unwrap())
+        .unwrap();
+    let error = store.get(&id("b")).unwrap_err().to_string();
+    assert!(
+        error.contains("`b`") && error.contains("format 1"),
+        "{error}"
+    );
+}
+
+#[test]
+fn a_stale_index_entry_is_ignored() {
+    let (store, _dir) = store();
+    let mut a = run("a", 1, None);
+    store.create(&a).unwrap();
+    // As if a crash hit between writing the record and removing the old entry.
+    a.status = RunStatus::Completed;
+    store
+        .by_status
+        .insert(status_key(RunStatus::Completed, &a), &[])
+        .unwrap();
+    store
+        .runs
+        .insert("a", serde_json::to_vec(&a).unwrap())
+        .unwrap();
+    assert!(
+        list(&store, Some(RunStatus::Pending), None).is_empty(),
+        "the pending entry is stale"
+    );
+    assert_eq!(list(&store, Some(RunStatus::Completed), None), ["a"]);
+}
+
+#[test]
+fn pins_are_counted_from_the_index_until_a_run_is_closed() {
+    let (store, _dir) = store();
+    let a = run("a", 1, None);
+    let mut b = run("b", 2, None);
+    b.plugins.insert("p".into(), "pd2".into());
+    b.plugins.insert("q".into(), "qd1".into());
+    store.create(&a).unwrap();
+    store.create(&b).unwrap();
+    // A pin a crashed creation left behind, without its record, does not count.
+    let mut ghost = run("ghost", 3, None);
+    ghost.plugins.insert("p".into(), "pd1".into());
+    for key in pin_keys(&ghost) {
+        store.pins.insert(key, &[]).unwrap();
+    }
+    assert_eq!(
+        store.pins(PinKind::Plugin, "p").unwrap(),
+        BTreeMap::from([("pd1".into(), 1), ("pd2".into(), 1)])
+    );
+    assert_eq!(
+        store.pins(PinKind::Workflow, "w").unwrap(),
+        BTreeMap::from([("wd1".into(), 2)])
+    );
+    let mut done = saved(&store, &a, RunStatus::Completed);
+    done.ended_ms = Some(50);
+    store.close(&done).unwrap();
+    assert_eq!(
+        store.pins(PinKind::Plugin, "p").unwrap(),
+        BTreeMap::from([("pd2".into(), 1)])
+    );
+    assert_eq!(store.pins(PinKind::Plugin, "q").unwrap().len(), 1);
+    assert!(store.pins(PinKind::Plugin, "none").unwrap().is_empty());
+}
+
+#[test]
+fn closed_runs_are_deleted_with_everything_they_had() {
+    let (store, _dir) = store();
+    let keep = run("keep", 1, None);
+    store.create(&keep).unwrap();
+    let mut old = run("old", 2, Some("k"));
+    store.create(&old).unwrap();
+    store
+        .append_journal(&old.id, 0, &entry(Direction::Execute, 1, Outcome::Ok))
+        .unwrap();
+    old = store.get(&old.id).unwrap().unwrap();
+    old.ended_ms = Some(100);
+    let old = saved(&store, &old, RunStatus::Completed);
+    store.close(&old).unwrap();
+    assert!(store.ended_before(100, 10).unwrap().is_empty());
+    let due = store.ended_before(101, 10).unwrap();
+    assert_eq!(due, [(100, old.id.clone())]);
+    store.delete(&old.id, 100).unwrap();
+    store.delete(&old.id, 100).unwrap();
+    assert!(store.get(&old.id).unwrap().is_none());
+    assert!(store.journal(&old.id).unwrap().is_empty());
+    assert_eq!(list(&store, None, None), ["keep"]);
+    assert!(list(&store, Some(RunStatus::Completed), Some("w")).is_empty());
+    assert!(store.ended_before(u64::MAX, 10).unwrap().is_empty());
+    // Its key is free again.
+    assert!(matches!(
+        store.create(&run("new", 3, Some("k"))).unwrap(),
+        Created::New
+    ));
+}

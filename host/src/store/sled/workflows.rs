@@ -1,0 +1,129 @@
+//! [`WorkflowStore`] on [`SledStore`]: definition versions and heads by name.
+
+use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
+use crate::model::{Head, WorkflowVersion};
+use crate::store::{StoreError, WorkflowStore};
+
+fn version_key(name: &str, digest: &str) -> Vec<u8> {
+    let mut key = name_prefix(name);
+    key.extend_from_slice(digest.as_bytes());
+    key
+}
+
+impl WorkflowStore for SledStore {
+    fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError> {
+        let key = version_key(&version.name, &version.digest);
+        // Insert if absent: the first registration's time and source stand.
+        let _ = self
+            .workflow_versions
+            .compare_and_swap(key, None as Option<&[u8]>, Some(encode(version)?))
+            .map_err(io("store a workflow version"))?;
+        Ok(())
+    }
+
+    fn workflow_version(
+        &self,
+        name: &str,
+        digest: &str,
+    ) -> Result<Option<WorkflowVersion>, StoreError> {
+        let key = version_key(name, digest);
+        self.workflow_versions
+            .get(&key)
+            .map_err(io("read a workflow version"))?
+            .map(|value| decode(&key, &value))
+            .transpose()
+    }
+
+    fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
+        let prefix = name_prefix(name);
+        let mut versions = self
+            .workflow_versions
+            .range(prefix.clone()..prefix_end(&prefix))
+            .map(|item| {
+                let (key, value) = item.map_err(io("read workflow versions"))?;
+                decode::<WorkflowVersion>(&key, &value)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        versions.sort_by_key(|v| v.registered_ms);
+        Ok(versions)
+    }
+
+    fn remove_workflow_version(&self, name: &str, digest: &str) -> Result<(), StoreError> {
+        self.workflow_versions
+            .remove(version_key(name, digest))
+            .map_err(io("remove a workflow version"))?;
+        Ok(())
+    }
+
+    fn workflow_heads(&self) -> Result<Vec<(String, Head)>, StoreError> {
+        self.workflow_heads
+            .iter()
+            .map(|item| {
+                let (key, value) = item.map_err(io("read workflow heads"))?;
+                Ok((
+                    String::from_utf8_lossy(&key).into_owned(),
+                    decode(&key, &value)?,
+                ))
+            })
+            .collect()
+    }
+
+    fn put_workflow_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
+        self.workflow_heads
+            .insert(name, encode(head)?)
+            .map_err(io("store a workflow head"))?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{VersionSource, WorkflowDefinition};
+    use crate::store::sled::testing::store;
+
+    fn version(name: &str, steps: &str, registered_ms: u64) -> WorkflowVersion {
+        let definition: WorkflowDefinition =
+            serde_json::from_str(&format!(r#"{{"steps":{steps}}}"#)).unwrap();
+        WorkflowVersion {
+            name: name.into(),
+            digest: definition.digest(),
+            definition,
+            registered_ms,
+            source: VersionSource::Config,
+        }
+    }
+
+    #[test]
+    fn versions_keep_their_first_registration_and_heads_list_by_name() {
+        let (store, _dir) = store();
+        let one = version("w", r#"[{"name":"a","plugin":"p"}]"#, 1);
+        let two = version("w", r#"[{"name":"b","plugin":"p"}]"#, 2);
+        store.put_workflow_version(&two).unwrap();
+        store.put_workflow_version(&one).unwrap();
+        let again = WorkflowVersion {
+            registered_ms: 9,
+            ..one.clone()
+        };
+        store.put_workflow_version(&again).unwrap();
+        assert_eq!(
+            store.workflow_versions("w").unwrap(),
+            [one.clone(), two.clone()]
+        );
+        assert_eq!(
+            store
+                .workflow_version("w", &one.digest)
+                .unwrap()
+                .unwrap()
+                .registered_ms,
+            1
+        );
+        assert!(store.workflow_versions("other").unwrap().is_empty());
+        let mut head = Head::default();
+        head.make_current(&one.digest);
+        store.put_workflow_head("w", &head).unwrap();
+        assert_eq!(store.workflow_heads().unwrap(), [("w".to_owned(), head)]);
+        store.remove_workflow_version("w", &two.digest).unwrap();
+        assert_eq!(store.workflow_versions("w").unwrap(), [one]);
+    }
+}

@@ -1,0 +1,36 @@
+//! Workflow definitions, versioned as plugins are ([`WorkflowStore`]): each version stored
+//! under its name and the digest of its canonical form, each name with a [`Head`].
+//!
+//! The version goes in before the head that names it, so a crash never leaves a head
+//! pointing at a missing version.
+
+use super::{Flush, StoreError};
+use crate::model::{Head, WorkflowVersion};
+
+/// Storage of workflow definition versions.
+///
+/// Writes are visible at once and durable after a [`Flush::flush`] that started after
+/// them, as with [`super::RunStore`].
+pub trait WorkflowStore: Flush {
+    /// Stores a version, unless that name and digest is there already.
+    fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError>;
+
+    /// One version of `name`.
+    fn workflow_version(
+        &self,
+        name: &str,
+        digest: &str,
+    ) -> Result<Option<WorkflowVersion>, StoreError>;
+
+    /// Every version of `name`, oldest registration first.
+    fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError>;
+
+    /// Removes a version of `name`.
+    fn remove_workflow_version(&self, name: &str, digest: &str) -> Result<(), StoreError>;
+
+    /// Every workflow name that has a head, with it.
+    fn workflow_heads(&self) -> Result<Vec<(String, Head)>, StoreError>;
+
+    /// Replaces the head of `name`.
+    fn put_workflow_head(&self, name: &str, head: &Head) -> Result<(), StoreError>;
+}
