@@ -27,7 +27,7 @@ const SUBSCRIPTIONS: [&str; 4] = [
 
 /// Where a test's events travel.
 #[derive(Clone, Copy)]
-enum Transport {
+pub enum Transport {
     Embedded,
     Nats,
     Rabbitmq,
@@ -37,7 +37,7 @@ enum Transport {
 impl Transport {
     /// The `[events.transport]` section for a test named `test`; for NATS, the test's
     /// stream is deleted first so that each run starts empty.
-    async fn section(self, test: &str) -> String {
+    pub async fn section(self, test: &str) -> String {
         match self {
             Transport::Embedded => String::new(),
             Transport::Nats => {

@@ -1,14 +1,20 @@
 //! Integration tests: real plugins built from `plugins/`, real loopback servers, the real
 //! `flowhost` binary. One test binary, a module per area.
 
+mod bounds;
 mod capabilities;
 mod cli;
 mod events;
+mod faults;
 mod hostile;
+mod inprocess;
+mod layers;
 mod polyglot;
+mod races;
 mod runtime;
 mod sagas;
 mod server;
 mod support;
 mod swap;
+mod versions;
 mod warm;

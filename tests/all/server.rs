@@ -7,14 +7,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
+/// A host's HTTP API, as a client sees it.
+pub struct Api {
+    /// `http://127.0.0.1:<port>`.
+    pub url: String,
+    pub client: reqwest::Client,
+}
+
 /// A `flowhost serve` process with its own data directory, which outlives restarts.
 pub struct Server {
     child: Option<Child>,
-    /// `http://127.0.0.1:<port>`.
-    pub url: String,
+    api: Api,
     dir: tempfile::TempDir,
     listen: String,
-    pub client: reqwest::Client,
+}
+
+impl std::ops::Deref for Server {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.api
+    }
 }
 
 impl Server {
@@ -35,10 +47,9 @@ impl Server {
         let listen = format!("127.0.0.1:{port}");
         let mut server = Server {
             child: None,
-            url: format!("http://{listen}"),
+            api: Api::new(format!("http://{listen}")),
             dir,
             listen,
-            client: reqwest::Client::new(),
         };
         server.spawn().await;
         server
@@ -121,6 +132,33 @@ impl Server {
         self.spawn().await;
     }
 
+    /// Replaces the configuration the next (re)start reads.
+    pub fn reconfigure(&self, config: &str) {
+        let data = self.dir.path().join("data");
+        std::fs::write(
+            self.dir.path().join("flowhost.toml"),
+            format!("data-dir = {data:?}\n{config}"),
+        )
+        .unwrap();
+    }
+
+    /// How many times the log has `text` on a line.
+    pub fn logged(&self, text: &str) -> usize {
+        self.log()
+            .lines()
+            .filter(|line| line.contains(text))
+            .count()
+    }
+}
+
+impl Api {
+    pub fn new(url: String) -> Api {
+        Api {
+            url,
+            client: reqwest::Client::new(),
+        }
+    }
+
     /// `POST path` with a JSON body; the status and the JSON answer.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         let response = self
@@ -156,7 +194,14 @@ impl Server {
         loop {
             let (_, run) = self.get(&format!("/v1/runs/{id}")).await;
             let status = run["status"].as_str().unwrap_or_default();
-            if ["completed", "compensated", "compensation_failed", "failed"].contains(&status) {
+            let ended = [
+                "completed",
+                "compensated",
+                "compensation_failed",
+                "failed",
+                "cancelled",
+            ];
+            if ended.contains(&status) {
                 return run;
             }
             assert!(Instant::now() < deadline, "run {id} stuck: {run}");

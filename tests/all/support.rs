@@ -17,6 +17,27 @@ pub struct Host {
     pub sink: Arc<MemorySink>,
 }
 
+/// A data directory the tests share for compiled code, so that only the first test to load
+/// a plugin compiles it.
+pub const SHARED_DATA_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/flowhost-data");
+
+/// `toml` with `{NAME}` replaced by the path of the built plugin `NAME` (`{PROBE}`,
+/// `{NOOP}`, `{FORWARD}`, ...).
+pub fn with_plugins(toml: &str) -> String {
+    let mut toml = toml.to_owned();
+    for (name, path) in [
+        ("{PROBE}", flowhost_test_artifacts::PROBE),
+        ("{HOSTILE}", flowhost_test_artifacts::HOSTILE),
+        ("{NOOP}", flowhost_test_artifacts::NOOP),
+        ("{AUDIT_LOG}", flowhost_test_artifacts::AUDIT_LOG),
+        ("{VALIDATE_USER}", flowhost_test_artifacts::VALIDATE_USER),
+        ("{FORWARD}", flowhost_test_artifacts::FORWARD),
+    ] {
+        toml = toml.replace(name, path);
+    }
+    toml
+}
+
 /// Builds a host from `toml`, where `{NAME}` stands for the path of a built plugin
 /// (`{PROBE}`, `{HOSTILE}`, ...). Compiled code is cached in the target directory, so only
 /// the first test to load a plugin compiles it.
@@ -26,18 +47,7 @@ pub fn host(toml: &str) -> Host {
 
 /// As [`host`], returning the error.
 pub fn try_host(toml: &str) -> anyhow::Result<Host> {
-    let mut toml = toml.to_owned();
-    for (name, path) in [
-        ("{PROBE}", flowhost_test_artifacts::PROBE),
-        ("{HOSTILE}", flowhost_test_artifacts::HOSTILE),
-        ("{NOOP}", flowhost_test_artifacts::NOOP),
-        ("{AUDIT_LOG}", flowhost_test_artifacts::AUDIT_LOG),
-        ("{VALIDATE_USER}", flowhost_test_artifacts::VALIDATE_USER),
-    ] {
-        toml = toml.replace(name, path);
-    }
-    let data_dir = concat!(env!("CARGO_TARGET_TMPDIR"), "/flowhost-data");
-    let toml = format!("data-dir = {data_dir:?}\n{toml}");
+    let toml = format!("data-dir = {SHARED_DATA_DIR:?}\n{}", with_plugins(toml));
     let config = Config::from_toml(&toml)?;
     let sink = Arc::new(MemorySink::default());
     let runtime = flowhost::runtime_for(&config, sink.clone())?;

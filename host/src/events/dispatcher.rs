@@ -218,15 +218,13 @@ impl Dispatcher {
         if entries.is_empty() {
             return Ok(Pass::Idle);
         }
-        // Everything read above was written before this flush began: durable after it.
-        store.flush().await?;
         let mut released = Vec::new();
         for entry in &entries {
             let open = match &entry.gate {
                 Some(gate) => store.gate_open(gate)?,
                 None => true,
             };
-            // A closed gate: the step's journal entry is being written; it comes next.
+            // A closed gate: what the event waits for is being written; it comes next.
             if open {
                 released.push(&entry.event);
             }
@@ -234,6 +232,9 @@ impl Dispatcher {
         if released.is_empty() {
             return Ok(Pass::Waiting);
         }
+        // Every entry read above, and every gate found open, was written before this flush
+        // began: durable after it. (No flush while only gated entries wait.)
+        store.flush().await?;
         // Every send of the batch at once: a broker acknowledges them together instead of
         // one round trip each. Entries leave the outbox only once all are sent; after a
         // failure the batch goes again (a broker drops repeats by message id).
@@ -421,12 +422,15 @@ impl Worker {
             error,
             dead_ms: now_ms(),
         };
+        let store = self.dispatcher.store();
         let buried = async {
-            self.dispatcher.store().bury(&letter)?;
-            self.dispatcher.store().flush().await
+            store.bury(&letter)?;
+            store.flush().await
         };
         if let Err(error) = buried.await {
             tracing::warn!(subscription = %self.subscription.name, event = %letter.event.id, %error, "the dead letter is not durable; the delivery comes again");
+            // The delivery comes again and gives up again: one dead letter, not two.
+            let _ = store.exhume(&letter.id);
             return settle.retry(delay(attempts + 1), letter.error).await;
         }
         settle.give_up().await

@@ -15,8 +15,9 @@
 //! ```
 //!
 //! Reads are never failed: a plan is about what a crash or a broken disk does to writes.
-//! A plan's predicates may keep state of their own (a flag another predicate sets), so that
-//! a fault can wait for a moment: "fail the flush that follows this handler's events".
+//! A plan's predicates may keep state of their own, set by an [`Faults::observe`]r that
+//! sees every operation, so that a fault can wait for a moment: "fail the flush that
+//! follows this handler's events".
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -84,7 +85,8 @@ type Predicate = Box<dyn Fn(&Op<'_>) -> bool + Send + Sync>;
 struct Rule {
     when: Predicate,
     times: usize,
-    effect: Effect,
+    /// What it does; none for an observer, which only sees.
+    effect: Option<Effect>,
 }
 
 /// A fault plan: rules tried in the order they were added; the first that matches and has
@@ -103,12 +105,25 @@ pub struct InjectedFault;
 impl Faults {
     /// The next `times` operations `when` matches fail.
     pub fn fail(&self, times: usize, when: impl Fn(&Op<'_>) -> bool + Send + Sync + 'static) {
-        self.add(times, Effect::Fail, Box::new(when));
+        self.add(times, Some(Effect::Fail), Box::new(when));
     }
 
     /// The next `times` operations `when` matches panic.
     pub fn panic(&self, times: usize, when: impl Fn(&Op<'_>) -> bool + Send + Sync + 'static) {
-        self.add(times, Effect::Panic, Box::new(when));
+        self.add(times, Some(Effect::Panic), Box::new(when));
+    }
+
+    /// Shows every operation to `see`, before any rule added after it: a way to arm a
+    /// fault when something has happened.
+    pub fn observe(&self, see: impl Fn(&Op<'_>) + Send + Sync + 'static) {
+        self.add(
+            usize::MAX,
+            None,
+            Box::new(move |op| {
+                see(op);
+                false
+            }),
+        );
     }
 
     /// Drops every rule: the store works again.
@@ -116,7 +131,7 @@ impl Faults {
         self.rules.lock().expect("faults lock").clear();
     }
 
-    fn add(&self, times: usize, effect: Effect, when: Predicate) {
+    fn add(&self, times: usize, effect: Option<Effect>, when: Predicate) {
         self.rules.lock().expect("faults lock").push(Rule {
             when,
             times,
@@ -132,7 +147,7 @@ impl Faults {
             let hit = rules
                 .iter_mut()
                 .find(|rule| rule.times > 0 && (rule.when)(op));
-            hit.map(|rule| {
+            hit.and_then(|rule| {
                 rule.times -= 1;
                 rule.effect
             })

@@ -1,0 +1,257 @@
+//! Clients that race: the same start sent by eight clients at once, eight retries of one
+//! run at once, more starts than the host has room for. The real binary on loopback; each
+//! test names the finding of issue 10 it covers.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio::sync::Barrier;
+
+use crate::server::{Server, Services, order};
+use crate::support::with_plugins;
+
+/// Two no-op steps: a run ends in a millisecond, so the race is all in the start.
+const TWO_STEPS: &str = r#"
+[plugins.noop]
+path = "{NOOP}"
+[workflows.two]
+steps = [{ name = "a", plugin = "noop" }, { name = "b", plugin = "noop" }]
+"#;
+
+/// Every run the host lists, across pages.
+async fn all_runs(server: &Server) -> Vec<Value> {
+    let mut runs = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let (status, page) = server.get(&format!("/v1/runs?limit=500{cursor}")).await;
+        assert_eq!(status, 200, "{page}");
+        runs.extend(page["runs"].as_array().unwrap().iter().cloned());
+        match page["next_cursor"].as_str() {
+            Some(next) => cursor = format!("&cursor={next}"),
+            None => return runs,
+        }
+    }
+}
+
+/// Sends one start per (client, request) with `CLIENTS` clients, all clients sending
+/// request `i` at the same moment; returns, per request, the run id each client got.
+async fn race<const CLIENTS: usize>(
+    requests: usize,
+    start: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
+) -> Vec<Vec<String>> {
+    let start = Arc::new(start);
+    let barrier = Arc::new(Barrier::new(CLIENTS));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|_| {
+            let (start, barrier) = (start.clone(), barrier.clone());
+            let client = reqwest::Client::new();
+            tokio::spawn(async move {
+                let mut ids = Vec::new();
+                for i in 0..requests {
+                    barrier.wait().await;
+                    let response = start(&client, i).send().await.unwrap();
+                    let status = response.status().as_u16();
+                    let run: Value = response.json().await.unwrap();
+                    assert!(matches!(status, 200 | 202), "{status}: {run}");
+                    ids.push(run["id"].as_str().unwrap().to_owned());
+                }
+                ids
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for client in clients {
+        answers.push(client.await.unwrap());
+    }
+    (0..requests)
+        .map(|i| answers.iter().map(|ids| ids[i].clone()).collect())
+        .collect()
+}
+
+/// Finding 1: eight clients starting a run with the same `Idempotency-Key` at the same
+/// moment, 200 keys: some keys got two runs. One key (or one `"id"`) must give one run, and
+/// every answer must name it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_clients_sending_one_start_at_once_get_one_run_and_all_name_it() {
+    let server = Server::start(&with_plugins(TWO_STEPS)).await;
+    let url = format!("{}/v1/workflows/two/runs", server.url);
+    let keyed = race::<8>(200, move |client, i| {
+        client
+            .post(&url)
+            .header("Idempotency-Key", format!("checkout-{i}"))
+            .json(&json!({ "n": i }))
+    })
+    .await;
+    let url = format!("{}/v1/workflows/two/runs?wait=5s", server.url);
+    let chosen = race::<8>(50, move |client, i| {
+        client
+            .post(&url)
+            .json(&json!({ "id": format!("client-{i}") }))
+    })
+    .await;
+    for (i, ids) in keyed.iter().enumerate() {
+        let named: HashSet<&String> = ids.iter().collect();
+        assert_eq!(named.len(), 1, "key checkout-{i}: {ids:?}");
+    }
+    for (i, ids) in chosen.iter().enumerate() {
+        assert!(ids.iter().all(|id| *id == format!("client-{i}")), "{ids:?}");
+    }
+    let runs = all_runs(&server).await;
+    assert_eq!(runs.len(), 250, "one run per key and per id");
+    let inputs: HashSet<String> = runs.iter().map(|r| r["context"]["n"].to_string()).collect();
+    assert_eq!(
+        inputs.len(),
+        201,
+        "each keyed start once, the id starts without `n`"
+    );
+    for run in &runs {
+        let finished = server.until_terminal(run["id"].as_str().unwrap()).await;
+        assert_eq!(finished["status"], "completed", "{finished}");
+    }
+}
+
+/// Finding 3: two concurrent `POST /v1/runs/{id}/retry` both passed the check and both drove
+/// the run. Now the record's compare-and-swap lets one win; the others get 409.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_retries_of_one_run_at_once_drive_it_once() {
+    let services = Services::start().await;
+    let server = Server::start(&services.config()).await;
+    services.fail("orders", 1, 400).await; // create_order fails for good
+    services.fail("refunds", 1000, 503).await; // and so does the refund
+    let (_, run) = server
+        .post(
+            "/v1/workflows/order_processing/runs?wait=30s",
+            &order("r-1", 7, 20.0),
+        )
+        .await;
+    assert_eq!(run["status"], "compensation_failed", "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    services.fail("refunds", 0, 503).await;
+
+    let barrier = Arc::new(Barrier::new(8));
+    let retries: Vec<_> = (0..8)
+        .map(|_| {
+            let barrier = barrier.clone();
+            let url = format!("{}/v1/runs/{id}/retry", server.url);
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                barrier.wait().await;
+                client.post(url).send().await.unwrap().status().as_u16()
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for retry in retries {
+        statuses.push(retry.await.unwrap());
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses.iter().filter(|s| **s == 202).count(),
+        1,
+        "{statuses:?}"
+    );
+    assert!(
+        statuses.iter().all(|s| matches!(s, 202 | 409)),
+        "{statuses:?}"
+    );
+
+    let run = server.until_terminal(&id).await;
+    assert_eq!(run["status"], "compensated", "{run}");
+    let (_, journal) = server.get(&format!("/v1/runs/{id}/journal")).await;
+    let undos = |step: &str| {
+        journal["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["direction"] == "compensate" && a["step"] == step)
+            .count()
+    };
+    assert_eq!(
+        undos("process_payment"),
+        4,
+        "three failed, one by the one retry: {journal}"
+    );
+    assert_eq!(undos("reserve_inventory"), 1, "{journal}");
+    let ledger = services.order("r-1").await;
+    assert_eq!(
+        ledger["payments"]["refunded"].as_array().unwrap().len(),
+        1,
+        "{ledger}"
+    );
+}
+
+/// Finding 6: starts beyond `max-concurrent-runs` became waiting tasks without bound, and no
+/// start was ever refused. Now past `max-pending-runs` a start answers 429 with
+/// `Retry-After`, stores nothing and says so; every accepted run completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn starts_past_the_backlog_are_refused_with_429_and_store_nothing() {
+    let services = Services::start().await;
+    let config = format!(
+        "{}\n[server]\nmax-concurrent-runs = 1\nmax-pending-runs = 2\n",
+        services.config()
+    );
+    let server = Server::start(&config).await;
+    services.delay(100).await; // each run takes half a second
+    let barrier = Arc::new(Barrier::new(8));
+    let starts: Vec<_> = (0..8)
+        .map(|i| {
+            let barrier = barrier.clone();
+            let url = format!("{}/v1/workflows/order_processing/runs", server.url);
+            tokio::spawn(async move {
+                let client = reqwest::Client::new();
+                barrier.wait().await;
+                let response = client
+                    .post(url)
+                    .json(&order(&format!("a-{i}"), 7, 20.0))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status().as_u16();
+                let retry_after = response
+                    .headers()
+                    .get("retry-after")
+                    .map(|v| v.to_str().unwrap().to_owned());
+                (status, retry_after, response.json::<Value>().await.unwrap())
+            })
+        })
+        .collect();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for start in starts {
+        let (status, retry_after, body) = start.await.unwrap();
+        match status {
+            202 => accepted.push(body["id"].as_str().unwrap().to_owned()),
+            429 => {
+                refused += 1;
+                assert_eq!(retry_after.as_deref(), Some("1"), "{body}");
+                let detail = body["detail"].as_str().unwrap();
+                assert!(
+                    detail.contains("max-pending-runs") && detail.contains("nothing was stored"),
+                    "{detail}"
+                );
+            }
+            other => panic!("{other}: {body}"),
+        }
+    }
+    assert_eq!(
+        (accepted.len(), refused),
+        (3, 5),
+        "one running, two waiting"
+    );
+    assert_eq!(
+        all_runs(&server).await.len(),
+        3,
+        "a refused start stores nothing"
+    );
+    for id in &accepted {
+        assert_eq!(server.until_terminal(id).await["status"], "completed");
+    }
+    let (status, _) = server
+        .post(
+            "/v1/workflows/order_processing/runs",
+            &order("a-late", 7, 20.0),
+        )
+        .await;
+    assert_eq!(status, 202, "room again once the backlog drained");
+}
