@@ -172,7 +172,7 @@ impl Retention {
             swept.dead_letters += 1;
         }
         let cutoff = before(self.config.unreleased_events);
-        for entry in self.store.outbox_pending(limit)? {
+        for entry in self.store.outbox_pending(None, limit)? {
             if entry.event.time_ms >= cutoff {
                 break;
             }
@@ -222,6 +222,7 @@ mod tests {
             plugins: BTreeMap::new(),
             idempotency_key: None,
             cancelled: false,
+            closed: false,
             created_ms: ended_ms,
             updated_ms: ended_ms,
             ended_ms: Some(ended_ms),
@@ -236,9 +237,11 @@ mod tests {
         let store: Arc<dyn Store> = Arc::new(SledStore::open(dir.path()).unwrap());
         let clock = Arc::new(TestClock(AtomicU64::new(30 * DAY)));
         for (i, ended) in [1, 2, 3, 29].into_iter().enumerate() {
-            let done = run(&format!("done-{i}"), RunStatus::Completed, ended * DAY);
+            let done = Run {
+                closed: true,
+                ..run(&format!("done-{i}"), RunStatus::Completed, ended * DAY)
+            };
             store.create(&done).unwrap();
-            store.close(&done).unwrap();
         }
         // Waiting for an operator: never closed, never deleted.
         store
@@ -298,7 +301,7 @@ mod tests {
         assert_eq!(left, ["done-3", "stuck"]);
         assert_eq!(store.dead_letters(10, None).unwrap().len(), 1);
         let pending: Vec<String> = store
-            .outbox_pending(10)
+            .outbox_pending(None, 10)
             .unwrap()
             .into_iter()
             .map(|e| e.event.id)

@@ -255,3 +255,30 @@ async fn starts_past_the_backlog_are_refused_with_429_and_store_nothing() {
         .await;
     assert_eq!(status, 202, "room again once the backlog drained");
 }
+
+/// A client that hangs up while its start is being made durable must not leave a stored run
+/// that no one drives: a start runs to its end whatever happens to its request.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn clients_that_hang_up_half_way_leave_no_run_undriven() {
+    let server = Server::start(&with_plugins(TWO_STEPS)).await;
+    let impatient = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_micros(300))
+        .build()
+        .unwrap();
+    let url = format!("{}/v1/workflows/two/runs", server.url);
+    let mut hung_up = 0;
+    for i in 0..200 {
+        let sent = impatient
+            .post(&url)
+            .header("Idempotency-Key", format!("impatient-{i}"))
+            .json(&json!({}))
+            .send()
+            .await;
+        hung_up += usize::from(sent.is_err());
+    }
+    assert!(hung_up > 0, "no client hung up: the test proves nothing");
+    for run in all_runs(&server).await {
+        let finished = server.until_terminal(run["id"].as_str().unwrap()).await;
+        assert_eq!(finished["status"], "completed", "{finished}");
+    }
+}

@@ -88,7 +88,7 @@ impl From<EngineError> for Problem {
             EngineError::Store(e) | EngineError::Workflow(WorkflowError::Store(e)) => {
                 store_status(e)
             }
-            EngineError::Workflow(WorkflowError::Missing { .. }) => {
+            EngineError::Workflow(WorkflowError::Missing { .. }) | EngineError::Panicked(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
         };

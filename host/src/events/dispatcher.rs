@@ -22,6 +22,8 @@ use crate::store::{EventStore, StoreError};
 
 /// Outbox entries relayed per pass.
 const RELAY_BATCH: usize = 256;
+/// Most outbox entries one pass looks at to find some whose gate is open.
+const RELAY_SCAN: usize = 16 * RELAY_BATCH;
 /// How often the relay looks again while a gated entry waits for its journal entry.
 const GATE_POLL: Duration = Duration::from_millis(20);
 /// Longest the relay sleeps without looking, and a worker waits in one receive.
@@ -115,12 +117,20 @@ impl Dispatcher {
     pub fn drop_orphans(&self) -> Result<usize, StoreError> {
         let store = self.store();
         let mut dropped = 0;
-        for entry in store.outbox_pending(usize::MAX)? {
-            if let Some(gate) = &entry.gate
-                && !store.gate_open(gate)?
-            {
-                store.outbox_remove(&entry.event.id)?;
-                dropped += 1;
+        let mut after: Option<String> = None;
+        loop {
+            let page = store.outbox_pending(after.as_deref(), RELAY_BATCH)?;
+            let Some(last) = page.last() else {
+                break;
+            };
+            after = Some(last.event.id.clone());
+            for entry in &page {
+                if let Some(gate) = &entry.gate
+                    && !store.gate_open(gate)?
+                {
+                    store.outbox_remove(&entry.event.id)?;
+                    dropped += 1;
+                }
             }
         }
         if dropped > 0 {
@@ -214,30 +224,44 @@ impl Dispatcher {
 
     async fn relay_once(&self) -> Result<Pass, TransportError> {
         let store = self.store();
-        let entries = store.outbox_pending(RELAY_BATCH)?;
-        if entries.is_empty() {
-            return Ok(Pass::Idle);
-        }
+        // Pages on past entries whose gate is closed, so that events stuck behind them (a
+        // step whose journal write failed) do not hold up the others.
         let mut released = Vec::new();
-        for entry in &entries {
-            let open = match &entry.gate {
-                Some(gate) => store.gate_open(gate)?,
-                None => true,
+        let mut after: Option<String> = None;
+        let mut scanned = 0;
+        while released.is_empty() && scanned < RELAY_SCAN {
+            let page = store.outbox_pending(after.as_deref(), RELAY_BATCH)?;
+            let Some(last) = page.last() else {
+                break;
             };
-            // A closed gate: what the event waits for is being written; it comes next.
-            if open {
-                released.push(&entry.event);
+            after = Some(last.event.id.clone());
+            scanned += page.len();
+            for entry in page {
+                let open = match &entry.gate {
+                    Some(gate) => store.gate_open(gate)?,
+                    None => true,
+                };
+                // A closed gate: what the event waits for is being written; it comes next.
+                if open {
+                    released.push(entry.event);
+                }
             }
         }
         if released.is_empty() {
-            return Ok(Pass::Waiting);
+            return Ok(if scanned == 0 {
+                Pass::Idle
+            } else {
+                Pass::Waiting
+            });
         }
         // Every entry read above, and every gate found open, was written before this flush
         // began: durable after it. (No flush while only gated entries wait.)
         store.flush().await?;
         // Every send of the batch at once: a broker acknowledges them together instead of
         // one round trip each. Entries leave the outbox only once all are sent; after a
-        // failure the batch goes again (a broker drops repeats by message id).
+        // failure (or a crash before they left) the batch goes again: NATS drops a repeat
+        // by its message id, the other transports deliver it again, with the same event id
+        // (delivery is at least once).
         let sends = released.iter().flat_map(|event| {
             self.subscriptions
                 .iter()
@@ -250,7 +274,7 @@ impl Dispatcher {
                 })
         });
         futures_util::future::try_join_all(sends).await?;
-        for event in released {
+        for event in &released {
             store.outbox_remove(&event.id)?;
         }
         Ok(Pass::Relayed)

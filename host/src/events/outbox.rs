@@ -56,6 +56,12 @@ impl Outbox {
         self.store.flush().await
     }
 
+    /// Removes a staged event that must not go out after all (what caused it did not
+    /// happen).
+    pub fn withdraw(&self, event_id: &str) -> Result<(), StoreError> {
+        self.store.outbox_remove(event_id)
+    }
+
     /// Tells the relay there may be something to release.
     pub fn wake(&self) {
         self.written.notify_one();

@@ -224,6 +224,10 @@ pub struct Run {
     /// Whether a cancel was asked for: the run compensates and ends `cancelled`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
+    /// Whether the run is done for good: it ended in a status no retry can leave. A closed
+    /// run pins no version and becomes eligible for retention.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub closed: bool,
     /// Creation time, ms since the Unix epoch.
     pub created_ms: u64,
     /// Last change.

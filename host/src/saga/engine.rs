@@ -22,8 +22,10 @@
 //! before anything is stored. A start with an id or idempotency key returns the run that key
 //! names however many requests race, and only once that run is durable.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -41,7 +43,7 @@ use crate::bindings::types::{StepError, StepInfo};
 use crate::events::{Outbox, Trigger};
 use crate::model::{
     Clock, Direction, Gate, InvalidRunId, JournalEntry, Outcome, PublishedEvent, RUN_FORMAT, Run,
-    RunError, RunId, RunStatus, StepState, WorkflowDefinition,
+    RunError, RunId, RunStatus, StepState, StepStatus, WorkflowDefinition,
 };
 use crate::plugins::{PluginRegistry, RegistryError};
 use crate::runtime::{CallError, Plugin, WarmInstance};
@@ -96,6 +98,9 @@ pub enum EngineError {
     /// The host is shutting down and starts nothing new.
     #[error("the host is shutting down")]
     ShuttingDown,
+    /// Handling the request panicked in the host: a bug, logged.
+    #[error("the host failed handling this request: {0}")]
+    Panicked(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -126,8 +131,10 @@ struct Inner {
     /// once the run is discarded): a request that finds such a run waits for that before
     /// it answers with it.
     creating: Mutex<HashMap<RunId, watch::Receiver<()>>>,
-    /// Runs being driven: one driver per run in this process.
-    active: Mutex<HashSet<RunId>>,
+    /// Runs being driven: one driver per run in this process. The flag says someone took
+    /// the run up while it was driven (a retry, a timer): its driver hands it back to the
+    /// queue when it is done, so that nothing it would have seen is lost.
+    active: Mutex<HashMap<RunId, bool>>,
     /// Panics per run, while it keeps panicking outside its attempts.
     panics: Mutex<HashMap<RunId, u32>>,
     shutdown: CancellationToken,
@@ -174,7 +181,8 @@ impl Drop for Creation<'_> {
     }
 }
 
-/// Removes its run from [`Inner::active`] when dropped.
+/// Removes its run from [`Inner::active`] when dropped, queueing it again if it was taken
+/// up meanwhile.
 struct Driving {
     inner: Arc<Inner>,
     id: RunId,
@@ -182,11 +190,17 @@ struct Driving {
 
 impl Drop for Driving {
     fn drop(&mut self) {
-        self.inner
+        let again = self
+            .inner
             .active
             .lock()
             .expect("active lock")
             .remove(&self.id);
+        if again == Some(true) {
+            self.inner
+                .scheduler
+                .enqueue(self.id.clone(), Resume::Due, None);
+        }
     }
 }
 
@@ -234,9 +248,14 @@ impl Engine {
         id: Option<RunId>,
         idempotency_key: Option<String>,
     ) -> Result<(Run, bool), EngineError> {
-        self.inner
-            .start(workflow, input, id, idempotency_key, false)
-            .await
+        let inner = self.inner.clone();
+        let workflow = workflow.to_owned();
+        detached(async move {
+            inner
+                .start(&workflow, input, id, idempotency_key, false)
+                .await
+        })
+        .await
     }
 
     /// The run with this id.
@@ -276,50 +295,28 @@ impl Engine {
         }
         let unknown = || EngineError::UnknownRun(id.to_string());
         let run = self.inner.store.get(id)?.ok_or_else(unknown)?;
+        if !run.status.is_terminal() {
+            // A driver wakes waiters only once the end is durable.
+            if let Ok(Ok(run)) = tokio::time::timeout(timeout, rx).await {
+                return Ok(run);
+            }
+        }
+        let run = self.inner.store.get(id)?.ok_or_else(unknown)?;
         if run.status.is_terminal() {
-            return Ok(run);
+            // Read from the store, the end may not be durable yet: an end is not told
+            // before it is.
+            self.inner.store.flush().await?;
         }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(run)) => Ok(run),
-            _ => self.inner.store.get(id)?.ok_or_else(unknown),
-        }
+        Ok(run)
     }
 
     /// Drives the compensation of a `failed` or `compensation_failed` run again: one
     /// retry wins however many race (the record's compare-and-swap), the others get
     /// [`EngineError::Conflict`] or [`EngineError::NotRetryable`].
     pub async fn retry(&self, id: &str) -> Result<Run, EngineError> {
-        let inner = &self.inner;
-        let unknown = || EngineError::UnknownRun(id.to_owned());
-        let id = RunId::parse(id).map_err(|_| unknown())?;
-        let mut run = inner.store.get(&id)?.ok_or_else(unknown)?;
-        let workflow = inner.workflow_of(&mut run)?;
-        let not_retryable = |run: &Run| EngineError::NotRetryable {
-            id: run.id.clone(),
-            status: run.status.as_str(),
-        };
-        let lifecycle = Lifecycle::new(&workflow.definition);
-        if !lifecycle.retryable(&run) {
-            return Err(not_retryable(&run));
-        }
-        let admitted = inner.admit()?;
-        lifecycle
-            .on(&mut run, Event::Retry, inner.clock.now_ms())
-            .map_err(|_| not_retryable(&run))?;
-        match inner.save(&mut run) {
-            Err(StoreError::Conflict(id)) => return Err(EngineError::Conflict(id)),
-            other => other?,
-        }
-        inner.store.flush().await?;
-        match admitted {
-            Admitted::Slot(slot) => inner.spawn(Work::New(Box::new(run.clone())), slot),
-            Admitted::Ticket(ticket) => {
-                inner
-                    .scheduler
-                    .enqueue(run.id.clone(), Resume::Due, Some(ticket));
-            }
-        }
-        Ok(run)
+        let inner = self.inner.clone();
+        let id = id.to_owned();
+        detached(async move { inner.retry(&id).await }).await
     }
 
     /// Queues every run that was pending, running or compensating when the host stopped;
@@ -418,26 +415,13 @@ impl Inner {
         }
         // Only a client's id or key can be raced for; a fresh id cannot.
         let claimed = id.is_some() || idempotency_key.is_some();
-        let admitted = if wait_for_room {
-            tokio::select! {
-                admitted = self.scheduler.admit_waiting() => admitted,
-                () = self.shutdown.cancelled() => return Err(EngineError::ShuttingDown),
-            }
-        } else {
-            self.admit()?
-        };
         let now = self.clock.now_ms();
         let mut run = Run {
             format: RUN_FORMAT,
             id: id.unwrap_or_else(RunId::generate),
             workflow: workflow.to_owned(),
             workflow_version: Some(definition.digest.clone()),
-            // A run that can start at once is stored as running: one write less than
-            // storing it pending and then saving it running.
-            status: match admitted {
-                Admitted::Slot(_) => RunStatus::Running,
-                Admitted::Ticket(_) => RunStatus::Pending,
-            },
+            status: RunStatus::Pending,
             input,
             steps: definition
                 .definition
@@ -449,6 +433,7 @@ impl Inner {
             plugins: BTreeMap::new(),
             idempotency_key,
             cancelled: false,
+            closed: false,
             created_ms: now,
             updated_ms: now,
             ended_ms: None,
@@ -468,56 +453,140 @@ impl Inner {
             } else {
                 None
             };
-            let created = {
-                // The versions current now are the run's for its whole life. The registry
-                // does not collect a version while this guard is held, so the run is in the
-                // store before any version it pins could go.
-                let current = self.plugins.current_versions();
-                run.plugins.clear();
-                for step in &definition.definition.steps {
-                    if let Some(plugin) = current.get(&step.plugin) {
-                        run.plugins
-                            .insert(step.plugin.clone(), plugin.digest().to_owned());
-                    }
-                }
-                self.store.create(&run)?
+            // A repeat needs no room: it is answered before admission.
+            let found = if claimed {
+                self.store.find(&run)?
+            } else {
+                None
             };
-            match created {
-                Created::Existing(existing) => {
-                    drop(creation);
-                    let pending = self
-                        .creating
-                        .lock()
-                        .expect("creating lock")
-                        .get(&existing.id)
-                        .cloned();
-                    if let Some(mut pending) = pending {
-                        // Its creator has not made it durable yet, and may yet discard it.
-                        let _ = pending.changed().await;
-                        continue;
-                    }
-                    return Ok((*existing, false));
-                }
-                Created::New => {
-                    if let Err(error) = self.store.flush().await {
-                        // Nothing was acknowledged: leave nothing a client's retry could
-                        // find and get stuck on.
-                        self.store.discard(&run)?;
-                        tracing::warn!(run_id = %run.id, %error, "a new run could not be made durable; it was discarded");
-                        return Err(error.into());
-                    }
-                    drop(creation);
-                    match admitted {
-                        Admitted::Slot(slot) => self.spawn(Work::New(Box::new(run.clone())), slot),
-                        Admitted::Ticket(ticket) => {
-                            self.scheduler
-                                .enqueue(run.id.clone(), Resume::Start, Some(ticket));
+            let existing = match found {
+                Some(existing) => existing,
+                None => {
+                    let admitted = if wait_for_room {
+                        tokio::select! {
+                            admitted = self.scheduler.admit_waiting() => admitted,
+                            () = self.shutdown.cancelled() => return Err(EngineError::ShuttingDown),
                         }
+                    } else {
+                        self.admit()?
+                    };
+                    // A run that can start at once is stored as running: one write less
+                    // than storing it pending and then saving it running.
+                    run.status = match admitted {
+                        Admitted::Slot(_) => RunStatus::Running,
+                        Admitted::Ticket(_) => RunStatus::Pending,
+                    };
+                    match self.create_pinned(&mut run, &definition.definition)? {
+                        Created::New => return self.commit(run, admitted, creation).await,
+                        // Created by a request that came between the look-up and now.
+                        Created::Existing(existing) => *existing,
                     }
-                    return Ok((run, true));
                 }
+            };
+            drop(creation);
+            let pending = self
+                .creating
+                .lock()
+                .expect("creating lock")
+                .get(&existing.id)
+                .cloned();
+            if let Some(mut pending) = pending {
+                // Its creator has not made it durable yet, and may yet discard it.
+                let _ = pending.changed().await;
+                continue;
+            }
+            // Whatever its creator did, the answer names a durable run.
+            self.store.flush().await?;
+            return Ok((existing, false));
+        }
+    }
+
+    /// Stores `run` pinned to the plugin versions current now, which are the run's for its
+    /// whole life. The registry does not collect a version while its guard is held, so the
+    /// run is in the store before any version it pins could go.
+    fn create_pinned(
+        &self,
+        run: &mut Run,
+        definition: &WorkflowDefinition,
+    ) -> Result<Created, StoreError> {
+        let current = self.plugins.current_versions();
+        run.plugins.clear();
+        for step in &definition.steps {
+            if let Some(plugin) = current.get(&step.plugin) {
+                run.plugins
+                    .insert(step.plugin.clone(), plugin.digest().to_owned());
             }
         }
+        self.store.create(run)
+    }
+
+    /// Makes a new run durable and hands it to a driver; if it cannot be made durable,
+    /// discards it, so that nothing is left a client's retry could find and get stuck on.
+    async fn commit(
+        self: &Arc<Self>,
+        run: Run,
+        admitted: Admitted,
+        creation: Option<Creation<'_>>,
+    ) -> Result<(Run, bool), EngineError> {
+        let flushed = self.store.flush().await;
+        if let Err(error) = flushed {
+            match self.store.discard(&run) {
+                Ok(()) => {
+                    tracing::warn!(run_id = %run.id, %error, "a new run could not be made durable; it was discarded");
+                    return Err(error.into());
+                }
+                // Still there, and visible: it must not be left undriven.
+                Err(discard) => {
+                    tracing::error!(run_id = %run.id, %error, %discard, "a new run could neither be made durable nor discarded; it is driven anyway");
+                }
+            }
+            self.hand_over(&run, admitted);
+            drop(creation);
+            return Err(error.into());
+        }
+        drop(creation);
+        self.hand_over(&run, admitted);
+        Ok((run, true))
+    }
+
+    /// Drives `run` in its slot now, or queues it with its ticket.
+    fn hand_over(self: &Arc<Self>, run: &Run, admitted: Admitted) {
+        match admitted {
+            Admitted::Slot(slot) => self.spawn(Work::New(Box::new(run.clone())), slot),
+            Admitted::Ticket(ticket) => {
+                self.scheduler
+                    .enqueue(run.id.clone(), Resume::Start, Some(ticket));
+            }
+        }
+    }
+
+    async fn retry(self: &Arc<Self>, id: &str) -> Result<Run, EngineError> {
+        let unknown = || EngineError::UnknownRun(id.to_owned());
+        let id = RunId::parse(id).map_err(|_| unknown())?;
+        let mut run = self.store.get(&id)?.ok_or_else(unknown)?;
+        let workflow = self.workflow_of(&mut run)?;
+        let not_retryable = |run: &Run| EngineError::NotRetryable {
+            id: run.id.clone(),
+            status: run.status.as_str(),
+        };
+        let lifecycle = Lifecycle::new(&workflow.definition);
+        if !lifecycle.retryable(&run) {
+            return Err(not_retryable(&run));
+        }
+        let admitted = self.admit()?;
+        lifecycle
+            .on(&mut run, Event::Retry, self.clock.now_ms())
+            .map_err(|_| not_retryable(&run))?;
+        match self.save(&mut run) {
+            Err(StoreError::Conflict(id)) => return Err(EngineError::Conflict(id)),
+            other => other?,
+        }
+        let flushed = self.store.flush().await;
+        // The run is compensating now, durably or not: drive it either way, so that it is
+        // never left waiting for a restart.
+        self.hand_over(&run, admitted);
+        flushed?;
+        Ok(run)
     }
 
     /// Room for one more run, or why there is none.
@@ -574,10 +643,14 @@ impl Inner {
             Work::New(run) => run.id.clone(),
             Work::Queued(id, _) => id.clone(),
         };
-        if !self.active.lock().expect("active lock").insert(id.clone()) {
-            // Driven already: that driver takes whatever this one would have seen.
-            tracing::debug!(run_id = %id, "run is being driven already");
-            return;
+        {
+            let mut active = self.active.lock().expect("active lock");
+            if let Some(again) = active.get_mut(&id) {
+                // Driven already: its driver queues it again when it is done.
+                *again = true;
+                return;
+            }
+            active.insert(id.clone(), false);
         }
         let inner = self.clone();
         self.tasks.spawn(async move {
@@ -586,8 +659,10 @@ impl Inner {
                 inner: inner.clone(),
                 id: id.clone(),
             };
+            let in_attempt = AtomicBool::new(false);
             let span = tracing::info_span!(parent: None, "flowhost.run", run_id = %id);
-            let drive = AssertUnwindSafe(inner.drive(work).instrument(span)).catch_unwind();
+            let drive =
+                AssertUnwindSafe(inner.drive(work, &in_attempt).instrument(span)).catch_unwind();
             match drive.await {
                 Ok(Ok(_)) => {
                     inner.panics.lock().expect("panics lock").remove(&id);
@@ -599,18 +674,21 @@ impl Inner {
                     tracing::error!(run_id = %id, reason = %halt, "run halted; it resumes on the next start");
                 }
                 Err(panic) => {
-                    drop(driving);
-                    inner.after_panic(&id, &panic_message(&*panic));
+                    // Still marked as driven, so that no one drives it meanwhile.
+                    let during_attempt = in_attempt.load(Ordering::SeqCst);
+                    inner.after_panic(&id, &panic_message(&*panic), during_attempt);
                 }
             }
+            drop(driving);
         });
     }
 
-    /// A drive panicked: the attempt it was making (or was about to make) fails as a trap
-    /// would, so that the run retries it by its policy or compensates, and the run is taken
-    /// up again. A run that keeps panicking outside its attempts fails.
-    fn after_panic(self: &Arc<Self>, id: &RunId, message: &str) {
-        tracing::error!(run_id = %id, panic = message, "the host panicked while driving a run; the attempt counts as failed");
+    /// A drive panicked. During an attempt (before its journal entry was written), that
+    /// attempt fails as a trap would, so that the run retries it by its policy or
+    /// compensates; elsewhere the run is taken up again a little later, a few times. Either
+    /// way it is never left stuck while the host runs.
+    fn after_panic(self: &Arc<Self>, id: &RunId, message: &str, during_attempt: bool) {
+        tracing::error!(run_id = %id, panic = message, during_attempt, "the host panicked while driving a run");
         let outcome = (|| -> Result<Option<Duration>, Halt> {
             let Some(mut run) = self.store.get(id)? else {
                 return Ok(None);
@@ -621,7 +699,7 @@ impl Inner {
             let Ok(actions) = lifecycle.on(&mut run.clone(), Event::Recovered, now) else {
                 return Ok(None);
             };
-            if let Some(Action::Attempt(attempt)) = actions.last() {
+            if let Some(Action::Attempt(attempt)) = actions.last().filter(|_| during_attempt) {
                 let entry = machine::entry(
                     attempt,
                     Outcome::Host,
@@ -650,7 +728,7 @@ impl Inner {
                 self.scheduler.schedule(id.clone(), due);
             }
             Ok(None) => {
-                tracing::error!(run_id = %id, "the run keeps panicking outside its attempts; it resumes on the next start");
+                tracing::error!(run_id = %id, "the run keeps panicking outside its attempts; it waits for the next start");
             }
             Err(halt) => {
                 tracing::error!(run_id = %id, reason = %halt, "could not record the panic; the run resumes on the next start");
@@ -658,8 +736,9 @@ impl Inner {
         }
     }
 
-    /// Drives a run until it ends or waits.
-    async fn drive(&self, work: Work) -> Result<Drove, Halt> {
+    /// Drives a run until it ends or waits. `in_attempt` is set from the start of an
+    /// attempt until its journal entry is written, for [`Self::after_panic`].
+    async fn drive(&self, work: Work, in_attempt: &AtomicBool) -> Result<Drove, Halt> {
         let (mut run, event) = match work {
             Work::New(run) => (*run, Event::Start),
             Work::Queued(id, resume) => {
@@ -720,10 +799,12 @@ impl Inner {
             let Some(attempt) = next else {
                 return Ok(Drove::Ended);
             };
+            in_attempt.store(true, Ordering::SeqCst);
             let (entry, events) = self
                 .attempt(&run, &workflow.definition, &plugins, &attempt, &mut warm)
                 .await?;
             self.record(&run, &entry, events)?;
+            in_attempt.store(false, Ordering::SeqCst);
             actions = lifecycle
                 .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
                 .unwrap_or_default();
@@ -739,7 +820,11 @@ impl Inner {
         lifecycle: Option<&Lifecycle<'_>>,
         message: String,
     ) -> Result<Drove, Halt> {
-        let to_undo = lifecycle.is_some_and(|l| l.has_steps_to_undo(run));
+        // Without its definition, any completed step may need undoing: an operator's call.
+        let to_undo = lifecycle.map_or_else(
+            || run.steps.iter().any(|s| s.status == StepStatus::Completed),
+            |l| l.has_steps_to_undo(run),
+        );
         run.error = Some(RunError {
             step: String::new(),
             message,
@@ -910,23 +995,24 @@ impl Inner {
         self.end(run, status, closed).await
     }
 
-    /// Writes the end of `run` (announced by its lifecycle event), closes it if no retry
-    /// can take it up again, makes all of it durable and tells whoever waits.
+    /// Writes the end of `run` (announced by its lifecycle event), closed if no retry can
+    /// take it up again, makes all of it durable and tells whoever waits.
     async fn end(&self, run: &mut Run, status: RunStatus, closed: bool) -> Result<(), Halt> {
         // The event goes first, gated on the record that holds the end: a crash between the
         // two leaves an event that is never released, and the run, resumed, ends again and
         // announces once.
+        let event = lifecycle_event(run, status, self.clock.now_ms());
+        let event_id = event.id.clone();
         let gate = Gate::Record {
             run_id: run.id.clone(),
             revision: run.revision + 1,
         };
-        self.outbox.stage(
-            vec![lifecycle_event(run, status, self.clock.now_ms())],
-            Some(gate),
-        )?;
-        self.save(run)?;
-        if closed {
-            self.store.close(run)?;
+        self.outbox.stage(vec![event], Some(gate))?;
+        run.closed = closed;
+        if let Err(error) = self.save(run) {
+            // This end did not happen: its announcement must not go out with a later one.
+            let _ = self.outbox.withdraw(&event_id);
+            return Err(error.into());
         }
         self.store.flush().await?;
         let waiters = self
@@ -941,6 +1027,23 @@ impl Inner {
         tracing::debug!(status = status.as_str(), "run finished");
         Ok(())
     }
+}
+
+/// Runs `request` to its end on a task of its own, whatever happens to its caller: an HTTP
+/// handler is dropped when its client hangs up, and a start or retry dropped half-way could
+/// leave a stored run that no one drives.
+async fn detached<T: Send + 'static>(
+    request: impl Future<Output = Result<T, EngineError>> + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::spawn(request).await.unwrap_or_else(|e| {
+        let what = if e.is_panic() {
+            panic_message(&*e.into_panic())
+        } else {
+            "the runtime stopped".to_owned()
+        };
+        tracing::error!(panic = %what, "a request failed in the host");
+        Err(EngineError::Panicked(what))
+    })
 }
 
 /// The context a step's attempt sees, by the definition's order: the input with the output

@@ -13,8 +13,13 @@ pub trait EventStore: Flush {
     /// Adds events to the outbox; an id already there is left as it is.
     fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
 
-    /// Up to `limit` outbox entries, oldest first.
-    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError>;
+    /// Up to `limit` outbox entries, oldest first, after the event `after` if given (a page
+    /// on from a previous one).
+    fn outbox_pending(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError>;
 
     /// Removes a relayed event from the outbox.
     fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError>;

@@ -49,8 +49,6 @@ pub enum Op<'a> {
         /// The entry.
         entry: &'a JournalEntry,
     },
-    /// [`RunStore::close`].
-    Close(&'a Run),
     /// [`RunStore::delete`].
     Delete(&'a RunId),
     /// [`EventStore::outbox_put`].
@@ -227,9 +225,8 @@ impl RunStore for FaultyStore {
         self.inner.unfinished()
     }
 
-    fn close(&self, run: &Run) -> Result<(), StoreError> {
-        self.faults.check("close a run", &Op::Close(run))?;
-        self.inner.close(run)
+    fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
+        self.inner.find(run)
     }
 
     fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {
@@ -253,8 +250,12 @@ impl EventStore for FaultyStore {
         self.inner.outbox_put(entries)
     }
 
-    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.inner.outbox_pending(limit)
+    fn outbox_pending(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.outbox_pending(after, limit)
     }
 
     fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError> {

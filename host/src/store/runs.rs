@@ -65,8 +65,14 @@ pub trait RunStore: Flush {
 
     /// Replaces a run's record with `run`, whose [`Run::revision`] must be one more than the
     /// stored record's: a compare-and-swap, [`StoreError::Conflict`] if someone else saved
-    /// since. The record must reflect every journal entry below its [`Run::journaled`].
+    /// since. The record must reflect every journal entry below its [`Run::journaled`]. A
+    /// save that [closes](Run::closed) the run releases its pins and makes it eligible for
+    /// retention, in the same call.
     fn save(&self, run: &Run) -> Result<(), StoreError>;
+
+    /// The run [`create`](Self::create) would find for `run`: one with its id, or with its
+    /// idempotency key for its workflow. Stores nothing.
+    fn find(&self, run: &Run) -> Result<Option<Run>, StoreError>;
 
     /// The run with this id, with the journal entries written since its record applied.
     fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError>;
@@ -91,13 +97,9 @@ pub trait RunStore: Flush {
     /// compensating (a few may turn out to be finished: the engine checks each record).
     fn unfinished(&self) -> Result<Vec<RunId>, StoreError>;
 
-    /// Marks a run, saved in a terminal status no retry can leave, as done for good: its
-    /// pins go, and it becomes eligible for retention. Call after the terminal
-    /// [`save`](Self::save).
-    fn close(&self, run: &Run) -> Result<(), StoreError>;
-
     /// How many runs pin each version of `name`, by digest: runs created and not closed,
-    /// that is unfinished or waiting for an operator's retry. Counted from an index.
+    /// that is unfinished or waiting for an operator's retry. Counted from an index of just
+    /// those runs.
     fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError>;
 
     /// Closed runs that ended before `cutoff_ms`, oldest first, at most `limit`: their
@@ -105,7 +107,8 @@ pub trait RunStore: Flush {
     fn ended_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(u64, RunId)>, StoreError>;
 
     /// Deletes a closed run that ended at `ended_ms` (as [`ended_before`](Self::ended_before)
-    /// listed it), its journal, indexes and idempotency key. Idempotent; a crash half-way
-    /// leaves it listed, to be deleted again.
+    /// listed it), its journal, indexes and idempotency key; a run that is not closed stays,
+    /// and only the listing goes. Idempotent; a crash half-way leaves it listed, to be
+    /// deleted again.
     fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError>;
 }

@@ -50,6 +50,7 @@ fn new_run(definition: &WorkflowDefinition, status: RunStatus) -> Run {
         plugins: BTreeMap::new(),
         idempotency_key: None,
         cancelled: false,
+        closed: false,
         created_ms: 0,
         updated_ms: 0,
         ended_ms: None,

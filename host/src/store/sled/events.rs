@@ -29,9 +29,19 @@ impl EventStore for SledStore {
         Ok(())
     }
 
-    fn outbox_pending(&self, limit: usize) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.outbox
-            .iter()
+    fn outbox_pending(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let entries = match after {
+            Some(after) => self.outbox.range::<&[u8], _>((
+                std::ops::Bound::Excluded(after.as_bytes()),
+                std::ops::Bound::Unbounded,
+            )),
+            None => self.outbox.iter(),
+        };
+        entries
             .take(limit)
             .map(|item| {
                 let (key, value) = item.map_err(io("read the outbox"))?;
@@ -209,10 +219,14 @@ mod tests {
         };
         store.outbox_put(&[entry("b", 1), entry("a", 2)]).unwrap();
         store.outbox_put(&[entry("a", 9)]).unwrap();
-        let pending = store.outbox_pending(10).unwrap();
+        let pending = store.outbox_pending(None, 10).unwrap();
         assert_eq!(pending, [entry("a", 2), entry("b", 1)]);
+        assert_eq!(
+            store.outbox_pending(Some("a"), 10).unwrap(),
+            [entry("b", 1)]
+        );
         store.outbox_remove("a").unwrap();
-        assert_eq!(store.outbox_pending(10).unwrap(), [entry("b", 1)]);
+        assert_eq!(store.outbox_pending(None, 10).unwrap(), [entry("b", 1)]);
     }
 
     #[test]

@@ -20,6 +20,11 @@
 //! | `plugin_heads` | plugin name | a [`Head`](crate::model::Head), JSON |
 //! | `workflow_versions` | workflow name, `0`, digest | a [`WorkflowVersion`](crate::model::WorkflowVersion), JSON |
 //! | `workflow_heads` | workflow name | a [`Head`](crate::model::Head), JSON |
+//! | `meta` | `schema` | the layout's version (u32 BE): 3 since the indexes above |
+//!
+//! A database from before schema 3 (runs in format 2) gains the indexes it lacks when it
+//! is opened: the workflow-and-status index for every run, pins for the runs that may still
+//! call a plugin, and the ended index for the others, so that retention finds them.
 //!
 //! No sled transactions (see `runs.rs`): sled's first transaction puts every later
 //! operation behind one process-wide lock, which a flush holds for its whole write and
@@ -63,6 +68,7 @@ pub struct SledStore {
     plugin_heads: sled::Tree,
     workflow_versions: sled::Tree,
     workflow_heads: sled::Tree,
+    meta: sled::Tree,
     /// Held while a run is created or discarded, so that the look-ups and writes of one
     /// creation are not interleaved with another's (one id or key, one run). A std `Mutex`:
     /// the section is a few in-memory sled operations, never an `.await`.
@@ -102,10 +108,12 @@ impl SledStore {
             plugin_heads: tree("plugin_heads")?,
             workflow_versions: tree("workflow_versions")?,
             workflow_heads: tree("workflow_heads")?,
+            meta: tree("meta")?,
             creation: Mutex::new(()),
             flushes: Some(flushes),
             committer: None,
         };
+        store.migrate()?;
         store.committer = Some(
             std::thread::Builder::new()
                 .name("flowhost-commit".into())
@@ -113,6 +121,32 @@ impl SledStore {
                 .map_err(|e| StoreError::unavailable("start the commit thread", e))?,
         );
         Ok(store)
+    }
+}
+
+/// The layout this release writes: see the table above.
+const SCHEMA: u32 = 3;
+
+impl SledStore {
+    /// Brings a database written by an older release up to [`SCHEMA`]; durable with the
+    /// next flush, and repeated after a crash before it (every step is idempotent).
+    fn migrate(&self) -> Result<(), StoreError> {
+        let schema = self
+            .meta
+            .get("schema")
+            .map_err(io("read the schema"))?
+            .and_then(|v| v.as_ref().try_into().ok().map(u32::from_be_bytes));
+        if schema.is_some_and(|s| s >= SCHEMA) {
+            return Ok(());
+        }
+        let migrated = self.index_old_runs()?;
+        if migrated > 0 {
+            tracing::info!(runs = migrated, "indexed the runs of an older release");
+        }
+        self.meta
+            .insert("schema", &SCHEMA.to_be_bytes())
+            .map_err(io("write the schema"))?;
+        Ok(())
     }
 }
 

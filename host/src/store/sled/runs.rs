@@ -20,6 +20,41 @@ struct UnknownFormat {
 }
 
 impl SledStore {
+    /// Gives every run the entries a schema-2 database lacks (the workflow-and-status
+    /// index, pins or the ended index); how many runs there were.
+    pub(super) fn index_old_runs(&self) -> Result<usize, StoreError> {
+        let write = io("index old runs");
+        let mut count = 0;
+        for item in self.runs.iter() {
+            let (key, _) = item.map_err(&write)?;
+            let Some((_, run)) = self.record(&key)? else {
+                continue;
+            };
+            count += 1;
+            self.by_workflow_status
+                .insert(workflow_status_key(run.status, &run), &[])
+                .map_err(&write)?;
+            // A run that may still call a plugin keeps its versions; the others are done.
+            if run.status.is_terminal() && run.status != RunStatus::CompensationFailed {
+                self.by_ended
+                    .insert(ended_key(ended_ms(&run), &run.id), &[])
+                    .map_err(&write)?;
+                let closed = Run {
+                    closed: true,
+                    ..run
+                };
+                self.runs
+                    .insert(&closed.id, encode(&closed)?)
+                    .map_err(&write)?;
+            } else {
+                for key in pin_keys(&run) {
+                    self.pins.insert(key, &[]).map_err(&write)?;
+                }
+            }
+        }
+        Ok(count)
+    }
+
     /// The record alone, without the journal folded in.
     fn record(&self, id: &[u8]) -> Result<Option<(sled::IVec, Run)>, StoreError> {
         let Some(bytes) = self.runs.get(id).map_err(io("read a run"))? else {
@@ -76,6 +111,11 @@ fn idempotency_key(workflow: &str, client_key: &str) -> Vec<u8> {
     let mut key = name_prefix(workflow);
     key.extend_from_slice(client_key.as_bytes());
     key
+}
+
+/// When a closed run ended, for the ended index.
+fn ended_ms(run: &Run) -> u64 {
+    run.ended_ms.unwrap_or(run.updated_ms)
 }
 
 fn ended_key(ended_ms: u64, id: &RunId) -> Vec<u8> {
@@ -164,8 +204,14 @@ impl RunStore for SledStore {
         for (tree, key) in self.index_entries(run, run.status) {
             tree.insert(key, &[]).map_err(&write)?;
         }
-        for key in pin_keys(run) {
-            self.pins.insert(key, &[]).map_err(&write)?;
+        if run.closed {
+            self.by_ended
+                .insert(ended_key(ended_ms(run), &run.id), &[])
+                .map_err(&write)?;
+        } else {
+            for key in pin_keys(run) {
+                self.pins.insert(key, &[]).map_err(&write)?;
+            }
         }
         self.runs.insert(&run.id, encode(run)?).map_err(&write)?;
         Ok(Created::New)
@@ -200,14 +246,20 @@ impl RunStore for SledStore {
         if stored.revision.wrapping_add(1) != run.revision {
             return Err(conflict());
         }
-        // The new index entries before the record, the old ones out after it: a crash in
-        // between leaves an extra entry, never a missing one.
+        // New entries before the record, old ones out after it: a crash in between leaves
+        // an extra entry, never a missing one; readers check the record.
         let write = io("save a run");
         let moved = stored.status != run.status;
+        let closing = run.closed && !stored.closed;
         if moved {
             for (tree, key) in &self.index_entries(run, run.status)[2..] {
                 tree.insert(key.as_slice(), &[]).map_err(&write)?;
             }
+        }
+        if closing {
+            self.by_ended
+                .insert(ended_key(ended_ms(run), &run.id), &[])
+                .map_err(&write)?;
         }
         self.runs
             .compare_and_swap(&run.id, Some(bytes), Some(encode(run)?))
@@ -218,7 +270,28 @@ impl RunStore for SledStore {
                 tree.remove(key.as_slice()).map_err(&write)?;
             }
         }
+        if closing {
+            for key in pin_keys(run) {
+                self.pins.remove(key).map_err(&write)?;
+            }
+        }
         Ok(())
+    }
+
+    fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
+        if let Some(existing) = self.get(&run.id)? {
+            return Ok(Some(existing));
+        }
+        let Some(client_key) = &run.idempotency_key else {
+            return Ok(None);
+        };
+        let key = idempotency_key(&run.workflow, client_key);
+        match self.idempotency.get(key).map_err(io("read a key"))? {
+            Some(owner) => self.get(&RunId::from_stored(
+                String::from_utf8_lossy(&owner).into_owned(),
+            )),
+            None => Ok(None),
+        }
     }
 
     fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
@@ -331,20 +404,6 @@ impl RunStore for SledStore {
         Ok(ids)
     }
 
-    fn close(&self, run: &Run) -> Result<(), StoreError> {
-        let write = io("close a run");
-        self.by_ended
-            .insert(
-                ended_key(run.ended_ms.unwrap_or(run.updated_ms), &run.id),
-                &[],
-            )
-            .map_err(&write)?;
-        for key in pin_keys(run) {
-            self.pins.remove(key).map_err(&write)?;
-        }
-        Ok(())
-    }
-
     fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {
         let prefix = pin_prefix(kind, name);
         let mut counts = BTreeMap::new();
@@ -355,8 +414,9 @@ impl RunStore for SledStore {
                 continue;
             };
             let (digest, id) = (&rest[..split], &rest[split + 1..]);
-            // A pin a crashed creation left has no record.
-            if self.runs.contains_key(id).map_err(io("count pins"))? {
+            // A pin a crashed creation left has no record, and one a crash left behind a
+            // closing save has a closed one: neither counts.
+            if self.record(id)?.is_some_and(|(_, run)| !run.closed) {
                 *counts
                     .entry(String::from_utf8_lossy(digest).into_owned())
                     .or_default() += 1;
@@ -379,14 +439,19 @@ impl RunStore for SledStore {
 
     fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError> {
         let remove = io("delete a run");
-        if let Some((_, run)) = self.record(id.as_bytes())? {
+        if let Some((_, run)) = self.record(id.as_bytes())?
+            && run.closed
+        {
             for key in self.journal.scan_prefix(journal_prefix(id)).keys() {
                 self.journal
                     .remove(key.map_err(&remove)?)
                     .map_err(&remove)?;
             }
-            for (tree, key) in self.index_entries(&run, run.status) {
-                tree.remove(key).map_err(&remove)?;
+            // Every status's entries: a crash may have left one of a status it had.
+            for status in RunStatus::ALL {
+                for (tree, key) in self.index_entries(&run, status) {
+                    tree.remove(key).map_err(&remove)?;
+                }
             }
             if let Some(client_key) = &run.idempotency_key {
                 let key = idempotency_key(&run.workflow, client_key);

@@ -4,6 +4,7 @@ use std::sync::{Arc, Barrier};
 use super::*;
 use crate::model::{Direction, Outcome, StepState, StepStatus};
 use crate::store::Flush;
+use crate::store::sled::encode;
 use crate::store::sled::testing::store;
 
 fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
@@ -19,6 +20,7 @@ fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
         plugins: BTreeMap::from([("p".into(), "pd1".into())]),
         idempotency_key: key.map(Into::into),
         cancelled: false,
+        closed: false,
         created_ms,
         updated_ms: created_ms,
         ended_ms: None,
@@ -51,6 +53,17 @@ fn list(store: &SledStore, status: Option<RunStatus>, workflow: Option<&str>) ->
 fn saved(store: &SledStore, run: &Run, status: RunStatus) -> Run {
     let mut next = run.clone();
     next.status = status;
+    next.revision += 1;
+    store.save(&next).unwrap();
+    next
+}
+
+/// `run` saved in `status` and closed, as done for good at `ended_ms`.
+fn closed(store: &SledStore, run: &Run, status: RunStatus, ended_ms: u64) -> Run {
+    let mut next = run.clone();
+    next.status = status;
+    next.ended_ms = Some(ended_ms);
+    next.closed = true;
     next.revision += 1;
     store.save(&next).unwrap();
     next
@@ -343,9 +356,11 @@ fn pins_are_counted_from_the_index_until_a_run_is_closed() {
         store.pins(PinKind::Workflow, "w").unwrap(),
         BTreeMap::from([("wd1".into(), 2)])
     );
-    let mut done = saved(&store, &a, RunStatus::Completed);
-    done.ended_ms = Some(50);
-    store.close(&done).unwrap();
+    // Closed, but as if a crash came before its pins went: they count no more.
+    let done = closed(&store, &a, RunStatus::Completed, 50);
+    for key in pin_keys(&done) {
+        store.pins.insert(key, &[]).unwrap();
+    }
     assert_eq!(
         store.pins(PinKind::Plugin, "p").unwrap(),
         BTreeMap::from([("pd2".into(), 1)])
@@ -365,9 +380,15 @@ fn closed_runs_are_deleted_with_everything_they_had() {
         .append_journal(&old.id, 0, &entry(Direction::Execute, 1, Outcome::Ok))
         .unwrap();
     old = store.get(&old.id).unwrap().unwrap();
-    old.ended_ms = Some(100);
-    let old = saved(&store, &old, RunStatus::Completed);
-    store.close(&old).unwrap();
+    let old = closed(&store, &old, RunStatus::Completed, 100);
+    // A listing whose run is not closed (a crash before its save) deletes nothing.
+    store.by_ended.insert(ended_key(90, &keep.id), &[]).unwrap();
+    assert_eq!(
+        store.ended_before(100, 10).unwrap(),
+        [(90, keep.id.clone())]
+    );
+    store.delete(&keep.id, 90).unwrap();
+    assert!(store.get(&keep.id).unwrap().is_some());
     assert!(store.ended_before(100, 10).unwrap().is_empty());
     let due = store.ended_before(101, 10).unwrap();
     assert_eq!(due, [(100, old.id.clone())]);
@@ -383,4 +404,43 @@ fn closed_runs_are_deleted_with_everything_they_had() {
         store.create(&run("new", 3, Some("k"))).unwrap(),
         Created::New
     ));
+}
+
+#[tokio::test]
+async fn a_database_of_the_previous_release_gains_its_indexes_when_opened() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let store = SledStore::open(dir.path()).unwrap();
+        // What the previous release wrote: records and the indexes it had, no more.
+        let mut done = run("done", 1, None);
+        done.status = RunStatus::Completed;
+        done.ended_ms = Some(5);
+        let waiting = run("waiting", 2, None);
+        for mut old in [done, waiting] {
+            old.workflow_version = None;
+            store.runs.insert(&old.id, encode(&old).unwrap()).unwrap();
+            for (tree, key) in &store.index_entries(&old, old.status)[..3] {
+                tree.insert(key.as_slice(), &[]).unwrap();
+            }
+        }
+        store.meta.remove("schema").unwrap();
+        store.flush().await.unwrap();
+    }
+    let store = SledStore::open(dir.path()).unwrap();
+    assert_eq!(
+        list(&store, Some(RunStatus::Completed), Some("w")),
+        ["done"]
+    );
+    assert_eq!(
+        list(&store, Some(RunStatus::Pending), Some("w")),
+        ["waiting"]
+    );
+    assert_eq!(
+        store.pins(PinKind::Plugin, "p").unwrap(),
+        BTreeMap::from([("pd1".into(), 1)]),
+        "the waiting run keeps its plugin"
+    );
+    assert_eq!(store.ended_before(10, 10).unwrap(), [(5, id("done"))]);
+    assert!(store.get(&id("done")).unwrap().unwrap().closed);
+    assert!(!store.get(&id("waiting")).unwrap().unwrap().closed);
 }
