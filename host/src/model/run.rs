@@ -147,14 +147,14 @@ pub struct StepState {
     pub compensation_attempts: u32,
     /// Compensate attempts made before the operator's latest retry: the retry grants the
     /// step's policy anew, counting from here.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "is_zero")]
     pub compensation_base: u32,
     /// When its first attempt started, ms since the Unix epoch.
     pub started_ms: Option<u64>,
     /// When it last reached `completed`, `failed`, `compensated` or `compensation_failed`.
     pub ended_ms: Option<u64>,
     /// When its latest attempt, in either direction, ended: a backoff counts from here.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_ended_ms: Option<u64>,
     /// The last error of an attempt, if any.
     pub error: Option<String>,
@@ -184,6 +184,10 @@ impl StepState {
         self.compensation_attempts
             .saturating_sub(self.compensation_base)
     }
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// Why a run failed: the step and its error.

@@ -165,13 +165,29 @@ enum Drove {
 }
 
 /// Removes its run from [`Inner::creating`] when dropped, waking whoever waits on it.
-struct Creation<'a> {
-    inner: &'a Inner,
+struct Creation {
+    inner: Arc<Inner>,
     id: RunId,
     _done: watch::Sender<()>,
 }
 
-impl Drop for Creation<'_> {
+/// A new run whose flush is being awaited. If the request making it is dropped meanwhile
+/// (its client hung up), the rest of the creation moves to a task of its own, so that a
+/// stored run is never left without a driver.
+struct Unfinished(Option<(Arc<Inner>, Run, Admitted, Option<Creation>)>);
+
+impl Drop for Unfinished {
+    fn drop(&mut self) {
+        if let Some((inner, run, admitted, creation)) = self.0.take() {
+            tokio::spawn(async move {
+                let flushed = inner.store.flush().await;
+                let _ = inner.settle(run, admitted, creation, flushed);
+            });
+        }
+    }
+}
+
+impl Drop for Creation {
     fn drop(&mut self) {
         self.inner
             .creating
@@ -248,14 +264,9 @@ impl Engine {
         id: Option<RunId>,
         idempotency_key: Option<String>,
     ) -> Result<(Run, bool), EngineError> {
-        let inner = self.inner.clone();
-        let workflow = workflow.to_owned();
-        detached(async move {
-            inner
-                .start(&workflow, input, id, idempotency_key, false)
-                .await
-        })
-        .await
+        self.inner
+            .start(workflow, input, id, idempotency_key, false)
+            .await
     }
 
     /// The run with this id.
@@ -526,9 +537,22 @@ impl Inner {
         self: &Arc<Self>,
         run: Run,
         admitted: Admitted,
-        creation: Option<Creation<'_>>,
+        creation: Option<Creation>,
     ) -> Result<(Run, bool), EngineError> {
+        let mut unfinished = Unfinished(Some((self.clone(), run, admitted, creation)));
         let flushed = self.store.flush().await;
+        let (_, run, admitted, creation) = unfinished.0.take().expect("not dropped yet");
+        self.settle(run, admitted, creation, flushed)
+    }
+
+    /// The end of a creation once its flush returned.
+    fn settle(
+        self: &Arc<Self>,
+        run: Run,
+        admitted: Admitted,
+        creation: Option<Creation>,
+        flushed: Result<(), StoreError>,
+    ) -> Result<(Run, bool), EngineError> {
         if let Err(error) = flushed {
             match self.store.discard(&run) {
                 Ok(()) => {
@@ -603,7 +627,7 @@ impl Inner {
 
     /// Marks `id` as being created, or hands back what to wait on if someone else is
     /// creating it.
-    fn claim(&self, id: &RunId) -> Result<Creation<'_>, watch::Receiver<()>> {
+    fn claim(self: &Arc<Self>, id: &RunId) -> Result<Creation, watch::Receiver<()>> {
         let mut creating = self.creating.lock().expect("creating lock");
         if let Some(pending) = creating.get(id) {
             return Err(pending.clone());
@@ -611,7 +635,7 @@ impl Inner {
         let (done, pending) = watch::channel(());
         creating.insert(id.clone(), pending);
         Ok(Creation {
-            inner: self,
+            inner: self.clone(),
             id: id.clone(),
             _done: done,
         })

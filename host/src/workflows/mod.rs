@@ -201,6 +201,12 @@ impl WorkflowRegistry {
 
     /// Version `digest` of `name`, from memory or the store.
     pub fn pinned(&self, name: &str, digest: &str) -> Result<Arc<Workflow>, WorkflowError> {
+        // Most runs follow the current version.
+        if let Some(current) = self.current(name)
+            && current.digest == digest
+        {
+            return Ok(current);
+        }
         let key = (name.to_owned(), digest.to_owned());
         if let Some(workflow) = self.loaded.lock().expect("workflows lock").get(&key) {
             return Ok(workflow.clone());

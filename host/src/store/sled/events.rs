@@ -3,7 +3,7 @@
 use super::runs::journal_key;
 use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
 use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry};
-use crate::store::{EventStore, RunStore, StoreError};
+use crate::store::{EventStore, StoreError};
 
 fn queue_prefix(subscription: &str) -> Vec<u8> {
     name_prefix(subscription)
@@ -64,8 +64,8 @@ impl EventStore for SledStore {
                 .contains_key(journal_key(run_id, *seq))
                 .map_err(io("check a gate")),
             Gate::Record { run_id, revision } => Ok(self
-                .get(run_id)?
-                .is_some_and(|run| run.revision >= *revision)),
+                .record_head(run_id.as_bytes())?
+                .is_some_and(|(_, head)| head.revision >= *revision)),
         }
     }
 

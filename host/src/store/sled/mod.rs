@@ -5,12 +5,9 @@
 //! | --- | --- | --- |
 //! | `runs` | run id | the [`Run`](crate::model::Run), JSON |
 //! | `journal` | run id, `0`, sequence (u32 BE) | a [`JournalEntry`](crate::model::JournalEntry), JSON |
-//! | `by_created` | created ms (u64 BE), run id | empty |
 //! | `by_status` | status byte, created ms, run id | empty |
-//! | `by_workflow` | workflow, `0`, created ms, run id | empty |
 //! | `by_workflow_status` | workflow, `0`, status byte, created ms, run id | empty |
 //! | `by_ended` | ended ms (u64 BE), run id: closed runs, for retention | empty |
-//! | `pins` | kind byte, name, `0`, digest, `0`, run id | empty |
 //! | `idempotency` | workflow, `0`, client key | run id |
 //! | `outbox` | event id (a ULID: time-ordered) | an [`OutboxEntry`](crate::model::OutboxEntry), JSON |
 //! | `queue` | subscription, `0`, due ms (u64 BE), event id | a [`Delivery`](crate::model::Delivery), JSON |
@@ -23,8 +20,8 @@
 //! | `meta` | `schema` | the layout's version (u32 BE): 3 since the indexes above |
 //!
 //! A database from before schema 3 (runs in format 2) gains the indexes it lacks when it
-//! is opened: the workflow-and-status index for every run, pins for the runs that may still
-//! call a plugin, and the ended index for the others, so that retention finds them.
+//! is opened: the workflow-and-status index for every run, and the ended index (with the
+//! closed mark) for the runs that are done, so that retention finds them.
 //!
 //! No sled transactions (see `runs.rs`): sled's first transaction puts every later
 //! operation behind one process-wide lock, which a flush holds for its whole write and
@@ -53,12 +50,9 @@ type FlushWaiter = oneshot::Sender<Result<(), Arc<sled::Error>>>;
 pub struct SledStore {
     runs: sled::Tree,
     journal: sled::Tree,
-    by_created: sled::Tree,
     by_status: sled::Tree,
-    by_workflow: sled::Tree,
     by_workflow_status: sled::Tree,
     by_ended: sled::Tree,
-    pins: sled::Tree,
     idempotency: sled::Tree,
     outbox: sled::Tree,
     queue: sled::Tree,
@@ -93,12 +87,9 @@ impl SledStore {
         let mut store = Self {
             runs: tree("runs")?,
             journal: tree("journal")?,
-            by_created: tree("by_created")?,
             by_status: tree("by_status")?,
-            by_workflow: tree("by_workflow")?,
             by_workflow_status: tree("by_workflow_status")?,
             by_ended: tree("by_ended")?,
-            pins: tree("pins")?,
             idempotency: tree("idempotency")?,
             outbox: tree("outbox")?,
             queue: tree("queue")?,
@@ -113,7 +104,7 @@ impl SledStore {
             flushes: Some(flushes),
             committer: None,
         };
-        store.migrate()?;
+        store.migrate(&db)?;
         store.committer = Some(
             std::thread::Builder::new()
                 .name("flowhost-commit".into())
@@ -130,7 +121,7 @@ const SCHEMA: u32 = 3;
 impl SledStore {
     /// Brings a database written by an older release up to [`SCHEMA`]; durable with the
     /// next flush, and repeated after a crash before it (every step is idempotent).
-    fn migrate(&self) -> Result<(), StoreError> {
+    fn migrate(&self, db: &sled::Db) -> Result<(), StoreError> {
         let schema = self
             .meta
             .get("schema")
@@ -142,6 +133,10 @@ impl SledStore {
         let migrated = self.index_old_runs()?;
         if migrated > 0 {
             tracing::info!(runs = migrated, "indexed the runs of an older release");
+        }
+        // Listings merge the status indexes now: the older ones go.
+        for old in ["by_created", "by_workflow"] {
+            db.drop_tree(old).map_err(io("drop an old index"))?;
         }
         self.meta
             .insert("schema", &SCHEMA.to_be_bytes())

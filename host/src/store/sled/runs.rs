@@ -1,9 +1,14 @@
-//! [`RunStore`] on [`SledStore`]: run records, their journals, indexes and pins.
+//! [`RunStore`] on [`SledStore`]: run records, their journals and indexes.
 //!
-//! A run's record in `runs` is the commit point of everything about it: index entries,
-//! pins and the idempotency key are written before it and removed after it, so that a
-//! crash in between leaves entries without a record, which readers ignore (every reader
-//! checks the record), and never a record that an index misses.
+//! A run's record in `runs` is the commit point of everything about it: index entries and
+//! the idempotency key are written before it and removed after it, so that a crash in
+//! between leaves entries without a record, which readers ignore (every reader checks the
+//! record), and never a record that an index misses.
+//!
+//! Pins need no index of their own: the runs that pin versions are the ones in a status a
+//! run can still call a plugin from (pending, running, compensating, compensation_failed),
+//! which the status index lists, and each record says what it pins. Counting them reads
+//! those runs' records, never the others'.
 
 use std::collections::BTreeMap;
 
@@ -19,9 +24,55 @@ struct UnknownFormat {
     found: u32,
 }
 
+/// What saves and gates need of a record, read without the rest of it (serde skips the
+/// other fields without building them).
+#[derive(serde::Deserialize)]
+pub(super) struct RecordHead {
+    format: u32,
+    status: RunStatus,
+    #[serde(default)]
+    pub(super) revision: u32,
+    #[serde(default)]
+    closed: bool,
+}
+
+/// What a pin count needs of a record.
+#[derive(serde::Deserialize)]
+struct RecordPins {
+    status: RunStatus,
+    workflow: String,
+    #[serde(default)]
+    workflow_version: Option<String>,
+    plugins: BTreeMap<String, String>,
+    #[serde(default)]
+    closed: bool,
+}
+
+/// The statuses from which a run may still call a plugin: the runs that pin versions.
+const PINNING: [RunStatus; 4] = [
+    RunStatus::Pending,
+    RunStatus::Running,
+    RunStatus::Compensating,
+    RunStatus::CompensationFailed,
+];
+
 impl SledStore {
+    /// The head of a record, with the record's bytes.
+    pub(super) fn record_head(
+        &self,
+        id: &[u8],
+    ) -> Result<Option<(sled::IVec, RecordHead)>, StoreError> {
+        let Some(bytes) = self.runs.get(id).map_err(io("read a run"))? else {
+            return Ok(None);
+        };
+        let head: RecordHead = decode(id, &bytes)?;
+        check_format(id, head.format)?;
+        Ok(Some((bytes, head)))
+    }
+
     /// Gives every run the entries a schema-2 database lacks (the workflow-and-status
-    /// index, pins or the ended index); how many runs there were.
+    /// index, and the ended index with the closed mark for the runs that are done); how
+    /// many runs there were.
     pub(super) fn index_old_runs(&self) -> Result<usize, StoreError> {
         let write = io("index old runs");
         let mut count = 0;
@@ -46,10 +97,6 @@ impl SledStore {
                 self.runs
                     .insert(&closed.id, encode(&closed)?)
                     .map_err(&write)?;
-            } else {
-                for key in pin_keys(&run) {
-                    self.pins.insert(key, &[]).map_err(&write)?;
-                }
             }
         }
         Ok(count)
@@ -61,25 +108,29 @@ impl SledStore {
             return Ok(None);
         };
         let mut run: Run = decode(id, &bytes)?;
-        if !(OLDEST_RUN_FORMAT..=RUN_FORMAT).contains(&run.format) {
-            return Err(StoreError::Corrupt {
-                key: String::from_utf8_lossy(id).into_owned(),
-                cause: UnknownFormat { found: run.format }.into(),
-            });
-        }
+        check_format(id, run.format)?;
         run.format = RUN_FORMAT;
         Ok(Some((bytes, run)))
     }
 
     /// Every index entry of `run` in `status`, with the tree it goes in.
-    fn index_entries(&self, run: &Run, status: RunStatus) -> [(&sled::Tree, Vec<u8>); 4] {
+    fn index_entries(&self, run: &Run, status: RunStatus) -> [(&sled::Tree, Vec<u8>); 2] {
         [
-            (&self.by_created, created_key(run)),
-            (&self.by_workflow, workflow_key(run)),
             (&self.by_status, status_key(status, run)),
             (&self.by_workflow_status, workflow_status_key(status, run)),
         ]
     }
+}
+
+/// A record of a format this release reads, or [`StoreError::Corrupt`].
+fn check_format(id: &[u8], format: u32) -> Result<(), StoreError> {
+    if (OLDEST_RUN_FORMAT..=RUN_FORMAT).contains(&format) {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        key: String::from_utf8_lossy(id).into_owned(),
+        cause: UnknownFormat { found: format }.into(),
+    })
 }
 
 fn created_key(run: &Run) -> Vec<u8> {
@@ -90,12 +141,6 @@ fn created_key(run: &Run) -> Vec<u8> {
 
 fn status_key(status: RunStatus, run: &Run) -> Vec<u8> {
     let mut key = vec![status.index_byte()];
-    key.extend(created_key(run));
-    key
-}
-
-fn workflow_key(run: &Run) -> Vec<u8> {
-    let mut key = name_prefix(&run.workflow);
     key.extend(created_key(run));
     key
 }
@@ -132,40 +177,6 @@ pub(super) fn journal_key(run_id: &RunId, seq: u32) -> Vec<u8> {
     let mut key = journal_prefix(run_id);
     key.extend(seq.to_be_bytes());
     key
-}
-
-fn pin_kind_byte(kind: PinKind) -> u8 {
-    match kind {
-        PinKind::Plugin => b'p',
-        PinKind::Workflow => b'w',
-    }
-}
-
-fn pin_prefix(kind: PinKind, name: &str) -> Vec<u8> {
-    let mut key = vec![pin_kind_byte(kind)];
-    key.extend(name_prefix(name));
-    key
-}
-
-/// The pin entries of `run`: one per plugin version and one for its definition.
-fn pin_keys(run: &Run) -> Vec<Vec<u8>> {
-    let pinned = run
-        .plugins
-        .iter()
-        .map(|(name, digest)| (PinKind::Plugin, name.as_str(), digest.as_str()))
-        .chain(
-            run.workflow_version
-                .as_deref()
-                .map(|digest| (PinKind::Workflow, run.workflow.as_str(), digest)),
-        );
-    pinned
-        .map(|(kind, name, digest)| {
-            let mut key = pin_prefix(kind, name);
-            key.extend(name_prefix(digest));
-            key.extend_from_slice(run.id.as_bytes());
-            key
-        })
-        .collect()
 }
 
 /// The run id at the end of an index key whose prefix is `prefix_len` bytes long, after
@@ -208,10 +219,6 @@ impl RunStore for SledStore {
             self.by_ended
                 .insert(ended_key(ended_ms(run), &run.id), &[])
                 .map_err(&write)?;
-        } else {
-            for key in pin_keys(run) {
-                self.pins.insert(key, &[]).map_err(&write)?;
-            }
         }
         self.runs.insert(&run.id, encode(run)?).map_err(&write)?;
         Ok(Created::New)
@@ -232,15 +239,12 @@ impl RunStore for SledStore {
         for (tree, key) in self.index_entries(run, run.status) {
             tree.remove(key).map_err(&remove)?;
         }
-        for key in pin_keys(run) {
-            self.pins.remove(key).map_err(&remove)?;
-        }
         Ok(())
     }
 
     fn save(&self, run: &Run) -> Result<(), StoreError> {
         let conflict = || StoreError::Conflict(run.id.clone());
-        let Some((bytes, stored)) = self.record(run.id.as_bytes())? else {
+        let Some((bytes, stored)) = self.record_head(run.id.as_bytes())? else {
             return Err(conflict());
         };
         if stored.revision.wrapping_add(1) != run.revision {
@@ -252,8 +256,8 @@ impl RunStore for SledStore {
         let moved = stored.status != run.status;
         let closing = run.closed && !stored.closed;
         if moved {
-            for (tree, key) in &self.index_entries(run, run.status)[2..] {
-                tree.insert(key.as_slice(), &[]).map_err(&write)?;
+            for (tree, key) in self.index_entries(run, run.status) {
+                tree.insert(key, &[]).map_err(&write)?;
             }
         }
         if closing {
@@ -266,13 +270,9 @@ impl RunStore for SledStore {
             .map_err(&write)?
             .map_err(|_| conflict())?;
         if moved {
-            for (tree, key) in &self.index_entries(&stored, stored.status)[2..] {
-                tree.remove(key.as_slice()).map_err(&write)?;
-            }
-        }
-        if closing {
-            for key in pin_keys(run) {
-                self.pins.remove(key).map_err(&write)?;
+            // A record's id, workflow and creation time never change: only its status.
+            for (tree, key) in self.index_entries(run, stored.status) {
+                tree.remove(key).map_err(&write)?;
             }
         }
         Ok(())
@@ -330,38 +330,62 @@ impl RunStore for SledStore {
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        // The index that holds just the runs asked for. Its keys end with `created ms,
-        // run id`, so walking it backwards is newest first.
-        let (index, prefix) = match (&query.status, &query.workflow) {
-            (Some(status), Some(workflow)) => {
-                let mut prefix = name_prefix(workflow);
+        // Both indexes end their keys with `created ms, run id`: walking one status's range
+        // backwards is newest first, and a listing of every status merges the ranges of
+        // each, newest first. The cursor is the `created ms, run id` of the last run given.
+        let (index, base) = match &query.workflow {
+            Some(workflow) => (&self.by_workflow_status, name_prefix(workflow)),
+            None => (&self.by_status, Vec::new()),
+        };
+        let statuses: Vec<RunStatus> = match query.status {
+            Some(status) => vec![status],
+            None => RunStatus::ALL.to_vec(),
+        };
+        let cursor = query
+            .cursor
+            .as_ref()
+            .map(|cursor| match hex::decode(cursor) {
+                Ok(key) if key.len() > 8 => Ok(key),
+                _ => Err(StoreError::InvalidCursor),
+            })
+            .transpose()?;
+        let mut ranges: Vec<_> = statuses
+            .iter()
+            .map(|status| {
+                let mut prefix = base.clone();
                 prefix.push(status.index_byte());
-                (&self.by_workflow_status, prefix)
-            }
-            (Some(status), None) => (&self.by_status, vec![status.index_byte()]),
-            (None, Some(workflow)) => (&self.by_workflow, name_prefix(workflow)),
-            (None, None) => (&self.by_created, Vec::new()),
-        };
-        let upper = match &query.cursor {
-            Some(cursor) => {
-                let key = hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
-                if !key.starts_with(&prefix) {
-                    return Err(StoreError::InvalidCursor);
-                }
-                key
-            }
-            None => prefix_end(&prefix),
-        };
-        let range = if upper.is_empty() {
-            index.range(prefix.clone()..)
-        } else {
-            index.range(prefix.clone()..upper)
-        };
+                let upper = match &cursor {
+                    Some(after) => [prefix.as_slice(), after].concat(),
+                    None => prefix_end(&prefix),
+                };
+                let len = prefix.len();
+                (index.range(prefix..upper).rev().peekable(), len, *status)
+            })
+            .collect();
         let mut page = Page::default();
-        let mut more = false;
-        for item in range.rev() {
-            let (key, _) = item.map_err(io("list runs"))?;
-            let Some((created_ms, id)) = split_index_key(&key, prefix.len()) else {
+        loop {
+            // The newest head among the ranges.
+            let mut newest: Option<(usize, Vec<u8>)> = None;
+            for (i, (range, len, _)) in ranges.iter_mut().enumerate() {
+                let Some(item) = range.peek() else { continue };
+                let key = match item {
+                    Ok((key, _)) => key[*len..].to_vec(),
+                    Err(_) => {
+                        let error = range.next().expect("peeked").expect_err("an error");
+                        return Err(io("list runs")(error));
+                    }
+                };
+                if newest.as_ref().is_none_or(|(_, best)| key > *best) {
+                    newest = Some((i, key));
+                }
+            }
+            let Some((i, created)) = newest else {
+                page.next_cursor = None;
+                return Ok(page);
+            };
+            let (range, _, status) = &mut ranges[i];
+            range.next();
+            let Some((created_ms, id)) = split_index_key(&created, 0) else {
                 continue;
             };
             let Some(run) = self.get(&id)? else {
@@ -369,22 +393,17 @@ impl RunStore for SledStore {
             };
             // An entry a crash left behind may be stale: the record decides.
             let stale = run.created_ms != created_ms
-                || query.status.is_some_and(|status| status != run.status)
+                || run.status != *status
                 || query.workflow.as_ref().is_some_and(|w| *w != run.workflow);
             if stale {
                 continue;
             }
             if page.runs.len() == query.limit {
-                more = true;
-                break;
+                return Ok(page);
             }
             page.runs.push(run);
-            page.next_cursor = Some(hex::encode(&key));
+            page.next_cursor = Some(hex::encode(&created));
         }
-        if !more {
-            page.next_cursor = None;
-        }
-        Ok(page)
     }
 
     fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
@@ -405,21 +424,32 @@ impl RunStore for SledStore {
     }
 
     fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {
-        let prefix = pin_prefix(kind, name);
         let mut counts = BTreeMap::new();
-        for item in self.pins.scan_prefix(&prefix).keys() {
-            let key = item.map_err(io("count pins"))?;
-            let rest = &key[prefix.len()..];
-            let Some(split) = rest.iter().position(|b| *b == 0) else {
-                continue;
-            };
-            let (digest, id) = (&rest[..split], &rest[split + 1..]);
-            // A pin a crashed creation left has no record, and one a crash left behind a
-            // closing save has a closed one: neither counts.
-            if self.record(id)?.is_some_and(|(_, run)| !run.closed) {
-                *counts
-                    .entry(String::from_utf8_lossy(digest).into_owned())
-                    .or_default() += 1;
+        for status in PINNING {
+            for item in self.by_status.scan_prefix([status.index_byte()]).keys() {
+                let key = item.map_err(io("count pins"))?;
+                let Some((_, id)) = split_index_key(&key, 1) else {
+                    continue;
+                };
+                let Some(bytes) = self.runs.get(&id).map_err(io("count pins"))? else {
+                    continue;
+                };
+                let pins: RecordPins = decode(id.as_bytes(), &bytes)?;
+                // An entry a crash left behind names a run of another status: it is
+                // counted under that one, or not at all.
+                if pins.status != status || pins.closed {
+                    continue;
+                }
+                let digest = match kind {
+                    PinKind::Plugin => pins.plugins.get(name),
+                    PinKind::Workflow => pins
+                        .workflow_version
+                        .as_ref()
+                        .filter(|_| pins.workflow == name),
+                };
+                if let Some(digest) = digest {
+                    *counts.entry(digest.clone()).or_default() += 1;
+                }
             }
         }
         Ok(counts)
@@ -459,9 +489,6 @@ impl RunStore for SledStore {
                     .idempotency
                     .compare_and_swap(key, Some(id.as_bytes()), None as Option<&[u8]>)
                     .map_err(&remove)?;
-            }
-            for key in pin_keys(&run) {
-                self.pins.remove(key).map_err(&remove)?;
             }
             self.runs.remove(id).map_err(&remove)?;
         }

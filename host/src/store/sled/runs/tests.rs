@@ -334,7 +334,7 @@ fn a_stale_index_entry_is_ignored() {
 }
 
 #[test]
-fn pins_are_counted_from_the_index_until_a_run_is_closed() {
+fn pins_are_counted_from_the_runs_that_can_still_call_a_plugin() {
     let (store, _dir) = store();
     let a = run("a", 1, None);
     let mut b = run("b", 2, None);
@@ -342,12 +342,18 @@ fn pins_are_counted_from_the_index_until_a_run_is_closed() {
     b.plugins.insert("q".into(), "qd1".into());
     store.create(&a).unwrap();
     store.create(&b).unwrap();
-    // A pin a crashed creation left behind, without its record, does not count.
+    // An index entry a crashed creation left behind, without its record, does not count;
+    // nor does a stale entry of a status the run has left.
     let mut ghost = run("ghost", 3, None);
     ghost.plugins.insert("p".into(), "pd1".into());
-    for key in pin_keys(&ghost) {
-        store.pins.insert(key, &[]).unwrap();
-    }
+    store
+        .by_status
+        .insert(status_key(RunStatus::Running, &ghost), &[])
+        .unwrap();
+    store
+        .by_status
+        .insert(status_key(RunStatus::Compensating, &b), &[])
+        .unwrap();
     assert_eq!(
         store.pins(PinKind::Plugin, "p").unwrap(),
         BTreeMap::from([("pd1".into(), 1), ("pd2".into(), 1)])
@@ -356,11 +362,11 @@ fn pins_are_counted_from_the_index_until_a_run_is_closed() {
         store.pins(PinKind::Workflow, "w").unwrap(),
         BTreeMap::from([("wd1".into(), 2)])
     );
-    // Closed, but as if a crash came before its pins went: they count no more.
-    let done = closed(&store, &a, RunStatus::Completed, 50);
-    for key in pin_keys(&done) {
-        store.pins.insert(key, &[]).unwrap();
-    }
+    assert!(store.pins(PinKind::Workflow, "other").unwrap().is_empty());
+    // Waiting for an operator, it still pins; closed, it pins no more.
+    let waiting = saved(&store, &a, RunStatus::CompensationFailed);
+    assert_eq!(store.pins(PinKind::Plugin, "p").unwrap().len(), 2);
+    closed(&store, &waiting, RunStatus::Compensated, 50);
     assert_eq!(
         store.pins(PinKind::Plugin, "p").unwrap(),
         BTreeMap::from([("pd2".into(), 1)])
@@ -419,9 +425,10 @@ async fn a_database_of_the_previous_release_gains_its_indexes_when_opened() {
         for mut old in [done, waiting] {
             old.workflow_version = None;
             store.runs.insert(&old.id, encode(&old).unwrap()).unwrap();
-            for (tree, key) in &store.index_entries(&old, old.status)[..3] {
-                tree.insert(key.as_slice(), &[]).unwrap();
-            }
+            store
+                .by_status
+                .insert(status_key(old.status, &old), &[])
+                .unwrap();
         }
         store.meta.remove("schema").unwrap();
         store.flush().await.unwrap();
