@@ -12,14 +12,7 @@ use serde_json::{Value, json};
 
 use crate::events::Transport;
 use crate::inprocess::InProcess;
-
-/// Two no-op steps.
-const TWO_STEPS: &str = r#"
-[plugins.noop]
-path = "{NOOP}"
-[workflows.two]
-steps = [{ name = "a", plugin = "noop" }, { name = "b", plugin = "noop" }]
-"#;
+use crate::support::TWO_STEPS;
 
 /// Starts `two` with `key` as its `Idempotency-Key`, waiting for it to end.
 async fn start_with_key(host: &InProcess, key: &str) -> reqwest::Response {

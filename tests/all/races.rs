@@ -9,15 +9,7 @@ use serde_json::{Value, json};
 use tokio::sync::Barrier;
 
 use crate::server::{Server, Services, order};
-use crate::support::with_plugins;
-
-/// Two no-op steps: a run ends in a millisecond, so the race is all in the start.
-const TWO_STEPS: &str = r#"
-[plugins.noop]
-path = "{NOOP}"
-[workflows.two]
-steps = [{ name = "a", plugin = "noop" }, { name = "b", plugin = "noop" }]
-"#;
+use crate::support::{TWO_STEPS, with_plugins};
 
 /// Every run the host lists, across pages.
 async fn all_runs(server: &Server) -> Vec<Value> {
@@ -32,6 +24,29 @@ async fn all_runs(server: &Server) -> Vec<Value> {
             None => return runs,
         }
     }
+}
+
+/// Runs `n` requests made by `request`, all sent at the same moment; their answers, in order.
+async fn at_once<T, F>(n: usize, request: impl Fn(usize) -> F) -> Vec<T>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = T> + Send + 'static,
+{
+    let barrier = Arc::new(Barrier::new(n));
+    let tasks: Vec<_> = (0..n)
+        .map(|i| {
+            let (barrier, request) = (barrier.clone(), request(i));
+            tokio::spawn(async move {
+                barrier.wait().await;
+                request.await
+            })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for task in tasks {
+        answers.push(task.await.unwrap());
+    }
+    answers
 }
 
 /// Sends one start per (client, request) with `CLIENTS` clients, all clients sending
@@ -129,22 +144,12 @@ async fn eight_retries_of_one_run_at_once_drive_it_once() {
     let id = run["id"].as_str().unwrap().to_owned();
     services.fail("refunds", 0, 503).await;
 
-    let barrier = Arc::new(Barrier::new(8));
-    let retries: Vec<_> = (0..8)
-        .map(|_| {
-            let barrier = barrier.clone();
-            let url = format!("{}/v1/runs/{id}/retry", server.url);
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                barrier.wait().await;
-                client.post(url).send().await.unwrap().status().as_u16()
-            })
-        })
-        .collect();
-    let mut statuses = Vec::new();
-    for retry in retries {
-        statuses.push(retry.await.unwrap());
-    }
+    let url = format!("{}/v1/runs/{id}/retry", server.url);
+    let mut statuses = at_once(8, move |_| {
+        let request = reqwest::Client::new().post(&url);
+        async move { request.send().await.unwrap().status().as_u16() }
+    })
+    .await;
     statuses.sort();
     assert_eq!(
         statuses.iter().filter(|s| **s == 202).count(),
@@ -193,33 +198,25 @@ async fn starts_past_the_backlog_are_refused_with_429_and_store_nothing() {
     );
     let server = Server::start(&config).await;
     services.delay(100).await; // each run takes half a second
-    let barrier = Arc::new(Barrier::new(8));
-    let starts: Vec<_> = (0..8)
-        .map(|i| {
-            let barrier = barrier.clone();
-            let url = format!("{}/v1/workflows/order_processing/runs", server.url);
-            tokio::spawn(async move {
-                let client = reqwest::Client::new();
-                barrier.wait().await;
-                let response = client
-                    .post(url)
-                    .json(&order(&format!("a-{i}"), 7, 20.0))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = response.status().as_u16();
-                let retry_after = response
-                    .headers()
-                    .get("retry-after")
-                    .map(|v| v.to_str().unwrap().to_owned());
-                (status, retry_after, response.json::<Value>().await.unwrap())
-            })
-        })
-        .collect();
+    let url = format!("{}/v1/workflows/order_processing/runs", server.url);
+    let answers = at_once(8, move |i| {
+        let request = reqwest::Client::new()
+            .post(&url)
+            .json(&order(&format!("a-{i}"), 7, 20.0));
+        async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let retry_after = response
+                .headers()
+                .get("retry-after")
+                .map(|v| v.to_str().unwrap().to_owned());
+            (status, retry_after, response.json::<Value>().await.unwrap())
+        }
+    })
+    .await;
     let mut accepted = Vec::new();
     let mut refused = 0;
-    for start in starts {
-        let (status, retry_after, body) = start.await.unwrap();
+    for (status, retry_after, body) in answers {
         match status {
             202 => accepted.push(body["id"].as_str().unwrap().to_owned()),
             429 => {

@@ -21,6 +21,15 @@ pub struct Host {
 /// a plugin compiles it.
 pub const SHARED_DATA_DIR: &str = concat!(env!("CARGO_TARGET_TMPDIR"), "/flowhost-data");
 
+/// Workflow `two`: two no-op steps. A run ends in a millisecond, so what a test watches is
+/// all in how it starts and ends.
+pub const TWO_STEPS: &str = r#"
+[plugins.noop]
+path = "{NOOP}"
+[workflows.two]
+steps = [{ name = "a", plugin = "noop" }, { name = "b", plugin = "noop" }]
+"#;
+
 /// `toml` with `{NAME}` replaced by the path of the built plugin `NAME` (`{PROBE}`,
 /// `{NOOP}`, `{FORWARD}`, ...).
 pub fn with_plugins(toml: &str) -> String {

@@ -211,6 +211,25 @@ fn name_prefix(name: &str) -> Vec<u8> {
     key
 }
 
+/// Every version stored in `tree` under `name` (keys `name, 0, digest`), oldest
+/// registration first: the plugin and workflow registries' listing.
+fn versions_of<T: serde::de::DeserializeOwned>(
+    tree: &sled::Tree,
+    name: &str,
+    registered_ms: impl Fn(&T) -> u64,
+) -> Result<Vec<T>, StoreError> {
+    let prefix = name_prefix(name);
+    let mut versions = tree
+        .range(prefix.clone()..prefix_end(&prefix))
+        .map(|item| {
+            let (key, value) = item.map_err(io("read versions"))?;
+            decode::<T>(&key, &value)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    versions.sort_by_key(|v| registered_ms(v));
+    Ok(versions)
+}
+
 /// `value` as JSON.
 fn encode(value: &impl serde::Serialize) -> Result<Vec<u8>, StoreError> {
     serde_json::to_vec(value).map_err(|e| StoreError::unavailable("encode a record", e))

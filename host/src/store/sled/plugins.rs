@@ -1,6 +1,6 @@
 //! [`PluginStore`] on [`SledStore`]: components by digest, versions and heads by name.
 
-use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
+use super::{SledStore, decode, encode, io, name_prefix, versions_of};
 use crate::model::{Head, PluginVersion};
 use crate::store::{PluginStore, StoreError};
 
@@ -52,17 +52,9 @@ impl PluginStore for SledStore {
     }
 
     fn versions(&self, name: &str) -> Result<Vec<PluginVersion>, StoreError> {
-        let prefix = name_prefix(name);
-        let mut versions = self
-            .plugin_versions
-            .range(prefix.clone()..prefix_end(&prefix))
-            .map(|item| {
-                let (key, value) = item.map_err(io("plugin registry"))?;
-                decode::<PluginVersion>(&key, &value)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        versions.sort_by_key(|v| v.registered_ms);
-        Ok(versions)
+        versions_of(&self.plugin_versions, name, |v: &PluginVersion| {
+            v.registered_ms
+        })
     }
 
     fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError> {

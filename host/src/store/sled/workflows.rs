@@ -1,6 +1,6 @@
 //! [`WorkflowStore`] on [`SledStore`]: definition versions and heads by name.
 
-use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
+use super::{SledStore, decode, encode, io, name_prefix, versions_of};
 use crate::model::{Head, WorkflowVersion};
 use crate::store::{StoreError, WorkflowStore};
 
@@ -35,17 +35,9 @@ impl WorkflowStore for SledStore {
     }
 
     fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
-        let prefix = name_prefix(name);
-        let mut versions = self
-            .workflow_versions
-            .range(prefix.clone()..prefix_end(&prefix))
-            .map(|item| {
-                let (key, value) = item.map_err(io("read workflow versions"))?;
-                decode::<WorkflowVersion>(&key, &value)
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        versions.sort_by_key(|v| v.registered_ms);
-        Ok(versions)
+        versions_of(&self.workflow_versions, name, |v: &WorkflowVersion| {
+            v.registered_ms
+        })
     }
 
     fn remove_workflow_version(&self, name: &str, digest: &str) -> Result<(), StoreError> {
