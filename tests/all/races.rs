@@ -127,63 +127,75 @@ async fn eight_clients_sending_one_start_at_once_get_one_run_and_all_name_it() {
 }
 
 /// Finding 3: two concurrent `POST /v1/runs/{id}/retry` both passed the check and both drove
-/// the run. Now the record's compare-and-swap lets one win; the others get 409.
+/// the run. Now the record's compare-and-swap lets one win; the others get 409. The window
+/// is narrow, so forty runs are each retried by eight clients at once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn eight_retries_of_one_run_at_once_drive_it_once() {
+    const RUNS: usize = 40;
     let services = Services::start().await;
     let server = Server::start(&services.config()).await;
-    services.fail("orders", 1, 400).await; // create_order fails for good
-    services.fail("refunds", 1000, 503).await; // and so does the refund
-    let (_, run) = server
-        .post(
-            "/v1/workflows/order_processing/runs?wait=30s",
-            &order("r-1", 7, 20.0),
-        )
-        .await;
-    assert_eq!(run["status"], "compensation_failed", "{run}");
-    let id = run["id"].as_str().unwrap().to_owned();
+    services.fail("orders", RUNS as u32, 400).await; // create_order fails for good
+    services.fail("refunds", 100_000, 503).await; // and so does the refund
+    let url = format!("{}/v1/workflows/order_processing/runs?wait=30s", server.url);
+    let runs = at_once(RUNS, move |i| {
+        let request = reqwest::Client::new()
+            .post(&url)
+            .json(&order(&format!("r-{i}"), 7, 20.0));
+        async move { request.send().await.unwrap().json::<Value>().await.unwrap() }
+    })
+    .await;
+    let ids: Vec<String> = runs
+        .iter()
+        .map(|run| {
+            assert_eq!(run["status"], "compensation_failed", "{run}");
+            run["id"].as_str().unwrap().to_owned()
+        })
+        .collect();
     services.fail("refunds", 0, 503).await;
 
-    let url = format!("{}/v1/runs/{id}/retry", server.url);
-    let mut statuses = at_once(8, move |_| {
-        let request = reqwest::Client::new().post(&url);
+    let retries: Vec<String> = ids
+        .iter()
+        .flat_map(|id| std::iter::repeat_n(format!("{}/v1/runs/{id}/retry", server.url), 8))
+        .collect();
+    let statuses = at_once(retries.len(), move |i| {
+        let request = reqwest::Client::new().post(&retries[i]);
         async move { request.send().await.unwrap().status().as_u16() }
     })
     .await;
-    statuses.sort();
-    assert_eq!(
-        statuses.iter().filter(|s| **s == 202).count(),
-        1,
-        "{statuses:?}"
-    );
-    assert!(
-        statuses.iter().all(|s| matches!(s, 202 | 409)),
-        "{statuses:?}"
-    );
+    for (run, answers) in ids.iter().zip(statuses.chunks(8)) {
+        let accepted = answers.iter().filter(|s| **s == 202).count();
+        assert_eq!(accepted, 1, "run {run}: {answers:?}");
+        assert!(
+            answers.iter().all(|s| matches!(s, 202 | 409)),
+            "{answers:?}"
+        );
+    }
 
-    let run = server.until_terminal(&id).await;
-    assert_eq!(run["status"], "compensated", "{run}");
-    let (_, journal) = server.get(&format!("/v1/runs/{id}/journal")).await;
-    let undos = |step: &str| {
-        journal["attempts"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|a| a["direction"] == "compensate" && a["step"] == step)
-            .count()
-    };
-    assert_eq!(
-        undos("process_payment"),
-        4,
-        "three failed, one by the one retry: {journal}"
-    );
-    assert_eq!(undos("reserve_inventory"), 1, "{journal}");
-    let ledger = services.order("r-1").await;
-    assert_eq!(
-        ledger["payments"]["refunded"].as_array().unwrap().len(),
-        1,
-        "{ledger}"
-    );
+    for (i, id) in ids.iter().enumerate() {
+        let run = server.until_terminal(id).await;
+        assert_eq!(run["status"], "compensated", "{run}");
+        let (_, journal) = server.get(&format!("/v1/runs/{id}/journal")).await;
+        let undos = |step: &str| {
+            journal["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| a["direction"] == "compensate" && a["step"] == step)
+                .count()
+        };
+        assert_eq!(
+            undos("process_payment"),
+            4,
+            "three failed, one by the one retry: {journal}"
+        );
+        assert_eq!(undos("reserve_inventory"), 1, "{journal}");
+        let ledger = services.order(&format!("r-{i}")).await;
+        assert_eq!(
+            ledger["payments"]["refunded"].as_array().unwrap().len(),
+            1,
+            "{ledger}"
+        );
+    }
 }
 
 /// Finding 6: starts beyond `max-concurrent-runs` became waiting tasks without bound, and no
