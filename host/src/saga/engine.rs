@@ -158,12 +158,6 @@ enum Work {
     Queued(RunId, Resume),
 }
 
-/// Where a run is when its drive hands it back.
-enum Drove {
-    Ended,
-    Waiting,
-}
-
 /// Removes its run from [`Inner::creating`] when dropped, waking whoever waits on it.
 struct Creation {
     inner: Arc<Inner>,
@@ -688,7 +682,7 @@ impl Inner {
             let drive =
                 AssertUnwindSafe(inner.drive(work, &in_attempt).instrument(span)).catch_unwind();
             match drive.await {
-                Ok(Ok(_)) => {
+                Ok(Ok(())) => {
                     inner.panics.lock().expect("panics lock").remove(&id);
                 }
                 Ok(Err(Halt::Shutdown)) => {
@@ -762,12 +756,12 @@ impl Inner {
 
     /// Drives a run until it ends or waits. `in_attempt` is set from the start of an
     /// attempt until its journal entry is written, for [`Self::after_panic`].
-    async fn drive(&self, work: Work, in_attempt: &AtomicBool) -> Result<Drove, Halt> {
+    async fn drive(&self, work: Work, in_attempt: &AtomicBool) -> Result<(), Halt> {
         let (mut run, event) = match work {
             Work::New(run) => (*run, Event::Start),
             Work::Queued(id, resume) => {
                 let Some(run) = self.store.get(&id)? else {
-                    return Ok(Drove::Ended);
+                    return Ok(());
                 };
                 let event = match resume {
                     Resume::Start => Event::Start,
@@ -778,7 +772,7 @@ impl Inner {
             }
         };
         if run.status.is_terminal() {
-            return Ok(Drove::Ended);
+            return Ok(());
         }
         let unpinned = run.workflow_version.is_none();
         let workflow = match self.workflow_of(&mut run) {
@@ -812,16 +806,16 @@ impl Inner {
                     Action::Wait { until_ms } => {
                         warm.clear();
                         self.scheduler.schedule(run.id.clone(), until_ms);
-                        return Ok(Drove::Waiting);
+                        return Ok(());
                     }
                     Action::Finish(status) => {
                         self.finish(&mut run, &lifecycle, status).await?;
-                        return Ok(Drove::Ended);
+                        return Ok(());
                     }
                 }
             }
             let Some(attempt) = next else {
-                return Ok(Drove::Ended);
+                return Ok(());
             };
             in_attempt.store(true, Ordering::SeqCst);
             let (entry, events) = self
@@ -843,7 +837,7 @@ impl Inner {
         run: &mut Run,
         lifecycle: Option<&Lifecycle<'_>>,
         message: String,
-    ) -> Result<Drove, Halt> {
+    ) -> Result<(), Halt> {
         // Without its definition, any completed step may need undoing: an operator's call.
         let to_undo = lifecycle.map_or_else(
             || run.steps.iter().any(|s| s.status == StepStatus::Completed),
@@ -861,7 +855,7 @@ impl Inner {
         run.status = status;
         run.ended_ms = Some(self.clock.now_ms());
         self.end(run, status, !to_undo).await?;
-        Ok(Drove::Ended)
+        Ok(())
     }
 
     /// The plugin versions `run` is pinned to, by name; a plugin the run did not record (a
