@@ -281,12 +281,6 @@ impl Engine {
         &self.inner.workflows
     }
 
-    /// Runs driven now, waiting for a slot, and waiting for a time.
-    pub fn load(&self) -> (usize, usize, usize) {
-        let (running, pending) = self.inner.scheduler.load();
-        (running, pending, self.inner.scheduler.waiting())
-    }
-
     /// Waits up to `timeout` for run `id` to reach a terminal status, and returns it as it
     /// is then.
     pub async fn wait(&self, id: &RunId, timeout: Duration) -> Result<Run, EngineError> {

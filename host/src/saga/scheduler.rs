@@ -124,11 +124,6 @@ impl Scheduler {
         )
     }
 
-    /// The limits.
-    pub fn limits(&self) -> Limits {
-        self.limits
-    }
-
     /// Queues `id` to be driven once a slot frees; a new run passes its ticket, which it
     /// holds until then.
     pub fn enqueue(&self, id: RunId, resume: Resume, ticket: Option<OwnedSemaphorePermit>) {
@@ -198,11 +193,6 @@ impl Scheduler {
                 None => changed.await,
             }
         }
-    }
-
-    /// How many runs wait for a time.
-    pub fn waiting(&self) -> usize {
-        self.timers.lock().expect("timers lock").len()
     }
 }
 
@@ -283,7 +273,6 @@ mod tests {
         let mut due = scheduler.due(&clock).await;
         due.sort();
         assert_eq!(due, [id("early"), id("now")]);
-        assert_eq!(scheduler.waiting(), 1);
         clock.0.store(300, Ordering::Relaxed);
         assert_eq!(scheduler.due(&clock).await, [id("late")]);
     }

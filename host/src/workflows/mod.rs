@@ -186,19 +186,6 @@ impl WorkflowRegistry {
             .cloned()
     }
 
-    /// The current versions, by name.
-    pub fn all_current(&self) -> Vec<Arc<Workflow>> {
-        let mut all: Vec<_> = self
-            .current
-            .read()
-            .expect("workflows lock")
-            .values()
-            .cloned()
-            .collect();
-        all.sort_by(|a, b| a.name.cmp(&b.name));
-        all
-    }
-
     /// Version `digest` of `name`, from memory or the store.
     pub fn pinned(&self, name: &str, digest: &str) -> Result<Arc<Workflow>, WorkflowError> {
         // Most runs follow the current version.

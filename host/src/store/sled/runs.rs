@@ -193,23 +193,19 @@ fn split_index_key(key: &[u8], prefix_len: usize) -> Option<(u64, RunId)> {
 impl RunStore for SledStore {
     fn create(&self, run: &Run) -> Result<Created, StoreError> {
         let _creating = self.creation.lock().expect("creation lock");
-        if let Some(existing) = self.get(&run.id)? {
+        if let Some(existing) = self.find(run)? {
             return Ok(Created::Existing(Box::new(existing)));
         }
         let write = io("create a run");
         if let Some(client_key) = &run.idempotency_key {
-            let key = idempotency_key(&run.workflow, client_key);
-            if let Some(owner) = self.idempotency.get(&key).map_err(io("read a key"))? {
-                let owner = RunId::from_stored(String::from_utf8_lossy(&owner).into_owned());
-                if let Some(existing) = self.get(&owner)? {
-                    return Ok(Created::Existing(Box::new(existing)));
-                }
-                // The key names a run that was never written (a crash between the two) or
-                // was discarded: it is free. Creation holds the lock, so no one else is
-                // writing that run now.
-            }
+            // Free, or naming a run that was never written (a crash between the two) or was
+            // discarded: `find` found none. Creation holds the lock, so no one else is
+            // writing that run now.
             self.idempotency
-                .insert(key, run.id.as_bytes())
+                .insert(
+                    idempotency_key(&run.workflow, client_key),
+                    run.id.as_bytes(),
+                )
                 .map_err(&write)?;
         }
         for (tree, key) in self.index_entries(run, run.status) {
