@@ -218,10 +218,12 @@ impl Config {
                 .validate()
                 .map_err(|e| invalid(format!("workflows.{name}.{}", e.key), e.reason))?;
             for step in &workflow.steps {
-                if !self.plugins.contains_key(&step.plugin) {
+                if let Some(plugin) = &step.plugin
+                    && !self.plugins.contains_key(plugin)
+                {
                     return Err(invalid(
                         format!("workflows.{name}.steps.{}.plugin", step.name),
-                        format!("unknown plugin `{}`", step.plugin),
+                        format!("unknown plugin `{plugin}`"),
                     ));
                 }
             }
@@ -280,10 +282,12 @@ impl Config {
     /// a subscription a `handler-plugin`.
     pub fn plugin_uses(&self) -> Vec<Use> {
         let steps = self.workflows.iter().flat_map(|(workflow, definition)| {
-            definition.steps.iter().map(move |step| Use {
-                plugin: step.plugin.clone(),
-                world: World::Step,
-                key: format!("workflows.{workflow}.steps.{}.plugin", step.name),
+            definition.steps.iter().filter_map(move |step| {
+                Some(Use {
+                    plugin: step.plugin.clone()?,
+                    world: World::Step,
+                    key: format!("workflows.{workflow}.steps.{}.plugin", step.name),
+                })
             })
         });
         let handlers = self.subscriptions.iter().map(|(name, subscription)| Use {

@@ -54,6 +54,46 @@ enum Command {
     /// Work with plugin components.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Work with workflow definitions on a running host.
+    #[command(subcommand)]
+    Workflow(WorkflowCommand),
+}
+
+#[derive(Subcommand)]
+enum WorkflowCommand {
+    /// Push the definition in FILE (TOML or JSON, by its extension) as the current version of
+    /// workflow NAME. The file holds the definition's keys (`steps = [...]`), or a
+    /// `[workflows.NAME]` table as in a configuration file.
+    Push {
+        /// The workflow.
+        name: String,
+        /// The definition: `.toml` or `.json`.
+        file: PathBuf,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// List a running host's workflows with their current versions.
+    List {
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Make the previous version of workflow NAME (or version --to) current again.
+    Rollback {
+        /// The workflow.
+        name: String,
+        /// The digest of the version to make current.
+        #[arg(long)]
+        to: Option<String>,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Retire workflow NAME: new starts are refused. Refused while runs pin it.
+    Delete {
+        /// The workflow.
+        name: String,
+        #[command(flatten)]
+        server: Server,
+    },
 }
 
 #[derive(Subcommand)]
@@ -130,6 +170,7 @@ fn main() -> ExitCode {
             check_plugin(file).map_err(|e| e.context(file.display().to_string()))
         }
         Command::Plugin(admin) => admin::run(admin),
+        Command::Workflow(command) => admin::run_workflow(command),
     };
     match outcome {
         Ok(report) => {

@@ -4,6 +4,7 @@
 mod bounds;
 mod capabilities;
 mod cli;
+mod definitions;
 mod events;
 mod faults;
 mod hostile;
@@ -18,3 +19,4 @@ mod support;
 mod swap;
 mod versions;
 mod warm;
+mod workflows;

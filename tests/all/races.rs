@@ -27,7 +27,7 @@ async fn all_runs(server: &Server) -> Vec<Value> {
 }
 
 /// Runs `n` requests made by `request`, all sent at the same moment; their answers, in order.
-async fn at_once<T, F>(n: usize, request: impl Fn(usize) -> F) -> Vec<T>
+pub async fn at_once<T, F>(n: usize, request: impl Fn(usize) -> F) -> Vec<T>
 where
     T: Send + 'static,
     F: std::future::Future<Output = T> + Send + 'static,

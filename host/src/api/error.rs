@@ -76,8 +76,15 @@ impl From<EngineError> for Problem {
             EngineError::UnknownWorkflow(_)
             | EngineError::UnknownRun(_)
             | EngineError::Workflow(WorkflowError::Unknown(_)) => StatusCode::NOT_FOUND,
-            EngineError::NotRetryable { .. } | EngineError::Conflict(_) => StatusCode::CONFLICT,
-            EngineError::InvalidId(_) => StatusCode::BAD_REQUEST,
+            EngineError::NotRetryable { .. }
+            | EngineError::NotCancellable { .. }
+            | EngineError::Conflict(_) => StatusCode::CONFLICT,
+            EngineError::InvalidId(_) | EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
+            EngineError::Workflow(WorkflowError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,
+            EngineError::Workflow(WorkflowError::UnknownVersion { .. }) => StatusCode::NOT_FOUND,
+            EngineError::Workflow(
+                WorkflowError::NoEarlierVersion(_) | WorkflowError::Pinned { .. },
+            ) => StatusCode::CONFLICT,
             EngineError::Overloaded {
                 retry_after: after, ..
             } => {

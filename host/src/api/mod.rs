@@ -7,8 +7,13 @@
 //! | `GET /v1/runs/{id}/journal` | every attempt of its steps |
 //! | `GET /v1/runs?workflow=&status=&limit=&cursor=` | runs, newest first, paged |
 //! | `POST /v1/runs/{id}/retry` | drive a failed compensation again |
+//! | `POST /v1/runs/{id}/cancel` | stop a run: compensate its completed steps, end `cancelled` |
 //! | `GET /v1/workflows` | every workflow, its current version, its versions and their pins |
 //! | `GET /v1/workflows/{name}` | one workflow's versions, each with its definition |
+//! | `PUT /v1/workflows/{name}` | push a JSON definition and make it current ([`workflows::push`]) |
+//! | `POST /v1/workflows/{name}/rollback` | make the previous (or a given) version current |
+//! | `DELETE /v1/workflows/{name}` | retire a workflow no run pins |
+//! | `GET /v1/schemas/workflow.json` | the JSON Schema of a definition |
 //! | `POST /v1/events/{topic}` | publish the JSON body; 202 once durable ([`events::publish`]) |
 //! | `GET /v1/dead-letters?limit=&cursor=` | deliveries given up on, newest first |
 //! | `POST /v1/dead-letters/{id}/redeliver` | queue one for its subscription again |
@@ -112,6 +117,7 @@ pub fn router(
     let triggers = Router::new()
         .route("/v1/workflows/{workflow}/runs", post(runs::start))
         .route("/v1/runs/{id}/retry", post(runs::retry))
+        .route("/v1/runs/{id}/cancel", post(runs::cancel))
         .route("/v1/events/{topic}", post(events::publish))
         .route("/v1/dead-letters/{id}/redeliver", post(events::redeliver))
         .route_layer(from_fn_with_state(
@@ -130,7 +136,13 @@ pub fn router(
             delete(plugins::delete),
         )
         .route("/v1/workflows", get(workflows::list))
-        .route("/v1/workflows/{name}", get(workflows::describe))
+        .route(
+            "/v1/workflows/{name}",
+            get(workflows::describe)
+                .put(workflows::push)
+                .delete(workflows::delete),
+        )
+        .route("/v1/workflows/{name}/rollback", post(workflows::rollback))
         .route_layer(from_fn_with_state(
             Guard::required(tokens.admin.as_ref(), ADMIN_OFF),
             auth::require,
@@ -142,6 +154,7 @@ pub fn router(
         .route("/v1/runs/{id}", get(runs::get))
         .route("/v1/runs/{id}/journal", get(runs::journal))
         .route("/v1/dead-letters", get(events::dead_letters))
+        .route("/v1/schemas/workflow.json", get(workflows::schema))
         .route(
             "/healthz",
             get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),

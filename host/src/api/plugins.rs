@@ -121,12 +121,27 @@ pub async fn describe(
     Ok(Json(plugin_view(&plugin)).into_response())
 }
 
-/// Body of `POST /v1/plugins/{name}/rollback`.
+/// Body of `POST /v1/plugins/{name}/rollback` and `POST /v1/workflows/{name}/rollback`.
 #[derive(Deserialize, Default)]
 #[serde(deny_unknown_fields)]
-pub struct RollbackBody {
+struct RollbackBody {
     /// The version to make current; default the one before the current one.
     digest: Option<String>,
+}
+
+/// The version a rollback's body names: none (the one before the current one) for an
+/// empty body.
+pub(super) fn rollback_target(body: &[u8]) -> Result<Option<String>, Problem> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(None);
+    }
+    let body: RollbackBody = serde_json::from_slice(body).map_err(|e| {
+        Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body must be empty or {{\"digest\": \"<sha256>\"}}: {e}"),
+        )
+    })?;
+    Ok(body.digest)
 }
 
 /// `POST /v1/plugins/{name}/rollback`: makes the previous version (or the body's
@@ -136,17 +151,8 @@ pub async fn rollback(
     Path(name): Path<String>,
     body: Bytes,
 ) -> Result<Response, Problem> {
-    let body: RollbackBody = if body.iter().all(u8::is_ascii_whitespace) {
-        RollbackBody::default()
-    } else {
-        serde_json::from_slice(&body).map_err(|e| {
-            Problem::new(
-                StatusCode::BAD_REQUEST,
-                format!("the body must be empty or {{\"digest\": \"<sha256>\"}}: {e}"),
-            )
-        })?
-    };
-    let registered = app.plugins.rollback(&name, body.digest.as_deref()).await?;
+    let digest = rollback_target(&body)?;
+    let registered = app.plugins.rollback(&name, digest.as_deref()).await?;
     Ok(Json(registered_view(&registered)).into_response())
 }
 

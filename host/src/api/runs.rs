@@ -183,3 +183,14 @@ pub async fn retry(
     let run = app.engine.retry(&id).await?;
     Ok(answer(&run, false))
 }
+
+/// `POST /v1/runs/{id}/cancel`: stops a pending or running run; its completed steps are
+/// compensated and it ends `cancelled`. 202 with the run once the cancel is durable, again
+/// for a repeat; 409 for a run that ended otherwise or compensates a failure.
+pub async fn cancel(
+    State(app): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Response, Problem> {
+    let run = app.engine.cancel(&id).await?;
+    Ok(answer(&run, false))
+}

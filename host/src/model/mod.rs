@@ -10,10 +10,12 @@
 //! - [`event`]: events and what carries them: outbox entries, gates, deliveries, dead letters;
 //! - [`version`]: plugin and workflow versions and the heads that say which is current;
 //! - [`workflow`]: workflow definitions (`[workflows.<name>]`) and their canonical digest;
+//! - [`expr`]: the CEL expressions of definitions (`when`, `sleep-until`), compiled once;
 //! - [`retry`]: the one retry policy of steps, deliveries and service calls, with jitter;
 //! - [`time`]: the injectable [`Clock`] and the time formats of the API.
 
 pub mod event;
+pub mod expr;
 pub mod id;
 pub mod retry;
 pub mod run;
@@ -22,6 +24,7 @@ pub mod version;
 pub mod workflow;
 
 pub use self::event::{DeadLetter, Delivery, Gate, OutboxEntry, PublishedEvent};
+pub use self::expr::{Expr, ExprError};
 pub use self::id::{InvalidRunId, RunId};
 pub use self::retry::RetryPolicy;
 pub use self::run::{
@@ -29,7 +32,7 @@ pub use self::run::{
 };
 pub use self::time::{Clock, SystemClock, now_ms, rfc3339};
 pub use self::version::{Grants, Head, PluginVersion, VersionSource, WorkflowVersion};
-pub use self::workflow::{StepDefinition, WorkflowDefinition};
+pub use self::workflow::{StepDefinition, StepKind, WorkflowDefinition};
 
 /// A credential from the configuration: never shown by `Debug`, never logged.
 #[derive(Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]

@@ -13,16 +13,18 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 /// How often and how patiently a failed attempt is tried again.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields, default)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included. Default 3.
     pub attempts: u32,
     /// Delay before the first retry; it doubles per retry. Default 100 ms.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub initial_backoff: Duration,
     /// Longest delay between attempts. Default 5 s.
     #[serde(with = "humantime_serde")]
+    #[schemars(with = "String")]
     pub max_backoff: Duration,
     /// How much of each delay is random, 0 to 1: a delay `d` becomes one drawn from
     /// `[d × (1 - jitter), d]`. Default 0.5; 0 makes delays exact.

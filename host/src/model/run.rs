@@ -112,6 +112,12 @@ pub enum StepStatus {
     Compensated,
     /// Its compensation kept failing.
     CompensationFailed,
+    /// Its `when` condition was false: it never ran, and is never compensated.
+    Skipped,
+    /// Waiting durably: asleep until its due time.
+    Waiting,
+    /// Interrupted by a cancel while it waited or waited out a backoff.
+    Cancelled,
 }
 
 /// Which export of `saga-step` an attempt runs.
@@ -156,6 +162,9 @@ pub struct StepState {
     /// When its latest attempt, in either direction, ended: a backoff counts from here.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub attempt_ended_ms: Option<u64>,
+    /// When a waiting step is due, ms since the Unix epoch.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<u64>,
     /// The last error of an attempt, if any.
     pub error: Option<String>,
     /// What `execute` returned, merged into the context for the steps after it.
@@ -174,6 +183,7 @@ impl StepState {
             started_ms: None,
             ended_ms: None,
             attempt_ended_ms: None,
+            due_ms: None,
             error: None,
             output: None,
         }
@@ -310,6 +320,14 @@ impl Run {
                         StepStatus::Failed
                     }
                     Outcome::Retryable | Outcome::Host => StepStatus::Running,
+                    Outcome::Skipped => {
+                        state.ended_ms = ended;
+                        StepStatus::Skipped
+                    }
+                    Outcome::Started => {
+                        state.due_ms = entry.due_ms;
+                        StepStatus::Waiting
+                    }
                 };
             }
             Direction::Compensate => {
@@ -323,7 +341,10 @@ impl Run {
                         state.ended_ms = ended;
                         StepStatus::CompensationFailed
                     }
-                    Outcome::Retryable | Outcome::Host => StepStatus::Compensating,
+                    // Only execution skips or waits.
+                    Outcome::Retryable | Outcome::Host | Outcome::Skipped | Outcome::Started => {
+                        StepStatus::Compensating
+                    }
                 };
             }
         }
@@ -350,6 +371,9 @@ pub struct JournalEntry {
     /// What a successful `execute` returned.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<Map<String, Value>>,
+    /// For a step that began to wait ([`Outcome::Started`]): when it is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub due_ms: Option<u64>,
 }
 
 /// How an attempt ended.
@@ -365,4 +389,9 @@ pub enum Outcome {
     Fatal,
     /// The host stopped the call: trap, deadline, memory cap, or a panic in the host.
     Host,
+    /// The step's `when` condition was false: it is skipped.
+    Skipped,
+    /// A waiting step began to wait (a sleep): the entry says until when. Its end is
+    /// another entry, `ok` (or `fatal`).
+    Started,
 }

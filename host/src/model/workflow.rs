@@ -1,19 +1,31 @@
-//! Workflow definitions: `[workflows.<name>]` in the configuration, the same schema over the
-//! API later, and what a run is pinned to.
+//! Workflow definitions: `[workflows.<name>]` in the configuration, the same schema as the
+//! body of `PUT /v1/workflows/{name}`, and what a run is pinned to.
 //!
 //! ```toml
 //! [workflows.order_processing]
+//! input-schema = { type = "object", required = ["order_id"] }
 //! [[workflows.order_processing.steps]]
 //! name = "process_payment"
 //! plugin = "payment"
 //! compensate = true
 //! timeout = "10s"
 //! retry = { attempts = 3, initial-backoff = "100ms", max-backoff = "2s", jitter = 0.5 }
+//! [[workflows.order_processing.steps]]
+//! name = "cool_off"
+//! sleep = "10m"
+//! when = "context.total_amount > 1000.0"
 //! ```
+//!
+//! A step is one of these kinds, by the key it has: `plugin` (a `step-plugin`'s execute and
+//! compensate), `sleep` (a duration) or `sleep-until` (an expression giving a time). Any step
+//! may have a `when` condition: false skips it. Expressions are CEL ([`Expr`]), compiled by
+//! [`WorkflowDefinition::validate`].
 //!
 //! A definition's identity is the SHA-256 of its canonical JSON ([`WorkflowDefinition::digest`]):
 //! every default filled in, fields in declaration order, so that the same definition written
-//! two ways has one digest, and any change that alters behaviour has another.
+//! two ways has one digest, and any change that alters behaviour has another. Keys a
+//! definition does not use are left out of it, so that adding a kind of step to this release
+//! changes no digest of an existing definition.
 
 use std::time::Duration;
 
@@ -21,29 +33,37 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::RetryPolicy;
+use super::expr::{Expr, VARIABLES};
 
 /// One workflow: an ordered list of steps.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
+#[schemars(title = "flowhost workflow definition")]
 pub struct WorkflowDefinition {
     /// The steps, run in order; compensations run in reverse.
     pub steps: Vec<StepDefinition>,
     /// A topic pattern whose events start a run, with the event's data as its context.
     #[serde(default)]
     pub trigger: Option<String>,
+    /// A JSON Schema the input of a run must match: a start whose body does not is refused
+    /// with the failing path, and no run is made.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
+    pub input_schema: Option<serde_json::Value>,
 }
 
 /// One step of a workflow.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "kebab-case", deny_unknown_fields)]
 pub struct StepDefinition {
     /// Unique within the workflow; passed to the plugin in `step-info.step`. Runs match
     /// their steps to a definition by this name, never by position.
     pub name: String,
-    /// The plugin that serves it (a `step-plugin`).
-    pub plugin: String,
-    /// Whether a completed step is undone by the plugin's `compensate` when a later step
-    /// fails. Default true.
+    /// A plugin step: the plugin that serves it (a `step-plugin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+    /// Whether a completed plugin step is undone by the plugin's `compensate` when a later
+    /// step fails. Default true.
     #[serde(default = "yes")]
     pub compensate: bool,
     /// How often and how patiently a failed attempt is retried (its compensation too).
@@ -51,7 +71,34 @@ pub struct StepDefinition {
     pub retry: RetryPolicy,
     /// Deadline of one attempt; default the plugin's call timeout.
     #[serde(default, with = "humantime_serde")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
+    /// A sleep step: how long the run waits, durably, holding no task (`"10m"`).
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub sleep: Option<Duration>,
+    /// A sleep step: until when the run waits, an expression over `context` giving a
+    /// timestamp or an RFC 3339 string; a time past wakes it at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sleep_until: Option<Expr>,
+    /// A condition over `context`: when false, the step is skipped (and never compensated).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub when: Option<Expr>,
+}
+
+/// What a step does, by the key that names its kind.
+#[derive(Debug, Clone, Copy)]
+pub enum StepKind<'a> {
+    /// Execute (and compensate) with this plugin.
+    Plugin(&'a str),
+    /// Wait this long.
+    Sleep(Duration),
+    /// Wait until the time this expression gives.
+    SleepUntil(&'a Expr),
 }
 
 fn yes() -> bool {
@@ -69,8 +116,84 @@ pub struct InvalidDefinition {
     pub reason: String,
 }
 
+impl StepDefinition {
+    /// The step's kind. Only a validated definition's steps have exactly one: a step with
+    /// none or several reads as the first of plugin, sleep, sleep-until it has.
+    pub fn kind(&self) -> StepKind<'_> {
+        if let Some(plugin) = &self.plugin {
+            StepKind::Plugin(plugin)
+        } else if let Some(sleep) = self.sleep {
+            StepKind::Sleep(sleep)
+        } else if let Some(until) = &self.sleep_until {
+            StepKind::SleepUntil(until)
+        } else {
+            StepKind::Sleep(Duration::ZERO)
+        }
+    }
+
+    /// Whether a completed run of this step is undone when the run compensates: a plugin
+    /// step that says so. A wait has nothing to undo.
+    pub fn undoable(&self) -> bool {
+        self.compensate && self.plugin.is_some()
+    }
+
+    fn validate(&self) -> Result<(), InvalidDefinition> {
+        let invalid = |field: &str, reason: String| {
+            Err(InvalidDefinition {
+                key: format!("steps.{}.{field}", self.name),
+                reason,
+            })
+        };
+        let kinds: Vec<&str> = [
+            ("plugin", self.plugin.is_some()),
+            ("sleep", self.sleep.is_some()),
+            ("sleep-until", self.sleep_until.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(kind, given)| given.then_some(kind))
+        .collect();
+        match kinds[..] {
+            [_] => {}
+            [] => {
+                return Err(InvalidDefinition {
+                    key: format!("steps.{}", self.name),
+                    reason: "a step needs one of `plugin`, `sleep` or `sleep-until`".into(),
+                });
+            }
+            [first, second, ..] => {
+                return invalid(
+                    second,
+                    format!("a step is one kind: `{first}` and `{second}` cannot go together"),
+                );
+            }
+        }
+        if self.plugin.as_deref() == Some("") {
+            return invalid("plugin", "must name a plugin".into());
+        }
+        if let Err(e) = self.retry.validate() {
+            return invalid(&format!("retry.{}", e.field), e.reason.into());
+        }
+        if self.timeout.is_some_and(|t| t.is_zero()) {
+            return invalid("timeout", "must be more than zero".into());
+        }
+        if self.timeout.is_some() && self.plugin.is_none() {
+            return invalid("timeout", "only a plugin step has a deadline".into());
+        }
+        let context_only = &VARIABLES[..1];
+        for (field, expr) in [("sleep-until", &self.sleep_until), ("when", &self.when)] {
+            if let Some(expr) = expr
+                && let Err(e) = expr.check(context_only)
+            {
+                return invalid(field, e.0);
+            }
+        }
+        Ok(())
+    }
+}
+
 impl WorkflowDefinition {
-    /// Checks what serde cannot. Plugins are checked by whoever knows them.
+    /// Checks what serde cannot: names, kinds, ranges, and that every expression and the
+    /// input schema compile. Plugins are checked by whoever knows them.
     pub fn validate(&self) -> Result<(), InvalidDefinition> {
         let invalid = |key: String, reason: String| Err(InvalidDefinition { key, reason });
         if self.steps.is_empty() {
@@ -84,18 +207,15 @@ impl WorkflowDefinition {
             if !seen.insert(step.name.as_str()) {
                 return invalid("steps".into(), format!("duplicate step `{}`", step.name));
             }
-            if let Err(e) = step.retry.validate() {
-                return invalid(
-                    format!("steps.{}.retry.{}", step.name, e.field),
-                    e.reason.into(),
-                );
-            }
-            if step.timeout.is_some_and(|t| t.is_zero()) {
-                return invalid(
-                    format!("steps.{}.timeout", step.name),
-                    "must be more than zero".into(),
-                );
-            }
+            step.validate()?;
+        }
+        if let Some(schema) = &self.input_schema
+            && let Err(e) = jsonschema::validator_for(schema)
+        {
+            return invalid(
+                "input-schema".into(),
+                format!("not a valid JSON Schema: {e}"),
+            );
         }
         Ok(())
     }
@@ -103,6 +223,15 @@ impl WorkflowDefinition {
     /// The step named `name`.
     pub fn step(&self, name: &str) -> Option<&StepDefinition> {
         self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// The plugins its steps use, each once, in order.
+    pub fn plugins(&self) -> impl Iterator<Item = &str> {
+        let mut seen = std::collections::HashSet::new();
+        self.steps
+            .iter()
+            .filter_map(|step| step.plugin.as_deref())
+            .filter(move |plugin| seen.insert(*plugin))
     }
 
     /// The canonical JSON: every default explicit, fields in declaration order.
@@ -113,6 +242,11 @@ impl WorkflowDefinition {
     /// SHA-256 of [`Self::canonical`], hex: the version's identity.
     pub fn digest(&self) -> String {
         hex::encode(Sha256::digest(self.canonical().as_bytes()))
+    }
+
+    /// The JSON Schema of a definition, as `GET /v1/schemas/workflow.json` serves it.
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(WorkflowDefinition)).expect("a schema")
     }
 }
 
@@ -147,5 +281,57 @@ mod tests {
         assert_eq!(twice.validate().unwrap_err().reason, "duplicate step `a`");
         let none = parse(r#"{"steps":[{"name":"a","plugin":"p","retry":{"attempts":0}}]}"#);
         assert_eq!(none.validate().unwrap_err().key, "steps.a.retry.attempts");
+    }
+
+    #[test]
+    fn a_step_is_exactly_one_kind_and_its_expressions_compile() {
+        let error = |json: &str| parse(json).validate().unwrap_err().to_string();
+        assert_eq!(
+            error(r#"{"steps":[{"name":"a"}]}"#),
+            "steps.a: a step needs one of `plugin`, `sleep` or `sleep-until`"
+        );
+        assert!(
+            error(r#"{"steps":[{"name":"a","plugin":"p","sleep":"1s"}]}"#)
+                .starts_with("steps.a.sleep: a step is one kind")
+        );
+        assert!(
+            error(r#"{"steps":[{"name":"a","plugin":"p","when":"context.x >"}]}"#)
+                .starts_with("steps.a.when: `context.x >` is not a valid CEL expression")
+        );
+        assert!(
+            error(r#"{"steps":[{"name":"a","sleep-until":"ctx.at"}]}"#)
+                .starts_with("steps.a.sleep-until: unknown variable `ctx`")
+        );
+        assert!(
+            error(r#"{"steps":[{"name":"a","sleep":"1s","timeout":"1s"}]}"#)
+                .starts_with("steps.a.timeout")
+        );
+        assert!(
+            error(r#"{"steps":[{"name":"a","plugin":"p"}],"input-schema":{"type":"nope"}}"#)
+                .starts_with("input-schema: not a valid JSON Schema")
+        );
+        let fine = parse(
+            r#"{"steps":[{"name":"a","plugin":"p","when":"context.total > 1"},
+                {"name":"b","sleep":"10m"},{"name":"c","sleep-until":"context.at"}]}"#,
+        );
+        fine.validate().unwrap();
+        assert!(!fine.steps[1].undoable());
+    }
+
+    #[test]
+    fn the_schema_describes_every_key() {
+        let schema = WorkflowDefinition::json_schema().to_string();
+        for key in [
+            "steps",
+            "sleep-until",
+            "input-schema",
+            "initial-backoff",
+            "when",
+        ] {
+            assert!(
+                schema.contains(&format!("\"{key}\"")),
+                "{key} missing: {schema}"
+            );
+        }
     }
 }

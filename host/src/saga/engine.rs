@@ -42,13 +42,13 @@ use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
 use crate::events::{Outbox, Trigger};
 use crate::model::{
-    Clock, Direction, Gate, InvalidRunId, JournalEntry, Outcome, PublishedEvent, RUN_FORMAT, Run,
-    RunError, RunId, RunStatus, StepState, StepStatus, WorkflowDefinition,
+    Clock, Gate, InvalidRunId, JournalEntry, Outcome, PublishedEvent, RUN_FORMAT, Run, RunError,
+    RunId, RunStatus, StepState, StepStatus, WorkflowDefinition,
 };
 use crate::plugins::{PluginRegistry, RegistryError};
 use crate::runtime::{CallError, Plugin, WarmInstance};
 use crate::store::{BoxFuture, Created, RunStore, StoreError};
-use crate::workflows::{Workflow, WorkflowError, WorkflowRegistry};
+use crate::workflows::{InvalidInput, Workflow, WorkflowError, WorkflowRegistry};
 
 /// How long a client refused for load is told to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -76,9 +76,20 @@ pub enum EngineError {
         /// Its status.
         status: &'static str,
     },
+    /// The run cannot be cancelled: it ended, or compensates a failure already.
+    #[error("run `{id}` is {status}: only a pending or running run can be cancelled")]
+    NotCancellable {
+        /// The run.
+        id: RunId,
+        /// Its status.
+        status: &'static str,
+    },
     /// Another request changed the run first (a concurrent retry).
     #[error("run `{0}` changed while this request handled it: another retry took it up")]
     Conflict(RunId),
+    /// The input does not match the workflow's `input-schema`; no run was made.
+    #[error(transparent)]
+    InvalidInput(#[from] InvalidInput),
     /// A client-chosen run id is malformed.
     #[error(transparent)]
     InvalidId(#[from] InvalidRunId),
@@ -131,14 +142,23 @@ struct Inner {
     /// once the run is discarded): a request that finds such a run waits for that before
     /// it answers with it.
     creating: Mutex<HashMap<RunId, watch::Receiver<()>>>,
-    /// Runs being driven: one driver per run in this process. The flag says someone took
-    /// the run up while it was driven (a retry, a timer): its driver hands it back to the
-    /// queue when it is done, so that nothing it would have seen is lost.
-    active: Mutex<HashMap<RunId, bool>>,
+    /// Runs being driven (or cancelled): one driver per run in this process.
+    active: Mutex<HashMap<RunId, Driver>>,
     /// Panics per run, while it keeps panicking outside its attempts.
     panics: Mutex<HashMap<RunId, u32>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
+}
+
+/// What others ask of a run while it is driven.
+#[derive(Default)]
+struct Driver {
+    /// Someone took the run up meanwhile (a retry, a timer): its driver hands it back to the
+    /// queue when it is done, so that nothing it would have seen is lost.
+    again: bool,
+    /// Cancels waiting for the driver to record them before its next attempt; each is told
+    /// (its sender dropped) once the cancel is durable, or once the driver stops without it.
+    cancels: Vec<oneshot::Sender<()>>,
 }
 
 /// Why a drive stopped before the run reached a terminal status; it resumes on restart.
@@ -200,16 +220,26 @@ struct Driving {
 
 impl Drop for Driving {
     fn drop(&mut self) {
-        let again = self
+        let driver = self
             .inner
             .active
             .lock()
             .expect("active lock")
             .remove(&self.id);
-        if again == Some(true) {
+        if driver.is_some_and(|d| d.again) {
             self.inner
                 .scheduler
                 .enqueue(self.id.clone(), Resume::Due, None);
+        }
+    }
+}
+
+impl From<Halt> for EngineError {
+    fn from(halt: Halt) -> Self {
+        match halt {
+            Halt::Shutdown => EngineError::ShuttingDown,
+            Halt::Store(e) => EngineError::Store(e),
+            Halt::Workflow(e) => EngineError::Workflow(e),
         }
     }
 }
@@ -318,6 +348,17 @@ impl Engine {
         detached(async move { inner.retry(&id).await }).await
     }
 
+    /// Cancels run `id`: the attempt in flight (if any) finishes, completed steps are
+    /// compensated in reverse order, and the run ends `cancelled`. A run asleep or queued is
+    /// cancelled at once. Returns the run once the cancel is durable; a repeat returns it
+    /// again. Refused with [`EngineError::NotCancellable`] for a run that ended or is
+    /// compensating a failure.
+    pub async fn cancel(&self, id: &str) -> Result<Run, EngineError> {
+        let inner = self.inner.clone();
+        let id = id.to_owned();
+        detached(async move { inner.cancel(&id).await }).await
+    }
+
     /// Queues every run that was pending, running or compensating when the host stopped;
     /// each resumes where its journal ends, a backoff waiting only for what is left of it.
     /// Returns how many.
@@ -409,6 +450,9 @@ impl Inner {
             .workflows
             .current(workflow)
             .ok_or_else(|| EngineError::UnknownWorkflow(workflow.to_owned()))?;
+        if definition.input.is_some() {
+            definition.check_input(&Value::Object(input.clone()))?;
+        }
         if self.shutdown.is_cancelled() {
             return Err(EngineError::ShuttingDown);
         }
@@ -510,10 +554,10 @@ impl Inner {
     ) -> Result<Created, StoreError> {
         let current = self.plugins.current_versions();
         run.plugins.clear();
-        for step in &definition.steps {
-            if let Some(plugin) = current.get(&step.plugin) {
+        for name in definition.plugins() {
+            if let Some(plugin) = current.get(name) {
                 run.plugins
-                    .insert(step.plugin.clone(), plugin.digest().to_owned());
+                    .insert(name.to_owned(), plugin.digest().to_owned());
             }
         }
         self.store.create(run)
@@ -601,6 +645,97 @@ impl Inner {
         Ok(run)
     }
 
+    async fn cancel(self: &Arc<Self>, id: &str) -> Result<Run, EngineError> {
+        let unknown = || EngineError::UnknownRun(id.to_owned());
+        let id = RunId::parse(id).map_err(|_| unknown())?;
+        loop {
+            // Either the run's driver records the cancel before its next step, or no one
+            // drives it and this request does, holding the run as a driver would.
+            let told = {
+                let mut active = self.active.lock().expect("active lock");
+                match active.get_mut(&id) {
+                    Some(driver) => {
+                        let (tell, told) = oneshot::channel();
+                        driver.cancels.push(tell);
+                        Some(told)
+                    }
+                    None => {
+                        active.insert(id.clone(), Driver::default());
+                        None
+                    }
+                }
+            };
+            if let Some(told) = told {
+                let _ = told.await;
+                let run = self.store.get(&id)?.ok_or_else(unknown)?;
+                if !matches!(run.status, RunStatus::Pending | RunStatus::Running) || run.cancelled {
+                    return self.cancelled(run).await;
+                }
+                // Its driver stopped before its next step (a wait, a halt): try again.
+                continue;
+            }
+            let driving = Driving {
+                inner: self.clone(),
+                id: id.clone(),
+            };
+            let mut run = self.store.get(&id)?.ok_or_else(unknown)?;
+            if !matches!(run.status, RunStatus::Pending | RunStatus::Running) || run.cancelled {
+                drop(driving);
+                return self.cancelled(run).await;
+            }
+            let workflow = self.workflow_of(&mut run)?;
+            let lifecycle = Lifecycle::new(&workflow.definition);
+            let actions = lifecycle
+                .on(&mut run, Event::Cancel, self.clock.now_ms())
+                .map_err(|_| EngineError::NotCancellable {
+                    id: run.id.clone(),
+                    status: run.status.as_str(),
+                })?;
+            for action in actions {
+                match action {
+                    Action::Save => match self.save(&mut run) {
+                        Err(StoreError::Conflict(id)) => return Err(EngineError::Conflict(id)),
+                        other => other?,
+                    },
+                    Action::Finish(status) => self.finish(&mut run, &lifecycle, status).await?,
+                    // Compensation to drive: a driver takes the run up once this lets go.
+                    _ => {
+                        self.store.flush().await?;
+                        if let Some(driver) = self.active.lock().expect("active lock").get_mut(&id)
+                        {
+                            driver.again = true;
+                        }
+                    }
+                }
+            }
+            drop(driving);
+            return Ok(run);
+        }
+    }
+
+    /// The answer to a cancel of `run`, which its driver took up or which was not
+    /// running: the run, once durable, if it was cancelled; else why it cannot be.
+    async fn cancelled(&self, run: Run) -> Result<Run, EngineError> {
+        if !run.cancelled {
+            return Err(EngineError::NotCancellable {
+                id: run.id.clone(),
+                status: run.status.as_str(),
+            });
+        }
+        self.store.flush().await?;
+        Ok(run)
+    }
+
+    /// The cancels asked of `id` since its driver last looked.
+    fn take_cancels(&self, id: &RunId) -> Vec<oneshot::Sender<()>> {
+        self.active
+            .lock()
+            .expect("active lock")
+            .get_mut(id)
+            .map(|driver| std::mem::take(&mut driver.cancels))
+            .unwrap_or_default()
+    }
+
     /// Room for one more run, or why there is none.
     fn admit(&self) -> Result<Admitted, EngineError> {
         self.scheduler.admit().ok_or_else(|| {
@@ -657,12 +792,12 @@ impl Inner {
         };
         {
             let mut active = self.active.lock().expect("active lock");
-            if let Some(again) = active.get_mut(&id) {
+            if let Some(driver) = active.get_mut(&id) {
                 // Driven already: its driver queues it again when it is done.
-                *again = true;
+                driver.again = true;
                 return;
             }
-            active.insert(id.clone(), false);
+            active.insert(id.clone(), Driver::default());
         }
         let inner = self.clone();
         self.tasks.spawn(async move {
@@ -796,7 +931,7 @@ impl Inner {
             for action in std::mem::take(&mut actions) {
                 match action {
                     Action::Save => self.save(&mut run)?,
-                    Action::Attempt(attempt) => next = Some(attempt),
+                    Action::Attempt(_) | Action::Record(_) => next = Some(action),
                     Action::Wait { until_ms } => {
                         warm.clear();
                         self.scheduler.schedule(run.id.clone(), until_ms);
@@ -808,15 +943,47 @@ impl Inner {
                     }
                 }
             }
-            let Some(attempt) = next else {
+            let Some(next) = next else {
                 return Ok(());
             };
-            in_attempt.store(true, Ordering::SeqCst);
-            let (entry, events) = self
-                .attempt(&run, &workflow.definition, &plugins, &attempt, &mut warm)
-                .await?;
-            self.record(&run, &entry, events)?;
-            in_attempt.store(false, Ordering::SeqCst);
+            // A cancel asked meanwhile is taken before the next step; its requests are told
+            // (dropped) once it is durable: after the save, or after the finish.
+            let cancels = self.take_cancels(&run.id);
+            if !cancels.is_empty()
+                && let Ok(cancel) = lifecycle.on(&mut run, Event::Cancel, self.clock.now_ms())
+            {
+                for action in cancel {
+                    match action {
+                        Action::Save => {
+                            self.save(&mut run)?;
+                            self.store.flush().await?;
+                        }
+                        Action::Finish(status) => {
+                            self.finish(&mut run, &lifecycle, status).await?;
+                            return Ok(());
+                        }
+                        other => actions.push(other),
+                    }
+                }
+                continue;
+            }
+            drop(cancels);
+            let entry = match next {
+                Action::Attempt(attempt) => {
+                    in_attempt.store(true, Ordering::SeqCst);
+                    let (entry, events) = self
+                        .attempt(&run, &workflow.definition, &plugins, &attempt, &mut warm)
+                        .await?;
+                    self.record(&run, &entry, events)?;
+                    in_attempt.store(false, Ordering::SeqCst);
+                    entry
+                }
+                Action::Record(entry) => {
+                    self.record(&run, &entry, Vec::new())?;
+                    entry
+                }
+                _ => unreachable!("only attempts and records are kept as next"),
+            };
             actions = lifecycle
                 .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
                 .unwrap_or_default();
@@ -860,18 +1027,15 @@ impl Inner {
         definition: &WorkflowDefinition,
     ) -> Result<HashMap<String, Arc<Plugin>>, RegistryError> {
         let mut plugins = HashMap::new();
-        for step in &definition.steps {
-            if plugins.contains_key(&step.plugin) {
-                continue;
-            }
-            let plugin = match run.plugins.get(&step.plugin) {
-                Some(digest) => self.plugins.pinned(&step.plugin, digest).await?,
+        for name in definition.plugins() {
+            let plugin = match run.plugins.get(name) {
+                Some(digest) => self.plugins.pinned(name, digest).await?,
                 None => self
                     .plugins
-                    .current(&step.plugin)
-                    .ok_or_else(|| RegistryError::UnknownPlugin(step.plugin.clone()))?,
+                    .current(name)
+                    .ok_or_else(|| RegistryError::UnknownPlugin(name.to_owned()))?,
             };
-            plugins.insert(step.plugin.clone(), plugin);
+            plugins.insert(name.to_owned(), plugin);
         }
         Ok(plugins)
     }
@@ -892,7 +1056,10 @@ impl Inner {
         let step = definition
             .step(&attempt.step)
             .expect("the lifecycle names steps of its definition");
-        let plugin = &plugins[&step.plugin];
+        let plugin = &plugins[step
+            .plugin
+            .as_deref()
+            .expect("the lifecycle attempts plugin steps only")];
         let info = StepInfo {
             run_id: run.id.to_string(),
             workflow: run.workflow.clone(),
@@ -900,7 +1067,8 @@ impl Inner {
             attempt: attempt.attempt,
             idempotency_key: format!("{}:{}:{}", run.id, step.name, attempt.direction.as_str()),
         };
-        let context = Value::Object(context_for(run, definition, attempt)).to_string();
+        let context = machine::context_for(run, definition, &attempt.step, attempt.direction);
+        let context = Value::Object(context).to_string();
         let started_ms = self.clock.now_ms();
         let call = self.runtime.call_step_in(
             warm,
@@ -1056,29 +1224,6 @@ async fn detached<T: Send + 'static>(
         tracing::error!(panic = %what, "a request failed in the host");
         Err(EngineError::Panicked(what))
     })
-}
-
-/// The context a step's attempt sees, by the definition's order: the input with the output
-/// of every step before it (for `execute`), or up to and including it (for `compensate`).
-fn context_for(
-    run: &Run,
-    definition: &WorkflowDefinition,
-    attempt: &Attempt,
-) -> Map<String, Value> {
-    let mut context = run.input.clone();
-    for step in &definition.steps {
-        let is_it = step.name == attempt.step;
-        if is_it && attempt.direction == Direction::Execute {
-            break;
-        }
-        if let Some(output) = run.step(&step.name).and_then(|s| s.output.as_ref()) {
-            context.extend(output.iter().map(|(k, v)| (k.clone(), v.clone())));
-        }
-        if is_it {
-            break;
-        }
-    }
-    context
 }
 
 /// `flowhost.run.<status>` for a run that ended: its id, workflow, status and error.

@@ -22,6 +22,12 @@
 //! attempt, counted from when the previous attempt ended; so a restart waits only for what
 //! is left, and the engine need not store a due time apart from the journal.
 //!
+//! Steps that are not plugin calls are decided here too, as journal entries the machine
+//! writes itself ([`Action::Record`]): a step whose `when` is false is recorded `skipped`; a
+//! sleep is recorded `started` with its due time, then `ok` once that time has come, the run
+//! holding no task meanwhile ([`Action::Wait`]). The due time is computed once, when the
+//! sleep starts, and read back from the journal after a restart, so each sleep ends once.
+//!
 //! Steps are matched to the definition by name, never by position. The invariants, which
 //! the property tests below hold over random sequences of outcomes, crashes, retries and
 //! cancels:
@@ -33,9 +39,11 @@
 //! - a terminal state changes only by an explicit [`Event::Retry`].
 
 use crate::model::retry::seed;
+use serde_json::Value;
+
 use crate::model::{
-    Direction, JournalEntry, Outcome, Run, RunError, RunStatus, StepDefinition, StepStatus,
-    WorkflowDefinition,
+    Direction, ExprError, JournalEntry, Outcome, Run, RunError, RunStatus, StepDefinition,
+    StepKind, StepStatus, WorkflowDefinition,
 };
 
 /// What happened to a run.
@@ -76,6 +84,9 @@ pub enum Action {
     Save,
     /// Make this attempt, then report it with [`Event::Attempted`].
     Attempt(Attempt),
+    /// Journal this entry, which the machine decided without a plugin (a skip, the start
+    /// or the end of a sleep), then report it with [`Event::Attempted`].
+    Record(JournalEntry),
     /// Nothing is due before this time (ms since the Unix epoch): keep no task for the run
     /// and report [`Event::TimerFired`] then.
     Wait {
@@ -111,6 +122,8 @@ pub struct Lifecycle<'d> {
 enum Forward<'d> {
     Done,
     Attempt(&'d StepDefinition, u32),
+    Record(JournalEntry),
+    Wait(u64),
     Failed(&'d StepDefinition),
 }
 
@@ -159,6 +172,13 @@ impl<'d> Lifecycle<'d> {
             Event::Cancel => match run.status {
                 RunStatus::Pending | RunStatus::Running => {
                     run.cancelled = true;
+                    // What was waiting (asleep, or between attempts) waits no more.
+                    for step in &mut run.steps {
+                        if matches!(step.status, StepStatus::Running | StepStatus::Waiting) {
+                            step.status = StepStatus::Cancelled;
+                            step.ended_ms = Some(now_ms);
+                        }
+                    }
                     run.error = Some(RunError {
                         step: String::new(),
                         message: "cancelled".into(),
@@ -194,7 +214,7 @@ impl<'d> Lifecycle<'d> {
     /// Whether `run` has completed steps its compensation would undo (or is undoing).
     pub fn has_steps_to_undo(&self, run: &Run) -> bool {
         self.definition.steps.iter().any(|config| {
-            config.compensate
+            config.undoable()
                 && run.step(&config.name).is_some_and(|state| {
                     matches!(
                         state.status,
@@ -216,7 +236,7 @@ impl<'d> Lifecycle<'d> {
                     run.status = RunStatus::Running;
                     *save = true;
                 }
-                RunStatus::Running => match self.forward(run) {
+                RunStatus::Running => match self.forward(run, now_ms) {
                     Forward::Done => return finish(run, RunStatus::Completed, now_ms),
                     Forward::Attempt(step, attempt) => {
                         return self.attempt_or_wait(
@@ -227,6 +247,8 @@ impl<'d> Lifecycle<'d> {
                             now_ms,
                         );
                     }
+                    Forward::Record(entry) => return Action::Record(entry),
+                    Forward::Wait(until_ms) => return Action::Wait { until_ms },
                     Forward::Failed(step) => {
                         let state = run.step_mut(&step.name).expect("forward found it");
                         state.status = StepStatus::Failed;
@@ -248,19 +270,26 @@ impl<'d> Lifecycle<'d> {
         }
     }
 
-    /// The first step that is not completed, in the definition's order.
-    fn forward(&self, run: &Run) -> Forward<'d> {
+    /// The first step that is not completed (or skipped), in the definition's order.
+    fn forward(&self, run: &Run, now_ms: u64) -> Forward<'d> {
         for step in &self.definition.steps {
-            let Some(state) = run.step(&step.name) else {
-                // A step the run has no state for has not started.
-                return Forward::Attempt(step, 1);
-            };
-            match state.status {
-                StepStatus::Completed => continue,
-                StepStatus::Pending | StepStatus::Running
-                    if state.attempts < step.retry.attempts =>
-                {
-                    return Forward::Attempt(step, state.attempts + 1);
+            // A step the run has no state for has not started.
+            let state = run.step(&step.name);
+            let status = state.map_or(StepStatus::Pending, |s| s.status);
+            let attempts = state.map_or(0, |s| s.attempts);
+            match status {
+                StepStatus::Completed | StepStatus::Skipped => continue,
+                StepStatus::Pending if attempts == 0 => return self.begin(run, step, now_ms),
+                StepStatus::Waiting => {
+                    let due = state.and_then(|s| s.due_ms).unwrap_or(now_ms);
+                    if due > now_ms {
+                        return Forward::Wait(due);
+                    }
+                    let output = Some(serde_json::Map::new());
+                    return Forward::Record(decided(step, 1, Outcome::Ok, None, output, now_ms));
+                }
+                StepStatus::Pending | StepStatus::Running if attempts < step.retry.attempts => {
+                    return Forward::Attempt(step, attempts + 1);
                 }
                 // Out of attempts, failed for good, or (never in a running run) being
                 // undone: nothing more executes.
@@ -270,10 +299,56 @@ impl<'d> Lifecycle<'d> {
         Forward::Done
     }
 
+    /// How a step not reached yet begins: skipped if its condition is false, else its
+    /// first attempt, or the start of its wait. An expression that fails to evaluate fails
+    /// the step for good: it would fail the same way again.
+    fn begin(&self, run: &Run, step: &'d StepDefinition, now_ms: u64) -> Forward<'d> {
+        let context = || {
+            Value::Object(context_for(
+                run,
+                self.definition,
+                &step.name,
+                Direction::Execute,
+            ))
+        };
+        let failed = |what: &str, e: ExprError| {
+            Forward::Record(decided(
+                step,
+                1,
+                Outcome::Fatal,
+                Some(format!("{what}: {e}")),
+                None,
+                now_ms,
+            ))
+        };
+        if let Some(when) = &step.when {
+            match when.truth(&[("context", &context())]) {
+                Ok(true) => {}
+                Ok(false) => {
+                    return Forward::Record(decided(step, 0, Outcome::Skipped, None, None, now_ms));
+                }
+                Err(e) => return failed("when", e),
+            }
+        }
+        let due_ms = match step.kind() {
+            StepKind::Plugin(_) => return Forward::Attempt(step, 1),
+            StepKind::Sleep(sleep) => {
+                now_ms.saturating_add(u64::try_from(sleep.as_millis()).unwrap_or(u64::MAX))
+            }
+            StepKind::SleepUntil(until) => match until.time_ms(&[("context", &context())]) {
+                Ok(due) => due,
+                Err(e) => return failed("sleep-until", e),
+            },
+        };
+        let mut entry = decided(step, 1, Outcome::Started, None, None, now_ms);
+        entry.due_ms = Some(due_ms);
+        Forward::Record(entry)
+    }
+
     /// The next undo, last completed step first; or the end of the run.
     fn backward(&self, run: &mut Run, now_ms: u64) -> Action {
         for step in self.definition.steps.iter().rev() {
-            if !step.compensate {
+            if !step.undoable() {
                 continue;
             }
             let Some(state) = run.step_mut(&step.name) else {
@@ -402,7 +477,49 @@ pub fn entry(
         outcome,
         error,
         output: output.filter(|_| attempt.direction == Direction::Execute),
+        due_ms: None,
     }
+}
+
+/// An entry the machine decides for `step` at `now_ms`, without a plugin.
+fn decided(
+    step: &StepDefinition,
+    attempt: u32,
+    outcome: Outcome,
+    error: Option<String>,
+    output: Option<serde_json::Map<String, Value>>,
+    now_ms: u64,
+) -> JournalEntry {
+    let attempt = Attempt {
+        step: step.name.clone(),
+        direction: Direction::Execute,
+        attempt,
+    };
+    entry(&attempt, outcome, error, output, (now_ms, now_ms))
+}
+
+/// The context a step sees, by the definition's order: the input with the output of every
+/// step before it (to execute), or up to and including it (to compensate).
+pub fn context_for(
+    run: &Run,
+    definition: &WorkflowDefinition,
+    step: &str,
+    direction: Direction,
+) -> serde_json::Map<String, Value> {
+    let mut context = run.input.clone();
+    for config in &definition.steps {
+        let is_it = config.name == step;
+        if is_it && direction == Direction::Execute {
+            break;
+        }
+        if let Some(output) = run.step(&config.name).and_then(|s| s.output.as_ref()) {
+            context.extend(output.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        if is_it {
+            break;
+        }
+    }
+    context
 }
 
 #[cfg(test)]

@@ -9,19 +9,25 @@
 //! definition current when it started and follows that definition for every step and
 //! compensation, across restarts and configuration changes ([`WorkflowRegistry::pinned`]).
 //! A change while runs are in flight is logged once, with how many runs stay on an older
-//! version. Versions are small and kept; pushing definitions over the API builds on this
-//! store.
+//! version. Versions are small and kept.
+//!
+//! Definitions are also pushed over the API ([`WorkflowRegistry::push`]), rolled back and
+//! retired ([`WorkflowRegistry::delete`], refused while runs pin the workflow). A pushed
+//! version stays current across restarts until the configuration's definition of that name
+//! changes; a name that only the API defined is never retired by a restart.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
-use crate::model::{Head, VersionSource, WorkflowDefinition, WorkflowVersion, now_ms};
+use crate::model::{
+    Head, VersionSource, WorkflowDefinition, WorkflowVersion, now_ms, workflow::InvalidDefinition,
+};
 use crate::store::{PinKind, RunStore, StoreError, WorkflowStore};
 
 /// A definition version, loaded.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Workflow {
     /// The workflow's name.
     pub name: String,
@@ -29,6 +35,65 @@ pub struct Workflow {
     pub digest: String,
     /// The definition.
     pub definition: WorkflowDefinition,
+    /// Its `input-schema`, compiled.
+    pub input: Option<Arc<jsonschema::Validator>>,
+}
+
+impl Workflow {
+    /// Version `digest` of `name`, with its input schema compiled. The definition was
+    /// validated before it was stored; a schema that no longer compiles checks nothing and
+    /// is logged.
+    pub fn new(name: String, digest: String, definition: WorkflowDefinition) -> Self {
+        let input = definition.input_schema.as_ref().and_then(|schema| {
+            jsonschema::validator_for(schema)
+                .inspect_err(|e| tracing::error!(workflow = %name, error = %e, "input-schema does not compile"))
+                .ok()
+                .map(Arc::new)
+        });
+        Self {
+            name,
+            digest,
+            definition,
+            input,
+        }
+    }
+
+    /// Checks a run's input against the input schema: the first failing path and why.
+    pub fn check_input(&self, input: &serde_json::Value) -> Result<(), InvalidInput> {
+        let Some(validator) = &self.input else {
+            return Ok(());
+        };
+        match validator.iter_errors(input).next() {
+            None => Ok(()),
+            Some(error) => Err(InvalidInput {
+                path: error.instance_path().to_string(),
+                reason: error.to_string(),
+            }),
+        }
+    }
+}
+
+/// An input its workflow's `input-schema` refuses.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the input does not match the workflow's input-schema at `{}`: {reason}", if path.is_empty() { "/" } else { path })]
+pub struct InvalidInput {
+    /// A JSON pointer into the input, empty for the whole.
+    pub path: String,
+    /// What the schema says.
+    pub reason: String,
+}
+
+/// What a push or rollback did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Pushed {
+    /// The workflow.
+    pub name: String,
+    /// The version now current.
+    pub digest: String,
+    /// Whether this version was never stored before.
+    pub new: bool,
+    /// Whether the current version changed.
+    pub changed: bool,
 }
 
 /// Why the registry refused or failed.
@@ -44,6 +109,30 @@ pub enum WorkflowError {
         name: String,
         /// The version.
         digest: String,
+    },
+    /// A pushed definition does not hold together.
+    #[error("{0}")]
+    Invalid(InvalidDefinition),
+    /// A rollback with no version before the current one.
+    #[error("workflow `{0}` has no earlier version to roll back to")]
+    NoEarlierVersion(String),
+    /// A rollback to a version that is not stored.
+    #[error("workflow `{name}` has no version {digest}")]
+    UnknownVersion {
+        /// The workflow.
+        name: String,
+        /// The version asked for.
+        digest: String,
+    },
+    /// A delete while runs may still run a step of the workflow.
+    #[error(
+        "workflow `{name}` is pinned by runs in flight ({runs}): they must end before it is deleted"
+    )]
+    Pinned {
+        /// The workflow.
+        name: String,
+        /// How many runs.
+        runs: usize,
     },
     /// The store failed.
     #[error(transparent)]
@@ -88,6 +177,8 @@ pub struct WorkflowRegistry {
     /// Versions runs asked for, by name and digest: definitions are small, and a run
     /// resumed after a restart asks again.
     loaded: Mutex<HashMap<(String, String), Arc<Workflow>>>,
+    /// Serialises changes of heads over the API: pushes, rollbacks, deletions.
+    changes: tokio::sync::Mutex<()>,
 }
 
 impl WorkflowRegistry {
@@ -104,6 +195,7 @@ impl WorkflowRegistry {
             runs,
             current: RwLock::default(),
             loaded: Mutex::default(),
+            changes: tokio::sync::Mutex::default(),
         };
         let mut heads: HashMap<String, Head> =
             registry.store.workflow_heads()?.into_iter().collect();
@@ -114,14 +206,19 @@ impl WorkflowRegistry {
             let unchanged =
                 head.config_digest.as_deref() == Some(digest.as_str()) && head.current().is_some();
             if !unchanged {
-                registry.register(name, definition, &digest, &mut head)?;
+                head.config_digest = Some(digest.clone());
+                registry.register(name, definition, &digest, &mut head, VersionSource::Config)?;
             }
             let digest = head.current().expect("registered").to_owned();
             current.insert(name.clone(), registry.pinned(name, &digest)?);
         }
-        // What is left has left the configuration.
+        // What is left and came from the configuration has left it; what only the API
+        // pushed stays.
         for (name, mut head) in heads {
-            if head.retired {
+            if head.retired || head.config_digest.is_none() {
+                if let Some(digest) = head.current() {
+                    current.insert(name.clone(), registry.pinned(&name, digest)?);
+                }
                 continue;
             }
             head.retired = true;
@@ -146,6 +243,7 @@ impl WorkflowRegistry {
         definition: &WorkflowDefinition,
         digest: &str,
         head: &mut Head,
+        source: VersionSource,
     ) -> Result<(), WorkflowError> {
         let previous = head.current().map(str::to_owned);
         // The version before the head that names it.
@@ -154,10 +252,9 @@ impl WorkflowRegistry {
             digest: digest.to_owned(),
             definition: definition.clone(),
             registered_ms: now_ms(),
-            source: VersionSource::Config,
+            source,
         })?;
         head.make_current(digest);
-        head.config_digest = Some(digest.to_owned());
         self.store.put_workflow_head(name, head)?;
         if let Some(previous) = previous.filter(|p| p != digest) {
             let pins = self.runs.pins(PinKind::Workflow, name)?;
@@ -175,6 +272,148 @@ impl WorkflowRegistry {
             );
         }
         Ok(())
+    }
+
+    /// Makes `definition` the current version of `name`, durably: runs started after this
+    /// returns follow it, runs in flight finish on theirs. `check` is what the registry
+    /// cannot know itself (the plugins); the definition is validated first, and nothing
+    /// changes if either refuses.
+    pub async fn push(
+        &self,
+        name: &str,
+        definition: WorkflowDefinition,
+        check: impl FnOnce(&WorkflowDefinition) -> Result<(), InvalidDefinition>,
+    ) -> Result<Pushed, WorkflowError> {
+        definition.validate().map_err(WorkflowError::Invalid)?;
+        check(&definition).map_err(WorkflowError::Invalid)?;
+        let digest = definition.digest();
+        let _change = self.changes.lock().await;
+        let mut head = self.head(name)?.unwrap_or_default();
+        let new = self.store.workflow_version(name, &digest)?.is_none();
+        let changed = head.current() != Some(digest.as_str());
+        self.register(name, &definition, &digest, &mut head, VersionSource::Api)?;
+        self.store.flush().await?;
+        self.make_current(Workflow::new(name.to_owned(), digest.clone(), definition));
+        Ok(Pushed {
+            name: name.to_owned(),
+            digest,
+            new,
+            changed,
+        })
+    }
+
+    /// Makes `to`, or without it the version current before the current one, current
+    /// again. `check` as for [`Self::push`]: the plugins an old version names may be gone.
+    pub async fn rollback(
+        &self,
+        name: &str,
+        to: Option<&str>,
+        check: impl FnOnce(&WorkflowDefinition) -> Result<(), InvalidDefinition>,
+    ) -> Result<Pushed, WorkflowError> {
+        let _change = self.changes.lock().await;
+        let mut head = self
+            .head(name)?
+            .ok_or_else(|| WorkflowError::Unknown(name.to_owned()))?;
+        let target = match to {
+            Some(digest) => digest.to_owned(),
+            None => {
+                if head.retired || head.history.len() < 2 {
+                    return Err(WorkflowError::NoEarlierVersion(name.to_owned()));
+                }
+                head.history[head.history.len() - 2].clone()
+            }
+        };
+        let version = self.store.workflow_version(name, &target)?.ok_or_else(|| {
+            WorkflowError::UnknownVersion {
+                name: name.to_owned(),
+                digest: target.clone(),
+            }
+        })?;
+        check(&version.definition).map_err(WorkflowError::Invalid)?;
+        let changed = head.current() != Some(target.as_str());
+        if to.is_none() {
+            head.history.pop();
+        }
+        head.make_current(&target);
+        self.store.put_workflow_head(name, &head)?;
+        self.store.flush().await?;
+        self.make_current(Workflow::new(
+            name.to_owned(),
+            target.clone(),
+            version.definition,
+        ));
+        tracing::info!(
+            workflow = name,
+            digest = &target[..12],
+            "workflow rolled back"
+        );
+        Ok(Pushed {
+            name: name.to_owned(),
+            digest: target,
+            new: false,
+            changed,
+        })
+    }
+
+    /// Retires `name`: new starts get 404, its versions stay for the record. Refused while
+    /// a run that may still run a step pins any version of it. A name the configuration
+    /// defines comes back at the next start; remove it there to retire it for good.
+    pub async fn delete(&self, name: &str) -> Result<(), WorkflowError> {
+        let _change = self.changes.lock().await;
+        let mut head = self
+            .head(name)?
+            .filter(|h| !h.retired)
+            .ok_or_else(|| WorkflowError::Unknown(name.to_owned()))?;
+        // New starts stop first, so that none pins it between the count and the retire (a
+        // start that took the definition just before still finishes: versions stay).
+        let current = self.current.write().expect("workflows lock").remove(name);
+        let runs: usize = match self.runs.pins(PinKind::Workflow, name) {
+            Ok(pins) => pins.values().sum(),
+            Err(e) => {
+                self.restore(name, current);
+                return Err(e.into());
+            }
+        };
+        if runs > 0 {
+            self.restore(name, current);
+            return Err(WorkflowError::Pinned {
+                name: name.to_owned(),
+                runs,
+            });
+        }
+        head.retired = true;
+        let stored = self.store.put_workflow_head(name, &head);
+        if let Err(e) = stored {
+            self.restore(name, current);
+            return Err(e.into());
+        }
+        self.store.flush().await?;
+        tracing::info!(workflow = name, "workflow deleted: new starts are refused");
+        Ok(())
+    }
+
+    fn restore(&self, name: &str, current: Option<Arc<Workflow>>) {
+        if let Some(current) = current {
+            self.current
+                .write()
+                .expect("workflows lock")
+                .insert(name.to_owned(), current);
+        }
+    }
+
+    fn head(&self, name: &str) -> Result<Option<Head>, WorkflowError> {
+        Ok(self
+            .store
+            .workflow_heads()?
+            .into_iter()
+            .find_map(|(n, head)| (n == name).then_some(head)))
+    }
+
+    fn make_current(&self, workflow: Workflow) {
+        self.current
+            .write()
+            .expect("workflows lock")
+            .insert(workflow.name.clone(), Arc::new(workflow));
     }
 
     /// The current version of `name`; none for a name that is not (or no longer) configured.
@@ -205,11 +444,11 @@ impl WorkflowRegistry {
                     name: name.to_owned(),
                     digest: digest.to_owned(),
                 })?;
-        let workflow = Arc::new(Workflow {
-            name: version.name,
-            digest: version.digest,
-            definition: version.definition,
-        });
+        let workflow = Arc::new(Workflow::new(
+            version.name,
+            version.digest,
+            version.definition,
+        ));
         self.loaded
             .lock()
             .expect("workflows lock")
@@ -230,12 +469,9 @@ impl WorkflowRegistry {
     /// One workflow with its versions.
     pub fn describe(&self, name: &str) -> Result<WorkflowView, WorkflowError> {
         let head = self
-            .store
-            .workflow_heads()?
-            .into_iter()
-            .find(|(n, _)| n == name)
+            .head(name)?
             .ok_or_else(|| WorkflowError::Unknown(name.to_owned()))?;
-        self.view(head.0, &head.1)
+        self.view(name.to_owned(), &head)
     }
 
     fn view(&self, name: String, head: &Head) -> Result<WorkflowView, WorkflowError> {

@@ -18,7 +18,7 @@ fn definition(steps: &[(&str, bool, u32)]) -> WorkflowDefinition {
             .iter()
             .map(|(name, compensate, attempts)| StepDefinition {
                 name: (*name).into(),
-                plugin: "p".into(),
+                plugin: Some("p".into()),
                 compensate: *compensate,
                 retry: RetryPolicy {
                     attempts: *attempts,
@@ -27,10 +27,168 @@ fn definition(steps: &[(&str, bool, u32)]) -> WorkflowDefinition {
                     jitter: 0.5,
                 },
                 timeout: None,
+                sleep: None,
+                sleep_until: None,
+                when: None,
             })
             .collect(),
         trigger: None,
+        input_schema: None,
     }
+}
+
+/// A definition read from JSON, for steps other than plain plugin calls.
+fn parsed(json: serde_json::Value) -> WorkflowDefinition {
+    let definition: WorkflowDefinition = serde_json::from_value(json).unwrap();
+    definition.validate().unwrap();
+    definition
+}
+
+/// Journals what the machine decided (an [`Action::Record`]) and reports it.
+fn journal(machine: &Lifecycle<'_>, run: &mut Run, action: &Action, now: u64) -> Vec<Action> {
+    let Action::Record(entry) = action else {
+        panic!("not a record: {action:?}")
+    };
+    machine.on(run, Event::Attempted(entry), now).unwrap()
+}
+
+#[test]
+fn a_false_condition_skips_the_step_and_it_is_never_compensated() {
+    let def = parsed(json!({"steps": [
+        {"name": "a", "plugin": "p"},
+        {"name": "gift", "plugin": "p", "when": "context.total > 100"},
+        {"name": "b", "plugin": "p"},
+    ]}));
+    let machine = Lifecycle::new(&def);
+    let clock = ManualClock(5);
+    let mut run = new_run(&def, RunStatus::Running);
+    run.input = json!({"total": 20}).as_object().unwrap().clone();
+    let first = machine.on(&mut run, Event::Start, clock.0).unwrap();
+    let actions = report(&machine, &mut run, &first[0], Outcome::Ok, &clock);
+    let [Action::Record(skip)] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (skip.step.as_str(), skip.outcome),
+        ("gift", Outcome::Skipped)
+    );
+    let actions = journal(&machine, &mut run, &actions[0], clock.0);
+    assert_eq!(run.step("gift").unwrap().status, StepStatus::Skipped);
+    assert_eq!(actions, [exec("b", 1)]);
+    let actions = report(&machine, &mut run, &actions[0], Outcome::Fatal, &clock);
+    assert_eq!(
+        actions,
+        [Action::Save, undo("a", 1)],
+        "`gift` is not undone"
+    );
+    // A condition that cannot be evaluated fails its step: the same would fail again.
+    let mut broken = new_run(&def, RunStatus::Running);
+    let first = machine.on(&mut broken, Event::Start, clock.0).unwrap();
+    let actions = report(&machine, &mut broken, &first[0], Outcome::Ok, &clock);
+    let [Action::Record(failed)] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(failed.outcome, Outcome::Fatal);
+    assert!(
+        failed.error.as_deref().unwrap().starts_with("when: "),
+        "{failed:?}"
+    );
+}
+
+#[test]
+fn a_sleep_is_due_once_from_when_it_started_across_a_restart() {
+    let def = parsed(json!({"steps": [
+        {"name": "a", "plugin": "p"},
+        {"name": "nap", "sleep": "10m"},
+        {"name": "b", "plugin": "p"},
+    ]}));
+    let machine = Lifecycle::new(&def);
+    let mut clock = ManualClock(1_000);
+    let mut run = new_run(&def, RunStatus::Running);
+    let first = machine.on(&mut run, Event::Start, clock.0).unwrap();
+    let actions = report(&machine, &mut run, &first[0], Outcome::Ok, &clock);
+    let [Action::Record(started)] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(started.outcome, Outcome::Started);
+    let due = 1_000 + 600_000;
+    assert_eq!(started.due_ms, Some(due));
+    let actions = journal(&machine, &mut run, &actions[0], clock.0);
+    assert_eq!(actions, [Action::Wait { until_ms: due }]);
+    assert_eq!(run.step("nap").unwrap().status, StepStatus::Waiting);
+    // A restart later waits only for what is left, from the journal's due time.
+    clock.0 = 200_000;
+    let mut recovered = run.clone();
+    assert_eq!(
+        machine
+            .on(&mut recovered, Event::Recovered, clock.0)
+            .unwrap(),
+        [Action::Wait { until_ms: due }]
+    );
+    clock.0 = due;
+    let actions = machine.on(&mut run, Event::TimerFired, clock.0).unwrap();
+    let [Action::Record(woke)] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(woke.outcome, Outcome::Ok);
+    let actions = journal(&machine, &mut run, &actions[0], clock.0);
+    assert_eq!(actions, [exec("b", 1)]);
+    assert_eq!(run.step("nap").unwrap().status, StepStatus::Completed);
+    // A failure after it compensates `a` only: a sleep has nothing to undo.
+    let actions = report(&machine, &mut run, &actions[0], Outcome::Fatal, &clock);
+    assert_eq!(actions, [Action::Save, undo("a", 1)]);
+}
+
+#[test]
+fn sleep_until_reads_its_time_from_the_context() {
+    let def = parsed(json!({"steps": [
+        {"name": "wait", "sleep-until": "context.at"},
+    ]}));
+    let machine = Lifecycle::new(&def);
+    let mut run = new_run(&def, RunStatus::Running);
+    run.input = json!({"at": "1970-01-01T00:00:05Z"})
+        .as_object()
+        .unwrap()
+        .clone();
+    let actions = machine.on(&mut run, Event::Start, 1_000).unwrap();
+    let [Action::Record(started)] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(started.due_ms, Some(5_000));
+    // A time already past wakes it at once.
+    let actions = journal(&machine, &mut run, &actions[0], 6_000);
+    assert!(matches!(&actions[..], [Action::Record(e)] if e.outcome == Outcome::Ok));
+    let mut bad = new_run(&def, RunStatus::Running);
+    bad.input = json!({"at": "soon"}).as_object().unwrap().clone();
+    let actions = machine.on(&mut bad, Event::Start, 1_000).unwrap();
+    assert!(
+        matches!(&actions[..], [Action::Record(e)] if e.outcome == Outcome::Fatal),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_cancel_while_asleep_compensates_at_once_and_ends_cancelled() {
+    let def = parsed(json!({"steps": [
+        {"name": "a", "plugin": "p"},
+        {"name": "nap", "sleep": "1h"},
+    ]}));
+    let machine = Lifecycle::new(&def);
+    let clock = ManualClock(0);
+    let mut run = new_run(&def, RunStatus::Running);
+    let first = machine.on(&mut run, Event::Start, clock.0).unwrap();
+    let actions = report(&machine, &mut run, &first[0], Outcome::Ok, &clock);
+    journal(&machine, &mut run, &actions[0], clock.0);
+    let actions = machine.on(&mut run, Event::Cancel, 10).unwrap();
+    assert_eq!(actions, [Action::Save, undo("a", 1)]);
+    assert_eq!(run.step("nap").unwrap().status, StepStatus::Cancelled);
+    // The sleep's timer fires later: nothing executes, the undo goes on.
+    assert_eq!(
+        machine.on(&mut run, Event::TimerFired, 20).unwrap(),
+        [undo("a", 1)]
+    );
+    let actions = report(&machine, &mut run, &undo("a", 1), Outcome::Ok, &clock);
+    assert_eq!(actions, [Action::Finish(RunStatus::Cancelled)]);
 }
 
 fn new_run(definition: &WorkflowDefinition, status: RunStatus) -> Run {
@@ -454,6 +612,10 @@ proptest! {
                     prop_assert!(machine.on(&mut run, event, clock.0).is_err());
                     prop_assert_eq!(&run, &before, "a terminal state changed without a retry");
                     break;
+                }
+                // What the machine decides itself is journaled whatever happens meanwhile.
+                (Action::Record(entry), _) => {
+                    machine.on(&mut run, Event::Attempted(entry), clock.0).unwrap()
                 }
                 (Action::Wait { until_ms }, happening) => {
                     prop_assert!(*until_ms > clock.0, "a wait for the past");

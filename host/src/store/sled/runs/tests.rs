@@ -238,6 +238,7 @@ fn entry(direction: Direction, attempt: u32, outcome: Outcome) -> JournalEntry {
         error: (outcome != Outcome::Ok).then(|| "busy".into()),
         output: (outcome == Outcome::Ok && direction == Direction::Execute)
             .then(|| serde_json::json!({"x": 1}).as_object().unwrap().clone()),
+        due_ms: None,
     }
 }
 

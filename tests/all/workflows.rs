@@ -1,0 +1,278 @@
+//! The step kinds and run controls of real processes, end to end on the real binary: durable
+//! sleeps, conditions, cancellation; the example's services as the witness of what was done
+//! and undone.
+
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::races::at_once;
+use crate::server::{Server, Services, order};
+use crate::support::with_plugins;
+
+fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+    run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap_or_else(|| panic!("no step {name}: {run}"))
+}
+
+fn count(ledger: &Value, kind: &str, state: &str) -> usize {
+    ledger[kind][state].as_array().map_or(0, Vec::len)
+}
+
+/// Polls run `id` until step `name` is `status`.
+async fn until_step(server: &Server, id: &str, name: &str, status: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+        if step(&run, name)["status"] == status {
+            return run;
+        }
+        assert!(Instant::now() < deadline, "{name} never {status}: {run}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The journal's entries for `step`, as (direction, outcome).
+async fn entries(server: &Server, id: &str, name: &str) -> Vec<(String, String)> {
+    let (_, journal) = server.get(&format!("/v1/runs/{id}/journal")).await;
+    journal["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["step"] == name)
+        .map(|a| {
+            (
+                a["direction"].as_str().unwrap().to_owned(),
+                a["outcome"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// The order saga with a sleep of `sleep` between payment and order.
+fn order_with_sleep(services: &Services, sleep: &str) -> String {
+    services.config().replacen(
+        "{ name = \"create_order\"",
+        &format!("{{ name = \"cool_off\", sleep = \"{sleep}\" }},\n    {{ name = \"create_order\""),
+        1,
+    )
+}
+
+#[tokio::test]
+async fn a_sleep_holds_no_task_and_fires_once_after_a_kill() {
+    let config = with_plugins(
+        r#"
+[plugins.noop]
+path = "{NOOP}"
+[workflows.nap]
+steps = [
+    { name = "a", plugin = "noop" },
+    { name = "nap", sleep = "1500ms" },
+    { name = "b", plugin = "noop" },
+]
+"#,
+    );
+    let mut server = Server::start(&config).await;
+    let started = Instant::now();
+    let (status, run) = server.post("/v1/workflows/nap/runs", &json!({})).await;
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    let run = until_step(&server, &id, "nap", "waiting").await;
+    assert_eq!(run["status"], "running", "{run}");
+    assert_eq!(step(&run, "b")["status"], "pending");
+    // Killed while asleep: the restart finds the due time in the journal.
+    server.kill();
+    server.restart().await;
+    let run = server.until_terminal(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert!(
+        started.elapsed() >= Duration::from_millis(1500),
+        "woke early"
+    );
+    assert_eq!(
+        entries(&server, &id, "nap").await,
+        [
+            ("execute".into(), "started".into()),
+            ("execute".into(), "ok".into())
+        ],
+        "the sleep began once and ended once"
+    );
+    assert_eq!(entries(&server, &id, "b").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_false_condition_skips_a_step_and_a_broken_one_fails_the_run() {
+    let config = with_plugins(
+        r#"
+[plugins.noop]
+path = "{NOOP}"
+[workflows.gifts]
+steps = [
+    { name = "a", plugin = "noop" },
+    { name = "gift", plugin = "noop", when = "context.total > 100" },
+    { name = "b", plugin = "noop" },
+]
+"#,
+    );
+    let server = Server::start(&config).await;
+    let (_, small) = server
+        .post("/v1/workflows/gifts/runs?wait=10s", &json!({"total": 20}))
+        .await;
+    assert_eq!(small["status"], "completed", "{small}");
+    assert_eq!(step(&small, "gift")["status"], "skipped", "{small}");
+    assert_eq!(step(&small, "gift")["attempts"], 0);
+    assert_eq!(step(&small, "b")["status"], "completed");
+    let (_, large) = server
+        .post("/v1/workflows/gifts/runs?wait=10s", &json!({"total": 200}))
+        .await;
+    assert_eq!(step(&large, "gift")["status"], "completed", "{large}");
+    // `total` missing: the condition cannot be evaluated, which fails its step for good.
+    let (_, broken) = server
+        .post("/v1/workflows/gifts/runs?wait=10s", &json!({}))
+        .await;
+    assert_eq!(broken["status"], "compensated", "{broken}");
+    assert_eq!(broken["error"]["step"], "gift", "{broken}");
+    let error = broken["error"]["message"].as_str().unwrap();
+    assert!(error.starts_with("when: "), "{error}");
+    assert_eq!(step(&broken, "a")["status"], "compensated");
+}
+
+#[tokio::test]
+async fn a_typo_in_a_condition_is_refused_at_start_naming_the_step() {
+    let config = with_plugins(
+        r#"
+[plugins.noop]
+path = "{NOOP}"
+[workflows.gifts]
+steps = [{ name = "gift", plugin = "noop", when = "context.total >" }]
+"#,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("flowhost.toml");
+    std::fs::write(&file, format!("data-dir = {:?}\n{config}", dir.path())).unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .args(["serve", "--config"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("workflows.gifts.steps.gift.when") && stderr.contains("not a valid CEL"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn a_cancel_while_asleep_compensates_at_once_and_repeats_are_harmless() {
+    let services = Services::start().await;
+    let server = Server::start(&order_with_sleep(&services, "1h")).await;
+    let (_, run) = server
+        .post(
+            "/v1/workflows/order_processing/runs",
+            &order("o-c1", 7, 20.0),
+        )
+        .await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    until_step(&server, &id, "cool_off", "waiting").await;
+    let before = Instant::now();
+    // Eight clients cancel at once: every one is answered with the cancelled run, and the
+    // payment is refunded once.
+    let url = format!("{}/v1/runs/{id}/cancel", server.url);
+    let answers = at_once(8, |_| {
+        let request = server.client.post(url.clone()).send();
+        async move {
+            let response = request.await.unwrap();
+            (
+                response.status().as_u16(),
+                response.json::<Value>().await.unwrap(),
+            )
+        }
+    })
+    .await;
+    for (status, run) in &answers {
+        assert_eq!(*status, 202, "{run}");
+        assert!(
+            ["compensating", "cancelled"].contains(&run["status"].as_str().unwrap()),
+            "{run}"
+        );
+    }
+    let run = server.until_terminal(&id).await;
+    assert!(
+        before.elapsed() < Duration::from_secs(30),
+        "waited for the sleep"
+    );
+    assert_eq!(run["status"], "cancelled", "{run}");
+    assert_eq!(run["error"]["message"], "cancelled");
+    assert_eq!(step(&run, "cool_off")["status"], "cancelled", "{run}");
+    assert_eq!(step(&run, "process_payment")["status"], "compensated");
+    assert_eq!(step(&run, "create_order")["status"], "pending");
+    let ledger = services.order("o-c1").await;
+    assert_eq!(count(&ledger, "payments", "refunded"), 1, "{ledger}");
+    assert_eq!(count(&ledger, "reservations", "released"), 2, "{ledger}");
+    assert_eq!(count(&ledger, "orders", "active"), 0, "{ledger}");
+    let undone = entries(&server, &id, "process_payment").await;
+    assert_eq!(undone.iter().filter(|(d, _)| d == "compensate").count(), 1);
+    // Once more, after the end: the same answer.
+    let (status, again) = server
+        .post(&format!("/v1/runs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!((status, again["status"].as_str()), (202, Some("cancelled")));
+}
+
+#[tokio::test]
+async fn a_cancel_lets_the_attempt_in_flight_finish_then_undoes_it() {
+    let services = Services::start().await;
+    let server = Server::start(&services.config()).await;
+    // Every service call takes 300 ms: the cancel lands while a step is in flight.
+    services.delay(300).await;
+    let (_, run) = server
+        .post(
+            "/v1/workflows/order_processing/runs",
+            &order("o-c2", 7, 20.0),
+        )
+        .await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    until_step(&server, &id, "validate_user", "completed").await;
+    let (status, cancelled) = server
+        .post(&format!("/v1/runs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 202, "{cancelled}");
+    let run = server.until_terminal(&id).await;
+    assert_eq!(run["status"], "cancelled", "{run}");
+    // The reservation that was in flight completed, and was released.
+    let ledger = services.order("o-c2").await;
+    assert_eq!(count(&ledger, "reservations", "active"), 0, "{ledger}");
+    assert_eq!(count(&ledger, "payments", "captured"), 0, "{ledger}");
+    assert_eq!(step(&run, "create_order")["status"], "pending", "{run}");
+}
+
+#[tokio::test]
+async fn a_cancel_of_an_ended_or_unknown_run_is_refused() {
+    let services = Services::start().await;
+    let server = Server::start(&services.config()).await;
+    let (_, run) = server
+        .post(
+            "/v1/workflows/order_processing/runs?wait=30s",
+            &order("o-c3", 7, 20.0),
+        )
+        .await;
+    assert_eq!(run["status"], "completed");
+    let id = run["id"].as_str().unwrap();
+    let (status, problem) = server
+        .post(&format!("/v1/runs/{id}/cancel"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("is completed"),
+        "{problem}"
+    );
+    let (status, _) = server.post("/v1/runs/nope/cancel", &json!({})).await;
+    assert_eq!(status, 404);
+    let (_, still) = server.get(&format!("/v1/runs/{id}")).await;
+    assert_eq!(still["status"], "completed");
+}
