@@ -276,3 +276,184 @@ async fn a_cancel_of_an_ended_or_unknown_run_is_refused() {
     let (_, still) = server.get(&format!("/v1/runs/{id}")).await;
     assert_eq!(still["status"], "completed");
 }
+
+/// Workflow `approval`: a step, an await of signal `approved` (of `timeout`, with
+/// `extra` keys), a step.
+fn approval(timeout: &str, extra: &str) -> String {
+    with_plugins(&format!(
+        r#"
+[plugins.noop]
+path = "{{NOOP}}"
+[workflows.approval]
+steps = [
+    {{ name = "a", plugin = "noop" }},
+    {{ name = "approve", await = {{ signal = "approved", timeout = "{timeout}" }} {extra} }},
+    {{ name = "b", plugin = "noop" }},
+]
+[workflows.early]
+steps = [
+    {{ name = "nap", sleep = "400ms" }},
+    {{ name = "approve", await = {{ signal = "approved" }} }},
+]
+"#
+    ))
+}
+
+#[tokio::test]
+async fn a_signal_resumes_a_parked_run_after_a_kill_and_only_once() {
+    let mut server = Server::start(&approval("1h", "")).await;
+    let (_, run) = server.post("/v1/workflows/approval/runs", &json!({})).await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    until_step(&server, &id, "approve", "waiting").await;
+    server.kill();
+    server.restart().await;
+    let (status, problem) = server
+        .post(&format!("/v1/runs/{id}/signals/rejected"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "no step awaits it: {problem}");
+    let (status, answer) = server
+        .post(
+            &format!("/v1/runs/{id}/signals/approved"),
+            &json!({"by": "ana"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let run = server.until_terminal(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["context"]["by"], "ana");
+    assert_eq!(
+        entries(&server, &id, "approve").await,
+        [
+            ("execute".into(), "started".into()),
+            ("execute".into(), "ok".into())
+        ]
+    );
+    let (status, _) = server
+        .post(&format!("/v1/runs/{id}/signals/approved"), &json!({}))
+        .await;
+    assert_eq!(status, 409, "a completed run takes no signal");
+}
+
+#[tokio::test]
+async fn a_signal_sent_before_the_step_is_kept_for_it() {
+    let server = Server::start(&approval("1h", "")).await;
+    let (_, run) = server.post("/v1/workflows/early/runs", &json!({})).await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let (status, answer) = server
+        .post(&format!("/v1/runs/{id}/signals/approved"), &json!("yes"))
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let run = server.until_terminal(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(
+        run["context"]["approve"], "yes",
+        "a value that is not an object goes under the step's name"
+    );
+}
+
+#[tokio::test]
+async fn an_await_that_times_out_fails_and_compensates_unless_it_continues() {
+    let server = Server::start(&approval("300ms", "")).await;
+    let (_, run) = server
+        .post("/v1/workflows/approval/runs?wait=10s", &json!({}))
+        .await;
+    assert_eq!(run["status"], "compensated", "{run}");
+    assert_eq!(run["error"]["step"], "approve");
+    assert!(
+        run["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("timed out waiting for signal `approved`")
+    );
+    assert_eq!(step(&run, "a")["status"], "compensated");
+    let server = Server::start(&approval("300ms", ", on-timeout = \"continue\"")).await;
+    let (_, run) = server
+        .post("/v1/workflows/approval/runs?wait=10s", &json!({}))
+        .await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(step(&run, "b")["status"], "completed");
+}
+
+/// Workflow `settle`: waits for `payment.settled` of its order, keeping early ones when
+/// `buffer`.
+fn settlement(buffer: bool) -> String {
+    with_plugins(&format!(
+        r#"
+[plugins.noop]
+path = "{{NOOP}}"
+[workflows.settle]
+steps = [
+    {{ name = "a", plugin = "noop" }},
+    {{ name = "nap", sleep = "300ms" }},
+    {{ name = "settled", await = {{ topic = "payment.settled", match = "event.data.order_id == context.order_id", timeout = "1m", buffer = {buffer} }} }},
+]
+"#
+    ))
+}
+
+#[tokio::test]
+async fn an_event_resumes_only_the_run_it_matches_even_after_a_kill() {
+    let mut server = Server::start(&settlement(false)).await;
+    let mut ids = Vec::new();
+    for order in ["o-1", "o-2"] {
+        let (_, run) = server
+            .post("/v1/workflows/settle/runs", &json!({"order_id": order}))
+            .await;
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        until_step(&server, id, "settled", "waiting").await;
+    }
+    server.kill();
+    server.restart().await;
+    let (status, _) = server
+        .post(
+            "/v1/events/payment.settled",
+            &json!({"order_id": "o-2", "amount": 12}),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let second = server.until_terminal(&ids[1]).await;
+    assert_eq!(second["status"], "completed", "{second}");
+    assert_eq!(second["context"]["amount"], 12);
+    let (_, first) = server.get(&format!("/v1/runs/{}", ids[0])).await;
+    assert_eq!(step(&first, "settled")["status"], "waiting", "{first}");
+    server
+        .post(
+            "/v1/events/payment.settled",
+            &json!({"order_id": "o-1", "amount": 7}),
+        )
+        .await;
+    let first = server.until_terminal(&ids[0]).await;
+    assert_eq!(first["context"]["amount"], 7, "{first}");
+}
+
+#[tokio::test]
+async fn an_early_event_is_kept_only_when_the_step_says_buffer() {
+    for buffer in [true, false] {
+        let server = Server::start(&settlement(buffer)).await;
+        let (_, run) = server
+            .post("/v1/workflows/settle/runs", &json!({"order_id": "o-9"}))
+            .await;
+        let id = run["id"].as_str().unwrap().to_owned();
+        until_step(&server, &id, "nap", "waiting").await;
+        server
+            .post("/v1/events/payment.settled", &json!({"order_id": "o-9"}))
+            .await;
+        let run = until_step(
+            &server,
+            &id,
+            "settled",
+            if buffer { "completed" } else { "waiting" },
+        )
+        .await;
+        if !buffer {
+            // Give a wrongly kept event time to show.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+            assert_eq!(step(&run, "settled")["status"], "waiting", "{run}");
+        } else {
+            assert_eq!(run["status"], "completed", "{run}");
+        }
+    }
+}

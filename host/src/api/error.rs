@@ -78,6 +78,8 @@ impl From<EngineError> for Problem {
             | EngineError::Workflow(WorkflowError::Unknown(_)) => StatusCode::NOT_FOUND,
             EngineError::NotRetryable { .. }
             | EngineError::NotCancellable { .. }
+            | EngineError::NotAwaited { .. }
+            | EngineError::InboxFull(_)
             | EngineError::Conflict(_) => StatusCode::CONFLICT,
             EngineError::InvalidId(_) | EngineError::InvalidInput(_) => StatusCode::BAD_REQUEST,
             EngineError::Workflow(WorkflowError::Invalid(_)) => StatusCode::UNPROCESSABLE_ENTITY,

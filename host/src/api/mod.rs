@@ -8,6 +8,7 @@
 //! | `GET /v1/runs?workflow=&status=&limit=&cursor=` | runs, newest first, paged |
 //! | `POST /v1/runs/{id}/retry` | drive a failed compensation again |
 //! | `POST /v1/runs/{id}/cancel` | stop a run: compensate its completed steps, end `cancelled` |
+//! | `POST /v1/runs/{id}/signals/{name}` | deliver a signal to the run's await step for it |
 //! | `GET /v1/workflows` | every workflow, its current version, its versions and their pins |
 //! | `GET /v1/workflows/{name}` | one workflow's versions, each with its definition |
 //! | `PUT /v1/workflows/{name}` | push a JSON definition and make it current ([`workflows::push`]) |
@@ -118,6 +119,7 @@ pub fn router(
         .route("/v1/workflows/{workflow}/runs", post(runs::start))
         .route("/v1/runs/{id}/retry", post(runs::retry))
         .route("/v1/runs/{id}/cancel", post(runs::cancel))
+        .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
         .route("/v1/events/{topic}", post(events::publish))
         .route("/v1/dead-letters/{id}/redeliver", post(events::redeliver))
         .route_layer(from_fn_with_state(

@@ -194,3 +194,26 @@ pub async fn cancel(
     let run = app.engine.cancel(&id).await?;
     Ok(answer(&run, false))
 }
+
+/// `POST /v1/runs/{id}/signals/{name}`: delivers signal `name` with the JSON body (or
+/// `null`) to the run; 202 once it is durable in the run's inbox, where the run's await step
+/// for it takes it. 409 for a run that ended or has no await step ahead for the signal.
+pub async fn signal(
+    State(app): State<AppState>,
+    Path((id, name)): Path<(String, String)>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Problem> {
+    let body = body.map_err(|e| Problem::new(e.status(), e.body_text()))?;
+    let data = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("malformed JSON: {e}")))?
+    };
+    let message = app.engine.signal(&id, &name, data).await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "run_id": id, "signal": name, "message_id": message.id })),
+    )
+        .into_response())
+}

@@ -35,7 +35,12 @@ enum Target {
     Handler(String),
     /// A run of this workflow per event.
     Workflow(String),
+    /// The runs whose await steps wait for the event ([`Trigger::resume`]).
+    Awaits,
 }
+
+/// The queue of events that runs await.
+const AWAITS: &str = "flowhost.awaits";
 
 /// A subscription, resolved.
 struct Subscription {
@@ -79,6 +84,8 @@ pub struct Dispatcher {
     plugins: Arc<PluginRegistry>,
     transport: Arc<dyn Transport>,
     subscriptions: Vec<Arc<Subscription>>,
+    /// The engine, once started: the relay asks it which events runs await.
+    trigger: std::sync::OnceLock<Arc<dyn Trigger>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -94,14 +101,22 @@ impl Dispatcher {
         workflows: &BTreeMap<String, WorkflowDefinition>,
         plugins: Arc<PluginRegistry>,
     ) -> Result<Self, SubscriptionError> {
-        let subscriptions = resolve(subscriptions, workflows, &|name| {
+        let mut subscriptions = resolve(subscriptions, workflows, &|name| {
             plugins.current(name).is_some()
         })?;
+        subscriptions.push(Arc::new(Subscription {
+            name: AWAITS.to_owned(),
+            pattern: TopicPattern::parse("#").expect("a pattern"),
+            target: Target::Awaits,
+            retry: delivery_retry(),
+            concurrency: default_concurrency(),
+        }));
         Ok(Self {
             outbox,
             plugins,
             transport,
             subscriptions,
+            trigger: std::sync::OnceLock::new(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),
         })
@@ -151,6 +166,7 @@ impl Dispatcher {
     ) -> Result<(), TransportError> {
         let names: Vec<String> = self.subscriptions.iter().map(|s| s.name.clone()).collect();
         self.transport.declare(&names).await?;
+        let _ = self.trigger.set(trigger.clone());
         let relay = self.clone();
         self.tasks.spawn(async move { relay.relay().await });
         for subscription in &self.subscriptions {
@@ -265,7 +281,11 @@ impl Dispatcher {
         let sends = released.iter().flat_map(|event| {
             self.subscriptions
                 .iter()
-                .filter(|subscription| subscription.pattern.matches(&event.topic))
+                .filter(|subscription| {
+                    subscription.pattern.matches(&event.topic)
+                        && (!matches!(subscription.target, Target::Awaits)
+                            || self.trigger.get().is_some_and(|t| t.awaits(&event.topic)))
+                })
                 .map(move |subscription| async move {
                     let message_id = format!("{}/{}", subscription.name, event.id);
                     self.transport
@@ -491,6 +511,12 @@ impl Worker {
                     .map(|()| Vec::new())
                     .map_err(|e| e.to_string())
             }
+            Target::Awaits => self
+                .trigger
+                .resume(event)
+                .await
+                .map(|()| Vec::new())
+                .map_err(|e| e.to_string()),
         }
     }
 }

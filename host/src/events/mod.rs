@@ -67,7 +67,8 @@ pub fn delivery_retry() -> RetryPolicy {
     }
 }
 
-/// What starts a workflow's run for an event: the saga engine.
+/// What runs make of events: the saga engine, which starts a workflow's run for an event
+/// and resumes runs that await one.
 pub trait Trigger: Send + Sync {
     /// Starts a run of `workflow` with `input` and the id `id`, durably, unless a run with
     /// that id exists (a redelivery). Waits for room when the engine is full, so that the
@@ -77,6 +78,18 @@ pub trait Trigger: Send + Sync {
         workflow: &'a str,
         input: Map<String, Value>,
         id: RunId,
+    ) -> BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>>;
+
+    /// Whether a run awaits events on `topic` (or keeps them for a step ahead): the relay
+    /// asks before it queues an event for [`Self::resume`]. Called for every event relayed;
+    /// quick, in memory.
+    fn awaits(&self, topic: &str) -> bool;
+
+    /// Hands `event` to the runs that await it, durably: on `Ok` it is in the inbox of each
+    /// run it resumes (or that keeps it), and the delivery may be acknowledged.
+    fn resume<'a>(
+        &'a self,
+        event: &'a PublishedEvent,
     ) -> BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>>;
 }
 

@@ -28,11 +28,14 @@ pub use self::expr::{Expr, ExprError};
 pub use self::id::{InvalidRunId, RunId};
 pub use self::retry::RetryPolicy;
 pub use self::run::{
-    Direction, JournalEntry, Outcome, RUN_FORMAT, Run, RunError, RunStatus, StepState, StepStatus,
+    Direction, JournalEntry, Message, MessageKind, Outcome, RUN_FORMAT, Run, RunError, RunStatus,
+    StepState, StepStatus,
 };
 pub use self::time::{Clock, SystemClock, now_ms, rfc3339};
 pub use self::version::{Grants, Head, PluginVersion, VersionSource, WorkflowVersion};
-pub use self::workflow::{StepDefinition, StepKind, WorkflowDefinition};
+pub use self::workflow::{
+    AwaitDefinition, OnTimeout, StepDefinition, StepKind, WorkflowDefinition,
+};
 
 /// A credential from the configuration: never shown by `Debug`, never logged.
 #[derive(Clone, serde::Serialize, serde::Deserialize, PartialEq, Eq)]

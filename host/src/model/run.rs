@@ -165,6 +165,9 @@ pub struct StepState {
     /// When a waiting step is due, ms since the Unix epoch.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_ms: Option<u64>,
+    /// The message (of the run's inbox) an await step completed with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// The last error of an attempt, if any.
     pub error: Option<String>,
     /// What `execute` returned, merged into the context for the steps after it.
@@ -184,6 +187,7 @@ impl StepState {
             ended_ms: None,
             attempt_ended_ms: None,
             due_ms: None,
+            message: None,
             error: None,
             output: None,
         }
@@ -313,6 +317,7 @@ impl Run {
                     Outcome::Ok => {
                         state.output = Some(entry.output.clone().unwrap_or_default());
                         state.ended_ms = ended;
+                        state.message.clone_from(&entry.message);
                         StepStatus::Completed
                     }
                     Outcome::Fatal => {
@@ -374,6 +379,72 @@ pub struct JournalEntry {
     /// For a step that began to wait ([`Outcome::Started`]): when it is due.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub due_ms: Option<u64>,
+    /// For an await step that ended `ok`: the id of the message it took from the run's
+    /// inbox, which no other step takes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+/// Something delivered to a run for its await steps, kept in its inbox until a step takes
+/// it: a signal, or an event on a topic a step awaits.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    /// A ULID: the inbox is in arrival order.
+    pub id: String,
+    /// What it is.
+    pub kind: MessageKind,
+    /// Its JSON.
+    pub data: Value,
+    /// When it arrived, ms since the Unix epoch.
+    pub received_ms: u64,
+}
+
+/// What a [`Message`] is.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MessageKind {
+    /// `POST /v1/runs/{id}/signals/{name}`.
+    Signal {
+        /// The signal's name.
+        name: String,
+    },
+    /// An event.
+    Event {
+        /// The event's id.
+        id: String,
+        /// Its topic.
+        topic: String,
+        /// Its source.
+        source: String,
+        /// Its time.
+        time_ms: u64,
+    },
+}
+
+impl Message {
+    /// What an await's `match` sees as `event`: `{id, topic, source, time_ms, data}` for an
+    /// event, `{name, data}` for a signal.
+    pub fn as_event(&self) -> Value {
+        match &self.kind {
+            MessageKind::Signal { name } => serde_json::json!({ "name": name, "data": self.data }),
+            MessageKind::Event {
+                id,
+                topic,
+                source,
+                time_ms,
+            } => serde_json::json!({
+                "id": id, "topic": topic, "source": source, "time_ms": time_ms, "data": self.data,
+            }),
+        }
+    }
+
+    /// Whether an await step waiting for `awaits` takes it (its `match` aside).
+    pub fn answers(&self, awaits: &super::AwaitDefinition) -> bool {
+        match &self.kind {
+            MessageKind::Signal { name } => awaits.signal.as_ref() == Some(name),
+            MessageKind::Event { topic, .. } => awaits.topic.as_ref() == Some(topic),
+        }
+    }
 }
 
 /// How an attempt ended.

@@ -17,7 +17,8 @@
 //! ```
 //!
 //! A step is one of these kinds, by the key it has: `plugin` (a `step-plugin`'s execute and
-//! compensate), `sleep` (a duration) or `sleep-until` (an expression giving a time). Any step
+//! compensate), `sleep` (a duration), `sleep-until` (an expression giving a time) or `await`
+//! (an event on a topic, or a signal, with a `match` and a `timeout`). Any step
 //! may have a `when` condition: false skips it. Expressions are CEL ([`Expr`]), compiled by
 //! [`WorkflowDefinition::validate`].
 //!
@@ -88,6 +89,56 @@ pub struct StepDefinition {
     /// A condition over `context`: when false, the step is skipped (and never compensated).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<Expr>,
+    /// An await step: the run waits, durably, for an event or a signal.
+    #[serde(default, rename = "await", skip_serializing_if = "Option::is_none")]
+    pub awaits: Option<AwaitDefinition>,
+    /// What an await's timeout does: fail the step (and compensate), the default, or
+    /// continue with the next step.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_timeout: Option<OnTimeout>,
+}
+
+/// `await = { topic = "payment.settled", match = "...", timeout = "1h" }` or
+/// `await = { signal = "approved" }`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case", deny_unknown_fields)]
+pub struct AwaitDefinition {
+    /// The topic of the events that resume the run (an exact topic).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topic: Option<String>,
+    /// The name of the signal that resumes the run (`POST /v1/runs/{id}/signals/{name}`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signal: Option<String>,
+    /// Which events (or signals) count, over `event` and `context`; default every one. An
+    /// event is `{id, topic, source, time_ms, data}`, a signal `{name, data}`.
+    #[serde(default, rename = "match", skip_serializing_if = "Option::is_none")]
+    pub matches: Option<Expr>,
+    /// How long to wait; default for ever.
+    #[serde(
+        default,
+        with = "humantime_serde",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub timeout: Option<Duration>,
+    /// Keep the events on `topic` that arrive before the run reaches the step (at most
+    /// [`MAX_INBOX`] per run), so that one that came early still resumes it. Signals are
+    /// always kept.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub buffer: bool,
+}
+
+/// How many messages (signals, buffered events) a run keeps for its await steps.
+pub const MAX_INBOX: usize = 64;
+
+/// What an await's timeout does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnTimeout {
+    /// The step fails, and the run compensates.
+    Fail,
+    /// The step completes with nothing added to the context.
+    Continue,
 }
 
 /// What a step does, by the key that names its kind.
@@ -99,6 +150,8 @@ pub enum StepKind<'a> {
     Sleep(Duration),
     /// Wait until the time this expression gives.
     SleepUntil(&'a Expr),
+    /// Wait for an event or a signal.
+    Await(&'a AwaitDefinition),
 }
 
 fn yes() -> bool {
@@ -126,6 +179,8 @@ impl StepDefinition {
             StepKind::Sleep(sleep)
         } else if let Some(until) = &self.sleep_until {
             StepKind::SleepUntil(until)
+        } else if let Some(awaits) = &self.awaits {
+            StepKind::Await(awaits)
         } else {
             StepKind::Sleep(Duration::ZERO)
         }
@@ -148,6 +203,7 @@ impl StepDefinition {
             ("plugin", self.plugin.is_some()),
             ("sleep", self.sleep.is_some()),
             ("sleep-until", self.sleep_until.is_some()),
+            ("await", self.awaits.is_some()),
         ]
         .into_iter()
         .filter_map(|(kind, given)| given.then_some(kind))
@@ -157,7 +213,8 @@ impl StepDefinition {
             [] => {
                 return Err(InvalidDefinition {
                     key: format!("steps.{}", self.name),
-                    reason: "a step needs one of `plugin`, `sleep` or `sleep-until`".into(),
+                    reason: "a step needs one of `plugin`, `sleep`, `sleep-until` or `await`"
+                        .into(),
                 });
             }
             [first, second, ..] => {
@@ -178,6 +235,28 @@ impl StepDefinition {
         }
         if self.timeout.is_some() && self.plugin.is_none() {
             return invalid("timeout", "only a plugin step has a deadline".into());
+        }
+        if let Some(awaits) = &self.awaits {
+            match (&awaits.topic, &awaits.signal) {
+                (Some(name), None) | (None, Some(name)) if !name.is_empty() => {}
+                _ => {
+                    return invalid("await", "an await names one `topic` or one `signal`".into());
+                }
+            }
+            if awaits.timeout.is_some_and(|t| t.is_zero()) {
+                return invalid("await.timeout", "must be more than zero".into());
+            }
+            if let Some(matches) = &awaits.matches
+                && let Err(e) = matches.check(&VARIABLES)
+            {
+                return invalid("await.match", e.0);
+            }
+        }
+        if self.on_timeout.is_some() && self.awaits.as_ref().is_none_or(|a| a.timeout.is_none()) {
+            return invalid(
+                "on-timeout",
+                "only an await with a timeout times out".into(),
+            );
         }
         let context_only = &VARIABLES[..1];
         for (field, expr) in [("sleep-until", &self.sleep_until), ("when", &self.when)] {
@@ -288,7 +367,7 @@ mod tests {
         let error = |json: &str| parse(json).validate().unwrap_err().to_string();
         assert_eq!(
             error(r#"{"steps":[{"name":"a"}]}"#),
-            "steps.a: a step needs one of `plugin`, `sleep` or `sleep-until`"
+            "steps.a: a step needs one of `plugin`, `sleep`, `sleep-until` or `await`"
         );
         assert!(
             error(r#"{"steps":[{"name":"a","plugin":"p","sleep":"1s"}]}"#)

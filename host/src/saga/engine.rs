@@ -36,14 +36,16 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
+use super::awaits::{Awaits, Interest};
 use super::machine::{self, Action, Attempt, Event, Lifecycle};
 use super::scheduler::{Admitted, Limits, Resume, Scheduler};
 use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
 use crate::events::{Outbox, Trigger};
 use crate::model::{
-    Clock, Gate, InvalidRunId, JournalEntry, Outcome, PublishedEvent, RUN_FORMAT, Run, RunError,
-    RunId, RunStatus, StepState, StepStatus, WorkflowDefinition,
+    Clock, Direction, Gate, InvalidRunId, JournalEntry, Message, MessageKind, Outcome,
+    PublishedEvent, RUN_FORMAT, Run, RunError, RunId, RunStatus, StepState, StepStatus,
+    WorkflowDefinition, workflow::MAX_INBOX,
 };
 use crate::plugins::{PluginRegistry, RegistryError};
 use crate::runtime::{CallError, Plugin, WarmInstance};
@@ -87,6 +89,20 @@ pub enum EngineError {
     /// Another request changed the run first (a concurrent retry).
     #[error("run `{0}` changed while this request handled it: another retry took it up")]
     Conflict(RunId),
+    /// A signal to a run that takes none of that name: it ended, compensates, or has no
+    /// await step ahead for it.
+    #[error("run `{id}` takes no signal `{signal}`: {why}")]
+    NotAwaited {
+        /// The run.
+        id: RunId,
+        /// The signal.
+        signal: String,
+        /// Why not.
+        why: String,
+    },
+    /// The run's inbox holds as many messages as it may.
+    #[error("run `{0}` has {MAX_INBOX} messages waiting for its await steps already")]
+    InboxFull(RunId),
     /// The input does not match the workflow's `input-schema`; no run was made.
     #[error(transparent)]
     InvalidInput(#[from] InvalidInput),
@@ -144,6 +160,8 @@ struct Inner {
     creating: Mutex<HashMap<RunId, watch::Receiver<()>>>,
     /// Runs being driven (or cancelled): one driver per run in this process.
     active: Mutex<HashMap<RunId, Driver>>,
+    /// Which runs wait for events on which topics.
+    awaits: Awaits,
     /// Panics per run, while it keeps panicking outside its attempts.
     panics: Mutex<HashMap<RunId, u32>>,
     shutdown: CancellationToken,
@@ -268,6 +286,7 @@ impl Engine {
                 waiters: Mutex::default(),
                 creating: Mutex::default(),
                 active: Mutex::default(),
+                awaits: Awaits::default(),
                 panics: Mutex::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
@@ -359,13 +378,28 @@ impl Engine {
         detached(async move { inner.cancel(&id).await }).await
     }
 
+    /// Delivers signal `name` with `data` to run `id`, durably: kept in the run's inbox
+    /// until its await step for that signal takes it (at once if the run waits there). Refused
+    /// for a run that ended or has no await step ahead for it.
+    pub async fn signal(&self, id: &str, name: &str, data: Value) -> Result<Message, EngineError> {
+        let inner = self.inner.clone();
+        let (id, name) = (id.to_owned(), name.to_owned());
+        detached(async move { inner.signal(&id, &name, data).await }).await
+    }
+
     /// Queues every run that was pending, running or compensating when the host stopped;
     /// each resumes where its journal ends, a backoff waiting only for what is left of it.
-    /// Returns how many.
+    /// Before it returns, every such run that awaits events is in the index the relay asks,
+    /// so that no event is missed while the runs are taken up. Returns how many.
     pub fn recover(&self) -> Result<usize, EngineError> {
         let ids = self.inner.store.unfinished()?;
         let count = ids.len();
         for id in ids {
+            if let Some(mut run) = self.inner.store.get(&id)?
+                && let Ok(workflow) = self.inner.workflow_of(&mut run)
+            {
+                self.inner.note_interests(&run, &workflow.definition);
+            }
             self.inner.scheduler.enqueue(id, Resume::Recovered, None);
         }
         if count > 0 {
@@ -434,6 +468,17 @@ impl Trigger for Engine {
                 .map(drop)
                 .map_err(Into::into)
         })
+    }
+
+    fn awaits(&self, topic: &str) -> bool {
+        self.inner.awaits.wants(topic)
+    }
+
+    fn resume<'a>(
+        &'a self,
+        event: &'a PublishedEvent,
+    ) -> BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>> {
+        Box::pin(async move { self.inner.resume(event).await.map_err(Into::into) })
     }
 }
 
@@ -736,6 +781,131 @@ impl Inner {
             .unwrap_or_default()
     }
 
+    async fn signal(&self, id: &str, name: &str, data: Value) -> Result<Message, EngineError> {
+        let unknown = || EngineError::UnknownRun(id.to_owned());
+        let id = RunId::parse(id).map_err(|_| unknown())?;
+        let mut run = self.store.get(&id)?.ok_or_else(unknown)?;
+        let not_awaited = |why: String| EngineError::NotAwaited {
+            id: id.clone(),
+            signal: name.to_owned(),
+            why,
+        };
+        if !matches!(run.status, RunStatus::Pending | RunStatus::Running) {
+            return Err(not_awaited(format!("it is {}", run.status.as_str())));
+        }
+        let workflow = self.workflow_of(&mut run)?;
+        let ahead = Lifecycle::new(&workflow.definition)
+            .interests(&run)
+            .iter()
+            .any(|(_, awaits)| awaits.signal.as_deref() == Some(name));
+        if !ahead {
+            return Err(not_awaited("no await step ahead waits for it".into()));
+        }
+        if self.store.inbox(&id)?.len() >= MAX_INBOX {
+            return Err(EngineError::InboxFull(id));
+        }
+        let message = Message {
+            id: ulid::Ulid::new().to_string(),
+            kind: MessageKind::Signal {
+                name: name.to_owned(),
+            },
+            data,
+            received_ms: self.clock.now_ms(),
+        };
+        self.store.put_message(&id, &message)?;
+        self.store.flush().await?;
+        // Taken up now: if it waits for this signal, its driver takes the message.
+        self.scheduler.enqueue(id, Resume::Due, None);
+        Ok(message)
+    }
+
+    async fn resume(&self, event: &PublishedEvent) -> Result<(), EngineError> {
+        let data =
+            serde_json::from_str(&event.data).unwrap_or_else(|_| Value::String(event.data.clone()));
+        // The event's id is the message's: a redelivery writes the same message again,
+        // and a step that took it does not take it twice.
+        let message = Message {
+            id: event.id.clone(),
+            kind: MessageKind::Event {
+                id: event.id.clone(),
+                topic: event.topic.clone(),
+                source: event.source.clone(),
+                time_ms: event.time_ms,
+            },
+            data,
+            received_ms: self.clock.now_ms(),
+        };
+        let targets = self.awaits.targets(&event.topic, &message);
+        let mut delivered = Vec::with_capacity(targets.len());
+        for id in targets {
+            if self.store.inbox(&id)?.len() >= MAX_INBOX {
+                tracing::warn!(run_id = %id, event = %event.id, "the run's inbox is full; the event is not kept for it");
+                continue;
+            }
+            self.store.put_message(&id, &message)?;
+            delivered.push(id);
+        }
+        if delivered.is_empty() {
+            return Ok(());
+        }
+        self.store.flush().await?;
+        for id in delivered {
+            self.scheduler.enqueue(id, Resume::Due, None);
+        }
+        Ok(())
+    }
+
+    /// Sets what `run` wants of events in the index: the topic its await step waits on,
+    /// and those its await steps ahead keep.
+    fn note_interests(&self, run: &Run, definition: &WorkflowDefinition) {
+        let interests = Lifecycle::new(definition)
+            .interests(run)
+            .into_iter()
+            .filter_map(|(step, awaits)| {
+                let topic = awaits.topic.clone()?;
+                let waiting = run
+                    .step(&step.name)
+                    .is_some_and(|s| s.status == StepStatus::Waiting);
+                let interest = if waiting {
+                    Interest::Waiting {
+                        matches: awaits.matches.clone(),
+                        context: Value::Object(machine::context_for(
+                            run,
+                            definition,
+                            &step.name,
+                            Direction::Execute,
+                        )),
+                    }
+                } else if awaits.buffer {
+                    Interest::Keeping
+                } else {
+                    return None;
+                };
+                Some((topic, interest))
+            })
+            .collect();
+        self.awaits.set(&run.id, interests);
+    }
+
+    /// The message of its inbox that `run`'s await step takes, journaled; then removed
+    /// from the inbox. The entry, to report to the lifecycle.
+    fn take_message(
+        &self,
+        run: &Run,
+        lifecycle: &Lifecycle<'_>,
+    ) -> Result<Option<JournalEntry>, StoreError> {
+        if lifecycle.awaiting(run).is_none() {
+            return Ok(None);
+        }
+        let inbox = self.store.inbox(&run.id)?;
+        let Some((message, entry)) = lifecycle.take(run, &inbox, self.clock.now_ms()) else {
+            return Ok(None);
+        };
+        self.record(run, &entry, Vec::new())?;
+        self.store.remove_message(&run.id, &message.id)?;
+        Ok(Some(entry))
+    }
+
     /// Room for one more run, or why there is none.
     fn admit(&self) -> Result<Admitted, EngineError> {
         self.scheduler.admit().ok_or_else(|| {
@@ -923,6 +1093,7 @@ impl Inner {
             self.save(&mut run)?;
         }
         let mut warm = WarmInstance::default();
+        self.note_interests(&run, &workflow.definition);
         let mut actions = lifecycle
             .on(&mut run, event, self.clock.now_ms())
             .unwrap_or_default();
@@ -931,21 +1102,38 @@ impl Inner {
             for action in std::mem::take(&mut actions) {
                 match action {
                     Action::Save => self.save(&mut run)?,
-                    Action::Attempt(_) | Action::Record(_) => next = Some(action),
-                    Action::Wait { until_ms } => {
-                        warm.clear();
-                        self.scheduler.schedule(run.id.clone(), until_ms);
-                        return Ok(());
-                    }
                     Action::Finish(status) => {
                         self.finish(&mut run, &lifecycle, status).await?;
                         return Ok(());
                     }
+                    other => next = Some(other),
                 }
             }
             let Some(next) = next else {
                 return Ok(());
             };
+            // Before a wait (or an await's timeout), a message in the inbox may end it.
+            // The index knows the run first, so that one arriving after this look wakes it.
+            if matches!(next, Action::Wait { .. } | Action::Park | Action::Record(_))
+                && lifecycle.awaiting(&run).is_some()
+            {
+                self.note_interests(&run, &workflow.definition);
+                if let Some(entry) = self.take_message(&run, &lifecycle)? {
+                    actions = lifecycle
+                        .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
+                        .unwrap_or_default();
+                    continue;
+                }
+            }
+            match next {
+                Action::Wait { until_ms } => {
+                    warm.clear();
+                    self.scheduler.schedule(run.id.clone(), until_ms);
+                    return Ok(());
+                }
+                Action::Park => return Ok(()),
+                _ => {}
+            }
             // A cancel asked meanwhile is taken before the next step; its requests are told
             // (dropped) once it is durable: after the save, or after the finish.
             let cancels = self.take_cancels(&run.id);
@@ -980,6 +1168,12 @@ impl Inner {
                 }
                 Action::Record(entry) => {
                     self.record(&run, &entry, Vec::new())?;
+                    // A wait is durable once it begins: a sleep's due time is fixed then (a
+                    // crash does not restart it), and an event sent on the strength of a
+                    // run seen waiting finds it waiting after a crash too.
+                    if entry.outcome == Outcome::Started {
+                        self.store.flush().await?;
+                    }
                     entry
                 }
                 _ => unreachable!("only attempts and records are kept as next"),
@@ -1195,6 +1389,7 @@ impl Inner {
             return Err(error.into());
         }
         self.store.flush().await?;
+        self.awaits.forget(&run.id);
         let waiters = self
             .waiters
             .lock()

@@ -39,11 +39,11 @@
 //! - a terminal state changes only by an explicit [`Event::Retry`].
 
 use crate::model::retry::seed;
-use serde_json::Value;
+use serde_json::{Map, Value};
 
 use crate::model::{
-    Direction, ExprError, JournalEntry, Outcome, Run, RunError, RunStatus, StepDefinition,
-    StepKind, StepStatus, WorkflowDefinition,
+    AwaitDefinition, Direction, ExprError, JournalEntry, Message, OnTimeout, Outcome, Run,
+    RunError, RunStatus, StepDefinition, StepKind, StepStatus, WorkflowDefinition,
 };
 
 /// What happened to a run.
@@ -93,6 +93,9 @@ pub enum Action {
         /// When.
         until_ms: u64,
     },
+    /// Nothing is due until something arrives from outside (a signal, an event, a cancel):
+    /// keep no task and no timer for the run.
+    Park,
     /// The run ended in this status (the state says so already): write the record,
     /// announce the end and wake whoever waits for it.
     Finish(RunStatus),
@@ -124,6 +127,7 @@ enum Forward<'d> {
     Attempt(&'d StepDefinition, u32),
     Record(JournalEntry),
     Wait(u64),
+    Park,
     Failed(&'d StepDefinition),
 }
 
@@ -249,6 +253,7 @@ impl<'d> Lifecycle<'d> {
                     }
                     Forward::Record(entry) => return Action::Record(entry),
                     Forward::Wait(until_ms) => return Action::Wait { until_ms },
+                    Forward::Park => return Action::Park,
                     Forward::Failed(step) => {
                         let state = run.step_mut(&step.name).expect("forward found it");
                         state.status = StepStatus::Failed;
@@ -281,12 +286,28 @@ impl<'d> Lifecycle<'d> {
                 StepStatus::Completed | StepStatus::Skipped => continue,
                 StepStatus::Pending if attempts == 0 => return self.begin(run, step, now_ms),
                 StepStatus::Waiting => {
-                    let due = state.and_then(|s| s.due_ms).unwrap_or(now_ms);
-                    if due > now_ms {
-                        return Forward::Wait(due);
+                    let due = state.and_then(|s| s.due_ms);
+                    let awaits = step.awaits.as_ref();
+                    match due {
+                        None if awaits.is_some() => return Forward::Park,
+                        Some(due) if due > now_ms => return Forward::Wait(due),
+                        _ => {}
                     }
-                    let output = Some(serde_json::Map::new());
-                    return Forward::Record(decided(step, 1, Outcome::Ok, None, output, now_ms));
+                    // Due: a sleep is over, an await timed out.
+                    let timed_out = awaits.map(|a| match (&a.topic, &a.signal) {
+                        (Some(topic), _) => format!("timed out waiting for an event on `{topic}`"),
+                        (_, signal) => format!(
+                            "timed out waiting for signal `{}`",
+                            signal.as_deref().unwrap_or_default()
+                        ),
+                    });
+                    let entry = match timed_out {
+                        Some(error) if step.on_timeout != Some(OnTimeout::Continue) => {
+                            decided(step, 1, Outcome::Fatal, Some(error), None, now_ms)
+                        }
+                        _ => decided(step, 1, Outcome::Ok, None, Some(Map::new()), now_ms),
+                    };
+                    return Forward::Record(entry);
                 }
                 StepStatus::Pending | StepStatus::Running if attempts < step.retry.attempts => {
                     return Forward::Attempt(step, attempts + 1);
@@ -339,10 +360,92 @@ impl<'d> Lifecycle<'d> {
                 Ok(due) => due,
                 Err(e) => return failed("sleep-until", e),
             },
+            StepKind::Await(awaits) => {
+                let mut entry = decided(step, 1, Outcome::Started, None, None, now_ms);
+                entry.due_ms = awaits.timeout.map(|t| {
+                    now_ms.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
+                });
+                return Forward::Record(entry);
+            }
         };
         let mut entry = decided(step, 1, Outcome::Started, None, None, now_ms);
         entry.due_ms = Some(due_ms);
         Forward::Record(entry)
+    }
+
+    /// The await step `run` waits at, if it waits at one.
+    pub fn awaiting(&self, run: &Run) -> Option<(&'d StepDefinition, &'d AwaitDefinition)> {
+        if run.status != RunStatus::Running {
+            return None;
+        }
+        self.definition.steps.iter().find_map(|step| {
+            let awaits = step.awaits.as_ref()?;
+            (run.step(&step.name)?.status == StepStatus::Waiting).then_some((step, awaits))
+        })
+    }
+
+    /// The await steps `run` has not reached that keep early events (`buffer`), with the
+    /// steps it waits at.
+    pub fn interests(&self, run: &Run) -> Vec<(&'d StepDefinition, &'d AwaitDefinition)> {
+        if run.status != RunStatus::Running && run.status != RunStatus::Pending {
+            return Vec::new();
+        }
+        self.definition
+            .steps
+            .iter()
+            .filter_map(|step| {
+                let awaits = step.awaits.as_ref()?;
+                let status = run
+                    .step(&step.name)
+                    .map_or(StepStatus::Pending, |s| s.status);
+                let wants = match status {
+                    StepStatus::Waiting => true,
+                    StepStatus::Pending => awaits.buffer || awaits.signal.is_some(),
+                    _ => false,
+                };
+                wants.then_some((step, awaits))
+            })
+            .collect()
+    }
+
+    /// The first message of `inbox` that the step `run` waits at takes: one it answers,
+    /// that no step took before, whose `match` holds. A `match` that cannot be evaluated
+    /// takes nothing (and is logged by the caller from the error).
+    pub fn take<'m>(
+        &self,
+        run: &Run,
+        inbox: &'m [Message],
+        now_ms: u64,
+    ) -> Option<(&'m Message, JournalEntry)> {
+        let (step, awaits) = self.awaiting(run)?;
+        let taken: Vec<&str> = run
+            .steps
+            .iter()
+            .filter_map(|s| s.message.as_deref())
+            .collect();
+        let context = Value::Object(context_for(
+            run,
+            self.definition,
+            &step.name,
+            Direction::Execute,
+        ));
+        let message = inbox.iter().find(|message| {
+            message.answers(awaits)
+                && !taken.contains(&message.id.as_str())
+                && awaits.matches.as_ref().is_none_or(|m| {
+                    m.truth(&[("event", &message.as_event()), ("context", &context)])
+                        .unwrap_or(false)
+                })
+        })?;
+        // An object's keys join the context, as a plugin step's output does; anything else
+        // goes under the step's name.
+        let output = match &message.data {
+            Value::Object(data) => data.clone(),
+            other => Map::from_iter([(step.name.clone(), other.clone())]),
+        };
+        let mut entry = decided(step, 1, Outcome::Ok, None, Some(output), now_ms);
+        entry.message = Some(message.id.clone());
+        Some((message, entry))
     }
 
     /// The next undo, last completed step first; or the end of the run.
@@ -478,6 +581,7 @@ pub fn entry(
         error,
         output: output.filter(|_| attempt.direction == Direction::Execute),
         due_ms: None,
+        message: None,
     }
 }
 

@@ -10,6 +10,7 @@
 //! Workflow definitions are plain data ([`crate::model::WorkflowDefinition`]); their
 //! versions live in [`crate::workflows`].
 
+mod awaits;
 pub mod engine;
 pub mod machine;
 pub mod scheduler;

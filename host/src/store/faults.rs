@@ -27,8 +27,8 @@ use super::{
     StoreError, WorkflowStore,
 };
 use crate::model::{
-    DeadLetter, Delivery, Gate, Head, JournalEntry, OutboxEntry, PluginVersion, Run, RunId,
-    WorkflowVersion,
+    DeadLetter, Delivery, Gate, Head, JournalEntry, Message, OutboxEntry, PluginVersion, Run,
+    RunId, WorkflowVersion,
 };
 
 /// A write or a flush, as a fault plan sees it.
@@ -49,6 +49,8 @@ pub enum Op<'a> {
         /// The entry.
         entry: &'a JournalEntry,
     },
+    /// [`RunStore::put_message`] and [`RunStore::remove_message`].
+    Inbox(&'a RunId),
     /// [`RunStore::delete`].
     Delete(&'a RunId),
     /// [`EventStore::outbox_put`].
@@ -211,6 +213,20 @@ impl RunStore for FaultyStore {
             &Op::AppendJournal { run_id, seq, entry },
         )?;
         self.inner.append_journal(run_id, seq, entry)
+    }
+
+    fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError> {
+        self.faults.check("write a message", &Op::Inbox(run_id))?;
+        self.inner.put_message(run_id, message)
+    }
+
+    fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError> {
+        self.inner.inbox(run_id)
+    }
+
+    fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError> {
+        self.faults.check("remove a message", &Op::Inbox(run_id))?;
+        self.inner.remove_message(run_id, id)
     }
 
     fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError> {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::{Flush, StoreError};
-use crate::model::{JournalEntry, Run, RunId, RunStatus};
+use crate::model::{JournalEntry, Message, Run, RunId, RunStatus};
 
 /// Filters and paging of [`RunStore::list`].
 #[derive(Debug, Clone, Default)]
@@ -88,6 +88,16 @@ pub trait RunStore: Flush {
 
     /// A run's journal, oldest first.
     fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError>;
+
+    /// Adds `message` to a run's inbox, for its await steps.
+    fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError>;
+
+    /// A run's inbox, oldest first.
+    fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError>;
+
+    /// Removes a message a step took; the journal entry that says so is written first, so a
+    /// crash between the two leaves a message that the journal says was taken.
+    fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError>;
 
     /// Runs newest first, filtered and paged, from an index that holds just the runs asked
     /// for (by status, workflow, or both).

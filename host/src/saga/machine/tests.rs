@@ -7,7 +7,7 @@ use proptest::prelude::*;
 use serde_json::{Map, json};
 
 use super::*;
-use crate::model::{RUN_FORMAT, RetryPolicy, RunId, StepState};
+use crate::model::{Message, RUN_FORMAT, RetryPolicy, RunId, StepState};
 
 /// A clock the tests move by hand: nothing here sleeps.
 struct ManualClock(u64);
@@ -30,6 +30,8 @@ fn definition(steps: &[(&str, bool, u32)]) -> WorkflowDefinition {
                 sleep: None,
                 sleep_until: None,
                 when: None,
+                awaits: None,
+                on_timeout: None,
             })
             .collect(),
         trigger: None,
@@ -165,6 +167,67 @@ fn sleep_until_reads_its_time_from_the_context() {
         matches!(&actions[..], [Action::Record(e)] if e.outcome == Outcome::Fatal),
         "{actions:?}"
     );
+}
+
+#[test]
+fn an_await_parks_takes_the_first_matching_message_once_or_times_out() {
+    let def = parsed(json!({"steps": [
+        {"name": "settle", "await": {"topic": "paid", "match": "event.data.order == context.order", "timeout": "1m"}},
+    ]}));
+    let machine = Lifecycle::new(&def);
+    let mut run = new_run(&def, RunStatus::Running);
+    run.input = json!({"order": "o-1"}).as_object().unwrap().clone();
+    let actions = machine.on(&mut run, Event::Start, 0).unwrap();
+    assert!(matches!(&actions[..], [Action::Record(e)] if e.due_ms == Some(60_000)));
+    assert_eq!(
+        journal(&machine, &mut run, &actions[0], 0),
+        [Action::Wait { until_ms: 60_000 }]
+    );
+    let message = |id: &str, order: &str| Message {
+        id: id.into(),
+        kind: crate::model::MessageKind::Event {
+            id: id.into(),
+            topic: "paid".into(),
+            source: "s".into(),
+            time_ms: 0,
+        },
+        data: json!({"order": order, "amount": 5}),
+        received_ms: 10,
+    };
+    let inbox = [
+        message("m1", "o-2"),
+        message("m2", "o-1"),
+        message("m3", "o-1"),
+    ];
+    let (taken, entry) = machine.take(&run, &inbox, 20).unwrap();
+    assert_eq!(taken.id, "m2", "the first that matches");
+    assert_eq!(entry.message.as_deref(), Some("m2"));
+    assert_eq!(
+        machine.on(&mut run, Event::Attempted(&entry), 20).unwrap(),
+        [Action::Finish(RunStatus::Completed)]
+    );
+    assert_eq!(run.context()["amount"], 5);
+    // Timed out, a step fails unless it says to go on.
+    let mut late = new_run(&def, RunStatus::Running);
+    let actions = machine.on(&mut late, Event::Start, 0).unwrap();
+    journal(&machine, &mut late, &actions[0], 0);
+    let actions = machine.on(&mut late, Event::TimerFired, 60_000).unwrap();
+    let [Action::Record(timeout)] = &actions[..] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(timeout.outcome, Outcome::Fatal);
+    assert!(
+        timeout
+            .error
+            .as_deref()
+            .unwrap()
+            .contains("timed out waiting for an event on `paid`")
+    );
+    let forever = parsed(json!({"steps": [{"name": "s", "await": {"signal": "go"}}]}));
+    let machine = Lifecycle::new(&forever);
+    let mut run = new_run(&forever, RunStatus::Running);
+    let actions = machine.on(&mut run, Event::Start, 0).unwrap();
+    assert_eq!(journal(&machine, &mut run, &actions[0], 0), [Action::Park]);
 }
 
 #[test]
@@ -614,6 +677,7 @@ proptest! {
                     break;
                 }
                 // What the machine decides itself is journaled whatever happens meanwhile.
+                (Action::Park, _) => unreachable!("plugin steps never park"),
                 (Action::Record(entry), _) => {
                     machine.on(&mut run, Event::Attempted(entry), clock.0).unwrap()
                 }

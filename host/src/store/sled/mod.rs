@@ -5,6 +5,7 @@
 //! | --- | --- | --- |
 //! | `runs` | run id | the [`Run`](crate::model::Run), JSON |
 //! | `journal` | run id, `0`, sequence (u32 BE) | a [`JournalEntry`](crate::model::JournalEntry), JSON |
+//! | `inbox` | run id, `0`, message id (a ULID) | a [`Message`](crate::model::Message) for the run's await steps, JSON |
 //! | `by_status` | status byte, created ms, run id | empty |
 //! | `by_workflow_status` | workflow, `0`, status byte, created ms, run id | empty |
 //! | `by_ended` | ended ms (u64 BE), run id: closed runs, for retention | empty |
@@ -50,6 +51,7 @@ type FlushWaiter = oneshot::Sender<Result<(), Arc<sled::Error>>>;
 pub struct SledStore {
     runs: sled::Tree,
     journal: sled::Tree,
+    inbox: sled::Tree,
     by_status: sled::Tree,
     by_workflow_status: sled::Tree,
     by_ended: sled::Tree,
@@ -87,6 +89,7 @@ impl SledStore {
         let mut store = Self {
             runs: tree("runs")?,
             journal: tree("journal")?,
+            inbox: tree("inbox")?,
             by_status: tree("by_status")?,
             by_workflow_status: tree("by_workflow_status")?,
             by_ended: tree("by_ended")?,

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 
 use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
 use crate::model::run::OLDEST_RUN_FORMAT;
-use crate::model::{JournalEntry, RUN_FORMAT, Run, RunId, RunStatus};
+use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
 use crate::store::{Created, ListQuery, Page, PinKind, RunStore, StoreError};
 
 /// Why a record was refused: a format this release does not read.
@@ -325,6 +325,32 @@ impl RunStore for SledStore {
             .collect()
     }
 
+    fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError> {
+        let mut key = name_prefix(run_id);
+        key.extend_from_slice(message.id.as_bytes());
+        self.inbox
+            .insert(key, encode(message)?)
+            .map_err(io("write a message"))?;
+        Ok(())
+    }
+
+    fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError> {
+        self.inbox
+            .scan_prefix(name_prefix(run_id))
+            .map(|item| {
+                let (key, value) = item.map_err(io("read an inbox"))?;
+                decode::<Message>(&key, &value)
+            })
+            .collect()
+    }
+
+    fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError> {
+        let mut key = name_prefix(run_id);
+        key.extend_from_slice(id.as_bytes());
+        self.inbox.remove(key).map_err(io("remove a message"))?;
+        Ok(())
+    }
+
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         // Both indexes end their keys with `created ms, run id`: walking one status's range
         // backwards is newest first, and a listing of every status merges the ranges of
@@ -472,6 +498,9 @@ impl RunStore for SledStore {
                 self.journal
                     .remove(key.map_err(&remove)?)
                     .map_err(&remove)?;
+            }
+            for key in self.inbox.scan_prefix(name_prefix(id)).keys() {
+                self.inbox.remove(key.map_err(&remove)?).map_err(&remove)?;
             }
             // Every status's entries: a crash may have left one of a status it had.
             for status in RunStatus::ALL {

@@ -239,6 +239,7 @@ fn entry(direction: Direction, attempt: u32, outcome: Outcome) -> JournalEntry {
         output: (outcome == Outcome::Ok && direction == Direction::Execute)
             .then(|| serde_json::json!({"x": 1}).as_object().unwrap().clone()),
         due_ms: None,
+        message: None,
     }
 }
 
