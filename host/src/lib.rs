@@ -16,7 +16,8 @@
 //! 5. [`plugins`] and [`workflows`]: the registries of plugin and workflow versions — hot
 //!    swaps, pinning, collection;
 //! 6. [`events`] (outbox, relay, delivery, transports) and [`saga`] (the run state machine,
-//!    admission and the engine that drives runs);
+//!    admission and the engine that drives runs); [`schedules`] starts the runs of cron
+//!    schedules through the engine;
 //! 7. [`api`] (the HTTP routes) and [`config`] (which only gathers each subsystem's
 //!    section).
 //!
@@ -33,6 +34,7 @@ pub mod plugins;
 pub mod retention;
 pub mod runtime;
 pub mod saga;
+pub mod schedules;
 pub mod store;
 pub mod workflows;
 
@@ -124,6 +126,12 @@ pub async fn serve(
         .await
         .context("declaring the subscriptions' queues")?;
     let stop_retention = tokio_util::sync::CancellationToken::new();
+    let schedules = tokio::spawn(schedules::run(
+        engine.clone(),
+        store.clone(),
+        clock.clone(),
+        stop_retention.clone(),
+    ));
     let retention = tokio::spawn(
         retention::Retention::new(store, config.retention.clone(), clock)
             .run(stop_retention.clone()),
@@ -146,6 +154,7 @@ pub async fn serve(
         .await?;
     stop_retention.cancel();
     let _ = retention.await;
+    let _ = schedules.await;
     let grace = config.server.shutdown_grace;
     if tokio::time::timeout(grace, dispatcher.shutdown())
         .await

@@ -216,6 +216,36 @@ async fn malformed_definitions_are_refused_naming_the_field_and_change_nothing()
             422,
             "input-schema",
         ),
+        (
+            r#"{"steps":[{"name":"a","plugin":"noop"}],"schedule":"every day"}"#,
+            422,
+            "schedule: `every day` is not a cron pattern",
+        ),
+        (
+            r#"{"steps":[{"name":"a","plugin":"noop"}],"schedule":"0 0 2 * * *","schedule-timezone":"Mars/Olympus"}"#,
+            422,
+            "schedule-timezone: `Mars/Olympus` is not an IANA time zone",
+        ),
+        (
+            r#"{"steps":[{"name":"a","plugin":"noop"}],"catch-up":"all"}"#,
+            422,
+            "schedule: schedule-timezone and catch-up need a schedule",
+        ),
+        (
+            r#"{"steps":[{"name":"a","await":{"topic":"t","signal":"s"}}]}"#,
+            422,
+            "steps.a.await: an await names one `topic` or one `signal`",
+        ),
+        (
+            r#"{"steps":[{"name":"a","await":{"signal":"s"},"on-timeout":"continue"}]}"#,
+            422,
+            "steps.a.on-timeout",
+        ),
+        (
+            r#"{"steps":[{"name":"a","await":{"topic":"t","match":"evnt.x"}}]}"#,
+            422,
+            "steps.a.await.match: unknown variable `evnt`",
+        ),
     ] {
         let (got, problem) = put(&server, "nap", body).await;
         assert_eq!(got, status, "{body}: {problem}");

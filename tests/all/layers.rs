@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Each top-level module's layer: lower numbers are lower layers.
-const LAYERS: [(&str, u8); 13] = [
+const LAYERS: [(&str, u8); 14] = [
     ("model", 0),
     ("bindings", 0),
     ("store", 1),
@@ -18,6 +18,8 @@ const LAYERS: [(&str, u8); 13] = [
     ("workflows", 4),
     ("events", 5),
     ("saga", 6),
+    // Starts runs through the engine.
+    ("schedules", 7),
     ("api", 7),
     ("config", 8),
     // What `lib.rs` itself defines (`run`, `serve`, `runtime_for`): the top.

@@ -1,6 +1,6 @@
 //! The step kinds and run controls of real processes, end to end on the real binary: durable
-//! sleeps, conditions, cancellation; the example's services as the witness of what was done
-//! and undone.
+//! sleeps, conditions, cancellation, awaits of signals and events, schedules; the example's
+//! services as the witness of what was done and undone.
 
 use std::time::{Duration, Instant};
 
@@ -456,4 +456,85 @@ async fn an_early_event_is_kept_only_when_the_step_says_buffer() {
             assert_eq!(run["status"], "completed", "{run}");
         }
     }
+}
+
+/// Workflow `tick`: one no-op step every second, with `catch_up`.
+fn ticking(catch_up: &str) -> String {
+    with_plugins(&format!(
+        r#"
+[plugins.noop]
+path = "{{NOOP}}"
+[workflows.tick]
+schedule = "* * * * * *"
+catch-up = "{catch_up}"
+steps = [{{ name = "a", plugin = "noop" }}]
+"#
+    ))
+}
+
+/// The times (ms) of the `tick@<time>` runs, sorted, each once.
+async fn ticks(server: &Server) -> Vec<u64> {
+    let (_, page) = server.get("/v1/runs?workflow=tick&limit=500").await;
+    let mut times: Vec<u64> = page["runs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|run| {
+            let id = run["id"].as_str().unwrap();
+            let time = id.strip_prefix("tick@").unwrap();
+            assert_eq!(run["context"]["scheduled_at"], time);
+            chrono::DateTime::parse_from_rfc3339(time)
+                .unwrap()
+                .timestamp_millis() as u64
+        })
+        .collect();
+    times.sort_unstable();
+    let count = times.len();
+    times.dedup();
+    assert_eq!(times.len(), count, "a firing ran twice");
+    times
+}
+
+#[tokio::test]
+async fn a_schedule_fires_each_time_once_and_catches_up_after_a_kill() {
+    let mut server = Server::start(&ticking("all")).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ticks(&server).await.len() < 3 {
+        assert!(Instant::now() < deadline, "no ticks");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.kill();
+    // Down past LATE_MS (5 s): with catch-up = "all", each missed second gets its run.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    server.restart().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let times = ticks(&server).await;
+    let gaps: Vec<u64> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|gap| *gap == 1000),
+        "a second was skipped: {gaps:?}"
+    );
+    assert!(times.len() >= 16, "{times:?}");
+    let (_, page) = server
+        .get("/v1/runs?workflow=tick&status=completed&limit=500")
+        .await;
+    assert!(page["runs"].as_array().unwrap().len() >= times.len() - 2);
+}
+
+#[tokio::test]
+async fn without_catch_up_the_seconds_missed_while_down_are_skipped() {
+    let mut server = Server::start(&ticking("none")).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while ticks(&server).await.is_empty() {
+        assert!(Instant::now() < deadline, "no ticks");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    server.kill();
+    // Past LATE_MS (5 s): the firings of the first 7 s down were missed.
+    tokio::time::sleep(Duration::from_secs(12)).await;
+    server.restart().await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let times = ticks(&server).await;
+    let longest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
+    assert!(longest >= 6_000, "nothing was skipped: {times:?}");
 }

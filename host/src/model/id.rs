@@ -18,7 +18,9 @@ pub struct RunId(String);
 
 /// A client-chosen run id that is not acceptable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid run id `{0}`: 1 to {MAX_RUN_ID} characters of letters, digits, `-`, `_` and `.`")]
+#[error(
+    "invalid run id `{0}`: 1 to {MAX_RUN_ID} characters of letters, digits, `-`, `_`, `.`, `:` and `@`"
+)]
 pub struct InvalidRunId(pub String);
 
 impl RunId {
@@ -27,14 +29,14 @@ impl RunId {
         Self(ulid::Ulid::new().to_string())
     }
 
-    /// `id` if it is 1 to [`MAX_RUN_ID`] letters, digits, `-`, `_` and `.`: safe in a URL
+    /// `id` if it is 1 to [`MAX_RUN_ID`] letters, digits, `-`, `_`, `.`, `:` and `@` (a schedule's runs are `<workflow>@<time>`): safe in a URL
     /// path, a log line and a broker's message id.
     pub fn parse(id: &str) -> Result<Self, InvalidRunId> {
         let ok = !id.is_empty()
             && id.len() <= MAX_RUN_ID
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+            && id.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':' | b'@')
+            });
         if ok {
             Ok(Self(id.to_owned()))
         } else {
@@ -85,6 +87,7 @@ mod tests {
     #[test]
     fn parse_takes_url_safe_ids_only() {
         assert!(RunId::parse("order-42.retry_1").is_ok());
+        assert!(RunId::parse("nightly@2026-12-02T02:00:00.000Z").is_ok());
         for bad in ["", "has space", "slash/", "é", &"x".repeat(MAX_RUN_ID + 1)] {
             assert!(RunId::parse(bad).is_err(), "{bad:?}");
         }

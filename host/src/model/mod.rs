@@ -12,6 +12,7 @@
 //! - [`workflow`]: workflow definitions (`[workflows.<name>]`) and their canonical digest;
 //! - [`expr`]: the CEL expressions of definitions (`when`, `sleep-until`), compiled once;
 //! - [`retry`]: the one retry policy of steps, deliveries and service calls, with jitter;
+//! - [`schedule`]: cron schedules of workflows, and which missed firings to catch up;
 //! - [`time`]: the injectable [`Clock`] and the time formats of the API.
 
 pub mod event;
@@ -19,6 +20,7 @@ pub mod expr;
 pub mod id;
 pub mod retry;
 pub mod run;
+pub mod schedule;
 pub mod time;
 pub mod version;
 pub mod workflow;

@@ -35,6 +35,7 @@ use sha2::{Digest, Sha256};
 
 use super::RetryPolicy;
 use super::expr::{Expr, VARIABLES};
+use super::schedule::{CatchUp, Schedule};
 
 /// One workflow: an ordered list of steps.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -51,6 +52,17 @@ pub struct WorkflowDefinition {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<serde_json::Map<String, serde_json::Value>>")]
     pub input_schema: Option<serde_json::Value>,
+    /// A cron pattern (seconds optional: `"0 0 2 * * *"` is 02:00:00 each day): each firing
+    /// starts a run with the id `<workflow>@<time>`, so that no restart fires one twice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<String>,
+    /// The schedule's time zone, an IANA name (`Europe/Paris`); default UTC.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule_timezone: Option<String>,
+    /// What becomes of firings missed while the host was down: `none` (the default),
+    /// `latest` or `all`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub catch_up: Option<CatchUp>,
 }
 
 /// One step of a workflow.
@@ -288,6 +300,21 @@ impl WorkflowDefinition {
             }
             step.validate()?;
         }
+        if self.schedule.is_none() && (self.schedule_timezone.is_some() || self.catch_up.is_some())
+        {
+            return invalid(
+                "schedule".into(),
+                "schedule-timezone and catch-up need a schedule".into(),
+            );
+        }
+        if let Some(Err(e)) = self.schedule() {
+            let key = if e.contains("time zone") {
+                "schedule-timezone"
+            } else {
+                "schedule"
+            };
+            return invalid(key.into(), e);
+        }
         if let Some(schema) = &self.input_schema
             && let Err(e) = jsonschema::validator_for(schema)
         {
@@ -297,6 +324,16 @@ impl WorkflowDefinition {
             );
         }
         Ok(())
+    }
+
+    /// The schedule, parsed, if it has one.
+    pub fn schedule(&self) -> Option<Result<Schedule, String>> {
+        let pattern = self.schedule.as_deref()?;
+        Some(Schedule::new(
+            pattern,
+            self.schedule_timezone.as_deref(),
+            self.catch_up.unwrap_or_default(),
+        ))
     }
 
     /// The step named `name`.

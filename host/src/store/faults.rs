@@ -409,6 +409,15 @@ impl WorkflowStore for FaultyStore {
         self.faults.check("store a workflow head", &Op::Registry)?;
         self.inner.put_workflow_head(name, head)
     }
+
+    fn schedule_mark(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.schedule_mark(name)
+    }
+
+    fn put_schedule_mark(&self, name: &str, ms: u64) -> Result<(), StoreError> {
+        self.faults.check("store a schedule mark", &Op::Registry)?;
+        self.inner.put_schedule_mark(name, ms)
+    }
 }
 
 #[cfg(test)]

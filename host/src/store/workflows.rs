@@ -33,4 +33,11 @@ pub trait WorkflowStore: Flush {
 
     /// Replaces the head of `name`.
     fn put_workflow_head(&self, name: &str, head: &Head) -> Result<(), StoreError>;
+
+    /// The time of the latest firing of `name`'s schedule that was started, ms since the
+    /// Unix epoch; none before its first.
+    fn schedule_mark(&self, name: &str) -> Result<Option<u64>, StoreError>;
+
+    /// Records that every firing of `name`'s schedule up to `ms` was started.
+    fn put_schedule_mark(&self, name: &str, ms: u64) -> Result<(), StoreError>;
 }

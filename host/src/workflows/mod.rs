@@ -21,6 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use serde::Serialize;
 
+use crate::model::schedule::Schedule;
 use crate::model::{
     Head, VersionSource, WorkflowDefinition, WorkflowVersion, now_ms, workflow::InvalidDefinition,
 };
@@ -37,6 +38,8 @@ pub struct Workflow {
     pub definition: WorkflowDefinition,
     /// Its `input-schema`, compiled.
     pub input: Option<Arc<jsonschema::Validator>>,
+    /// Its `schedule`, parsed.
+    pub schedule: Option<Schedule>,
 }
 
 impl Workflow {
@@ -50,11 +53,19 @@ impl Workflow {
                 .ok()
                 .map(Arc::new)
         });
+        let schedule = definition.schedule().and_then(|schedule| {
+            schedule
+                .inspect_err(
+                    |e| tracing::error!(workflow = %name, error = %e, "schedule does not parse"),
+                )
+                .ok()
+        });
         Self {
             name,
             digest,
             definition,
             input,
+            schedule,
         }
     }
 
@@ -423,6 +434,16 @@ impl WorkflowRegistry {
             .expect("workflows lock")
             .get(name)
             .cloned()
+    }
+
+    /// Every current version, by name: the workflows new runs can start.
+    pub fn all_current(&self) -> Vec<Arc<Workflow>> {
+        self.current
+            .read()
+            .expect("workflows lock")
+            .values()
+            .cloned()
+            .collect()
     }
 
     /// Version `digest` of `name`, from memory or the store.

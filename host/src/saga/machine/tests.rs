@@ -36,6 +36,9 @@ fn definition(steps: &[(&str, bool, u32)]) -> WorkflowDefinition {
             .collect(),
         trigger: None,
         input_schema: None,
+        schedule: None,
+        schedule_timezone: None,
+        catch_up: None,
     }
 }
 

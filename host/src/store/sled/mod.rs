@@ -18,6 +18,7 @@
 //! | `plugin_heads` | plugin name | a [`Head`](crate::model::Head), JSON |
 //! | `workflow_versions` | workflow name, `0`, digest | a [`WorkflowVersion`](crate::model::WorkflowVersion), JSON |
 //! | `workflow_heads` | workflow name | a [`Head`](crate::model::Head), JSON |
+//! | `schedules` | workflow name | the latest firing of its schedule that was started (ms, u64 BE) |
 //! | `meta` | `schema` | the layout's version (u32 BE): 3 since the indexes above |
 //!
 //! A database from before schema 3 (runs in format 2) gains the indexes it lacks when it
@@ -64,6 +65,7 @@ pub struct SledStore {
     plugin_heads: sled::Tree,
     workflow_versions: sled::Tree,
     workflow_heads: sled::Tree,
+    schedules: sled::Tree,
     meta: sled::Tree,
     /// Held while a run is created or discarded, so that the look-ups and writes of one
     /// creation are not interleaved with another's (one id or key, one run). A std `Mutex`:
@@ -102,6 +104,7 @@ impl SledStore {
             plugin_heads: tree("plugin_heads")?,
             workflow_versions: tree("workflow_versions")?,
             workflow_heads: tree("workflow_heads")?,
+            schedules: tree("schedules")?,
             meta: tree("meta")?,
             creation: Mutex::new(()),
             flushes: Some(flushes),

@@ -66,6 +66,21 @@ impl WorkflowStore for SledStore {
             .map_err(io("store a workflow head"))?;
         Ok(())
     }
+
+    fn schedule_mark(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        let mark = self
+            .schedules
+            .get(name)
+            .map_err(io("read a schedule mark"))?;
+        Ok(mark.and_then(|bytes| Some(u64::from_be_bytes(bytes.as_ref().try_into().ok()?))))
+    }
+
+    fn put_schedule_mark(&self, name: &str, ms: u64) -> Result<(), StoreError> {
+        self.schedules
+            .insert(name, &ms.to_be_bytes())
+            .map_err(io("store a schedule mark"))?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
