@@ -20,19 +20,21 @@
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail, ensure};
+use anyhow::{bail, ensure};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 use serde_json::Value;
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/process.rs"]
+mod process;
 use http::Connection;
+use process::{Flowhost, rss_kib};
 
 /// What the host may hold in memory under this load, at most.
 const RSS_BOUND_MIB: u64 = 256;
@@ -73,7 +75,7 @@ async fn bench(seconds: Duration, clients: usize) -> anyhow::Result<()> {
     let data = tempfile::Builder::new()
         .prefix("flowhost-bench-admission-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
-    let host = Host::start(data.path(), service).await?;
+    let mut host = start_host(data.path(), service).await?;
     // Warm: plugins compiled and loaded, pools and caches filled.
     for _ in 0..50 {
         let (status, _) = Connection::new(host.address)
@@ -128,7 +130,7 @@ async fn bench(seconds: Duration, clients: usize) -> anyhow::Result<()> {
 
     // The backlog drains: every accepted run ends.
     let drain = Instant::now();
-    while host.count("pending").await? + host.count("running").await? > 0 {
+    while count(&host, "pending").await? + count(&host, "running").await? > 0 {
         ensure!(
             drain.elapsed() < Duration::from_secs(120),
             "the backlog did not drain"
@@ -137,7 +139,12 @@ async fn bench(seconds: Duration, clients: usize) -> anyhow::Result<()> {
     }
     let drained = drain.elapsed();
     sampler.abort();
-    let completed = host.completed().await?;
+    let completed: HashSet<String> = host
+        .runs("status=completed")
+        .await?
+        .iter()
+        .map(|run| run["id"].as_str().unwrap_or_default().to_owned())
+        .collect();
     let end_rss = host.rss_kib()?;
     let peak = peak.load(Ordering::Relaxed).max(end_rss);
 
@@ -170,7 +177,7 @@ async fn bench(seconds: Duration, clients: usize) -> anyhow::Result<()> {
         peak / 1024,
         end_rss / 1024
     );
-    host.stop();
+    host.kill();
 
     ensure!(
         tally.errors == 0,
@@ -260,17 +267,10 @@ async fn slow_service() -> anyhow::Result<SocketAddr> {
     Ok(address)
 }
 
-/// The flowhost process.
-struct Host {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Host {
-    async fn start(dir: &std::path::Path, service: SocketAddr) -> anyhow::Result<Host> {
-        let config = format!(
-            r#"data-dir = {data:?}
-[server]
+/// The host: one probe step that calls the slow service, within the bounds above.
+async fn start_host(dir: &std::path::Path, service: SocketAddr) -> anyhow::Result<Flowhost> {
+    let config = format!(
+        r#"[server]
 max-concurrent-runs = {SLOTS}
 max-pending-runs = {PENDING}
 [services.slow]
@@ -282,97 +282,15 @@ services = ["slow"]
 [workflows.slow]
 steps = [{{ name = "call", plugin = "probe" }}]
 "#,
-            data = dir.join("data"),
-            probe = flowhost_test_artifacts::PROBE,
-        );
-        let file = dir.join("flowhost.toml");
-        std::fs::write(&file, config)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let address: SocketAddr = ([127, 0, 0, 1], port).into();
-        let child = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-            .args(["serve", "--config"])
-            .arg(&file)
-            .args(["--listen", &address.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting flowhost")?;
-        let host = Host { child, address };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let health = Connection::new(address)
-                .send(Method::GET, "/healthz", Bytes::new())
-                .await;
-            if matches!(health, Ok((StatusCode::OK, _))) {
-                return Ok(host);
-            }
-            ensure!(Instant::now() < deadline, "flowhost did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    fn rss_kib(&self) -> anyhow::Result<u64> {
-        rss_kib(self.pid())
-    }
-
-    /// How many runs are in `status` (0, or at least 1).
-    async fn count(&self, status: &str) -> anyhow::Result<usize> {
-        let page = self
-            .get(&format!("/v1/runs?status={status}&limit=1"))
-            .await?;
-        Ok(page["runs"].as_array().map_or(0, Vec::len))
-    }
-
-    /// The ids of every completed run.
-    async fn completed(&self) -> anyhow::Result<HashSet<String>> {
-        let mut ids = HashSet::new();
-        let mut cursor = String::new();
-        loop {
-            let page = self
-                .get(&format!("/v1/runs?status=completed&limit=500{cursor}"))
-                .await?;
-            for run in page["runs"].as_array().context("a page of runs")? {
-                ids.insert(run["id"].as_str().unwrap_or_default().to_owned());
-            }
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = format!("&cursor={next}"),
-                None => return Ok(ids),
-            }
-        }
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let (status, body) = Connection::new(self.address)
-            .send(Method::GET, path, Bytes::new())
-            .await
-            .map_err(anyhow::Error::msg)?;
-        ensure!(status == StatusCode::OK, "GET {path}: {status}");
-        Ok(serde_json::from_slice(&body)?)
-    }
-
-    fn stop(mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        probe = flowhost_test_artifacts::PROBE,
+    );
+    Flowhost::start(dir, &config).await
 }
 
-/// `VmRSS` of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmRSS without a value")?
-        .parse()?)
+/// How many runs are in `status` (0, or at least 1).
+async fn count(host: &Flowhost, status: &str) -> anyhow::Result<usize> {
+    let page = host
+        .get(&format!("/v1/runs?status={status}&limit=1"))
+        .await?;
+    Ok(page["runs"].as_array().map_or(0, Vec::len))
 }

@@ -12,18 +12,19 @@
 //! `ended_at` — is reported as p50, p99 and max. It exits 1 if a run is missing or fired
 //! twice.
 
-use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, ensure};
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/process.rs"]
+mod process;
 use http::Connection;
+use process::Flowhost;
 
 /// Connections that start the runs.
 const STARTERS: usize = 16;
@@ -62,8 +63,8 @@ async fn bench(runs: usize, spread: Duration) -> anyhow::Result<()> {
     let data = tempfile::Builder::new()
         .prefix("flowhost-bench-timers-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
-    let mut host = Host::start(data.path(), runs).await?;
-    let (idle_rss, idle_cpu) = host.quiet().await?;
+    let mut host = start_host(data.path(), runs).await?;
+    let (idle_rss, idle_cpu) = quiet(&host).await?;
 
     // Every run is due after the last has started: the starts do not disturb the firings.
     let started = Instant::now();
@@ -96,14 +97,14 @@ async fn bench(runs: usize, spread: Duration) -> anyhow::Result<()> {
     }
     let start_time = started.elapsed();
     // Asleep: no task, no instance. Measured while they all sleep.
-    let (asleep_rss, asleep_cpu) = host.quiet().await?;
+    let (asleep_rss, asleep_cpu) = quiet(&host).await?;
     ensure!(
         now_ms() < first_due,
         "the starts took too long: runs fired before the measurements"
     );
     host.kill();
     let restarted = Instant::now();
-    let mut host = Host::start(data.path(), runs).await?;
+    let mut host = start_host(data.path(), runs).await?;
     let restart_time = restarted.elapsed();
     ensure!(
         now_ms() < first_due,
@@ -116,7 +117,7 @@ async fn bench(runs: usize, spread: Duration) -> anyhow::Result<()> {
         + spread
         + Duration::from_secs(60);
     let ended = loop {
-        let ended = host.ended().await?;
+        let ended = ended(&host).await?;
         if ended.len() == runs {
             break ended;
         }
@@ -183,137 +184,46 @@ async fn bench(runs: usize, spread: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The flowhost process.
-struct Host {
-    child: Child,
-    address: SocketAddr,
-}
-
-impl Host {
-    async fn start(dir: &std::path::Path, runs: usize) -> anyhow::Result<Host> {
-        let config = format!(
-            r#"data-dir = {data:?}
-[server]
+/// The host: one `sleep-until` step, room for every run.
+async fn start_host(dir: &std::path::Path, runs: usize) -> anyhow::Result<Flowhost> {
+    let config = format!(
+        r#"[server]
 max-pending-runs = {pending}
 [workflows.nap]
 steps = [{{ name = "nap", sleep-until = "context.at" }}]
 "#,
-            data = dir.join("data"),
-            pending = runs.max(4096) * 2,
-        );
-        let file = dir.join("flowhost.toml");
-        std::fs::write(&file, config)?;
-        let port = std::net::TcpListener::bind("127.0.0.1:0")?
-            .local_addr()?
-            .port();
-        let address: SocketAddr = ([127, 0, 0, 1], port).into();
-        let child = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-            .args(["serve", "--config"])
-            .arg(&file)
-            .args(["--listen", &address.to_string()])
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .context("starting flowhost")?;
-        let host = Host { child, address };
-        let deadline = Instant::now() + Duration::from_secs(120);
-        loop {
-            let health = Connection::new(address)
-                .send(Method::GET, "/healthz", Bytes::new())
-                .await;
-            if matches!(health, Ok((StatusCode::OK, _))) {
-                return Ok(host);
-            }
-            ensure!(Instant::now() < deadline, "flowhost did not come up");
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    /// Resident memory (KiB) after a quiet window, and the CPU the host used in it (% of
-    /// one core).
-    async fn quiet(&self) -> anyhow::Result<(u64, f64)> {
-        tokio::time::sleep(Duration::from_secs(1)).await;
-        let before = cpu_ticks(self.child.id())?;
-        tokio::time::sleep(QUIET).await;
-        let used = cpu_ticks(self.child.id())? - before;
-        // Clock ticks are 1/100 s on Linux.
-        let percent = used as f64 / (QUIET.as_secs_f64() * 100.0) * 100.0;
-        Ok((rss_kib(self.child.id())?, percent))
-    }
-
-    /// Each ended run's number and when it ended (ms since the epoch).
-    async fn ended(&self) -> anyhow::Result<Vec<(usize, u64)>> {
-        let mut ended = Vec::new();
-        let mut cursor = String::new();
-        loop {
-            let page = self
-                .get(&format!(
-                    "/v1/runs?workflow=nap&status=completed&limit=500{cursor}"
-                ))
-                .await?;
-            for run in page["runs"].as_array().context("a page of runs")? {
-                let i = run["id"]
-                    .as_str()
-                    .and_then(|id| id.strip_prefix("nap-"))
-                    .context("an id")?
-                    .parse()?;
-                let at = chrono::DateTime::parse_from_rfc3339(
-                    run["ended_at"].as_str().context("ended_at")?,
-                )?;
-                ended.push((i, at.timestamp_millis() as u64));
-            }
-            match page["next_cursor"].as_str() {
-                Some(next) => cursor = format!("&cursor={next}"),
-                None => return Ok(ended),
-            }
-        }
-    }
-
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
-        let (status, body) = Connection::new(self.address)
-            .send(Method::GET, path, Bytes::new())
-            .await
-            .map_err(anyhow::Error::msg)?;
-        ensure!(status == StatusCode::OK, "GET {path}: {status}");
-        Ok(serde_json::from_slice(&body)?)
-    }
-
-    fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+        pending = runs.max(4096) * 2,
+    );
+    Flowhost::start(dir, &config).await
 }
 
-impl Drop for Host {
-    fn drop(&mut self) {
-        self.kill();
-    }
+/// Resident memory (KiB) after a quiet window, and the CPU the host used in it (% of one
+/// core).
+async fn quiet(host: &Flowhost) -> anyhow::Result<(u64, f64)> {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = host.cpu_ticks()?;
+    tokio::time::sleep(QUIET).await;
+    let used = host.cpu_ticks()? - before;
+    // Clock ticks are 1/100 s on Linux.
+    let percent = used as f64 / (QUIET.as_secs_f64() * 100.0) * 100.0;
+    Ok((host.rss_kib()?, percent))
 }
 
-/// User and system CPU of process `pid` so far, in clock ticks.
-fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    // After the command name, which is in parentheses and may hold spaces.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .context("a stat line")?
-        .1
-        .split_whitespace()
-        .collect();
-    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
-}
-
-/// `VmRSS` of process `pid`, in KiB.
-fn rss_kib(pid: u32) -> anyhow::Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .context("no VmRSS")?;
-    Ok(line
-        .split_whitespace()
-        .nth(1)
-        .context("VmRSS without a value")?
-        .parse()?)
+/// Each ended run's number and when it ended (ms since the epoch).
+async fn ended(host: &Flowhost) -> anyhow::Result<Vec<(usize, u64)>> {
+    host.runs("workflow=nap&status=completed")
+        .await?
+        .iter()
+        .map(|run| {
+            let i = run["id"]
+                .as_str()
+                .and_then(|id| id.strip_prefix("nap-"))
+                .context("an id")?
+                .parse()?;
+            let at = chrono::DateTime::parse_from_rfc3339(
+                run["ended_at"].as_str().context("ended_at")?,
+            )?;
+            Ok((i, at.timestamp_millis() as u64))
+        })
+        .collect()
 }

@@ -354,3 +354,68 @@ steps = [{ name = "one", plugin = "noop" }]
     )
     .await;
 }
+
+/// A signal whose inbox write fails is refused with 503 and kept nowhere; sent again, it
+/// resumes the run once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_inbox_write_refuses_the_signal_and_a_repeat_resumes_the_run() {
+    let host = InProcess::start(
+        r#"
+[plugins.noop]
+path = "{NOOP}"
+[workflows.approval]
+steps = [{ name = "a", plugin = "noop" }, { name = "approve", await = { signal = "approved" } }]
+"#,
+    )
+    .await;
+    let (_, run) = host.post("/v1/workflows/approval/runs", &json!({})).await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/runs/{id}");
+    until(&host, &path, |run| run["steps"][1]["status"] == "waiting").await;
+    host.faults.fail(1, |op| matches!(op, Op::Inbox(_)));
+    let signal = format!("/v1/runs/{id}/signals/approved");
+    let (status, problem) = host.post(&signal, &json!("first")).await;
+    assert_eq!(status, 503, "{problem}");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, still) = host.get(&path).await;
+    assert_eq!(still["steps"][1]["status"], "waiting", "{still}");
+    let (status, _) = host.post(&signal, &json!("second")).await;
+    assert_eq!(status, 202);
+    let run = host.until_terminal(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["context"]["approve"], "second");
+}
+
+/// A write that fails as an await begins halts the run before it waits; a restart takes
+/// it on, it parks, and a signal then resumes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_write_as_an_await_begins_halts_the_run_and_a_restart_goes_on() {
+    let mut host = InProcess::start(
+        r#"
+[plugins.noop]
+path = "{NOOP}"
+[workflows.approval]
+steps = [{ name = "approve", await = { signal = "approved" } }, { name = "b", plugin = "noop" }]
+"#,
+    )
+    .await;
+    host.faults.fail(
+        1,
+        |op| matches!(op, Op::AppendJournal { entry, .. } if entry.outcome == Outcome::Started),
+    );
+    let (status, run) = host.post("/v1/workflows/approval/runs", &json!({})).await;
+    assert_eq!(status, 202, "{run}");
+    let id = run["id"].as_str().unwrap().to_owned();
+    let path = format!("/v1/runs/{id}");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (_, halted) = host.get(&path).await;
+    assert_eq!(halted["steps"][0]["status"], "pending", "{halted}");
+    let signal = format!("/v1/runs/{id}/signals/approved");
+    host.restart().await;
+    until(&host, &path, |run| run["steps"][0]["status"] == "waiting").await;
+    let (status, _) = host.post(&signal, &json!({"ok": true})).await;
+    assert_eq!(status, 202);
+    let run = host.until_terminal(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["context"]["ok"], true);
+}

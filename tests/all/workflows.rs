@@ -538,3 +538,109 @@ async fn without_catch_up_the_seconds_missed_while_down_are_skipped() {
     let longest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
     assert!(longest >= 6_000, "nothing was skipped: {times:?}");
 }
+
+#[tokio::test]
+async fn eight_signals_at_once_resume_two_awaits_with_two_of_them_each_once() {
+    let config = with_plugins(
+        r#"
+[plugins.noop]
+path = "{NOOP}"
+[workflows.twice]
+steps = [
+    { name = "first", await = { signal = "ok" } },
+    { name = "second", await = { signal = "ok" } },
+    { name = "b", plugin = "noop" },
+]
+"#,
+    );
+    let server = Server::start(&config).await;
+    let (_, run) = server.post("/v1/workflows/twice/runs", &json!({})).await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    until_step(&server, &id, "first", "waiting").await;
+    let url = format!("{}/v1/runs/{id}/signals/ok", server.url);
+    let answers = at_once(8, |i| {
+        let request = server.client.post(url.clone()).json(&json!(i)).send();
+        async move { request.await.unwrap().status().as_u16() }
+    })
+    .await;
+    // Each is kept (202) while a step ahead awaits `ok`; once both took theirs, 409.
+    assert!(
+        answers.iter().all(|s| matches!(s, 202 | 409)),
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().filter(|s| **s == 202).count() >= 2,
+        "{answers:?}"
+    );
+    let run = server.until_terminal(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let (first, second) = (&run["context"]["first"], &run["context"]["second"]);
+    assert!(
+        first.is_u64() && second.is_u64() && first != second,
+        "{run}"
+    );
+    for step in ["first", "second"] {
+        let oks = entries(&server, &id, step)
+            .await
+            .into_iter()
+            .filter(|(_, outcome)| outcome == "ok")
+            .count();
+        assert_eq!(oks, 1, "{step} took one signal");
+    }
+}
+
+#[tokio::test]
+async fn a_cancel_racing_a_signal_ends_one_way_and_never_both() {
+    let services = Services::start().await;
+    let config = services.config().replacen(
+        "{ name = \"create_order\"",
+        "{ name = \"approve\", await = { signal = \"approved\" } },\n    { name = \"create_order\"",
+        1,
+    );
+    let server = Server::start(&config).await;
+    let mut ids = Vec::new();
+    for n in 0..8 {
+        let (_, run) = server
+            .post(
+                "/v1/workflows/order_processing/runs",
+                &order(&format!("o-r{n}"), 7, 20.0),
+            )
+            .await;
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        until_step(&server, id, "approve", "waiting").await;
+    }
+    // For each run, a cancel and a signal sent at the same moment.
+    let answers = at_once(16, |i| {
+        let id = &ids[i / 2];
+        let path = if i % 2 == 0 {
+            format!("{}/v1/runs/{id}/cancel", server.url)
+        } else {
+            format!("{}/v1/runs/{id}/signals/approved", server.url)
+        };
+        let request = server.client.post(path).json(&json!({})).send();
+        async move { request.await.unwrap().status().as_u16() }
+    })
+    .await;
+    assert!(
+        answers.iter().all(|s| matches!(s, 202 | 409)),
+        "{answers:?}"
+    );
+    for (n, id) in ids.iter().enumerate() {
+        let run = server.until_terminal(id).await;
+        let ledger = services.order(&format!("o-r{n}")).await;
+        match run["status"].as_str().unwrap() {
+            "cancelled" => {
+                assert_eq!(count(&ledger, "payments", "refunded"), 1, "{ledger}");
+                assert_eq!(count(&ledger, "orders", "active"), 0, "{ledger}");
+            }
+            "completed" => {
+                assert_eq!(answers[2 * n], 409, "the cancel came too late and said so");
+                assert_eq!(count(&ledger, "payments", "refunded"), 0, "{ledger}");
+                assert_eq!(count(&ledger, "orders", "active"), 1, "{ledger}");
+            }
+            other => panic!("{id} ended {other}: {run}"),
+        }
+    }
+}

@@ -84,6 +84,44 @@ impl Expr {
             .map_err(|e| ExprError(e.clone()))
     }
 
+    /// The two paths of an equality `event.<a…> == context.<b…>` the expression requires
+    /// (alone, or as a term of a chain of `&&`): `(a, b)`. An index can then find the runs
+    /// an event may match by one value, instead of evaluating every run's expression.
+    pub fn correlation(&self) -> Option<(Vec<String>, Vec<String>)> {
+        use cel::common::ast::{Expr as Node, IdedExpr, operators};
+
+        fn path(node: &IdedExpr) -> Option<(&str, Vec<String>)> {
+            match &node.expr {
+                Node::Ident(name) => Some((name, Vec::new())),
+                Node::Select(select) if !select.test => {
+                    let (root, mut path) = path(&select.operand)?;
+                    path.push(select.field.clone());
+                    Some((root, path))
+                }
+                _ => None,
+            }
+        }
+
+        fn find(node: &IdedExpr) -> Option<(Vec<String>, Vec<String>)> {
+            let Node::Call(call) = &node.expr else {
+                return None;
+            };
+            match call.func_name.as_str() {
+                operators::LOGICAL_AND => call.args.iter().find_map(find),
+                operators::EQUALS if call.args.len() == 2 => {
+                    match (path(&call.args[0])?, path(&call.args[1])?) {
+                        (("event", event), ("context", context))
+                        | (("context", context), ("event", event)) => Some((event, context)),
+                        _ => None,
+                    }
+                }
+                _ => None,
+            }
+        }
+
+        find(self.program().ok()?.expression())
+    }
+
     /// Evaluates the expression with `variables` bound.
     fn evaluate(&self, variables: &[(&str, &Value)]) -> Result<cel::Value, ExprError> {
         let program = self.program()?;
@@ -228,6 +266,29 @@ mod tests {
         Expr::new("event.data.order_id == context.order_id")
             .check(&VARIABLES)
             .unwrap();
+    }
+
+    #[test]
+    fn an_equality_of_event_and_context_is_found_for_the_index() {
+        let paths = |source: &str| Expr::new(source).correlation();
+        let order = Some((
+            vec!["data".to_owned(), "order_id".to_owned()],
+            vec!["order_id".to_owned()],
+        ));
+        assert_eq!(paths("event.data.order_id == context.order_id"), order);
+        assert_eq!(
+            paths("context.order_id == event.data.order_id && event.data.ok"),
+            order
+        );
+        assert_eq!(
+            paths("event.data.total > 1 && event.data.order_id == context.order_id"),
+            order
+        );
+        assert_eq!(
+            paths("event.data.order_id == context.order_id || true"),
+            None
+        );
+        assert_eq!(paths("event.data.total > context.total"), None);
     }
 
     #[test]

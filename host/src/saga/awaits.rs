@@ -8,8 +8,13 @@
 //! parks, and [`Engine::recover`](super::Engine::recover) sets them for every unfinished run
 //! before the relay starts, so a restart misses nothing the store holds. Signals need no
 //! index: they name their run.
+//!
+//! A `match` that requires `event.<a> == context.<b>` (the usual correlation by an order
+//! id) is indexed by the value of `context.<b>`: an event is checked only against the runs
+//! waiting for its value of `event.<a>`, so 10,000 parked runs cost one look-up per event,
+//! not 10,000 evaluations. Every other `match` is evaluated for each event on the topic.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use serde_json::Value;
@@ -38,17 +43,90 @@ pub(super) struct Awaits {
 
 #[derive(Default)]
 struct Index {
-    by_topic: HashMap<String, HashMap<RunId, Interest>>,
+    by_topic: HashMap<String, Topic>,
     topics_of: HashMap<RunId, Vec<String>>,
+}
+
+/// The runs that want one topic's events.
+#[derive(Default)]
+struct Topic {
+    interests: HashMap<RunId, Interest>,
+    /// Runs whose `match` correlates: by the event's path, then by the value it must have.
+    keyed: HashMap<Vec<String>, HashMap<String, HashSet<RunId>>>,
+    /// Where each correlated run is in `keyed`.
+    keys: HashMap<RunId, (Vec<String>, String)>,
+    /// Every other run: evaluated for each event.
+    unkeyed: HashSet<RunId>,
+}
+
+impl Topic {
+    fn insert(&mut self, run: &RunId, interest: Interest) {
+        let key = match &interest {
+            Interest::Waiting {
+                matches: Some(matches),
+                context,
+            } => matches
+                .correlation()
+                .and_then(|(event, path)| Some((event, key(lookup(context, &path)?)))),
+            _ => None,
+        };
+        match key {
+            Some((path, value)) => {
+                self.keyed
+                    .entry(path.clone())
+                    .or_default()
+                    .entry(value.clone())
+                    .or_default()
+                    .insert(run.clone());
+                self.keys.insert(run.clone(), (path, value));
+            }
+            None => {
+                self.unkeyed.insert(run.clone());
+            }
+        }
+        self.interests.insert(run.clone(), interest);
+    }
+
+    fn remove(&mut self, run: &RunId) {
+        self.interests.remove(run);
+        self.unkeyed.remove(run);
+        if let Some((path, value)) = self.keys.remove(run)
+            && let Some(values) = self.keyed.get_mut(&path)
+        {
+            if let Some(runs) = values.get_mut(&value) {
+                runs.remove(run);
+                if runs.is_empty() {
+                    values.remove(&value);
+                }
+            }
+            if values.is_empty() {
+                self.keyed.remove(&path);
+            }
+        }
+    }
+}
+
+/// The value at `path` under `value`.
+fn lookup<'v>(value: &'v Value, path: &[String]) -> Option<&'v Value> {
+    path.iter().try_fold(value, |value, field| value.get(field))
+}
+
+/// A value as the index keys it: numbers by their value (CEL's `1 == 1.0`), the rest as
+/// JSON.
+fn key(value: &Value) -> String {
+    match value {
+        Value::Number(n) => n.as_f64().map_or_else(|| n.to_string(), |f| f.to_string()),
+        other => other.to_string(),
+    }
 }
 
 impl Index {
     fn forget(&mut self, run: &RunId) {
-        for topic in self.topics_of.remove(run).unwrap_or_default() {
-            if let Some(runs) = self.by_topic.get_mut(&topic) {
-                runs.remove(run);
-                if runs.is_empty() {
-                    self.by_topic.remove(&topic);
+        for name in self.topics_of.remove(run).unwrap_or_default() {
+            if let Some(topic) = self.by_topic.get_mut(&name) {
+                topic.remove(run);
+                if topic.interests.is_empty() {
+                    self.by_topic.remove(&name);
                 }
             }
         }
@@ -62,13 +140,16 @@ impl Awaits {
         let mut index = self.index.lock().expect("awaits lock");
         index.forget(run);
         let mut topics = Vec::with_capacity(interests.len());
-        for (topic, interest) in interests {
-            let runs = index.by_topic.entry(topic.clone()).or_default();
-            if matches!(interest, Interest::Keeping) && runs.contains_key(run) {
-                continue;
+        for (name, interest) in interests {
+            let topic = index.by_topic.entry(name.clone()).or_default();
+            if topic.interests.contains_key(run) {
+                if matches!(interest, Interest::Keeping) {
+                    continue;
+                }
+                topic.remove(run);
             }
-            runs.insert(run.clone(), interest);
-            topics.push(topic);
+            topic.insert(run, interest);
+            topics.push(name);
         }
         if !topics.is_empty() {
             index.topics_of.insert(run.clone(), topics);
@@ -93,19 +174,103 @@ impl Awaits {
     /// whose `match` holds for it. A `match` that fails to evaluate does not hold.
     pub(super) fn targets(&self, topic: &str, message: &Message) -> Vec<RunId> {
         let index = self.index.lock().expect("awaits lock");
-        let Some(runs) = index.by_topic.get(topic) else {
+        let Some(topic) = index.by_topic.get(topic) else {
             return Vec::new();
         };
         let event = message.as_event();
-        runs.iter()
-            .filter(|(_, interest)| match interest {
-                Interest::Keeping => true,
-                Interest::Waiting { matches, context } => matches.as_ref().is_none_or(|m| {
+        let keyed = topic.keyed.iter().flat_map(|(path, values)| {
+            lookup(&event, path)
+                .and_then(|value| values.get(&key(value)))
+                .into_iter()
+                .flatten()
+        });
+        topic
+            .unkeyed
+            .iter()
+            .chain(keyed)
+            .filter(|run| match topic.interests.get(*run) {
+                Some(Interest::Keeping) => true,
+                Some(Interest::Waiting { matches, context }) => matches.as_ref().is_none_or(|m| {
                     m.truth(&[("event", &event), ("context", context)])
                         .unwrap_or(false)
                 }),
+                None => false,
             })
-            .map(|(run, _)| run.clone())
+            .cloned()
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::model::MessageKind;
+
+    fn event(data: Value) -> Message {
+        Message {
+            id: "e".into(),
+            kind: MessageKind::Event {
+                id: "e".into(),
+                topic: "paid".into(),
+                source: "s".into(),
+                time_ms: 0,
+            },
+            data,
+            received_ms: 0,
+        }
+    }
+
+    fn waiting(matches: &str, context: Value) -> Interest {
+        Interest::Waiting {
+            matches: Some(Expr::new(matches)),
+            context,
+        }
+    }
+
+    #[test]
+    fn an_event_reaches_the_runs_it_matches_by_index_or_by_evaluation() {
+        let awaits = Awaits::default();
+        let id = |n: &str| RunId::parse(n).unwrap();
+        let by_order = "event.data.order_id == context.order_id";
+        for n in 0..1000 {
+            let context = json!({"order_id": format!("o-{n}")});
+            awaits.set(
+                &id(&format!("r{n}")),
+                vec![("paid".into(), waiting(by_order, context))],
+            );
+        }
+        awaits.set(
+            &id("big"),
+            vec![("paid".into(), waiting("event.data.total > 100", json!({})))],
+        );
+        awaits.set(&id("keeper"), vec![("paid".into(), Interest::Keeping)]);
+        let mut got = awaits.targets("paid", &event(json!({"order_id": "o-7", "total": 5})));
+        got.sort();
+        assert_eq!(got, [id("keeper"), id("r7")]);
+        let mut got = awaits.targets("paid", &event(json!({"order_id": "o-9", "total": 500})));
+        got.sort();
+        assert_eq!(got, [id("big"), id("keeper"), id("r9")]);
+        awaits.forget(&id("r9"));
+        assert!(
+            !awaits
+                .targets("paid", &event(json!({"order_id": "o-9"})))
+                .contains(&id("r9"))
+        );
+        assert!(awaits.targets("other", &event(json!({}))).is_empty());
+        // Numbers key by value, as CEL compares them.
+        awaits.set(
+            &id("n"),
+            vec![(
+                "paid".into(),
+                waiting("event.data.n == context.n", json!({"n": 1})),
+            )],
+        );
+        assert!(
+            awaits
+                .targets("paid", &event(json!({"n": 1.0})))
+                .contains(&id("n"))
+        );
     }
 }
