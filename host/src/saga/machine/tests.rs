@@ -602,8 +602,53 @@ fn happening() -> impl Strategy<Value = Happening> {
     ]
 }
 
-fn steps() -> impl Strategy<Value = Vec<(bool, u32)>> {
-    prop::collection::vec((any::<bool>(), 1u32..4), 1..6)
+/// A step of a random definition: a plugin step, a sleep, a plugin step whose condition
+/// is false, or an await that times out (failing, or going on), by `kind`; with whether it
+/// compensates and its attempts.
+fn steps() -> impl Strategy<Value = Vec<(u8, bool, u32)>> {
+    prop::collection::vec(
+        (
+            prop_oneof![4 => Just(0u8), 1 => Just(1), 1 => Just(2), 1 => Just(3), 1 => Just(4)],
+            any::<bool>(),
+            1u32..4,
+        ),
+        1..6,
+    )
+}
+
+/// The definition of random `shape`.
+fn mixed(shape: &[(u8, bool, u32)]) -> WorkflowDefinition {
+    let spec: Vec<(String, bool, u32)> = shape
+        .iter()
+        .enumerate()
+        .map(|(i, (_, compensate, attempts))| (format!("s{i}"), *compensate, *attempts))
+        .collect();
+    let borrowed: Vec<(&str, bool, u32)> =
+        spec.iter().map(|(n, c, a)| (n.as_str(), *c, *a)).collect();
+    let mut def = definition(&borrowed);
+    for (step, (kind, _, _)) in def.steps.iter_mut().zip(shape) {
+        match kind {
+            1 => {
+                step.plugin = None;
+                step.sleep = Some(Duration::from_millis(100));
+            }
+            2 => step.when = Some(crate::model::Expr::new("false")),
+            3 | 4 => {
+                step.plugin = None;
+                step.awaits = Some(crate::model::AwaitDefinition {
+                    topic: None,
+                    signal: Some("go".into()),
+                    matches: None,
+                    timeout: Some(Duration::from_millis(200)),
+                    buffer: false,
+                });
+                step.on_timeout = (*kind == 4).then_some(crate::model::OnTimeout::Continue);
+            }
+            _ => {}
+        }
+    }
+    def.validate().unwrap();
+    def
 }
 
 /// What the property test saw executed.
@@ -622,12 +667,7 @@ proptest! {
         happenings in prop::collection::vec(happening(), 1..80),
     ) {
         let names: Vec<String> = (0..shape.len()).map(|i| format!("s{i}")).collect();
-        let spec: Vec<(&str, bool, u32)> = shape
-            .iter()
-            .zip(&names)
-            .map(|((compensate, attempts), name)| (name.as_str(), *compensate, *attempts))
-            .collect();
-        let def = definition(&spec);
+        let def = mixed(&shape);
         let machine = Lifecycle::new(&def);
         let index: HashMap<&str, usize> = names.iter().enumerate().map(|(i, n)| (n.as_str(), i)).collect();
         let mut clock = ManualClock(1_000);
@@ -682,6 +722,11 @@ proptest! {
                 // What the machine decides itself is journaled whatever happens meanwhile.
                 (Action::Park, _) => unreachable!("plugin steps never park"),
                 (Action::Record(entry), _) => {
+                    prop_assert!(!compensation_began, "{} is decided after compensation began", entry.step);
+                    prop_assert_eq!(entry.direction, Direction::Execute);
+                    if entry.outcome == Outcome::Ok {
+                        *executed.entry(entry.step.clone()).or_default() += 1;
+                    }
                     machine.on(&mut run, Event::Attempted(entry), clock.0).unwrap()
                 }
                 (Action::Wait { until_ms }, happening) => {
@@ -713,14 +758,15 @@ proptest! {
                             prop_assert!(!compensation_began, "{} executes after compensation began", a.step);
                             prop_assert_eq!(a.attempt, state.attempts + 1);
                             prop_assert!(a.attempt <= config.retry.attempts);
-                            // Every step before it completed.
+                            // Every step before it completed (or was skipped).
                             for earlier in &names[..i] {
-                                prop_assert_eq!(run.step(earlier).unwrap().status, StepStatus::Completed);
+                                let status = run.step(earlier).unwrap().status;
+                                prop_assert!(matches!(status, StepStatus::Completed | StepStatus::Skipped), "{earlier} is {status:?}");
                             }
                         }
                         Direction::Compensate => {
                             compensation_began = true;
-                            prop_assert!(config.compensate, "{} compensates without `compensate`", a.step);
+                            prop_assert!(config.compensate && config.plugin.is_some(), "{} compensates without `compensate`, or is no plugin step", a.step);
                             prop_assert!(executed.contains_key(&a.step), "{} is undone but never completed", a.step);
                             prop_assert!(!undone.contains_key(&a.step), "{} is undone twice", a.step);
                             prop_assert_eq!(a.attempt, state.compensation_attempts + 1);
@@ -783,12 +829,13 @@ proptest! {
                 let compensable_done: Vec<&String> = names
                     .iter()
                     .zip(&def.steps)
-                    .filter(|(n, s)| s.compensate && executed.contains_key(*n))
+                    .filter(|(n, s)| s.compensate && s.plugin.is_some() && executed.contains_key(*n))
                     .map(|(n, _)| n)
                     .collect();
                 match status {
                     RunStatus::Completed => {
-                        prop_assert!(names.iter().all(|n| executed.contains_key(n)));
+                        prop_assert!(names.iter().all(|n| executed.contains_key(n)
+                            || run.step(n).unwrap().status == StepStatus::Skipped));
                         prop_assert!(undone.is_empty());
                     }
                     RunStatus::Compensated | RunStatus::Cancelled => {
