@@ -644,3 +644,94 @@ async fn a_cancel_racing_a_signal_ends_one_way_and_never_both() {
         }
     }
 }
+
+/// The example's `order_settled` workflow against `services`: the order saga that waits for
+/// the payment service's `payment.settled` after the capture, for up to `timeout`.
+fn order_settled(services: &Services, timeout: &str) -> String {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/order-processing/flowhost.toml"
+    ))
+    .unwrap();
+    let workflow = &example[example.find("[workflows.order_settled]").unwrap()..];
+    format!(
+        "{}\n{}",
+        services.config(),
+        workflow.replace("timeout = \"1m\"", &format!("timeout = \"{timeout}\""))
+    )
+}
+
+#[tokio::test]
+async fn the_example_order_waits_for_the_payment_services_settlement() {
+    let services = Services::start().await;
+    let mut server = Server::start(&order_settled(&services, "1m")).await;
+    let webhook = format!("{}/v1/events/payment.settled", server.url);
+    let settle = |after_ms: u64| {
+        let body = json!({"webhook": webhook, "after_ms": after_ms});
+        let url = format!("{}/admin/settlements", services.url);
+        async move {
+            let response = reqwest::Client::new()
+                .post(url)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            assert!(response.status().is_success());
+        }
+    };
+    settle(300).await;
+    let (status, run) = server
+        .post(
+            "/v1/workflows/order_settled/runs?wait=30s",
+            &order("o-s1", 7, 20.0),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(
+        run["context"]["status"], "settled",
+        "the settlement joined the context: {run}"
+    );
+    assert!(
+        run["context"]["payment_id"]
+            .as_str()
+            .unwrap()
+            .starts_with("pay_"),
+        "{run}"
+    );
+    let ledger = services.order("o-s1").await;
+    assert_eq!(count(&ledger, "orders", "active"), 1, "{ledger}");
+    // Killed while parked: the settlement, sent while the host is down, is retried by the
+    // payment service until the host is back, and resumes the run.
+    settle(1500).await;
+    let (_, run) = server
+        .post("/v1/workflows/order_settled/runs", &order("o-s2", 7, 20.0))
+        .await;
+    let id = run["id"].as_str().unwrap().to_owned();
+    until_step(&server, &id, "await_settlement", "waiting").await;
+    server.kill();
+    server.restart().await;
+    let run = server.until_terminal(&id).await;
+    assert_eq!(run["status"], "completed", "{run}");
+    let ledger = services.order("o-s2").await;
+    assert_eq!(count(&ledger, "payments", "captured"), 1, "{ledger}");
+    assert_eq!(count(&ledger, "orders", "active"), 1, "{ledger}");
+}
+
+#[tokio::test]
+async fn an_order_never_settled_refunds_the_payment_when_the_wait_times_out() {
+    let services = Services::start().await;
+    let server = Server::start(&order_settled(&services, "500ms")).await;
+    let (_, run) = server
+        .post(
+            "/v1/workflows/order_settled/runs?wait=30s",
+            &order("o-s3", 7, 20.0),
+        )
+        .await;
+    assert_eq!(run["status"], "compensated", "{run}");
+    assert_eq!(run["error"]["step"], "await_settlement");
+    let ledger = services.order("o-s3").await;
+    assert_eq!(count(&ledger, "payments", "refunded"), 1, "{ledger}");
+    assert_eq!(count(&ledger, "reservations", "active"), 0, "{ledger}");
+    assert_eq!(count(&ledger, "orders", "active"), 0, "{ledger}");
+}

@@ -6,6 +6,8 @@
 //!   that route, `times: 0` clears it.
 //! - `POST /admin/delay` `{"ms"}`: every service request waits `ms` before its answer goes
 //!   out (0 clears it).
+//! - `POST /admin/settlements` `{"webhook", "after_ms"}` (or `null`): announce each capture
+//!   as settled to `webhook`, `after_ms` (default 200) after it, as a payment provider does.
 //! - `POST /admin/reset`: back to a fresh start (ledger, idempotency memory, injections,
 //!   delay and request counters).
 
@@ -20,13 +22,14 @@ use serde_json::{Value, json};
 
 use crate::error::{ApiError, JsonBody};
 use crate::route::Route;
-use crate::state::{Injection, Shared};
+use crate::state::{Injection, Settlement, Shared};
 
 /// The admin routes.
 pub fn router() -> Router<Shared> {
     Router::new()
         .route("/admin/fail", post(fail))
         .route("/admin/delay", post(delay))
+        .route("/admin/settlements", post(settlements))
         .route("/admin/reset", post(reset))
 }
 
@@ -92,6 +95,16 @@ async fn delay(State(shared): State<Shared>, JsonBody(delay): JsonBody<Delay>) -
     shared.lock().delay = Duration::from_millis(delay.ms);
     tracing::debug!(ms = delay.ms, "delay set");
     Json(delay)
+}
+
+/// `POST /admin/settlements`.
+async fn settlements(
+    State(shared): State<Shared>,
+    JsonBody(settlement): JsonBody<Option<Settlement>>,
+) -> Json<Option<Settlement>> {
+    shared.lock().settlement.clone_from(&settlement);
+    tracing::debug!(?settlement, "settlements set");
+    Json(settlement)
 }
 
 /// `POST /admin/reset`.

@@ -43,7 +43,13 @@ use crate::state::Shared;
 /// The services with fresh state: every route, a JSON 404 for unknown paths and a JSON 405
 /// for a wrong method, every request logged at debug.
 pub fn app() -> Router {
+    app_with(None)
+}
+
+/// As [`app`], announcing captures as settled to `settlement`'s webhook.
+pub fn app_with(settlement: Option<state::Settlement>) -> Router {
     let shared = Shared::default();
+    shared.lock().settlement = settlement;
     Router::new()
         .merge(services::router(&shared))
         .merge(ledger::router())
@@ -60,7 +66,16 @@ pub async fn run(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, app())
+    serve(listener, None, shutdown).await
+}
+
+/// As [`run`], announcing captures as settled to `settlement`'s webhook.
+pub async fn serve(
+    listener: TcpListener,
+    settlement: Option<state::Settlement>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app_with(settlement))
         .with_graceful_shutdown(shutdown)
         .await
 }

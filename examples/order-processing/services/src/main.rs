@@ -14,6 +14,13 @@ struct Cli {
     /// The address to listen on (port 0 picks a free port; the log line says which).
     #[arg(long, env = "ORDER_SERVICES_LISTEN", default_value = "127.0.0.1:9100")]
     listen: SocketAddr,
+    /// Announce each captured payment as settled to this URL, as a payment provider's
+    /// webhook would (e.g. `http://127.0.0.1:8080/v1/events/payment.settled`).
+    #[arg(long, env = "ORDER_SERVICES_SETTLE_TO")]
+    settle_to: Option<String>,
+    /// How long after a capture its settlement is announced, ms.
+    #[arg(long, default_value_t = 200)]
+    settle_after_ms: u64,
 }
 
 #[tokio::main]
@@ -30,7 +37,13 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("binding {}", cli.listen))?;
     let addr = listener.local_addr().context("reading the bound address")?;
     tracing::info!(%addr, "order-services listening");
-    order_services::run(listener, shutdown_signal())
+    let settlement = cli
+        .settle_to
+        .map(|webhook| order_services::state::Settlement {
+            webhook,
+            after_ms: cli.settle_after_ms,
+        });
+    order_services::serve(listener, settlement, shutdown_signal())
         .await
         .context("serving")?;
     tracing::info!("order-services stopped");

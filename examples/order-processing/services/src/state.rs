@@ -1,5 +1,5 @@
 //! The one shared state of the services: the ledger, the idempotency memory, the failure
-//! injections, the delay and the request counters.
+//! injections, the delay, the request counters and where settlements are announced.
 //!
 //! Lock choice: one `std::sync::Mutex` around all of it, not tokio's. Every critical section
 //! is a few map operations and none awaits while holding the guard (handlers take the lock in
@@ -46,6 +46,28 @@ pub struct State {
     pub delay: Duration,
     /// How many requests each route received, injected failures and repeats included.
     pub requests: BTreeMap<Route, u64>,
+    /// Where captured payments are announced as settled, later, as a payment provider's
+    /// webhook would: none unless set.
+    pub settlement: Option<Settlement>,
+}
+
+/// Asynchronous settlement: after each capture, `POST {order_id, payment_id, amount,
+/// status: "settled"}` to `webhook` once `after` has passed.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settlement {
+    /// The URL that hears of settlements, e.g. flowhost's
+    /// `http://127.0.0.1:8080/v1/events/payment.settled`.
+    pub webhook: String,
+    /// How long after the capture, ms.
+    #[serde(default = "Settlement::default_after_ms")]
+    pub after_ms: u64,
+}
+
+impl Settlement {
+    fn default_after_ms() -> u64 {
+        200
+    }
 }
 
 /// A pending failure injection on one route.
