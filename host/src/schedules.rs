@@ -5,9 +5,10 @@
 //! input `{"scheduled_at": <time>}`, so a firing started twice — after a crash between its
 //! start and the mark that records it — is one run: the engine returns the existing one.
 //! The mark (the latest firing started, per workflow, in the store) is where the next look
-//! begins; firings found more than [`LATE_MS`] late were missed while the host was down and
-//! follow the workflow's `catch-up`. A workflow seen with a schedule for the first time
-//! starts from now: nothing before it is missed.
+//! begins; firings due before the host came up were missed while it was down and follow the
+//! workflow's `catch-up`, while those due since are started however late a busy host looks
+//! (a start waits for room rather than being refused). A workflow seen with a schedule for
+//! the first time starts from now: nothing before it is missed.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,9 +16,10 @@ use std::time::Duration;
 use serde_json::{Map, Value};
 use tokio_util::sync::CancellationToken;
 
-use crate::model::schedule::LATE_MS;
+use crate::events::Trigger;
+use crate::model::schedule::Schedule;
 use crate::model::{Clock, RunId, rfc3339};
-use crate::saga::{Engine, EngineError};
+use crate::saga::Engine;
 use crate::store::{StoreError, WorkflowStore};
 
 /// The longest time between two looks: a schedule pushed or changed is seen within it.
@@ -30,13 +32,12 @@ pub async fn run(
     clock: Arc<dyn Clock>,
     stop: CancellationToken,
 ) {
+    // What was due before this is what the host missed while it was down.
+    let up_ms = clock.now_ms();
     loop {
-        let next = match look(&engine, &*store, &*clock).await {
-            Ok(next) => next,
-            Err(error) => {
-                tracing::warn!(%error, "starting scheduled runs failed; trying again");
-                None
-            }
+        let next = tokio::select! {
+            next = look(&engine, &*store, &*clock, up_ms) => next,
+            () = stop.cancelled() => return,
         };
         let now = clock.now_ms();
         let wait = next
@@ -51,47 +52,69 @@ pub async fn run(
     }
 }
 
-/// Why a look stopped short.
+/// Why a workflow's firings could not be started; the next look tries again.
 #[derive(Debug, thiserror::Error)]
 enum LookError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error(transparent)]
-    Engine(#[from] EngineError),
+    Start(#[from] Box<dyn std::error::Error + Send + Sync>),
 }
 
-/// Starts what is due; returns when the next firing is.
+/// Starts what is due of every scheduled workflow; returns when the next firing is. A
+/// workflow that fails is logged and does not hold up the others.
 async fn look(
     engine: &Engine,
     store: &dyn WorkflowStore,
     clock: &dyn Clock,
-) -> Result<Option<u64>, LookError> {
+    up_ms: u64,
+) -> Option<u64> {
     let now = clock.now_ms();
     let mut next: Option<u64> = None;
     for workflow in engine.workflows().all_current() {
         let Some(schedule) = &workflow.schedule else {
             continue;
         };
-        let Some(mark) = store.schedule_mark(&workflow.name)? else {
-            store.put_schedule_mark(&workflow.name, now)?;
-            continue;
-        };
-        for at in schedule.due(mark, now) {
-            let time = rfc3339(at);
-            let id = RunId::parse(&format!("{}@{time}", workflow.name))
-                .expect("a workflow name and a time make a run id");
-            let input = Map::from_iter([("scheduled_at".to_owned(), Value::String(time))]);
-            if now.saturating_sub(at) > LATE_MS {
-                tracing::info!(workflow = %workflow.name, run_id = %id, "starting a firing missed while the host was down");
+        match fire(engine, store, &workflow.name, schedule, up_ms, now).await {
+            Ok(mark) => {
+                if let Some(upcoming) = schedule.after(now.max(mark)) {
+                    next = Some(next.map_or(upcoming, |n| n.min(upcoming)));
+                }
             }
-            engine.start(&workflow.name, input, Some(id), None).await?;
-            store.put_schedule_mark(&workflow.name, at)?;
+            Err(error) => {
+                tracing::warn!(workflow = %workflow.name, %error, "starting a scheduled run failed; the next look tries again");
+            }
         }
-        let upcoming = schedule.after(now.max(mark));
-        next = match (next, upcoming) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
     }
-    Ok(next)
+    next
+}
+
+/// Starts the due firings of one workflow, each as the run `<workflow>@<time>`, waiting
+/// for room rather than dropping one; returns the mark.
+async fn fire(
+    engine: &Engine,
+    store: &dyn WorkflowStore,
+    name: &str,
+    schedule: &Schedule,
+    up_ms: u64,
+    now: u64,
+) -> Result<u64, LookError> {
+    let Some(mut mark) = store.schedule_mark(name)? else {
+        store.put_schedule_mark(name, now)?;
+        return Ok(now);
+    };
+    for at in schedule.due(mark, up_ms, now) {
+        let time = rfc3339(at);
+        let id = RunId::parse(&format!("{name}@{time}")).map_err(|e| {
+            LookError::Start(format!("{e}: shorten the workflow's name to schedule it").into())
+        })?;
+        let input = Map::from_iter([("scheduled_at".to_owned(), Value::String(time))]);
+        if at < up_ms {
+            tracing::info!(workflow = name, run_id = %id, "starting a firing missed while the host was down");
+        }
+        Trigger::start(engine, name, input, id).await?;
+        store.put_schedule_mark(name, at)?;
+        mark = at;
+    }
+    Ok(mark)
 }

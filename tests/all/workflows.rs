@@ -504,7 +504,7 @@ async fn a_schedule_fires_each_time_once_and_catches_up_after_a_kill() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     server.kill();
-    // Down past LATE_MS (5 s): with catch-up = "all", each missed second gets its run.
+    // Down for a while: with catch-up = "all", each missed second gets its run.
     tokio::time::sleep(Duration::from_secs(12)).await;
     server.restart().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
@@ -530,13 +530,13 @@ async fn without_catch_up_the_seconds_missed_while_down_are_skipped() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     server.kill();
-    // Past LATE_MS (5 s): the firings of the first 7 s down were missed.
+    // The firings due while it was down were missed.
     tokio::time::sleep(Duration::from_secs(12)).await;
     server.restart().await;
     tokio::time::sleep(Duration::from_millis(2500)).await;
     let times = ticks(&server).await;
     let longest = times.windows(2).map(|w| w[1] - w[0]).max().unwrap_or(0);
-    assert!(longest >= 6_000, "nothing was skipped: {times:?}");
+    assert!(longest >= 10_000, "nothing was skipped: {times:?}");
 }
 
 #[tokio::test]

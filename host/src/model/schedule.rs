@@ -13,15 +13,11 @@ use croner::Cron;
 use croner::parser::{CronParser, Seconds};
 use serde::{Deserialize, Serialize};
 
-/// How late a firing may be found and still count as due rather than missed: the
-/// scheduler looks at least this often.
-pub const LATE_MS: u64 = 5_000;
-
 /// The most missed firings one look starts (`catch-up = "all"`); the rest follow at the
 /// next.
 pub const MAX_CATCH_UP: usize = 100;
 
-/// Firings missed while the host was down (found more than [`LATE_MS`] after their time).
+/// Firings missed while the host was down (due before it came up).
 #[derive(
     Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema,
 )]
@@ -83,10 +79,10 @@ impl Schedule {
     }
 
     /// The firings to start now, oldest first, given that every firing up to `mark` was
-    /// started: those due in the last [`LATE_MS`], and of the older ones (missed) what
-    /// `catch-up` says.
-    pub fn due(&self, mark: u64, now: u64) -> Vec<u64> {
-        let recent_from = mark.max(now.saturating_sub(LATE_MS));
+    /// started and the host has been up since `up_ms`: those due since it came up, and of
+    /// those due before (missed while it was down) what `catch-up` says.
+    pub fn due(&self, mark: u64, up_ms: u64, now: u64) -> Vec<u64> {
+        let recent_from = mark.max(up_ms.saturating_sub(1).min(now));
         let mut due = Vec::new();
         match self.catch_up {
             CatchUp::None => {}
@@ -148,18 +144,24 @@ mod tests {
     fn missed_firings_follow_catch_up_and_due_ones_always_fire() {
         let hourly = |catch_up| Schedule::new("0 0 * * * *", None, catch_up).unwrap();
         let hour = 3_600_000;
-        // Down from 00:30 to 05:00:03: 01:00 .. 04:00 were missed, 05:00 is due.
-        let (mark, now) = (DAY + hour / 2, DAY + 5 * hour + 3_000);
-        assert_eq!(hourly(CatchUp::None).due(mark, now), [DAY + 5 * hour]);
+        // Down from 00:30 to 04:59: 01:00 .. 04:00 were missed, 05:00 is due.
+        let (mark, up, now) = (
+            DAY + hour / 2,
+            DAY + 5 * hour - 60_000,
+            DAY + 5 * hour + 3_000,
+        );
+        assert_eq!(hourly(CatchUp::None).due(mark, up, now), [DAY + 5 * hour]);
         assert_eq!(
-            hourly(CatchUp::Latest).due(mark, now),
+            hourly(CatchUp::Latest).due(mark, up, now),
             [DAY + 4 * hour, DAY + 5 * hour]
         );
         assert_eq!(
-            hourly(CatchUp::All).due(mark, now),
+            hourly(CatchUp::All).due(mark, up, now),
             (1..=5).map(|h| DAY + h * hour).collect::<Vec<_>>()
         );
         // Nothing since the mark: nothing to do.
-        assert!(hourly(CatchUp::All).due(DAY + 5 * hour, now).is_empty());
+        assert!(hourly(CatchUp::All).due(DAY + 5 * hour, up, now).is_empty());
+        // Up all along, however late a look comes (a busy host), nothing is missed.
+        assert_eq!(hourly(CatchUp::None).due(mark, DAY, now).len(), 5);
     }
 }

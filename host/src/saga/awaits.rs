@@ -22,16 +22,13 @@ use serde_json::Value;
 use crate::model::{Expr, Message, RunId};
 
 /// What a run wants of a topic's events.
-pub(super) enum Interest {
-    /// An await step ahead keeps them all; its `match` is evaluated when the run gets there.
-    Keeping,
-    /// The run waits at a step for the first that matches.
-    Waiting {
-        /// The step's `match`.
-        matches: Option<Expr>,
-        /// The context the step sees, for the `match`.
-        context: Value,
-    },
+pub(super) struct Interest {
+    /// Whether it waits at the step now, or keeps events for a step ahead (`buffer`).
+    pub waiting: bool,
+    /// The step's `match`.
+    pub matches: Option<Expr>,
+    /// The context the step sees (or would now, for a step ahead), for the `match`.
+    pub context: Value,
 }
 
 /// The index. A std `Mutex`: held to look up or replace a run's entries, never across an
@@ -61,15 +58,12 @@ struct Topic {
 
 impl Topic {
     fn insert(&mut self, run: &RunId, interest: Interest) {
-        let key = match &interest {
-            Interest::Waiting {
-                matches: Some(matches),
-                context,
-            } => matches
-                .correlation()
-                .and_then(|(event, path)| Some((event, key(lookup(context, &path)?)))),
-            _ => None,
-        };
+        // Keyed when the context already holds the value the event must have (for a step
+        // ahead, usually the run's input).
+        let key = interest.matches.as_ref().and_then(|matches| {
+            let (event, path) = matches.correlation()?;
+            Some((event, key(lookup(&interest.context, &path)?)))
+        });
         match key {
             Some((path, value)) => {
                 self.keyed
@@ -142,8 +136,8 @@ impl Awaits {
         let mut topics = Vec::with_capacity(interests.len());
         for (name, interest) in interests {
             let topic = index.by_topic.entry(name.clone()).or_default();
-            if topic.interests.contains_key(run) {
-                if matches!(interest, Interest::Keeping) {
+            if let Some(known) = topic.interests.get(run) {
+                if known.waiting || !interest.waiting {
                     continue;
                 }
                 topic.remove(run);
@@ -189,9 +183,11 @@ impl Awaits {
             .iter()
             .chain(keyed)
             .filter(|run| match topic.interests.get(*run) {
-                Some(Interest::Keeping) => true,
-                Some(Interest::Waiting { matches, context }) => matches.as_ref().is_none_or(|m| {
-                    m.truth(&[("event", &event), ("context", context)])
+                // The context of a step ahead may change before the run gets there: its
+                // `match` is evaluated then.
+                Some(interest) if !interest.waiting => true,
+                Some(interest) => interest.matches.as_ref().is_none_or(|m| {
+                    m.truth(&[("event", &event), ("context", &interest.context)])
                         .unwrap_or(false)
                 }),
                 None => false,
@@ -223,8 +219,17 @@ mod tests {
     }
 
     fn waiting(matches: &str, context: Value) -> Interest {
-        Interest::Waiting {
+        Interest {
+            waiting: true,
             matches: Some(Expr::new(matches)),
+            context,
+        }
+    }
+
+    fn keeping(matches: Option<&str>, context: Value) -> Interest {
+        Interest {
+            waiting: false,
+            matches: matches.map(Expr::new),
             context,
         }
     }
@@ -245,7 +250,24 @@ mod tests {
             &id("big"),
             vec![("paid".into(), waiting("event.data.total > 100", json!({})))],
         );
-        awaits.set(&id("keeper"), vec![("paid".into(), Interest::Keeping)]);
+        awaits.set(
+            &id("keeper"),
+            vec![("paid".into(), keeping(None, json!({})))],
+        );
+        // A run keeping events for a step ahead whose context holds its order gets only
+        // its own: other orders' events do not fill its inbox.
+        awaits.set(
+            &id("early"),
+            vec![(
+                "paid".into(),
+                keeping(Some(by_order), json!({"order_id": "o-5"})),
+            )],
+        );
+        assert!(
+            awaits
+                .targets("paid", &event(json!({"order_id": "o-5"})))
+                .contains(&id("early"))
+        );
         let mut got = awaits.targets("paid", &event(json!({"order_id": "o-7", "total": 5})));
         got.sort();
         assert_eq!(got, [id("keeper"), id("r7")]);

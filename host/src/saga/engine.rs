@@ -693,6 +693,7 @@ impl Inner {
     async fn cancel(self: &Arc<Self>, id: &str) -> Result<Run, EngineError> {
         let unknown = || EngineError::UnknownRun(id.to_owned());
         let id = RunId::parse(id).map_err(|_| unknown())?;
+        self.created(&id).await;
         loop {
             // Either the run's driver records the cancel before its next step, or no one
             // drives it and this request does, holding the run as a driver would.
@@ -771,6 +772,21 @@ impl Inner {
         Ok(run)
     }
 
+    /// Returns once run `id` is not being created: a run stored but not yet durable (and not
+    /// yet handed to its driver, who drives it from memory) is not to be changed from
+    /// outside meanwhile.
+    async fn created(&self, id: &RunId) {
+        let pending = self
+            .creating
+            .lock()
+            .expect("creating lock")
+            .get(id)
+            .cloned();
+        if let Some(mut pending) = pending {
+            let _ = pending.changed().await;
+        }
+    }
+
     /// The cancels asked of `id` since its driver last looked.
     fn take_cancels(&self, id: &RunId) -> Vec<oneshot::Sender<()>> {
         self.active
@@ -784,6 +800,7 @@ impl Inner {
     async fn signal(&self, id: &str, name: &str, data: Value) -> Result<Message, EngineError> {
         let unknown = || EngineError::UnknownRun(id.to_owned());
         let id = RunId::parse(id).map_err(|_| unknown())?;
+        self.created(&id).await;
         let mut run = self.store.get(&id)?.ok_or_else(unknown)?;
         let not_awaited = |why: String| EngineError::NotAwaited {
             id: id.clone(),
@@ -866,20 +883,14 @@ impl Inner {
                 let waiting = run
                     .step(&step.name)
                     .is_some_and(|s| s.status == StepStatus::Waiting);
-                let interest = if waiting {
-                    Interest::Waiting {
-                        matches: awaits.matches.clone(),
-                        context: Value::Object(machine::context_for(
-                            run,
-                            definition,
-                            &step.name,
-                            Direction::Execute,
-                        )),
-                    }
-                } else if awaits.buffer {
-                    Interest::Keeping
-                } else {
+                if !waiting && !awaits.buffer {
                     return None;
+                }
+                let context = machine::context_for(run, definition, &step.name, Direction::Execute);
+                let interest = Interest {
+                    waiting,
+                    matches: awaits.matches.clone(),
+                    context: Value::Object(context),
                 };
                 Some((topic, interest))
             })
@@ -1097,6 +1108,7 @@ impl Inner {
         let mut actions = lifecycle
             .on(&mut run, event, self.clock.now_ms())
             .unwrap_or_default();
+        let mut first = true;
         loop {
             let mut next = None;
             for action in std::mem::take(&mut actions) {
@@ -1136,7 +1148,16 @@ impl Inner {
             }
             // A cancel asked meanwhile is taken before the next step; its requests are told
             // (dropped) once it is durable: after the save, or after the finish.
-            let cancels = self.take_cancels(&run.id);
+            // A recovered run's first attempt may have been in flight at the crash, with
+            // effects: it runs again before a cancel, so that compensation knows of it.
+            let replaying =
+                first && matches!(event, Event::Recovered) && matches!(next, Action::Attempt(_));
+            first = false;
+            let cancels = if replaying {
+                Vec::new()
+            } else {
+                self.take_cancels(&run.id)
+            };
             if !cancels.is_empty()
                 && let Ok(cancel) = lifecycle.on(&mut run, Event::Cancel, self.clock.now_ms())
             {
@@ -1167,6 +1188,13 @@ impl Inner {
                     entry
                 }
                 Action::Record(entry) => {
+                    if entry.outcome == Outcome::Started {
+                        // The index knows the run waits before anyone can see it waiting,
+                        // so that an event sent on the strength of that is kept for it.
+                        let mut waiting = run.clone();
+                        waiting.apply(&entry);
+                        self.note_interests(&waiting, &workflow.definition);
+                    }
                     self.record(&run, &entry, Vec::new())?;
                     // A wait is durable once it begins: a sleep's due time is fixed then (a
                     // crash does not restart it), and an event sent on the strength of a
