@@ -34,7 +34,7 @@ mod http;
 #[path = "common/process.rs"]
 mod process;
 use http::Connection;
-use process::{Flowhost, rss_kib};
+use process::{Flowhost, env_or, rss_kib};
 
 /// What the host may hold in memory under this load, at most.
 const RSS_BOUND_MIB: u64 = 256;
@@ -56,18 +56,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(bench(Duration::from_secs(seconds), clients))
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}={value}: {e}")),
-        Err(_) => Ok(default),
-    }
 }
 
 async fn bench(seconds: Duration, clients: usize) -> anyhow::Result<()> {

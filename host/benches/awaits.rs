@@ -23,7 +23,7 @@ mod http;
 #[path = "common/process.rs"]
 mod process;
 use http::Connection;
-use process::Flowhost;
+use process::{Flowhost, env_or};
 
 fn main() -> anyhow::Result<()> {
     let runs: usize = env_or("BENCH_RUNS", 10_000)?;
@@ -32,18 +32,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(bench(runs, clients))
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}={value}: {e}")),
-        Err(_) => Ok(default),
-    }
 }
 
 /// Sends `POST path` with each body of `bodies` from `clients` connections at once.

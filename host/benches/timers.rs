@@ -24,7 +24,7 @@ mod http;
 #[path = "common/process.rs"]
 mod process;
 use http::Connection;
-use process::Flowhost;
+use process::{Flowhost, env_or};
 
 /// Connections that start the runs.
 const STARTERS: usize = 16;
@@ -38,18 +38,6 @@ fn main() -> anyhow::Result<()> {
         .enable_all()
         .build()?
         .block_on(bench(runs, Duration::from_secs(spread)))
-}
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
-where
-    T::Err: std::fmt::Display,
-{
-    match std::env::var(name) {
-        Ok(value) => value
-            .parse()
-            .map_err(|e| anyhow::anyhow!("{name}={value}: {e}")),
-        Err(_) => Ok(default),
-    }
 }
 
 fn now_ms() -> u64 {

@@ -56,18 +56,8 @@ pub fn run_workflow(command: &WorkflowCommand) -> anyhow::Result<String> {
                 Ok(report)
             }
             WorkflowCommand::Rollback { name, to, server } => {
-                let body = match to {
-                    Some(digest) => serde_json::json!({ "digest": digest }).to_string(),
-                    None => String::new(),
-                };
-                let request = client(
-                    server,
-                    reqwest::Method::POST,
-                    &format!("/v1/workflows/{name}/rollback"),
-                )?
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
-                let answer = send(request).await?;
+                let path = format!("/v1/workflows/{name}/rollback");
+                let answer = rollback(server, &path, to.as_deref()).await?;
                 Ok(describe_workflow_change(name, &answer))
             }
             WorkflowCommand::Delete { name, server } => {
@@ -151,23 +141,26 @@ pub fn run(command: &PluginCommand) -> anyhow::Result<String> {
                 Ok(report)
             }
             PluginCommand::Rollback { name, to, server } => {
-                let body = match to {
-                    Some(digest) => serde_json::json!({ "digest": digest }).to_string(),
-                    None => String::new(),
-                };
-                let request = client(
-                    server,
-                    reqwest::Method::POST,
-                    &format!("/v1/plugins/{name}/rollback"),
-                )?
-                .header(reqwest::header::CONTENT_TYPE, "application/json")
-                .body(body);
-                let answer = send(request).await?;
+                let path = format!("/v1/plugins/{name}/rollback");
+                let answer = rollback(server, &path, to.as_deref()).await?;
                 Ok(describe_change(name, &answer))
             }
             PluginCommand::Check { .. } => unreachable!("handled by main"),
         }
     })
+}
+
+/// `POST path` (a rollback route) with the version to go back to, or none for the one before
+/// the current one.
+async fn rollback(server: &Server, path: &str, to: Option<&str>) -> anyhow::Result<Value> {
+    let body = match to {
+        Some(digest) => serde_json::json!({ "digest": digest }).to_string(),
+        None => String::new(),
+    };
+    let request = client(server, reqwest::Method::POST, path)?
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body);
+    send(request).await
 }
 
 fn client(

@@ -139,3 +139,16 @@ pub fn rss_kib(pid: u32) -> anyhow::Result<u64> {
         .context("VmRSS without a value")?
         .parse()?)
 }
+
+/// The value of environment variable `name` (a benchmark's knob), or `default`.
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> anyhow::Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    match std::env::var(name) {
+        Ok(value) => value
+            .parse()
+            .map_err(|e| anyhow::anyhow!("{name}={value}: {e}")),
+        Err(_) => Ok(default),
+    }
+}
