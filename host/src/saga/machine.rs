@@ -429,9 +429,14 @@ impl<'d> Lifecycle<'d> {
             &step.name,
             Direction::Execute,
         ));
+        // An event that came before the step began is its only if it keeps early ones;
+        // signals always are.
+        let began = run.step(&step.name).and_then(|s| s.started_ms).unwrap_or(0);
+        let early_ok = awaits.buffer || awaits.signal.is_some();
         let message = inbox.iter().find(|message| {
             message.answers(awaits)
                 && !taken.contains(&message.id.as_str())
+                && (early_ok || message.received_ms >= began)
                 && awaits.matches.as_ref().is_none_or(|m| {
                     m.truth(&[("event", &message.as_event()), ("context", &context)])
                         .unwrap_or(false)

@@ -197,13 +197,21 @@ fn an_await_parks_takes_the_first_matching_message_once_or_times_out() {
         data: json!({"order": order, "amount": 5}),
         received_ms: 10,
     };
+    // One for the order that came before the step began (at 5): not its, without `buffer`.
+    run.step_mut("settle").unwrap().started_ms = Some(5);
+    let mut early = message("m0", "o-1");
+    early.received_ms = 1;
     let inbox = [
+        early,
         message("m1", "o-2"),
         message("m2", "o-1"),
         message("m3", "o-1"),
     ];
     let (taken, entry) = machine.take(&run, &inbox, 20).unwrap();
-    assert_eq!(taken.id, "m2", "the first that matches");
+    assert_eq!(
+        taken.id, "m2",
+        "the first that matches and came after the step began"
+    );
     assert_eq!(entry.message.as_deref(), Some("m2"));
     assert_eq!(
         machine.on(&mut run, Event::Attempted(&entry), 20).unwrap(),
