@@ -7,17 +7,17 @@ use crate::server::{Server, Services, order};
 
 /// How many records of `kind` (`reservations`, `payments`, `orders`) are in `state` in a
 /// ledger (or one order's ledger).
-fn count(ledger: &Value, kind: &str, state: &str) -> usize {
+pub fn count(ledger: &Value, kind: &str, state: &str) -> usize {
     ledger[kind][state].as_array().map_or(0, Vec::len)
 }
 
-fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
+pub fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
     run["steps"]
         .as_array()
         .unwrap()
         .iter()
         .find(|s| s["name"] == name)
-        .unwrap()
+        .unwrap_or_else(|| panic!("no step {name}: {run}"))
 }
 
 async fn setup() -> (Services, Server) {

@@ -7,21 +7,9 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 
 use crate::races::at_once;
+use crate::sagas::{count, step};
 use crate::server::{Server, Services, order};
 use crate::support::with_plugins;
-
-fn step<'a>(run: &'a Value, name: &str) -> &'a Value {
-    run["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == name)
-        .unwrap_or_else(|| panic!("no step {name}: {run}"))
-}
-
-fn count(ledger: &Value, kind: &str, state: &str) -> usize {
-    ledger[kind][state].as_array().map_or(0, Vec::len)
-}
 
 /// Polls run `id` until step `name` is `status`.
 async fn until_step(server: &Server, id: &str, name: &str, status: &str) -> Value {
