@@ -217,13 +217,23 @@ impl Config {
             workflow
                 .validate()
                 .map_err(|e| invalid(format!("workflows.{name}.{}", e.key), e.reason))?;
-            for step in &workflow.steps {
+            for (step, _) in workflow.all_steps() {
                 if let Some(plugin) = &step.plugin
                     && !self.plugins.contains_key(plugin)
                 {
                     return Err(invalid(
                         format!("workflows.{name}.steps.{}.plugin", step.name),
                         format!("unknown plugin `{plugin}`"),
+                    ));
+                }
+                if let Some(child) = &step.workflow
+                    && let Err(reason) = crate::workflows::check_child(name, child, |w| {
+                        self.workflows.contains_key(w)
+                    })
+                {
+                    return Err(invalid(
+                        format!("workflows.{name}.steps.{}.workflow", step.name),
+                        reason,
                     ));
                 }
             }
@@ -282,7 +292,7 @@ impl Config {
     /// a subscription a `handler-plugin`.
     pub fn plugin_uses(&self) -> Vec<Use> {
         let steps = self.workflows.iter().flat_map(|(workflow, definition)| {
-            definition.steps.iter().filter_map(move |step| {
+            definition.all_steps().filter_map(move |(step, _)| {
                 Some(Use {
                     plugin: step.plugin.clone()?,
                     world: World::Step,

@@ -221,6 +221,7 @@ mod tests {
             error: None,
             plugins: BTreeMap::new(),
             idempotency_key: None,
+            parent: None,
             cancelled: false,
             closed: false,
             created_ms: ended_ms,

@@ -369,3 +369,69 @@ input-schema = { type = "object", required = ["order_id"], properties = { order_
         "{run}"
     );
 }
+
+#[tokio::test]
+async fn a_parallel_step_with_a_mistake_is_refused_naming_it() {
+    let server = Server::start(&config()).await;
+    let step = |name: &str| json!({ "name": name, "plugin": "noop" });
+    let nested = json!({ "name": "b", "parallel": [[step("c")], [step("d")]] });
+    for (branches, key) in [
+        (json!([[step("a")]]), "steps.fan.parallel"),
+        (json!([[step("a")], [step("a")]]), "steps"),
+        (json!([[step("a")], [nested]]), "steps.b.parallel"),
+        (
+            json!([[step("a")], [{ "name": "b", "await": { "signal": "go" } }]]),
+            "steps.b.await",
+        ),
+        (
+            json!([[step("a")], [{ "name": "b", "plugin": "nope" }]]),
+            "steps.b.plugin",
+        ),
+        (json!({ "a": [step("a")] }), "/steps/0/parallel"),
+    ] {
+        let body = json!({ "steps": [{ "name": "fan", "parallel": branches }] });
+        let (status, answer) = put(&server, "fan", &body.to_string()).await;
+        assert_eq!(status, 422, "{body}: {answer}");
+        let detail = answer["detail"].as_str().unwrap();
+        assert!(detail.contains(key), "{key} in {detail}");
+    }
+    let body = json!({ "steps": [{ "name": "fan", "parallel": [[step("a")], [step("b")]], "max-parallel": 0 }] });
+    let (status, answer) = put(&server, "fan", &body.to_string()).await;
+    assert_eq!(status, 422, "{answer}");
+    let (status, _) = admin(&server, reqwest::Method::GET, "/v1/workflows/fan").await;
+    assert_eq!(status, 404, "nothing was registered");
+    let body = json!({ "steps": [{ "name": "fan", "parallel": [[step("a")], [step("b")]], "max-parallel": 1 }] });
+    let (status, answer) = put(&server, "fan", &body.to_string()).await;
+    assert_eq!(status, 201, "{answer}");
+}
+
+#[tokio::test]
+async fn a_child_workflow_step_must_name_another_known_workflow() {
+    let server = Server::start(&config()).await;
+    for (child, reason) in [
+        ("nope", "unknown workflow `nope`"),
+        ("kid", "cannot run itself"),
+    ] {
+        let body = json!({ "steps": [{ "name": "ship", "workflow": child }] });
+        let (status, answer) = put(&server, "kid", &body.to_string()).await;
+        assert_eq!(status, 422, "{answer}");
+        let detail = answer["detail"].as_str().unwrap();
+        assert!(
+            detail.starts_with("steps.ship.workflow") && detail.contains(reason),
+            "{detail}"
+        );
+    }
+    let body = json!({ "steps": [{ "name": "ship", "plugin": "noop", "input": "context" }] });
+    let (status, answer) = put(&server, "kid", &body.to_string()).await;
+    assert_eq!(status, 422, "{answer}");
+    assert!(
+        answer["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("steps.ship.input"),
+        "{answer}"
+    );
+    let body = json!({ "steps": [{ "name": "ship", "workflow": "nap", "input": "{'order': context.id}" }] });
+    let (status, answer) = put(&server, "kid", &body.to_string()).await;
+    assert_eq!(status, 201, "{answer}");
+}

@@ -3,6 +3,7 @@
 
 mod bounds;
 mod capabilities;
+mod children;
 mod cli;
 mod definitions;
 mod events;
@@ -10,6 +11,7 @@ mod faults;
 mod hostile;
 mod inprocess;
 mod layers;
+mod parallel;
 mod polyglot;
 mod races;
 mod runtime;

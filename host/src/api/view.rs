@@ -19,6 +19,9 @@ pub struct RunView<'a> {
     error: Option<&'a RunError>,
     steps: Vec<StepView<'a>>,
     plugins: &'a BTreeMap<String, String>,
+    /// The run whose child workflow step started this one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<&'a str>,
     created_at: String,
     updated_at: String,
     ended_at: Option<String>,
@@ -33,6 +36,12 @@ struct StepView<'a> {
     started_at: Option<String>,
     ended_at: Option<String>,
     error: Option<&'a str>,
+    /// The parallel branch the step belongs to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    branch: Option<&'a str>,
+    /// The child run a child workflow step started.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    child: Option<&'a str>,
 }
 
 impl<'a> RunView<'a> {
@@ -56,9 +65,12 @@ impl<'a> RunView<'a> {
                     started_at: step.started_ms.map(rfc3339),
                     ended_at: step.ended_ms.map(rfc3339),
                     error: step.error.as_deref(),
+                    branch: step.branch.as_deref(),
+                    child: step.child.as_deref(),
                 })
                 .collect(),
             plugins: &run.plugins,
+            parent: run.parent.as_deref(),
             created_at: rfc3339(run.created_ms),
             updated_at: rfc3339(run.updated_ms),
             ended_at: run.ended_ms.map(rfc3339),

@@ -84,7 +84,7 @@ pub async fn push(
         .and_then(|w| w.definition.trigger.clone());
     let pushed = workflows
         .push(&name, definition, |definition| {
-            check_uses(&app, definition, trigger.as_deref())
+            check_uses(&app, &name, definition, trigger.as_deref())
         })
         .await?;
     let status = if pushed.new {
@@ -109,7 +109,7 @@ pub async fn rollback(
         .and_then(|w| w.definition.trigger.clone());
     let pushed = workflows
         .rollback(&name, digest.as_deref(), |definition| {
-            check_uses(&app, definition, trigger.as_deref())
+            check_uses(&app, &name, definition, trigger.as_deref())
         })
         .await?;
     Ok(Json(pushed).into_response())
@@ -152,10 +152,20 @@ fn check_name(name: &str) -> Result<(), Problem> {
 /// the trigger is the one the configuration subscribed (`trigger`).
 fn check_uses(
     app: &AppState,
+    workflow: &str,
     definition: &WorkflowDefinition,
     trigger: Option<&str>,
 ) -> Result<(), InvalidDefinition> {
-    for step in &definition.steps {
+    for (step, _) in definition.all_steps() {
+        if let Some(child) = &step.workflow {
+            crate::workflows::check_child(workflow, child, |w| {
+                app.engine.workflows().current(w).is_some()
+            })
+            .map_err(|reason| InvalidDefinition {
+                key: format!("steps.{}.workflow", step.name),
+                reason,
+            })?;
+        }
         let Some(name) = &step.plugin else { continue };
         let invalid = |reason: String| InvalidDefinition {
             key: format!("steps.{}.plugin", step.name),

@@ -44,6 +44,19 @@ impl RunId {
         }
     }
 
+    /// The id of the child run that step `step` of this run starts: `<id>.<step>` when that
+    /// is a valid id, else `<id>.` and a digest of the step's name, so that the same step
+    /// always names the same child.
+    pub fn child(&self, step: &str) -> RunId {
+        let plain = format!("{}.{step}", self.0);
+        Self::parse(&plain).unwrap_or_else(|_| {
+            use sha2::Digest;
+            let digest = hex::encode(&sha2::Sha256::digest(plain.as_bytes())[..8]);
+            let keep = self.0.len().min(MAX_RUN_ID - digest.len() - 1);
+            Self(format!("{}.{digest}", &self.0[..keep]))
+        })
+    }
+
     /// An id read back from the store, which only ever holds ids that were valid.
     pub(crate) fn from_stored(id: String) -> Self {
         Self(id)

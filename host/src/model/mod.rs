@@ -36,7 +36,7 @@ pub use self::run::{
 pub use self::time::{Clock, SystemClock, now_ms, rfc3339};
 pub use self::version::{Grants, Head, PluginVersion, VersionSource, WorkflowVersion};
 pub use self::workflow::{
-    AwaitDefinition, OnTimeout, StepDefinition, StepKind, WorkflowDefinition,
+    AwaitDefinition, Branch, OnTimeout, StepDefinition, StepKind, WorkflowDefinition,
 };
 
 /// A credential from the configuration: never shown by `Debug`, never logged.

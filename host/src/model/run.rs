@@ -172,6 +172,17 @@ pub struct StepState {
     pub error: Option<String>,
     /// What `execute` returned, merged into the context for the steps after it.
     pub output: Option<Map<String, Value>>,
+    /// The parallel branch the step belongs to, if it belongs to one: its output is part of
+    /// that branch's, not of the run's context.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// The id of the child run a child workflow step started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<RunId>,
+    /// An attempt of the step is being made. Not stored: a restart finds no attempt in
+    /// flight, and makes the one that was again.
+    #[serde(skip)]
+    pub in_flight: bool,
 }
 
 impl StepState {
@@ -190,7 +201,16 @@ impl StepState {
             message: None,
             error: None,
             output: None,
+            branch: None,
+            child: None,
+            in_flight: false,
         }
+    }
+
+    /// A step of the parallel branch `branch` not reached yet.
+    pub fn in_branch(mut self, branch: Option<&str>) -> Self {
+        self.branch = branch.map(str::to_owned);
+        self
     }
 
     /// Compensate attempts since the operator's latest retry (or ever, without one).
@@ -239,6 +259,9 @@ pub struct Run {
     pub plugins: BTreeMap<String, String>,
     /// The client's `Idempotency-Key`, if it sent one.
     pub idempotency_key: Option<String>,
+    /// The run whose child workflow step started this one; its end wakes that run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<RunId>,
     /// Whether a cancel was asked for: the run compensates and ends `cancelled`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,
@@ -277,10 +300,11 @@ impl Run {
     }
 
     /// The context after the first `steps` steps: the input with each completed step's
-    /// output merged in, later keys over earlier ones.
+    /// output merged in, later keys over earlier ones. A branch's steps are in it as their
+    /// parallel step's output.
     pub fn context_after(&self, steps: usize) -> Map<String, Value> {
         let mut context = self.input.clone();
-        for step in self.steps.iter().take(steps) {
+        for step in self.steps.iter().take(steps).filter(|s| s.branch.is_none()) {
             if let Some(output) = &step.output {
                 context.extend(output.iter().map(|(k, v)| (k.clone(), v.clone())));
             }
@@ -306,6 +330,7 @@ impl Run {
         let Some(state) = self.step_mut(&entry.step) else {
             return;
         };
+        state.in_flight = false;
         state.error.clone_from(&entry.error);
         state.attempt_ended_ms = Some(entry.ended_ms);
         let ended = Some(entry.ended_ms);
@@ -331,6 +356,7 @@ impl Run {
                     }
                     Outcome::Started => {
                         state.due_ms = entry.due_ms;
+                        state.child.clone_from(&entry.child);
                         StepStatus::Waiting
                     }
                 };
@@ -383,6 +409,12 @@ pub struct JournalEntry {
     /// inbox, which no other step takes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The parallel branch the step belongs to, if it belongs to one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub branch: Option<String>,
+    /// For a child workflow step that began ([`Outcome::Started`]): the child run's id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub child: Option<RunId>,
 }
 
 /// Something delivered to a run for its await steps, kept in its inbox until a step takes

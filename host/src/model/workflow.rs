@@ -17,8 +17,10 @@
 //! ```
 //!
 //! A step is one of these kinds, by the key it has: `plugin` (a `step-plugin`'s execute and
-//! compensate), `sleep` (a duration), `sleep-until` (an expression giving a time) or `await`
-//! (an event on a topic, or a signal, with a `match` and a `timeout`). Any step
+//! compensate), `sleep` (a duration), `sleep-until` (an expression giving a time), `await`
+//! (an event on a topic, or a signal, with a `match` and a `timeout`), `workflow` (a child
+//! run of another workflow, with an `input`) or `parallel` (branches of plugin and sleep
+//! steps that run at once, at most `max-parallel` of them). Any step
 //! may have a `when` condition: false skips it. Expressions are CEL ([`Expr`]), compiled by
 //! [`WorkflowDefinition::validate`].
 //!
@@ -108,6 +110,62 @@ pub struct StepDefinition {
     /// continue with the next step.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<OnTimeout>,
+    /// A parallel step: branches of steps that run at once, each from the context as it was
+    /// before the fork. The step's output is each branch's output under the branch's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<Vec<BranchForm>>")]
+    pub parallel: Option<Vec<Branch>>,
+    /// How many branches of a parallel step run at once; default all of them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_parallel: Option<u32>,
+    /// A child workflow step: the workflow a child run follows. The step completes when
+    /// the child completes, with the child's output under the step's name, and fails when
+    /// it fails; undoing the step undoes (or cancels) the child.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow: Option<String>,
+    /// A child's input: an expression over `context` giving an object; default the
+    /// context as the step sees it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input: Option<Expr>,
+}
+
+/// One branch of a parallel step: steps run in order, whose outputs make the branch's
+/// output. Written `{ name = "...", steps = [...] }`, or as the bare list of steps, which
+/// takes the name of its first step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "BranchForm")]
+pub struct Branch {
+    /// The key of the branch's output in the context after the parallel step.
+    pub name: String,
+    /// Its steps, in order.
+    pub steps: Vec<StepDefinition>,
+}
+
+/// How a [`Branch`] may be written.
+#[derive(Deserialize, schemars::JsonSchema)]
+#[serde(untagged)]
+enum BranchForm {
+    /// `{ name = "...", steps = [...] }`.
+    Named {
+        /// The key of the branch's output.
+        name: String,
+        /// Its steps, in order.
+        steps: Vec<StepDefinition>,
+    },
+    /// `[...]`: the steps, the branch named after the first.
+    Steps(Vec<StepDefinition>),
+}
+
+impl From<BranchForm> for Branch {
+    fn from(form: BranchForm) -> Self {
+        match form {
+            BranchForm::Named { name, steps } => Self { name, steps },
+            BranchForm::Steps(steps) => Self {
+                name: steps.first().map(|s| s.name.clone()).unwrap_or_default(),
+                steps,
+            },
+        }
+    }
 }
 
 /// `await = { topic = "payment.settled", match = "...", timeout = "1h" }` or
@@ -164,6 +222,10 @@ pub enum StepKind<'a> {
     SleepUntil(&'a Expr),
     /// Wait for an event or a signal.
     Await(&'a AwaitDefinition),
+    /// Run these branches at once, at most this many at a time.
+    Parallel(&'a [Branch], usize),
+    /// Run a child of this workflow, with the input this expression gives (or the context).
+    Child(&'a str, Option<&'a Expr>),
 }
 
 fn yes() -> bool {
@@ -183,7 +245,8 @@ pub struct InvalidDefinition {
 
 impl StepDefinition {
     /// The step's kind. Only a validated definition's steps have exactly one: a step with
-    /// none or several reads as the first of plugin, sleep, sleep-until it has.
+    /// none or several reads as the first of plugin, sleep, sleep-until, await, workflow,
+    /// parallel it has.
     pub fn kind(&self) -> StepKind<'_> {
         if let Some(plugin) = &self.plugin {
             StepKind::Plugin(plugin)
@@ -193,18 +256,26 @@ impl StepDefinition {
             StepKind::SleepUntil(until)
         } else if let Some(awaits) = &self.awaits {
             StepKind::Await(awaits)
+        } else if let Some(workflow) = &self.workflow {
+            StepKind::Child(workflow, self.input.as_ref())
+        } else if let Some(branches) = &self.parallel {
+            let max = self.max_parallel.map_or(usize::MAX, |m| m as usize);
+            StepKind::Parallel(branches, max)
         } else {
             StepKind::Sleep(Duration::ZERO)
         }
     }
 
     /// Whether a completed run of this step is undone when the run compensates: a plugin
-    /// step that says so. A wait has nothing to undo.
+    /// step that says so. A wait has nothing to undo; a parallel step's branches undo their
+    /// own steps.
     pub fn undoable(&self) -> bool {
-        self.compensate && self.plugin.is_some()
+        self.compensate && (self.plugin.is_some() || self.workflow.is_some())
     }
 
-    fn validate(&self) -> Result<(), InvalidDefinition> {
+    /// Checks the step; `in_branch` if it is one of a parallel step's branches, where only
+    /// plugin steps and sleeps go.
+    fn validate(&self, in_branch: bool) -> Result<(), InvalidDefinition> {
         let invalid = |field: &str, reason: String| {
             Err(InvalidDefinition {
                 key: format!("steps.{}.{field}", self.name),
@@ -216,6 +287,8 @@ impl StepDefinition {
             ("sleep", self.sleep.is_some()),
             ("sleep-until", self.sleep_until.is_some()),
             ("await", self.awaits.is_some()),
+            ("workflow", self.workflow.is_some()),
+            ("parallel", self.parallel.is_some()),
         ]
         .into_iter()
         .filter_map(|(kind, given)| given.then_some(kind))
@@ -225,8 +298,9 @@ impl StepDefinition {
             [] => {
                 return Err(InvalidDefinition {
                     key: format!("steps.{}", self.name),
-                    reason: "a step needs one of `plugin`, `sleep`, `sleep-until` or `await`"
-                        .into(),
+                    reason:
+                        "a step needs one of `plugin`, `sleep`, `sleep-until`, `await`, `workflow` or `parallel`"
+                            .into(),
                 });
             }
             [first, second, ..] => {
@@ -236,8 +310,52 @@ impl StepDefinition {
                 );
             }
         }
+        let only_plugin_or_sleep =
+            self.awaits.is_some() || self.parallel.is_some() || self.workflow.is_some();
+        if in_branch && only_plugin_or_sleep {
+            let kind = kinds[0];
+            return invalid(
+                kind,
+                format!("a parallel branch holds plugin and sleep steps, not `{kind}`"),
+            );
+        }
+        if let Some(branches) = &self.parallel {
+            if branches.len() < 2 {
+                return invalid(
+                    "parallel",
+                    "a parallel step needs two branches or more".into(),
+                );
+            }
+            let mut names = std::collections::HashSet::new();
+            for branch in branches {
+                if branch.steps.is_empty() || branch.name.is_empty() {
+                    return invalid(
+                        "parallel",
+                        "a branch needs a name and at least one step".into(),
+                    );
+                }
+                if !names.insert(branch.name.as_str()) {
+                    return invalid("parallel", format!("duplicate branch `{}`", branch.name));
+                }
+                for step in &branch.steps {
+                    step.validate(true)?;
+                }
+            }
+        }
+        if self.max_parallel.is_some() && self.parallel.is_none() {
+            return invalid("max-parallel", "only a parallel step has branches".into());
+        }
+        if self.max_parallel == Some(0) {
+            return invalid("max-parallel", "must be at least 1".into());
+        }
         if self.plugin.as_deref() == Some("") {
             return invalid("plugin", "must name a plugin".into());
+        }
+        if self.workflow.as_deref() == Some("") {
+            return invalid("workflow", "must name a workflow".into());
+        }
+        if self.input.is_some() && self.workflow.is_none() {
+            return invalid("input", "only a child workflow step has an input".into());
         }
         if let Err(e) = self.retry.validate() {
             return invalid(&format!("retry.{}", e.field), e.reason.into());
@@ -271,7 +389,11 @@ impl StepDefinition {
             );
         }
         let context_only = &VARIABLES[..1];
-        for (field, expr) in [("sleep-until", &self.sleep_until), ("when", &self.when)] {
+        for (field, expr) in [
+            ("sleep-until", &self.sleep_until),
+            ("when", &self.when),
+            ("input", &self.input),
+        ] {
             if let Some(expr) = expr
                 && let Err(e) = expr.check(context_only)
             {
@@ -290,15 +412,18 @@ impl WorkflowDefinition {
         if self.steps.is_empty() {
             return invalid("steps".into(), "a workflow needs at least one step".into());
         }
+        // Names are unique across the branches too: runs match steps by name.
         let mut seen = std::collections::HashSet::new();
-        for step in &self.steps {
+        for (step, _) in self.all_steps() {
             if step.name.is_empty() {
                 return invalid("steps".into(), "a step needs a name".into());
             }
             if !seen.insert(step.name.as_str()) {
                 return invalid("steps".into(), format!("duplicate step `{}`", step.name));
             }
-            step.validate()?;
+        }
+        for step in &self.steps {
+            step.validate(false)?;
         }
         if self.schedule.is_none() && (self.schedule_timezone.is_some() || self.catch_up.is_some())
         {
@@ -336,17 +461,50 @@ impl WorkflowDefinition {
         ))
     }
 
-    /// The step named `name`.
+    /// The step named `name`, wherever it is.
     pub fn step(&self, name: &str) -> Option<&StepDefinition> {
-        self.steps.iter().find(|s| s.name == name)
+        self.all_steps()
+            .find_map(|(step, _)| (step.name == name).then_some(step))
+    }
+
+    /// Every step, each parallel step followed by its branches' steps, with the branch each
+    /// belongs to.
+    pub fn all_steps(&self) -> impl Iterator<Item = (&StepDefinition, Option<&Branch>)> {
+        self.steps.iter().flat_map(|step| {
+            let branches = step.parallel.iter().flatten();
+            std::iter::once((step, None)).chain(
+                branches.flat_map(|branch| branch.steps.iter().map(move |s| (s, Some(branch)))),
+            )
+        })
+    }
+
+    /// Where the step named `name` is, if it is in a parallel step's branch: that step and
+    /// the branch.
+    pub fn branch_of(&self, name: &str) -> Option<(&StepDefinition, &Branch)> {
+        self.steps.iter().find_map(|parallel| {
+            let branch = parallel
+                .parallel
+                .iter()
+                .flatten()
+                .find(|branch| branch.steps.iter().any(|s| s.name == name))?;
+            Some((parallel, branch))
+        })
+    }
+
+    /// The workflows its steps run as children, each once, in order.
+    pub fn children(&self) -> impl Iterator<Item = &str> {
+        let mut seen = std::collections::HashSet::new();
+        self.steps
+            .iter()
+            .filter_map(|step| step.workflow.as_deref())
+            .filter(move |workflow| seen.insert(*workflow))
     }
 
     /// The plugins its steps use, each once, in order.
     pub fn plugins(&self) -> impl Iterator<Item = &str> {
         let mut seen = std::collections::HashSet::new();
-        self.steps
-            .iter()
-            .filter_map(|step| step.plugin.as_deref())
+        self.all_steps()
+            .filter_map(|(step, _)| step.plugin.as_deref())
             .filter(move |plugin| seen.insert(*plugin))
     }
 
@@ -404,7 +562,7 @@ mod tests {
         let error = |json: &str| parse(json).validate().unwrap_err().to_string();
         assert_eq!(
             error(r#"{"steps":[{"name":"a"}]}"#),
-            "steps.a: a step needs one of `plugin`, `sleep`, `sleep-until` or `await`"
+            "steps.a: a step needs one of `plugin`, `sleep`, `sleep-until`, `await`, `workflow` or `parallel`"
         );
         assert!(
             error(r#"{"steps":[{"name":"a","plugin":"p","sleep":"1s"}]}"#)

@@ -29,7 +29,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::FutureExt;
+use futures_util::stream::FuturesUnordered;
+use futures_util::{FutureExt, StreamExt};
 use serde_json::{Map, Value};
 use tokio::sync::{OwnedSemaphorePermit, oneshot, watch};
 use tokio_util::sync::CancellationToken;
@@ -44,13 +45,19 @@ use crate::bindings::types::{StepError, StepInfo};
 use crate::events::{Outbox, Trigger};
 use crate::model::{
     Clock, Direction, Gate, InvalidRunId, JournalEntry, Message, MessageKind, Outcome,
-    PublishedEvent, RUN_FORMAT, Run, RunError, RunId, RunStatus, StepState, StepStatus,
-    WorkflowDefinition, workflow::MAX_INBOX,
+    PublishedEvent, RUN_FORMAT, Run, RunError, RunId, RunStatus, StepDefinition, StepState,
+    StepStatus, WorkflowDefinition, workflow::MAX_INBOX,
 };
 use crate::plugins::{PluginRegistry, RegistryError};
 use crate::runtime::{CallError, Plugin, WarmInstance};
 use crate::store::{BoxFuture, Created, RunStore, StoreError};
 use crate::workflows::{InvalidInput, Workflow, WorkflowError, WorkflowRegistry};
+
+/// How long a child workflow step waits for room to start its child, when there is none.
+const CHILD_RETRY: Duration = Duration::from_secs(1);
+/// How long one attempt to undo a child run waits for the child's end; the step's retry
+/// policy decides what comes after.
+const CHILD_UNDO_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a client refused for load is told to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -308,7 +315,7 @@ impl Engine {
         idempotency_key: Option<String>,
     ) -> Result<(Run, bool), EngineError> {
         self.inner
-            .start(workflow, input, id, idempotency_key, false)
+            .start(workflow, input, id, idempotency_key, false, None)
             .await
     }
 
@@ -333,29 +340,7 @@ impl Engine {
     /// Waits up to `timeout` for run `id` to reach a terminal status, and returns it as it
     /// is then.
     pub async fn wait(&self, id: &RunId, timeout: Duration) -> Result<Run, EngineError> {
-        let (tx, rx) = oneshot::channel();
-        {
-            let mut waiters = self.inner.waiters.lock().expect("waiters lock");
-            let waiting = waiters.entry(id.clone()).or_default();
-            // Callers that gave up (timed out, or found the run finished) are gone.
-            waiting.retain(|waiter| !waiter.is_closed());
-            waiting.push(tx);
-        }
-        let unknown = || EngineError::UnknownRun(id.to_string());
-        let run = self.inner.store.get(id)?.ok_or_else(unknown)?;
-        if !run.status.is_terminal() {
-            // A driver wakes waiters only once the end is durable.
-            if let Ok(Ok(run)) = tokio::time::timeout(timeout, rx).await {
-                return Ok(run);
-            }
-        }
-        let run = self.inner.store.get(id)?.ok_or_else(unknown)?;
-        if run.status.is_terminal() {
-            // Read from the store, the end may not be durable yet: an end is not told
-            // before it is.
-            self.inner.store.flush().await?;
-        }
-        Ok(run)
+        self.inner.wait(id, timeout).await
     }
 
     /// Drives the compensation of a `failed` or `compensation_failed` run again: one
@@ -463,7 +448,7 @@ impl Trigger for Engine {
     ) -> BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>> {
         Box::pin(async move {
             self.inner
-                .start(workflow, input, Some(id), None, true)
+                .start(workflow, input, Some(id), None, true, None)
                 .await
                 .map(drop)
                 .map_err(Into::into)
@@ -490,6 +475,7 @@ impl Inner {
         id: Option<RunId>,
         idempotency_key: Option<String>,
         wait_for_room: bool,
+        parent: Option<RunId>,
     ) -> Result<(Run, bool), EngineError> {
         let definition = self
             .workflows
@@ -511,15 +497,11 @@ impl Inner {
             workflow_version: Some(definition.digest.clone()),
             status: RunStatus::Pending,
             input,
-            steps: definition
-                .definition
-                .steps
-                .iter()
-                .map(|step| StepState::pending(&step.name))
-                .collect(),
+            steps: pending_steps(&definition.definition).collect(),
             error: None,
             plugins: BTreeMap::new(),
             idempotency_key,
+            parent,
             cancelled: false,
             closed: false,
             created_ms: now,
@@ -956,9 +938,9 @@ impl Inner {
             .current(&run.workflow)
             .ok_or_else(|| WorkflowError::Unknown(run.workflow.clone()))?;
         run.workflow_version = Some(current.digest.clone());
-        for step in &current.definition.steps {
+        for step in pending_steps(&current.definition) {
             if run.step(&step.name).is_none() {
-                run.steps.push(StepState::pending(&step.name));
+                run.steps.push(step);
             }
         }
         Ok(current)
@@ -1027,7 +1009,11 @@ impl Inner {
             let Ok(actions) = lifecycle.on(&mut run.clone(), Event::Recovered, now) else {
                 return Ok(None);
             };
-            if let Some(Action::Attempt(attempt)) = actions.last().filter(|_| during_attempt) {
+            let attempt = actions.iter().find_map(|action| match action {
+                Action::Attempt(attempt) => Some(attempt),
+                _ => None,
+            });
+            if let Some(attempt) = attempt.filter(|_| during_attempt) {
                 let entry = machine::entry(
                     attempt,
                     Outcome::Host,
@@ -1066,7 +1052,7 @@ impl Inner {
 
     /// Drives a run until it ends or waits. `in_attempt` is set from the start of an
     /// attempt until its journal entry is written, for [`Self::after_panic`].
-    async fn drive(&self, work: Work, in_attempt: &AtomicBool) -> Result<(), Halt> {
+    async fn drive(self: &Arc<Self>, work: Work, in_attempt: &AtomicBool) -> Result<(), Halt> {
         let (mut run, event) = match work {
             Work::New(run) => (*run, Event::Start),
             Work::Queued(id, resume) => {
@@ -1103,14 +1089,17 @@ impl Inner {
         if unpinned {
             self.save(&mut run)?;
         }
-        let mut warm = WarmInstance::default();
+        // Instances kept warm for the next attempt of the same plugin, one per attempt
+        // made at once.
+        let mut warm = Vec::new();
         self.note_interests(&run, &workflow.definition);
         let mut actions = lifecycle
             .on(&mut run, event, self.clock.now_ms())
             .unwrap_or_default();
         let mut first = true;
+        let mut flights = FuturesUnordered::new();
         loop {
-            let mut next = None;
+            let (mut attempts, mut next) = (Vec::new(), None);
             for action in std::mem::take(&mut actions) {
                 match action {
                     Action::Save => self.save(&mut run)?,
@@ -1118,16 +1107,16 @@ impl Inner {
                         self.finish(&mut run, &lifecycle, status).await?;
                         return Ok(());
                     }
+                    Action::Attempt(attempt) => attempts.push(attempt),
                     other => next = Some(other),
                 }
             }
-            let Some(next) = next else {
-                return Ok(());
-            };
             // Before a wait (or an await's timeout), a message in the inbox may end it.
             // The index knows the run first, so that one arriving after this look wakes it.
-            if matches!(next, Action::Wait { .. } | Action::Park | Action::Record(_))
-                && lifecycle.awaiting(&run).is_some()
+            if matches!(
+                next,
+                Some(Action::Wait { .. } | Action::Park | Action::Record(_))
+            ) && lifecycle.awaiting(&run).is_some()
             {
                 self.note_interests(&run, &workflow.definition);
                 if let Some(entry) = self.take_message(&run, &lifecycle)? {
@@ -1137,23 +1126,25 @@ impl Inner {
                     continue;
                 }
             }
-            match next {
-                Action::Wait { until_ms } => {
-                    warm.clear();
-                    self.scheduler.schedule(run.id.clone(), until_ms);
-                    return Ok(());
-                }
-                Action::Park => return Ok(()),
-                _ => {}
+            // Before parking at a child workflow step: start the child if it is not, or end
+            // the step if the child has ended.
+            if matches!(next, Some(Action::Park))
+                && let Some(step) = lifecycle.child_waiting(&run)
+                && let Some(entry) = self.child_step(&run, &lifecycle, step).await?
+            {
+                self.record(&run, &entry, Vec::new())?;
+                actions = lifecycle
+                    .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
+                    .unwrap_or_default();
+                continue;
             }
             // A cancel asked meanwhile is taken before the next step; its requests are told
             // (dropped) once it is durable: after the save, or after the finish.
-            // A recovered run's first attempt may have been in flight at the crash, with
-            // effects: it runs again before a cancel, so that compensation knows of it.
-            let replaying =
-                first && matches!(event, Event::Recovered) && matches!(next, Action::Attempt(_));
+            // A recovered run's first attempts may have been in flight at the crash, with
+            // effects: they run again before a cancel, so that compensation knows of them.
+            let replaying = first && matches!(event, Event::Recovered) && !attempts.is_empty();
             first = false;
-            let cancels = if replaying {
+            let cancels = if replaying || (attempts.is_empty() && next.is_none()) {
                 Vec::new()
             } else {
                 self.take_cancels(&run.id)
@@ -1177,17 +1168,16 @@ impl Inner {
                 continue;
             }
             drop(cancels);
-            let entry = match next {
-                Action::Attempt(attempt) => {
-                    in_attempt.store(true, Ordering::SeqCst);
-                    let (entry, events) = self
-                        .attempt(&run, &workflow.definition, &plugins, &attempt, &mut warm)
-                        .await?;
-                    self.record(&run, &entry, events)?;
-                    in_attempt.store(false, Ordering::SeqCst);
-                    entry
+            for attempt in attempts {
+                if let Some(state) = run.step_mut(&attempt.step) {
+                    state.in_flight = true;
                 }
-                Action::Record(entry) => {
+                let instance = warm.pop().unwrap_or_default();
+                flights.push(self.attempt(&run, &workflow.definition, &plugins, attempt, instance));
+            }
+            in_attempt.store(!flights.is_empty(), Ordering::SeqCst);
+            let timer = match next {
+                Some(Action::Record(entry)) => {
                     if entry.outcome == Outcome::Started {
                         // The index knows the run waits before anyone can see it waiting,
                         // so that an event sent on the strength of that is kept for it.
@@ -1202,14 +1192,209 @@ impl Inner {
                     if entry.outcome == Outcome::Started {
                         self.store.flush().await?;
                     }
-                    entry
+                    actions = lifecycle
+                        .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
+                        .unwrap_or_default();
+                    continue;
                 }
-                _ => unreachable!("only attempts and records are kept as next"),
+                Some(Action::Wait { until_ms }) => Some(until_ms),
+                _ => None,
             };
-            actions = lifecycle
-                .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
-                .unwrap_or_default();
+            if flights.is_empty() {
+                // Nothing in flight: the run waits holding no task, for its timer or for
+                // whatever it is parked on.
+                if let Some(until_ms) = timer {
+                    warm.clear();
+                    self.scheduler.schedule(run.id.clone(), until_ms);
+                }
+                return Ok(());
+            }
+            // Attempts in flight: the next to end, or the timer of a branch that waits.
+            let due = async {
+                match timer {
+                    Some(until_ms) => {
+                        let wait = until_ms.saturating_sub(self.clock.now_ms());
+                        tokio::time::sleep(Duration::from_millis(wait)).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let ended = tokio::select! {
+                ended = flights.next() => ended,
+                () = due => None,
+            };
+            let event_entry = match ended {
+                Some(ended) => {
+                    let (entry, events, instance) = ended?;
+                    warm.push(instance);
+                    self.record(&run, &entry, events)?;
+                    Some(entry)
+                }
+                None => None,
+            };
+            in_attempt.store(!flights.is_empty(), Ordering::SeqCst);
+            let now = self.clock.now_ms();
+            actions = match &event_entry {
+                Some(entry) => lifecycle.on(&mut run, Event::Attempted(entry), now),
+                None => lifecycle.on(&mut run, Event::TimerFired, now),
+            }
+            .unwrap_or_default();
         }
+    }
+
+    /// What the child workflow step `step` of `run`, which waits, does now: start its child
+    /// if it has none yet (and wait), wait while the child runs, or end with the child.
+    async fn child_step(
+        self: &Arc<Self>,
+        run: &Run,
+        lifecycle: &Lifecycle<'_>,
+        step: &StepDefinition,
+    ) -> Result<Option<JournalEntry>, Halt> {
+        let id = run.id.child(&step.name);
+        let now = self.clock.now_ms();
+        let failed = |error: String| Ok(Some(lifecycle.child_failed(step, error, now)));
+        match self.store.get(&id)? {
+            Some(child) if child.parent.as_ref() != Some(&run.id) => {
+                failed(format!("run `{id}` exists and is not this run's child"))
+            }
+            Some(child) => Ok(lifecycle.child_ended(step, &child, now)),
+            None => {
+                let input = match lifecycle.child_input(run, step) {
+                    Ok(input) => input,
+                    Err(e) => return failed(format!("input: {e}")),
+                };
+                let workflow = step.workflow.as_deref().expect("a child workflow step");
+                let parent = Some(run.id.clone());
+                match self
+                    .start(workflow, input, Some(id), None, false, parent)
+                    .await
+                {
+                    // Its end wakes this run.
+                    Ok((child, _)) => Ok(lifecycle.child_ended(step, &child, now)),
+                    Err(EngineError::Overloaded { .. }) => {
+                        // No room for the child now: look again in a while.
+                        let due = now + CHILD_RETRY.as_millis() as u64;
+                        self.scheduler.schedule(run.id.clone(), due);
+                        Ok(None)
+                    }
+                    Err(EngineError::ShuttingDown) => Err(Halt::Shutdown),
+                    Err(EngineError::Store(e)) => Err(e.into()),
+                    Err(e) => failed(format!("the child could not start: {e}")),
+                }
+            }
+        }
+    }
+
+    /// Undoes child run `id` for its parent's compensation, and waits (a while) for the
+    /// child's end: a completed child compensates, a running one is cancelled, one whose
+    /// compensation failed is retried. `Ok` once nothing of the child is left to undo.
+    async fn undo_child(
+        self: &Arc<Self>,
+        id: &RunId,
+    ) -> Result<Result<(), (Outcome, String)>, Halt> {
+        let Some(mut child) = self.store.get(id)? else {
+            // Never started: nothing to undo.
+            return Ok(Ok(()));
+        };
+        let workflow = match self.workflow_of(&mut child) {
+            Ok(workflow) => workflow,
+            Err(WorkflowError::Store(e)) => return Err(e.into()),
+            Err(e) => return Ok(Err((Outcome::Fatal, e.to_string()))),
+        };
+        let lifecycle = Lifecycle::new(&workflow.definition);
+        let asked = match child.status {
+            RunStatus::Completed if lifecycle.has_steps_to_undo(&child) => self.undo(id).await,
+            RunStatus::CompensationFailed => self.retry(id.as_str()).await.map(drop),
+            RunStatus::Pending | RunStatus::Running => self.cancel(id.as_str()).await.map(drop),
+            _ => Ok(()),
+        };
+        match asked {
+            // Someone else changed it meanwhile: what it is now is seen below.
+            Ok(())
+            | Err(
+                EngineError::Conflict(_)
+                | EngineError::NotCancellable { .. }
+                | EngineError::NotRetryable { .. },
+            ) => {}
+            Err(EngineError::ShuttingDown) => return Err(Halt::Shutdown),
+            Err(EngineError::Store(e)) => return Err(e.into()),
+            Err(e) => return Ok(Err((Outcome::Retryable, e.to_string()))),
+        }
+        let child = match self.wait(id, CHILD_UNDO_WAIT).await {
+            Ok(child) => child,
+            Err(EngineError::Store(e)) => return Err(e.into()),
+            Err(e) => return Ok(Err((Outcome::Retryable, e.to_string()))),
+        };
+        Ok(match child.status {
+            RunStatus::Completed if lifecycle.has_steps_to_undo(&child) => Err((
+                Outcome::Retryable,
+                format!("child run `{id}` completed before its cancel took"),
+            )),
+            RunStatus::CompensationFailed => Err((
+                Outcome::Fatal,
+                format!(
+                    "child run `{id}` failed to compensate: {}",
+                    child.error.map(|e| e.message).unwrap_or_default()
+                ),
+            )),
+            status if status.is_terminal() => Ok(()),
+            status => Err((
+                Outcome::Retryable,
+                format!("child run `{id}` is still {}", status.as_str()),
+            )),
+        })
+    }
+
+    /// Has completed run `id` undo its steps, for its parent: it compensates, and ends
+    /// `compensated`.
+    async fn undo(self: &Arc<Self>, id: &RunId) -> Result<(), EngineError> {
+        let unknown = || EngineError::UnknownRun(id.to_string());
+        let mut run = self.store.get(id)?.ok_or_else(unknown)?;
+        let workflow = self.workflow_of(&mut run)?;
+        let lifecycle = Lifecycle::new(&workflow.definition);
+        let admitted = self.admit()?;
+        lifecycle
+            .on(&mut run, Event::Undo, self.clock.now_ms())
+            .map_err(|_| EngineError::NotRetryable {
+                id: run.id.clone(),
+                status: run.status.as_str(),
+            })?;
+        run.closed = false;
+        match self.save(&mut run) {
+            Err(StoreError::Conflict(id)) => return Err(EngineError::Conflict(id)),
+            other => other?,
+        }
+        let flushed = self.store.flush().await;
+        self.hand_over(&run, admitted);
+        Ok(flushed?)
+    }
+
+    /// Waits up to `timeout` for run `id` to reach a terminal status, and returns it as it
+    /// is then.
+    async fn wait(&self, id: &RunId, timeout: Duration) -> Result<Run, EngineError> {
+        let (tx, rx) = oneshot::channel();
+        {
+            let mut waiters = self.waiters.lock().expect("waiters lock");
+            let waiting = waiters.entry(id.clone()).or_default();
+            // Callers that gave up (timed out, or found the run finished) are gone.
+            waiting.retain(|waiter| !waiter.is_closed());
+            waiting.push(tx);
+        }
+        let unknown = || EngineError::UnknownRun(id.to_string());
+        let run = self.store.get(id)?.ok_or_else(unknown)?;
+        if !run.status.is_terminal() {
+            // A driver wakes waiters only once the end is durable.
+            if let Ok(Ok(run)) = tokio::time::timeout(timeout, rx).await {
+                return Ok(run);
+            }
+        }
+        let run = self.store.get(id)?.ok_or_else(unknown)?;
+        if run.status.is_terminal() {
+            // Read from the store, the end may not be durable yet: an end is not told
+            // before it is.
+            self.store.flush().await?;
+        }
+        Ok(run)
     }
 
     /// Ends a run that cannot go on (its definition or a pinned plugin version is gone):
@@ -1262,11 +1447,38 @@ impl Inner {
         Ok(plugins)
     }
 
-    /// One attempt, as the journal entry that records it and, when it succeeded, the
-    /// events it published.
-    async fn attempt(
-        &self,
+    /// One attempt, as the journal entry that records it, the events it published when it
+    /// succeeded, and the instance it used, kept warm. The future holds no borrow of `run`,
+    /// which changes as other attempts made at once end.
+    fn attempt<'a>(
+        self: &'a Arc<Self>,
         run: &Run,
+        definition: &'a WorkflowDefinition,
+        plugins: &'a HashMap<String, Arc<Plugin>>,
+        attempt: Attempt,
+        mut warm: WarmInstance,
+    ) -> impl Future<Output = Result<(JournalEntry, Vec<PublishedEvent>, WarmInstance), Halt>> + 'a
+    {
+        let context = machine::context_for(run, definition, &attempt.step, attempt.direction);
+        let run_id = run.id.clone();
+        let workflow = run.workflow.clone();
+        async move {
+            let (entry, events) = self
+                .call(
+                    run_id, workflow, context, definition, plugins, &attempt, &mut warm,
+                )
+                .await?;
+            Ok((entry, events, warm))
+        }
+    }
+
+    /// [`Self::attempt`]'s call of the plugin.
+    #[allow(clippy::too_many_arguments)]
+    async fn call(
+        self: &Arc<Self>,
+        run_id: RunId,
+        workflow: String,
+        context: Map<String, Value>,
         definition: &WorkflowDefinition,
         plugins: &HashMap<String, Arc<Plugin>>,
         attempt: &Attempt,
@@ -1278,18 +1490,30 @@ impl Inner {
         let step = definition
             .step(&attempt.step)
             .expect("the lifecycle names steps of its definition");
+        if step.workflow.is_some() {
+            // Only a child's undo is an attempt: its start and its end are the machine's.
+            let started_ms = self.clock.now_ms();
+            let (outcome, error) = match self.undo_child(&run_id.child(&step.name)).await? {
+                Ok(()) => (Outcome::Ok, None),
+                Err((outcome, error)) => (outcome, Some(error)),
+            };
+            let ended = (started_ms, self.clock.now_ms());
+            return Ok((
+                machine::entry(attempt, outcome, error, None, ended),
+                Vec::new(),
+            ));
+        }
         let plugin = &plugins[step
             .plugin
             .as_deref()
             .expect("the lifecycle attempts plugin steps only")];
         let info = StepInfo {
-            run_id: run.id.to_string(),
-            workflow: run.workflow.clone(),
+            run_id: run_id.to_string(),
+            workflow,
             step: step.name.clone(),
             attempt: attempt.attempt,
-            idempotency_key: format!("{}:{}:{}", run.id, step.name, attempt.direction.as_str()),
+            idempotency_key: format!("{}:{}:{}", run_id, step.name, attempt.direction.as_str()),
         };
-        let context = machine::context_for(run, definition, &attempt.step, attempt.direction);
         let context = Value::Object(context).to_string();
         let started_ms = self.clock.now_ms();
         let call = self.runtime.call_step_in(
@@ -1307,7 +1531,7 @@ impl Inner {
             Err(panic) => {
                 warm.clear();
                 let message = panic_message(&*panic);
-                tracing::error!(run_id = %run.id, step = %step.name, panic = %message, "the host panicked during a step call");
+                tracing::error!(run_id = %run_id, step = %step.name, panic = %message, "the host panicked during a step call");
                 Err(CallError::Failed {
                     plugin: plugin.name().clone(),
                     detail: format!("the host panicked: {message}"),
@@ -1427,9 +1651,20 @@ impl Inner {
         for waiter in waiters {
             let _ = waiter.send(run.clone());
         }
+        // A child's end is its parent's next step.
+        if let Some(parent) = &run.parent {
+            self.scheduler.schedule(parent.clone(), self.clock.now_ms());
+        }
         tracing::debug!(status = status.as_str(), "run finished");
         Ok(())
     }
+}
+
+/// A new run's state of every step of `definition`, its branches' steps too.
+fn pending_steps(definition: &WorkflowDefinition) -> impl Iterator<Item = StepState> + '_ {
+    definition.all_steps().map(|(step, branch)| {
+        StepState::pending(&step.name).in_branch(branch.map(|b| b.name.as_str()))
+    })
 }
 
 /// Runs `request` to its end on a task of its own, whatever happens to its caller: an HTTP

@@ -42,7 +42,7 @@ use crate::model::retry::seed;
 use serde_json::{Map, Value};
 
 use crate::model::{
-    AwaitDefinition, Direction, ExprError, JournalEntry, Message, OnTimeout, Outcome, Run,
+    AwaitDefinition, Branch, Direction, ExprError, JournalEntry, Message, OnTimeout, Outcome, Run,
     RunError, RunStatus, StepDefinition, StepKind, StepStatus, WorkflowDefinition,
 };
 
@@ -63,6 +63,9 @@ pub enum Event<'a> {
     /// Someone asks for the run to stop: completed steps are undone, and it ends
     /// `cancelled`.
     Cancel,
+    /// The parent of a completed child run undoes the step that ran it: the child's
+    /// completed steps are undone, and it ends `compensated`.
+    Undo,
 }
 
 /// An attempt to make: which step, which way, which number.
@@ -74,10 +77,18 @@ pub struct Attempt {
     pub direction: Direction,
     /// 1 for the first in this direction; the journal entry carries it.
     pub attempt: u32,
+    /// The parallel branch the step belongs to, if it belongs to one.
+    pub branch: Option<String>,
 }
 
-/// What the engine must do, in the order given: at most one [`Action::Save`], then exactly
-/// one of the others.
+/// What the engine must do, in the order given: at most one [`Action::Save`], then either
+/// one [`Action::Finish`], or the attempts to make at once (several when parallel branches
+/// run) followed by at most one [`Action::Record`], [`Action::Wait`] or [`Action::Park`].
+/// No action at all means: nothing is due before an attempt in flight ends.
+///
+/// The engine marks a step [`StepState::in_flight`](crate::model::StepState) while it makes
+/// one of its attempts; the machine offers no step in flight again, does not compensate
+/// while a step executes, and ends no run with an attempt in flight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
     /// Write the run's record: its status (or its cancel flag) changed.
@@ -128,7 +139,21 @@ enum Forward<'d> {
     Record(JournalEntry),
     Wait(u64),
     Park,
+    /// An attempt is in flight where the pass would go on.
+    Busy,
+    /// What a parallel step's branches do next, together.
+    Actions(Vec<Action>),
     Failed(&'d StepDefinition),
+}
+
+/// What the backward pass finds for one step.
+enum Undo {
+    /// Nothing to undo.
+    Nothing,
+    /// This compensate attempt.
+    Attempt(u32),
+    /// Its compensation is out of attempts.
+    Failed,
 }
 
 impl<'d> Lifecycle<'d> {
@@ -173,12 +198,27 @@ impl<'d> Lifecycle<'d> {
                 run.ended_ms = None;
                 save = true;
             }
+            Event::Undo => {
+                if run.status != RunStatus::Completed || !self.has_steps_to_undo(run) {
+                    return Err(Refused::Ended(run.status));
+                }
+                run.error = Some(RunError {
+                    step: String::new(),
+                    message: "undone by its parent run".into(),
+                });
+                run.status = RunStatus::Compensating;
+                run.ended_ms = None;
+                save = true;
+            }
             Event::Cancel => match run.status {
                 RunStatus::Pending | RunStatus::Running => {
                     run.cancelled = true;
-                    // What was waiting (asleep, or between attempts) waits no more.
+                    // What was waiting (asleep, or between attempts) waits no more; an
+                    // attempt in flight finishes.
                     for step in &mut run.steps {
-                        if matches!(step.status, StepStatus::Running | StepStatus::Waiting) {
+                        if !step.in_flight
+                            && matches!(step.status, StepStatus::Running | StepStatus::Waiting)
+                        {
                             step.status = StepStatus::Cancelled;
                             step.ended_ms = Some(now_ms);
                         }
@@ -187,7 +227,7 @@ impl<'d> Lifecycle<'d> {
                         step: String::new(),
                         message: "cancelled".into(),
                     });
-                    if !self.has_steps_to_undo(run) {
+                    if !self.has_steps_to_undo(run) && !executing(run) {
                         return Ok(vec![finish(run, RunStatus::Cancelled, now_ms)]);
                     }
                     run.status = RunStatus::Compensating;
@@ -198,11 +238,11 @@ impl<'d> Lifecycle<'d> {
             },
         }
         let next = self.next(run, now_ms, &mut save);
-        let mut actions = Vec::with_capacity(2);
-        if save && !matches!(next, Action::Finish(_)) {
+        let mut actions = Vec::with_capacity(next.len() + 1);
+        if save && !matches!(next[..], [Action::Finish(_)]) {
             actions.push(Action::Save);
         }
-        actions.push(next);
+        actions.extend(next);
         Ok(actions)
     }
 
@@ -217,7 +257,7 @@ impl<'d> Lifecycle<'d> {
 
     /// Whether `run` has completed steps its compensation would undo (or is undoing).
     pub fn has_steps_to_undo(&self, run: &Run) -> bool {
-        self.definition.steps.iter().any(|config| {
+        self.definition.all_steps().any(|(config, _)| {
             config.undoable()
                 && run.step(&config.name).is_some_and(|state| {
                     matches!(
@@ -225,7 +265,7 @@ impl<'d> Lifecycle<'d> {
                         StepStatus::Completed
                             | StepStatus::Compensating
                             | StepStatus::CompensationFailed
-                    )
+                    ) || cancelled_child(config, state)
                 })
         })
     }
@@ -233,55 +273,83 @@ impl<'d> Lifecycle<'d> {
     /// What to do next from the run's state, moving its status on where the state
     /// decides it (a pending run starts, a step out of attempts fails, a failure turns to
     /// compensation, the last undo ends the run).
-    fn next(&self, run: &mut Run, now_ms: u64, save: &mut bool) -> Action {
+    fn next(&self, run: &mut Run, now_ms: u64, save: &mut bool) -> Vec<Action> {
         loop {
             match run.status {
                 RunStatus::Pending => {
                     run.status = RunStatus::Running;
                     *save = true;
                 }
-                RunStatus::Running => match self.forward(run, now_ms) {
-                    Forward::Done => return finish(run, RunStatus::Completed, now_ms),
+                RunStatus::Running => match self.forward(run, &self.definition.steps, now_ms) {
+                    Forward::Done => return vec![finish(run, RunStatus::Completed, now_ms)],
                     Forward::Attempt(step, attempt) => {
-                        return self.attempt_or_wait(
+                        return vec![self.attempt_or_wait(
                             run,
                             step,
                             Direction::Execute,
                             attempt,
                             now_ms,
-                        );
+                        )];
                     }
-                    Forward::Record(entry) => return Action::Record(entry),
-                    Forward::Wait(until_ms) => return Action::Wait { until_ms },
-                    Forward::Park => return Action::Park,
+                    Forward::Record(entry) => return vec![Action::Record(entry)],
+                    Forward::Wait(until_ms) => return vec![Action::Wait { until_ms }],
+                    Forward::Park => return vec![Action::Park],
+                    Forward::Busy => return Vec::new(),
+                    Forward::Actions(actions) => return actions,
                     Forward::Failed(step) => {
                         let state = run.step_mut(&step.name).expect("forward found it");
                         state.status = StepStatus::Failed;
                         state.ended_ms.get_or_insert(now_ms);
-                        run.error = Some(RunError {
+                        let error = RunError {
                             step: step.name.clone(),
                             message: state.error.clone().unwrap_or_default(),
-                        });
+                        };
+                        // A branch's failure is its parallel step's.
+                        if let Some((parallel, branch)) = self.definition.branch_of(&step.name)
+                            && let Some(state) = run.step_mut(&parallel.name)
+                        {
+                            state.status = StepStatus::Failed;
+                            state.ended_ms.get_or_insert(now_ms);
+                            state.error = Some(format!(
+                                "branch `{}` failed at step `{}`: {}",
+                                branch.name, error.step, error.message
+                            ));
+                        }
+                        run.error = Some(error);
                         if !self.has_steps_to_undo(run) {
-                            return finish(run, RunStatus::Failed, now_ms);
+                            return vec![finish(run, RunStatus::Failed, now_ms)];
                         }
                         run.status = RunStatus::Compensating;
                         *save = true;
                     }
                 },
+                // Compensation waits for the steps still executing: what they complete,
+                // it undoes too.
+                RunStatus::Compensating if executing(run) => return Vec::new(),
                 RunStatus::Compensating => return self.backward(run, now_ms),
-                ended => return Action::Finish(ended),
+                ended => return vec![Action::Finish(ended)],
             }
         }
     }
 
-    /// The first step that is not completed (or skipped), in the definition's order.
-    fn forward(&self, run: &Run, now_ms: u64) -> Forward<'d> {
-        for step in &self.definition.steps {
+    /// The first of `steps` that is not completed (or skipped), in order.
+    fn forward(&self, run: &Run, steps: &'d [StepDefinition], now_ms: u64) -> Forward<'d> {
+        for step in steps {
             // A step the run has no state for has not started.
             let state = run.step(&step.name);
             let status = state.map_or(StepStatus::Pending, |s| s.status);
             let attempts = state.map_or(0, |s| s.attempts);
+            if state.is_some_and(|s| s.in_flight) {
+                return Forward::Busy;
+            }
+            if let StepKind::Parallel(branches, max) = step.kind() {
+                match status {
+                    StepStatus::Completed | StepStatus::Skipped => continue,
+                    StepStatus::Pending => return self.begin(run, step, now_ms),
+                    StepStatus::Waiting => return self.fork(run, step, branches, max, now_ms),
+                    _ => return Forward::Failed(step),
+                }
+            }
             match status {
                 StepStatus::Completed | StepStatus::Skipped => continue,
                 StepStatus::Pending if attempts == 0 => return self.begin(run, step, now_ms),
@@ -289,7 +357,11 @@ impl<'d> Lifecycle<'d> {
                     let due = state.and_then(|s| s.due_ms);
                     let awaits = step.awaits.as_ref();
                     match due {
-                        None if awaits.is_some() => return Forward::Park,
+                        // An await parks until a message comes, a child step until its
+                        // child ends.
+                        None if awaits.is_some() || step.workflow.is_some() => {
+                            return Forward::Park;
+                        }
                         Some(due) if due > now_ms => return Forward::Wait(due),
                         _ => {}
                     }
@@ -303,9 +375,9 @@ impl<'d> Lifecycle<'d> {
                     });
                     let entry = match timed_out {
                         Some(error) if step.on_timeout != Some(OnTimeout::Continue) => {
-                            decided(step, 1, Outcome::Fatal, Some(error), None, now_ms)
+                            self.decided(step, Outcome::Fatal, Some(error), None, now_ms)
                         }
-                        _ => decided(step, 1, Outcome::Ok, None, Some(Map::new()), now_ms),
+                        _ => self.decided(step, Outcome::Ok, None, Some(Map::new()), now_ms),
                     };
                     return Forward::Record(entry);
                 }
@@ -318,6 +390,105 @@ impl<'d> Lifecycle<'d> {
             }
         }
         Forward::Done
+    }
+
+    /// What the branches of the parallel step `parallel` do next: each branch's next
+    /// attempt, at once, with up to `max` branches open; a wait for the soonest of their
+    /// timers; the step's end once every branch is done, with each branch's output under
+    /// its name. Once a branch has failed for good, no branch takes a new step, and the
+    /// failure waits for the attempts in flight to end.
+    fn fork(
+        &self,
+        run: &Run,
+        parallel: &'d StepDefinition,
+        branches: &'d [Branch],
+        max: usize,
+        now_ms: u64,
+    ) -> Forward<'d> {
+        let next: Vec<(bool, Forward<'d>)> = branches
+            .iter()
+            .map(|branch| {
+                let started = branch.steps.iter().any(|step| {
+                    run.step(&step.name).is_some_and(|s| {
+                        s.status != StepStatus::Pending || s.attempts > 0 || s.in_flight
+                    })
+                });
+                (started, self.forward(run, &branch.steps, now_ms))
+            })
+            .collect();
+        let mut open = next
+            .iter()
+            .filter(|(started, next)| *started && !matches!(next, Forward::Done))
+            .count();
+        let (mut actions, mut record, mut wait) = (Vec::new(), None, None::<u64>);
+        let (mut park, mut busy, mut failed, mut done) = (false, false, None, true);
+        for (started, next) in next {
+            if matches!(next, Forward::Done) {
+                continue;
+            }
+            done = false;
+            if !started {
+                if open >= max {
+                    continue;
+                }
+                open += 1;
+            }
+            match next {
+                Forward::Attempt(step, attempt) => {
+                    match self.attempt_or_wait(run, step, Direction::Execute, attempt, now_ms) {
+                        Action::Wait { until_ms } => {
+                            wait = Some(wait.map_or(until_ms, |w| w.min(until_ms)));
+                        }
+                        action => actions.push(action),
+                    }
+                }
+                Forward::Record(entry) => {
+                    record.get_or_insert(entry);
+                }
+                Forward::Wait(until_ms) => wait = Some(wait.map_or(until_ms, |w| w.min(until_ms))),
+                Forward::Park => park = true,
+                Forward::Busy => busy = true,
+                Forward::Failed(step) => {
+                    failed.get_or_insert(step);
+                }
+                // Branches hold no parallel steps.
+                Forward::Done | Forward::Actions(_) => {}
+            }
+        }
+        match failed {
+            Some(_) if busy => return Forward::Busy,
+            Some(step) => return Forward::Failed(step),
+            None => {}
+        }
+        if done {
+            let output = branches
+                .iter()
+                .map(|branch| {
+                    let mut output = Map::new();
+                    for step in &branch.steps {
+                        if let Some(out) = run.step(&step.name).and_then(|s| s.output.as_ref()) {
+                            output.extend(out.iter().map(|(k, v)| (k.clone(), v.clone())));
+                        }
+                    }
+                    (branch.name.clone(), Value::Object(output))
+                })
+                .collect();
+            return Forward::Record(self.decided(
+                parallel,
+                Outcome::Ok,
+                None,
+                Some(output),
+                now_ms,
+            ));
+        }
+        if let Some(entry) = record {
+            actions.push(Action::Record(entry));
+        } else if let Some(until_ms) = wait {
+            actions.push(Action::Wait { until_ms });
+        } else if park {
+            actions.push(Action::Park);
+        }
+        Forward::Actions(actions)
     }
 
     /// How a step not reached yet begins: skipped if its condition is false, else its
@@ -333,9 +504,8 @@ impl<'d> Lifecycle<'d> {
             ))
         };
         let failed = |what: &str, e: ExprError| {
-            Forward::Record(decided(
+            Forward::Record(self.decided(
                 step,
-                1,
                 Outcome::Fatal,
                 Some(format!("{what}: {e}")),
                 None,
@@ -346,7 +516,9 @@ impl<'d> Lifecycle<'d> {
             match when.truth(&[("context", &context())]) {
                 Ok(true) => {}
                 Ok(false) => {
-                    return Forward::Record(decided(step, 0, Outcome::Skipped, None, None, now_ms));
+                    let mut skipped = self.decided(step, Outcome::Skipped, None, None, now_ms);
+                    skipped.attempt = 0;
+                    return Forward::Record(skipped);
                 }
                 Err(e) => return failed("when", e),
             }
@@ -360,15 +532,26 @@ impl<'d> Lifecycle<'d> {
                 Ok(due) => due,
                 Err(e) => return failed("sleep-until", e),
             },
+            // The fork is journaled, so that the run shows the step running.
+            StepKind::Parallel(..) => {
+                return Forward::Record(self.decided(step, Outcome::Started, None, None, now_ms));
+            }
+            // The child's id is journaled before the child is started, so that a restart
+            // finds (or starts) the same child.
+            StepKind::Child(..) => {
+                let mut entry = self.decided(step, Outcome::Started, None, None, now_ms);
+                entry.child = Some(run.id.child(&step.name));
+                return Forward::Record(entry);
+            }
             StepKind::Await(awaits) => {
-                let mut entry = decided(step, 1, Outcome::Started, None, None, now_ms);
+                let mut entry = self.decided(step, Outcome::Started, None, None, now_ms);
                 entry.due_ms = awaits.timeout.map(|t| {
                     now_ms.saturating_add(u64::try_from(t.as_millis()).unwrap_or(u64::MAX))
                 });
                 return Forward::Record(entry);
             }
         };
-        let mut entry = decided(step, 1, Outcome::Started, None, None, now_ms);
+        let mut entry = self.decided(step, Outcome::Started, None, None, now_ms);
         entry.due_ms = Some(due_ms);
         Forward::Record(entry)
     }
@@ -382,6 +565,80 @@ impl<'d> Lifecycle<'d> {
             let awaits = step.awaits.as_ref()?;
             (run.step(&step.name)?.status == StepStatus::Waiting).then_some((step, awaits))
         })
+    }
+
+    /// The child workflow step `run` waits at, if it waits at one.
+    pub fn child_waiting(&self, run: &Run) -> Option<&'d StepDefinition> {
+        if run.status != RunStatus::Running {
+            return None;
+        }
+        self.definition.steps.iter().find(|step| {
+            step.workflow.is_some()
+                && run
+                    .step(&step.name)
+                    .is_some_and(|s| s.status == StepStatus::Waiting)
+        })
+    }
+
+    /// The input of the child that `step` of `run` starts: its `input` expression's object,
+    /// or the context the step sees.
+    pub fn child_input(
+        &self,
+        run: &Run,
+        step: &StepDefinition,
+    ) -> Result<Map<String, Value>, ExprError> {
+        let context = context_for(run, self.definition, &step.name, Direction::Execute);
+        let Some(input) = &step.input else {
+            return Ok(context);
+        };
+        match input.json(&[("context", &Value::Object(context))])? {
+            Value::Object(input) => Ok(input),
+            other => Err(ExprError(format!(
+                "a child's input must be an object, not {other}"
+            ))),
+        }
+    }
+
+    /// The end of the child workflow step `step` of `run`, once `child` has ended: `ok`
+    /// with the child's output under the step's name if it completed, else `fatal`.
+    pub fn child_ended(
+        &self,
+        step: &StepDefinition,
+        child: &Run,
+        now_ms: u64,
+    ) -> Option<JournalEntry> {
+        if !child.status.is_terminal() {
+            return None;
+        }
+        if child.status != RunStatus::Completed {
+            let why = child.error.as_ref().map_or(String::new(), |e| {
+                let at = if e.step.is_empty() {
+                    String::new()
+                } else {
+                    format!(" at `{}`", e.step)
+                };
+                format!("{at}: {}", e.message)
+            });
+            let error = format!(
+                "child run `{}` ended {}{why}",
+                child.id,
+                child.status.as_str()
+            );
+            return Some(self.child_failed(step, error, now_ms));
+        }
+        let mut output = Map::new();
+        for state in child.steps.iter().filter(|s| s.branch.is_none()) {
+            if let Some(out) = &state.output {
+                output.extend(out.iter().map(|(k, v)| (k.clone(), v.clone())));
+            }
+        }
+        let output = Map::from_iter([(step.name.clone(), Value::Object(output))]);
+        Some(self.decided(step, Outcome::Ok, None, Some(output), now_ms))
+    }
+
+    /// The failure of the child workflow step `step` for `error`.
+    pub fn child_failed(&self, step: &StepDefinition, error: String, now_ms: u64) -> JournalEntry {
+        self.decided(step, Outcome::Fatal, Some(error), None, now_ms)
     }
 
     /// The await steps `run` has not reached that keep early events (`buffer`), with the
@@ -448,42 +705,75 @@ impl<'d> Lifecycle<'d> {
             Value::Object(data) => data.clone(),
             other => Map::from_iter([(step.name.clone(), other.clone())]),
         };
-        let mut entry = decided(step, 1, Outcome::Ok, None, Some(output), now_ms);
+        let mut entry = self.decided(step, Outcome::Ok, None, Some(output), now_ms);
         entry.message = Some(message.id.clone());
         Some((message, entry))
     }
 
-    /// The next undo, last completed step first; or the end of the run.
-    fn backward(&self, run: &mut Run, now_ms: u64) -> Action {
+    /// The next undo, last completed step first; or the end of the run. A parallel step's
+    /// branches are undone at once, each in reverse order.
+    fn backward(&self, run: &mut Run, now_ms: u64) -> Vec<Action> {
         for step in self.definition.steps.iter().rev() {
-            if !step.undoable() {
+            if let StepKind::Parallel(branches, _) = step.kind() {
+                let (mut actions, mut wait, mut busy, mut failed) = (Vec::new(), None, false, None);
+                for branch in branches {
+                    let Some((step, attempt)) =
+                        branch
+                            .steps
+                            .iter()
+                            .rev()
+                            .find_map(|step| match self.undo(run, step) {
+                                Undo::Nothing => None,
+                                Undo::Attempt(attempt) => Some((step, Some(attempt))),
+                                Undo::Failed => Some((step, None)),
+                            })
+                    else {
+                        continue;
+                    };
+                    match attempt {
+                        _ if run.step(&step.name).is_some_and(|s| s.in_flight) => busy = true,
+                        None => {
+                            failed.get_or_insert(step);
+                        }
+                        Some(attempt) => match self.attempt_or_wait(
+                            run,
+                            step,
+                            Direction::Compensate,
+                            attempt,
+                            now_ms,
+                        ) {
+                            Action::Wait { until_ms } => {
+                                wait = Some(wait.map_or(until_ms, |w: u64| w.min(until_ms)));
+                            }
+                            action => actions.push(action),
+                        },
+                    }
+                }
+                match failed {
+                    Some(_) if busy => return Vec::new(),
+                    Some(step) => return vec![compensation_failed(run, step, now_ms)],
+                    None => {}
+                }
+                if let Some(until_ms) = wait {
+                    actions.push(Action::Wait { until_ms });
+                }
+                if !actions.is_empty() || busy {
+                    return actions;
+                }
                 continue;
             }
-            let Some(state) = run.step_mut(&step.name) else {
-                continue;
-            };
-            let round = state.compensation_round();
-            match state.status {
-                StepStatus::Completed => {
-                    let attempt = state.compensation_attempts + 1;
-                    return self.attempt_or_wait(run, step, Direction::Compensate, attempt, now_ms);
+            match self.undo(run, step) {
+                Undo::Nothing => continue,
+                Undo::Attempt(attempt) => {
+                    return vec![self.attempt_or_wait(
+                        run,
+                        step,
+                        Direction::Compensate,
+                        attempt,
+                        now_ms,
+                    )];
                 }
-                StepStatus::Compensating if round < step.retry.attempts => {
-                    let attempt = state.compensation_attempts + 1;
-                    return self.attempt_or_wait(run, step, Direction::Compensate, attempt, now_ms);
-                }
-                StepStatus::Compensating | StepStatus::CompensationFailed => {
-                    state.status = StepStatus::CompensationFailed;
-                    state.ended_ms.get_or_insert(now_ms);
-                    let error = state.error.clone().unwrap_or_default();
-                    run.error = Some(RunError {
-                        step: step.name.clone(),
-                        message: format!("compensation failed: {error}"),
-                    });
-                    return finish(run, RunStatus::CompensationFailed, now_ms);
-                }
-                // Undone already, or never completed: nothing to undo.
-                _ => continue,
+                Undo::Failed => return vec![compensation_failed(run, step, now_ms)],
             }
         }
         let status = if run.cancelled {
@@ -491,7 +781,30 @@ impl<'d> Lifecycle<'d> {
         } else {
             RunStatus::Compensated
         };
-        finish(run, status, now_ms)
+        vec![finish(run, status, now_ms)]
+    }
+
+    /// What undoing `step` takes next.
+    fn undo(&self, run: &Run, step: &StepDefinition) -> Undo {
+        if !step.undoable() {
+            return Undo::Nothing;
+        }
+        let Some(state) = run.step(&step.name) else {
+            return Undo::Nothing;
+        };
+        match state.status {
+            StepStatus::Completed => Undo::Attempt(state.compensation_attempts + 1),
+            // A child cancelled with its parent is cancelled too.
+            StepStatus::Cancelled if cancelled_child(step, state) => {
+                Undo::Attempt(state.compensation_attempts + 1)
+            }
+            StepStatus::Compensating if state.compensation_round() < step.retry.attempts => {
+                Undo::Attempt(state.compensation_attempts + 1)
+            }
+            StepStatus::Compensating | StepStatus::CompensationFailed => Undo::Failed,
+            // Undone already, or never completed: nothing to undo.
+            _ => Undo::Nothing,
+        }
     }
 
     /// `attempt` of `step` now, or a wait until its backoff after the previous one is over.
@@ -522,11 +835,33 @@ impl<'d> Lifecycle<'d> {
                 return Action::Wait { until_ms: due };
             }
         }
-        Action::Attempt(Attempt {
+        Action::Attempt(self.attempt_of(step, direction, attempt))
+    }
+
+    /// `attempt` of `step` in `direction`, with the branch the step belongs to.
+    fn attempt_of(&self, step: &StepDefinition, direction: Direction, attempt: u32) -> Attempt {
+        Attempt {
             step: step.name.clone(),
             direction,
             attempt,
-        })
+            branch: self
+                .definition
+                .branch_of(&step.name)
+                .map(|(_, branch)| branch.name.clone()),
+        }
+    }
+
+    /// An entry the machine decides for `step` at `now_ms`, without a plugin.
+    fn decided(
+        &self,
+        step: &StepDefinition,
+        outcome: Outcome,
+        error: Option<String>,
+        output: Option<Map<String, Value>>,
+        now_ms: u64,
+    ) -> JournalEntry {
+        let attempt = self.attempt_of(step, Direction::Execute, 1);
+        entry(&attempt, outcome, error, output, (now_ms, now_ms))
     }
 
     /// The failure that turned a run to compensation: the failed step's error, or the
@@ -538,14 +873,50 @@ impl<'d> Lifecycle<'d> {
                 message: "cancelled".into(),
             });
         }
-        self.definition.steps.iter().find_map(|step| {
-            let state = run.step(&step.name)?;
-            (state.status == StepStatus::Failed).then(|| RunError {
-                step: step.name.clone(),
-                message: state.error.clone().unwrap_or_default(),
+        // A parallel step fails with its branch's step, which names the cause.
+        let steps = self.definition.all_steps().map(|(step, _)| step);
+        steps
+            .filter(|step| step.parallel.is_none())
+            .find_map(|step| {
+                let state = run.step(&step.name)?;
+                (state.status == StepStatus::Failed).then(|| RunError {
+                    step: step.name.clone(),
+                    message: state.error.clone().unwrap_or_default(),
+                })
             })
-        })
     }
+}
+
+/// Whether `state` is of a child workflow step cancelled while its child ran: the child is
+/// to be cancelled too.
+fn cancelled_child(step: &StepDefinition, state: &crate::model::StepState) -> bool {
+    step.workflow.is_some() && state.status == StepStatus::Cancelled && state.child.is_some()
+}
+
+/// Whether a step of `run` executes: an attempt of it is in flight, and not to undo it.
+fn executing(run: &Run) -> bool {
+    run.steps.iter().any(|s| {
+        s.in_flight
+            && !matches!(
+                s.status,
+                StepStatus::Completed | StepStatus::Compensating | StepStatus::CompensationFailed
+            )
+    })
+}
+
+/// Ends `run` in `compensation_failed`: undoing `step` is out of attempts.
+fn compensation_failed(run: &mut Run, step: &StepDefinition, now_ms: u64) -> Action {
+    let state = run
+        .step_mut(&step.name)
+        .expect("the backward pass found it");
+    state.status = StepStatus::CompensationFailed;
+    state.ended_ms.get_or_insert(now_ms);
+    let error = state.error.clone().unwrap_or_default();
+    run.error = Some(RunError {
+        step: step.name.clone(),
+        message: format!("compensation failed: {error}"),
+    });
+    finish(run, RunStatus::CompensationFailed, now_ms)
 }
 
 /// Ends `run` in `status` at `now_ms`.
@@ -587,36 +958,29 @@ pub fn entry(
         output: output.filter(|_| attempt.direction == Direction::Execute),
         due_ms: None,
         message: None,
+        branch: attempt.branch.clone(),
+        child: None,
     }
 }
 
-/// An entry the machine decides for `step` at `now_ms`, without a plugin.
-fn decided(
-    step: &StepDefinition,
-    attempt: u32,
-    outcome: Outcome,
-    error: Option<String>,
-    output: Option<serde_json::Map<String, Value>>,
-    now_ms: u64,
-) -> JournalEntry {
-    let attempt = Attempt {
-        step: step.name.clone(),
-        direction: Direction::Execute,
-        attempt,
-    };
-    entry(&attempt, outcome, error, output, (now_ms, now_ms))
-}
-
 /// The context a step sees, by the definition's order: the input with the output of every
-/// step before it (to execute), or up to and including it (to compensate).
+/// step before it (to execute), or up to and including it (to compensate). A branch's step
+/// sees the context before its parallel step, with the output of its branch's steps
+/// before it.
 pub fn context_for(
     run: &Run,
     definition: &WorkflowDefinition,
     step: &str,
     direction: Direction,
 ) -> serde_json::Map<String, Value> {
-    let mut context = run.input.clone();
-    for config in &definition.steps {
+    let (steps, mut context) = match definition.branch_of(step) {
+        Some((parallel, branch)) => (
+            &branch.steps[..],
+            context_for(run, definition, &parallel.name, Direction::Execute),
+        ),
+        None => (&definition.steps[..], run.input.clone()),
+    };
+    for config in steps {
         let is_it = config.name == step;
         if is_it && direction == Direction::Execute {
             break;

@@ -27,6 +27,21 @@ use crate::model::{
 };
 use crate::store::{PinKind, RunStore, StoreError, WorkflowStore};
 
+/// Whether workflow `parent` may run `child` as a child, where `exists` says which workflows
+/// there are: a name that is defined, and not the parent itself, whose children would nest
+/// for ever.
+pub fn check_child(parent: &str, child: &str, exists: impl Fn(&str) -> bool) -> Result<(), String> {
+    if child == parent {
+        return Err(format!(
+            "a workflow cannot run itself as a child (`{child}`)"
+        ));
+    }
+    if !exists(child) {
+        return Err(format!("unknown workflow `{child}`"));
+    }
+    Ok(())
+}
+
 /// A definition version, loaded.
 #[derive(Debug, Clone)]
 pub struct Workflow {

@@ -32,6 +32,10 @@ fn definition(steps: &[(&str, bool, u32)]) -> WorkflowDefinition {
                 when: None,
                 awaits: None,
                 on_timeout: None,
+                parallel: None,
+                max_parallel: None,
+                workflow: None,
+                input: None,
             })
             .collect(),
         trigger: None,
@@ -274,13 +278,15 @@ fn new_run(definition: &WorkflowDefinition, status: RunStatus) -> Run {
         status,
         input: Map::new(),
         steps: definition
-            .steps
-            .iter()
-            .map(|s| StepState::pending(&s.name))
+            .all_steps()
+            .map(|(s, branch)| {
+                StepState::pending(&s.name).in_branch(branch.map(|b| b.name.as_str()))
+            })
             .collect(),
         error: None,
         plugins: BTreeMap::new(),
         idempotency_key: None,
+        parent: None,
         cancelled: false,
         closed: false,
         created_ms: 0,
@@ -296,6 +302,7 @@ fn attempt(step: &str, direction: Direction, attempt: u32) -> Action {
         step: step.into(),
         direction,
         attempt,
+        branch: None,
     })
 }
 
@@ -329,6 +336,250 @@ fn report(
     machine
         .on(run, Event::Attempted(&entry), clock.0)
         .expect("the run takes the outcome")
+}
+
+/// Marks the attempts among `actions` in flight, as the engine does when it makes them.
+fn fly(run: &mut Run, actions: &[Action]) {
+    for action in actions {
+        if let Action::Attempt(a) = action {
+            run.step_mut(&a.step).unwrap().in_flight = true;
+        }
+    }
+}
+
+fn in_branch(action: Action, branch: &str) -> Action {
+    match action {
+        Action::Attempt(mut a) => {
+            a.branch = Some(branch.into());
+            Action::Attempt(a)
+        }
+        other => other,
+    }
+}
+
+fn forked(max_parallel: Option<u32>) -> WorkflowDefinition {
+    let step = |name: &str| json!({ "name": name, "plugin": "p", "retry": { "attempts": 1 } });
+    let mut parallel = json!({
+        "name": "fan_out",
+        "parallel": [
+            { "name": "x", "steps": [step("x1"), step("x2")] },
+            [step("y1")],
+        ],
+    });
+    if let Some(max) = max_parallel {
+        parallel["max-parallel"] = json!(max);
+    }
+    parsed(json!({ "steps": [step("a"), parallel, step("c")] }))
+}
+
+#[test]
+fn branches_run_at_once_each_from_the_fork_and_merge_under_their_names() {
+    let definition = forked(None);
+    let machine = Lifecycle::new(&definition);
+    let clock = ManualClock(0);
+    let mut run = new_run(&definition, RunStatus::Pending);
+    let start = machine.on(&mut run, Event::Start, 0).unwrap();
+    assert_eq!(start, vec![Action::Save, exec("a", 1)]);
+    let fork = report(&machine, &mut run, &start[1], Outcome::Ok, &clock);
+    let both = journal(&machine, &mut run, &fork[0], 0);
+    assert_eq!(
+        both,
+        vec![
+            in_branch(exec("x1", 1), "x"),
+            in_branch(exec("y1", 1), "y1")
+        ]
+    );
+    fly(&mut run, &both);
+    // x1 ends: x goes on while y1 is still in flight.
+    let x2 = report(&machine, &mut run, &both[0], Outcome::Ok, &clock);
+    assert_eq!(x2, vec![in_branch(exec("x2", 1), "x")]);
+    let context = context_for(&run, &definition, "x2", Direction::Execute);
+    assert_eq!(
+        (context.get("a"), context.get("x1")),
+        (Some(&json!(1)), Some(&json!(1)))
+    );
+    fly(&mut run, &x2);
+    assert_eq!(
+        report(&machine, &mut run, &both[1], Outcome::Ok, &clock),
+        vec![]
+    );
+    let joined = report(&machine, &mut run, &x2[0], Outcome::Ok, &clock);
+    let c = journal(&machine, &mut run, &joined[0], 0);
+    assert_eq!(c, vec![exec("c", 1)]);
+    let context = context_for(&run, &definition, "c", Direction::Execute);
+    assert_eq!(context["x"], json!({ "x1": 1, "x2": 1 }));
+    assert_eq!(context["y1"], json!({ "y1": 1 }));
+    assert!(
+        !context.contains_key("x1"),
+        "a branch's output stays under its name"
+    );
+    let done = report(&machine, &mut run, &c[0], Outcome::Ok, &clock);
+    assert_eq!(done, vec![Action::Finish(RunStatus::Completed)]);
+    assert_eq!(run.context()["x"], json!({ "x1": 1, "x2": 1 }));
+}
+
+#[test]
+fn a_failed_branch_stops_the_others_and_every_branch_is_undone_in_reverse() {
+    let definition = forked(None);
+    let machine = Lifecycle::new(&definition);
+    let clock = ManualClock(0);
+    let mut run = new_run(&definition, RunStatus::Pending);
+    let start = machine.on(&mut run, Event::Start, 0).unwrap();
+    let fork = report(&machine, &mut run, &start[1], Outcome::Ok, &clock);
+    let both = journal(&machine, &mut run, &fork[0], 0);
+    fly(&mut run, &both);
+    let x2 = report(&machine, &mut run, &both[0], Outcome::Ok, &clock);
+    fly(&mut run, &x2);
+    // y1 fails for good while x2 is in flight: nothing new starts, nothing is undone yet.
+    assert_eq!(
+        report(&machine, &mut run, &both[1], Outcome::Fatal, &clock),
+        vec![]
+    );
+    assert_eq!(run.status, RunStatus::Running);
+    // x2 completes, and is undone with the rest.
+    let undo_x2 = report(&machine, &mut run, &x2[0], Outcome::Ok, &clock);
+    assert_eq!(undo_x2, vec![Action::Save, in_branch(undo("x2", 1), "x")]);
+    assert_eq!(run.status, RunStatus::Compensating);
+    assert_eq!(run.step("fan_out").unwrap().status, StepStatus::Failed);
+    assert_eq!(run.error.as_ref().unwrap().step, "y1");
+    let undo_x1 = report(&machine, &mut run, &undo_x2[1], Outcome::Ok, &clock);
+    assert_eq!(undo_x1, vec![in_branch(undo("x1", 1), "x")]);
+    let undo_a = report(&machine, &mut run, &undo_x1[0], Outcome::Ok, &clock);
+    assert_eq!(undo_a, vec![undo("a", 1)]);
+    let end = report(&machine, &mut run, &undo_a[0], Outcome::Ok, &clock);
+    assert_eq!(end, vec![Action::Finish(RunStatus::Compensated)]);
+    assert_eq!(run.step("y1").unwrap().status, StepStatus::Failed);
+}
+
+#[test]
+fn max_parallel_opens_a_branch_when_another_ends_and_a_restart_goes_on() {
+    let definition = forked(Some(1));
+    let machine = Lifecycle::new(&definition);
+    let clock = ManualClock(0);
+    let mut run = new_run(&definition, RunStatus::Pending);
+    let start = machine.on(&mut run, Event::Start, 0).unwrap();
+    let fork = report(&machine, &mut run, &start[1], Outcome::Ok, &clock);
+    let x1 = journal(&machine, &mut run, &fork[0], 0);
+    assert_eq!(x1, vec![in_branch(exec("x1", 1), "x")]);
+    fly(&mut run, &x1);
+    let x2 = report(&machine, &mut run, &x1[0], Outcome::Ok, &clock);
+    assert_eq!(x2, vec![in_branch(exec("x2", 1), "x")]);
+    fly(&mut run, &x2);
+    // A crash while x2 is in flight: the restart makes it again, and y waits its turn.
+    let mut restarted = run.clone();
+    restarted.step_mut("x2").unwrap().in_flight = false;
+    let again = machine.on(&mut restarted, Event::Recovered, 0).unwrap();
+    assert_eq!(again, x2);
+    let y1 = report(&machine, &mut run, &x2[0], Outcome::Ok, &clock);
+    assert_eq!(y1, vec![in_branch(exec("y1", 1), "y1")]);
+}
+
+#[test]
+fn a_cancel_during_branches_lets_the_attempts_in_flight_end_then_undoes_them() {
+    let definition = forked(None);
+    let machine = Lifecycle::new(&definition);
+    let clock = ManualClock(0);
+    let mut run = new_run(&definition, RunStatus::Pending);
+    let start = machine.on(&mut run, Event::Start, 0).unwrap();
+    let fork = report(&machine, &mut run, &start[1], Outcome::Ok, &clock);
+    let both = journal(&machine, &mut run, &fork[0], 0);
+    fly(&mut run, &both);
+    assert_eq!(
+        machine.on(&mut run, Event::Cancel, 0).unwrap(),
+        vec![Action::Save]
+    );
+    assert_eq!(
+        report(&machine, &mut run, &both[0], Outcome::Ok, &clock),
+        vec![]
+    );
+    let undo_x1 = report(&machine, &mut run, &both[1], Outcome::Ok, &clock);
+    assert_eq!(
+        undo_x1,
+        vec![
+            in_branch(undo("x1", 1), "x"),
+            in_branch(undo("y1", 1), "y1")
+        ]
+    );
+}
+
+#[test]
+fn a_child_step_parks_ends_with_its_child_and_is_undone_or_cancelled_with_it() {
+    let definition = parsed(json!({ "steps": [
+        { "name": "ship", "workflow": "shipping", "input": "{'order': context.order}" },
+        { "name": "b", "plugin": "p", "retry": { "attempts": 1 } },
+    ]}));
+    let machine = Lifecycle::new(&definition);
+    let clock = ManualClock(0);
+    let mut run = new_run(&definition, RunStatus::Pending);
+    run.input = json!({ "order": "o-1", "other": 1 })
+        .as_object()
+        .unwrap()
+        .clone();
+    let start = machine.on(&mut run, Event::Start, 0).unwrap();
+    let Action::Record(started) = &start[1] else {
+        panic!("{start:?}")
+    };
+    assert_eq!(started.child.as_deref(), Some("run-1.ship"));
+    assert_eq!(
+        journal(&machine, &mut run, &start[1], 0),
+        vec![Action::Park]
+    );
+    let ship = definition.step("ship").unwrap();
+    assert_eq!(
+        machine.child_waiting(&run).map(|s| &s.name),
+        Some(&ship.name)
+    );
+    assert_eq!(
+        Value::Object(machine.child_input(&run, ship).unwrap()),
+        json!({ "order": "o-1" })
+    );
+    // A child still running ends nothing; a completed one ends the step with its output.
+    let mut child = new_run(
+        &parsed(json!({ "steps": [{ "name": "c", "plugin": "p" }] })),
+        RunStatus::Running,
+    );
+    assert_eq!(machine.child_ended(ship, &child, 5), None);
+    child.status = RunStatus::Completed;
+    child.steps[0].output = json!({ "tracking": "t-1" }).as_object().cloned();
+    let ended = machine.child_ended(ship, &child, 5).unwrap();
+    let b = machine.on(&mut run, Event::Attempted(&ended), 5).unwrap();
+    assert_eq!(b, vec![exec("b", 1)]);
+    assert_eq!(run.context()["ship"], json!({ "tracking": "t-1" }));
+    // b fails for good: the child step is undone like any other.
+    let undo_ship = report(&machine, &mut run, &b[0], Outcome::Fatal, &clock);
+    assert_eq!(undo_ship, vec![Action::Save, undo("ship", 1)]);
+
+    // A cancel while the child runs cancels the child (an undo of the step).
+    let mut run = new_run(&definition, RunStatus::Pending);
+    let start = machine.on(&mut run, Event::Start, 0).unwrap();
+    journal(&machine, &mut run, &start[1], 0);
+    let cancel = machine.on(&mut run, Event::Cancel, 1).unwrap();
+    assert_eq!(cancel, vec![Action::Save, undo("ship", 1)]);
+    // A failed child fails the step.
+    child.status = RunStatus::Compensated;
+    let failed = machine.child_ended(ship, &child, 5).unwrap();
+    assert_eq!(failed.outcome, Outcome::Fatal);
+    assert!(failed.error.unwrap().contains("ended compensated"));
+}
+
+#[test]
+fn an_undo_compensates_a_completed_run_and_nothing_else() {
+    let definition = definition(&[("a", true, 1), ("b", false, 1)]);
+    let machine = Lifecycle::new(&definition);
+    let clock = ManualClock(0);
+    let mut run = new_run(&definition, RunStatus::Running);
+    assert_eq!(
+        machine.on(&mut run, Event::Undo, 0),
+        Err(Refused::Ended(RunStatus::Running))
+    );
+    let a = machine.on(&mut run, Event::Start, 0).unwrap();
+    let b = report(&machine, &mut run, &a[0], Outcome::Ok, &clock);
+    let done = report(&machine, &mut run, &b[0], Outcome::Ok, &clock);
+    assert_eq!(done, vec![Action::Finish(RunStatus::Completed)]);
+    let undo_a = machine.on(&mut run, Event::Undo, 1).unwrap();
+    assert_eq!(undo_a, vec![Action::Save, undo("a", 1)]);
+    let end = report(&machine, &mut run, &undo_a[1], Outcome::Ok, &clock);
+    assert_eq!(end, vec![Action::Finish(RunStatus::Compensated)]);
 }
 
 #[test]

@@ -18,7 +18,9 @@
 //! | `calls` | | `{"calls": n}`: how many `execute` calls this instance has served, this one included |
 //! | `trap` | | traps (a panic) |
 //!
-//! Any other step, or arguments of the wrong shape, fail with a fatal error. `compensate`
+//! A step named `<step>#<anything>` is served as `<step>`, so that one workflow can have
+//! several steps of one kind (step names are unique in a workflow). Any other step, or
+//! arguments of the wrong shape, fail with a fatal error. `compensate`
 //! returns `{"compensated": <step>}`. It implements the raw generated trait so nothing of
 //! the SDK's own mapping (errors, `null` results) stands between the test and the host.
 
@@ -88,7 +90,8 @@ static CALLS: AtomicU32 = AtomicU32::new(0);
 impl Guest for Probe {
     fn execute(info: StepInfo, ctx: String) -> Result<String, StepError> {
         let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-        let outcome = match info.step.as_str() {
+        let step = info.step.split_once('#').map_or(info.step.as_str(), |(step, _)| step);
+        let outcome = match step {
             "call" => call(args(&ctx)?)?,
             "cache_set" => cache_set(args(&ctx)?),
             "cache_get" => {

@@ -19,6 +19,7 @@ fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
         error: None,
         plugins: BTreeMap::from([("p".into(), "pd1".into())]),
         idempotency_key: key.map(Into::into),
+        parent: None,
         cancelled: false,
         closed: false,
         created_ms,
@@ -240,6 +241,8 @@ fn entry(direction: Direction, attempt: u32, outcome: Outcome) -> JournalEntry {
             .then(|| serde_json::json!({"x": 1}).as_object().unwrap().clone()),
         due_ms: None,
         message: None,
+        branch: None,
+        child: None,
     }
 }
 
