@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::sagas::{count, step};
 use crate::server::{Server, Services, order};
+use crate::workflows::example_table;
 
 /// The order saga with the order made by a child run of `fulfilment`, and a last step that
 /// fails when the input says `fail_late`.
@@ -184,4 +185,72 @@ async fn a_kill_between_the_childs_end_and_the_parents_step_loses_nothing() {
     assert_eq!(count(&ledger, "orders", "active"), 1, "{ledger}");
     assert_eq!(count(&ledger, "payments", "captured"), 1, "{ledger}");
     assert_eq!(count(&ledger, "reservations", "active"), 2, "{ledger}");
+}
+
+/// The example's `order_shipped`, `shipping` and `nightly_reconcile` against `services`.
+fn example(services: &Services) -> String {
+    let example = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../examples/order-processing/flowhost.toml"
+    ))
+    .unwrap();
+    let tables: Vec<&str> = [
+        "[workflows.order_shipped]",
+        "[workflows.shipping]",
+        "[workflows.nightly_reconcile]",
+    ]
+    .iter()
+    .map(|header| example_table(&example, header))
+    .collect();
+    format!(
+        "{}\n[plugins.reconcile]\npath = \"{}\"\nservices = [\"orders\"]\npublish = [\"ledger.*\"]\n{}",
+        services.config(),
+        flowhost_test_artifacts::RECONCILE,
+        tables.join("\n")
+    )
+}
+
+#[tokio::test]
+async fn the_example_ships_through_a_child_and_reconciles_the_ledger() {
+    let services = Services::start().await;
+    let server = Server::start(&example(&services)).await;
+    let (status, run) = server
+        .post(
+            "/v1/workflows/order_shipped/runs?wait=30s",
+            &order("o-x1", 7, 20.0),
+        )
+        .await;
+    assert_eq!(status, 200, "{run}");
+    assert_eq!(run["status"], "completed", "{run}");
+    let child_id = step(&run, "ship")["child"].as_str().unwrap().to_owned();
+    let (_, child) = server.get(&format!("/v1/runs/{child_id}")).await;
+    assert_eq!(child["status"], "completed", "{child}");
+    assert_eq!(child["workflow"], "shipping", "{child}");
+    let ledger = services.order("o-x1").await;
+    assert_eq!(count(&ledger, "orders", "active"), 1, "{ledger}");
+
+    // A reservation no order owns, made behind the sagas' back: the nightly check finds it.
+    let stray = reqwest::Client::new()
+        .post(format!("{}/reservations", services.url))
+        .json(&serde_json::json!({ "order_id": "o-stray", "product_id": "p-1", "quantity": 1 }))
+        .send()
+        .await
+        .unwrap();
+    assert!(stray.status().is_success(), "{}", stray.status());
+    let (status, night) = server
+        .post(
+            "/v1/workflows/nightly_reconcile/runs?wait=30s",
+            &serde_json::json!({ "scheduled_at": "2026-12-01T02:00:00Z" }),
+        )
+        .await;
+    assert_eq!(status, 200, "{night}");
+    assert_eq!(night["status"], "completed", "{night}");
+    let context = &night["context"];
+    assert_eq!(
+        context["stray_reservations"],
+        serde_json::json!(["o-stray"]),
+        "{night}"
+    );
+    assert_eq!(context["stray_payments"], serde_json::json!([]), "{night}");
+    assert_eq!(context["orders"], 1, "{night}");
 }

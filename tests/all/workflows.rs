@@ -641,12 +641,19 @@ fn order_settled(services: &Services, timeout: &str) -> String {
         "/../examples/order-processing/flowhost.toml"
     ))
     .unwrap();
-    let workflow = &example[example.find("[workflows.order_settled]").unwrap()..];
+    let workflow = example_table(&example, "[workflows.order_settled]");
     format!(
         "{}\n{}",
         services.config(),
         workflow.replace("timeout = \"1m\"", &format!("timeout = \"{timeout}\""))
     )
+}
+
+/// The table `header` of the example's configuration `example`, up to the next table.
+pub fn example_table<'a>(example: &'a str, header: &str) -> &'a str {
+    let table = &example[example.find(header).unwrap()..];
+    let end = table[1..].find("\n[").map_or(table.len(), |i| i + 2);
+    &table[..end]
 }
 
 #[tokio::test]

@@ -78,14 +78,10 @@ pub async fn push(
             format!("{}: {}", e.path(), e.inner()),
         )
     })?;
-    let workflows = app.engine.workflows();
-    let trigger = workflows
-        .current(&name)
-        .and_then(|w| w.definition.trigger.clone());
-    let pushed = workflows
-        .push(&name, definition, |definition| {
-            check_uses(&app, &name, definition, trigger.as_deref())
-        })
+    let pushed = app
+        .engine
+        .workflows()
+        .push(&name, definition, uses_checker(&app, &name))
         .await?;
     let status = if pushed.new {
         StatusCode::CREATED
@@ -103,14 +99,10 @@ pub async fn rollback(
     body: Bytes,
 ) -> Result<Response, Problem> {
     let digest = rollback_target(&body)?;
-    let workflows = app.engine.workflows();
-    let trigger = workflows
-        .current(&name)
-        .and_then(|w| w.definition.trigger.clone());
-    let pushed = workflows
-        .rollback(&name, digest.as_deref(), |definition| {
-            check_uses(&app, &name, definition, trigger.as_deref())
-        })
+    let pushed = app
+        .engine
+        .workflows()
+        .rollback(&name, digest.as_deref(), uses_checker(&app, &name))
         .await?;
     Ok(Json(pushed).into_response())
 }
@@ -146,6 +138,20 @@ fn check_name(name: &str) -> Result<(), Problem> {
         StatusCode::BAD_REQUEST,
         format!("a workflow name is 1 to {MAX_NAME} letters, digits, `_`, `-` or `.`"),
     ))
+}
+
+/// [`check_uses`] for a new version of workflow `name`, which keeps the trigger its current
+/// version has.
+fn uses_checker<'a>(
+    app: &'a AppState,
+    name: &'a str,
+) -> impl Fn(&WorkflowDefinition) -> Result<(), InvalidDefinition> + 'a {
+    let trigger = app
+        .engine
+        .workflows()
+        .current(name)
+        .and_then(|w| w.definition.trigger.clone());
+    move |definition| check_uses(app, name, definition, trigger.as_deref())
 }
 
 /// What only the host knows: every plugin a step names exists and is a `step-plugin`, and
