@@ -228,7 +228,8 @@ impl Config {
                 }
                 if let Some(child) = &step.workflow
                     && let Err(reason) = crate::workflows::check_child(name, child, |w| {
-                        self.workflows.contains_key(w)
+                        let definition = self.workflows.get(w)?;
+                        Some(definition.children().map(str::to_owned).collect())
                     })
                 {
                     return Err(invalid(

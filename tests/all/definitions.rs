@@ -410,7 +410,7 @@ async fn a_child_workflow_step_must_name_another_known_workflow() {
     let server = Server::start(&config()).await;
     for (child, reason) in [
         ("nope", "unknown workflow `nope`"),
-        ("kid", "cannot run itself"),
+        ("kid", "nest for ever: `kid` → `kid`"),
     ] {
         let body = json!({ "steps": [{ "name": "ship", "workflow": child }] });
         let (status, answer) = put(&server, "kid", &body.to_string()).await;
@@ -434,4 +434,10 @@ async fn a_child_workflow_step_must_name_another_known_workflow() {
     let body = json!({ "steps": [{ "name": "ship", "workflow": "nap", "input": "{'order': context.id}" }] });
     let (status, answer) = put(&server, "kid", &body.to_string()).await;
     assert_eq!(status, 201, "{answer}");
+    // nap running kid, which runs nap, would nest for ever.
+    let body = json!({ "steps": [{ "name": "again", "workflow": "kid" }] });
+    let (status, answer) = put(&server, "nap", &body.to_string()).await;
+    assert_eq!(status, 422, "{answer}");
+    let detail = answer["detail"].as_str().unwrap();
+    assert!(detail.contains("`nap` → `kid` → `nap`"), "{detail}");
 }

@@ -165,7 +165,8 @@ fn check_uses(
     for (step, _) in definition.all_steps() {
         if let Some(child) = &step.workflow {
             crate::workflows::check_child(workflow, child, |w| {
-                app.engine.workflows().current(w).is_some()
+                let current = app.engine.workflows().current(w)?;
+                Some(current.definition.children().map(str::to_owned).collect())
             })
             .map_err(|reason| InvalidDefinition {
                 key: format!("steps.{}.workflow", step.name),

@@ -1320,7 +1320,11 @@ impl Inner {
             Err(EngineError::Store(e)) => return Err(e.into()),
             Err(e) => return Ok(Err((Outcome::Retryable, e.to_string()))),
         }
-        let child = match self.wait(id, CHILD_UNDO_WAIT).await {
+        let waited = tokio::select! {
+            waited = self.wait(id, CHILD_UNDO_WAIT) => waited,
+            () = self.shutdown.cancelled() => return Err(Halt::Shutdown),
+        };
+        let child = match waited {
             Ok(child) => child,
             Err(EngineError::Store(e)) => return Err(e.into()),
             Err(e) => return Ok(Err((Outcome::Retryable, e.to_string()))),
@@ -1343,6 +1347,26 @@ impl Inner {
                 format!("child run `{id}` is still {}", status.as_str()),
             )),
         })
+    }
+
+    /// Closes the children of `run`, which closed: nothing will undo them now. A child
+    /// left open (a write that failed, a crash) is only kept longer.
+    fn close_children(&self, run: &Run) {
+        for id in run.steps.iter().filter_map(|s| s.child.as_ref()) {
+            let closed = (|| -> Result<(), StoreError> {
+                if let Some(mut child) = self.store.get(id)?
+                    && child.status.is_terminal()
+                    && !child.closed
+                {
+                    child.closed = true;
+                    self.save(&mut child)?;
+                }
+                Ok(())
+            })();
+            if let Err(e) = closed {
+                tracing::warn!(run_id = %run.id, child = %id, error = %e, "could not close a child run");
+            }
+        }
     }
 
     /// Has completed run `id` undo its steps, for its parent: it compensates, and ends
@@ -1473,7 +1497,10 @@ impl Inner {
     }
 
     /// [`Self::attempt`]'s call of the plugin.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the parts of a run an attempt needs, taken apart so that the run can change meanwhile"
+    )]
     async fn call(
         self: &Arc<Self>,
         run_id: RunId,
@@ -1634,7 +1661,9 @@ impl Inner {
             revision: run.revision + 1,
         };
         self.outbox.stage(vec![event], Some(gate))?;
-        run.closed = closed;
+        // A child stays open while its parent may still undo it: its record and pins are
+        // kept until the parent closes.
+        run.closed = closed && run.parent.is_none();
         if let Err(error) = self.save(run) {
             // This end did not happen: its announcement must not go out with a later one.
             let _ = self.outbox.withdraw(&event_id);
@@ -1654,6 +1683,9 @@ impl Inner {
         // A child's end is its parent's next step.
         if let Some(parent) = &run.parent {
             self.scheduler.schedule(parent.clone(), self.clock.now_ms());
+        }
+        if run.closed {
+            self.close_children(run);
         }
         tracing::debug!(status = status.as_str(), "run finished");
         Ok(())

@@ -28,6 +28,15 @@
 //! holding no task meanwhile ([`Action::Wait`]). The due time is computed once, when the
 //! sleep starts, and read back from the journal after a restart, so each sleep ends once.
 //!
+//! A parallel step's branches go at once: the machine offers every open branch's next
+//! attempt together, the engine marks each in flight while it makes it, and nothing
+//! compensates, and no run ends, while an attempt executes. A branch that fails for good
+//! (or a cancel) stops new steps; once the attempts in flight end, every branch is undone,
+//! each in reverse order. A restart makes the open branches' current steps again, as it
+//! makes a lone step's in-flight attempt again. A child workflow step journals its child's
+//! id, parks until the engine reports the child's end, and is undone by an attempt that
+//! undoes (or cancels) the child; [`Event::Undo`] is that request as the child sees it.
+//!
 //! Steps are matched to the definition by name, never by position. The invariants, which
 //! the property tests below hold over random sequences of outcomes, crashes, retries and
 //! cancels:
@@ -43,7 +52,7 @@ use serde_json::{Map, Value};
 
 use crate::model::{
     AwaitDefinition, Branch, Direction, ExprError, JournalEntry, Message, OnTimeout, Outcome, Run,
-    RunError, RunStatus, StepDefinition, StepKind, StepStatus, WorkflowDefinition,
+    RunError, RunStatus, StepDefinition, StepKind, StepState, StepStatus, WorkflowDefinition,
 };
 
 /// What happened to a run.
@@ -141,6 +150,8 @@ enum Forward<'d> {
     Park,
     /// An attempt is in flight where the pass would go on.
     Busy,
+    /// The run was cancelled while its branches ran, and no attempt is in flight now.
+    Stopped,
     /// What a parallel step's branches do next, together.
     Actions(Vec<Action>),
     Failed(&'d StepDefinition),
@@ -213,31 +224,27 @@ impl<'d> Lifecycle<'d> {
             Event::Cancel => match run.status {
                 RunStatus::Pending | RunStatus::Running => {
                     run.cancelled = true;
-                    // What was waiting (asleep, or between attempts) waits no more; an
-                    // attempt in flight finishes.
-                    for step in &mut run.steps {
-                        if !step.in_flight
-                            && matches!(step.status, StepStatus::Running | StepStatus::Waiting)
-                        {
-                            step.status = StepStatus::Cancelled;
-                            step.ended_ms = Some(now_ms);
-                        }
-                    }
+                    stop_waiting(run, now_ms);
                     run.error = Some(RunError {
                         step: String::new(),
                         message: "cancelled".into(),
                     });
-                    if !self.has_steps_to_undo(run) && !executing(run) {
-                        return Ok(vec![finish(run, RunStatus::Cancelled, now_ms)]);
+                    // With attempts in flight (parallel branches), the run stays running,
+                    // cancelled, until they end: a crash meanwhile makes them again.
+                    if !executing(run) {
+                        if !self.has_steps_to_undo(run) {
+                            return Ok(vec![finish(run, RunStatus::Cancelled, now_ms)]);
+                        }
+                        run.status = RunStatus::Compensating;
                     }
-                    run.status = RunStatus::Compensating;
                     save = true;
                 }
                 RunStatus::Compensating => return Err(Refused::Compensating),
                 ended => return Err(Refused::Ended(ended)),
             },
         }
-        let next = self.next(run, now_ms, &mut save);
+        let recovering = matches!(event, Event::Recovered);
+        let next = self.next(run, now_ms, &mut save, recovering);
         let mut actions = Vec::with_capacity(next.len() + 1);
         if save && !matches!(next[..], [Action::Finish(_)]) {
             actions.push(Action::Save);
@@ -258,71 +265,86 @@ impl<'d> Lifecycle<'d> {
     /// Whether `run` has completed steps its compensation would undo (or is undoing).
     pub fn has_steps_to_undo(&self, run: &Run) -> bool {
         self.definition.all_steps().any(|(config, _)| {
-            config.undoable()
-                && run.step(&config.name).is_some_and(|state| {
-                    matches!(
-                        state.status,
-                        StepStatus::Completed
-                            | StepStatus::Compensating
-                            | StepStatus::CompensationFailed
-                    ) || cancelled_child(config, state)
-                })
+            run.step(&config.name).is_some_and(|state| {
+                let done = matches!(
+                    state.status,
+                    StepStatus::Completed
+                        | StepStatus::Compensating
+                        | StepStatus::CompensationFailed
+                );
+                (config.undoable() && done) || cancelled_child(config, state)
+            })
         })
     }
 
     /// What to do next from the run's state, moving its status on where the state
     /// decides it (a pending run starts, a step out of attempts fails, a failure turns to
     /// compensation, the last undo ends the run).
-    fn next(&self, run: &mut Run, now_ms: u64, save: &mut bool) -> Vec<Action> {
+    /// `recovering` when a restart takes the run up: attempts that may have been in flight
+    /// are made again before anything else.
+    fn next(&self, run: &mut Run, now_ms: u64, save: &mut bool, recovering: bool) -> Vec<Action> {
         loop {
             match run.status {
                 RunStatus::Pending => {
                     run.status = RunStatus::Running;
                     *save = true;
                 }
-                RunStatus::Running => match self.forward(run, &self.definition.steps, now_ms) {
-                    Forward::Done => return vec![finish(run, RunStatus::Completed, now_ms)],
-                    Forward::Attempt(step, attempt) => {
-                        return vec![self.attempt_or_wait(
-                            run,
-                            step,
-                            Direction::Execute,
-                            attempt,
-                            now_ms,
-                        )];
-                    }
-                    Forward::Record(entry) => return vec![Action::Record(entry)],
-                    Forward::Wait(until_ms) => return vec![Action::Wait { until_ms }],
-                    Forward::Park => return vec![Action::Park],
-                    Forward::Busy => return Vec::new(),
-                    Forward::Actions(actions) => return actions,
-                    Forward::Failed(step) => {
-                        let state = run.step_mut(&step.name).expect("forward found it");
-                        state.status = StepStatus::Failed;
-                        state.ended_ms.get_or_insert(now_ms);
-                        let error = RunError {
-                            step: step.name.clone(),
-                            message: state.error.clone().unwrap_or_default(),
-                        };
-                        // A branch's failure is its parallel step's.
-                        if let Some((parallel, branch)) = self.definition.branch_of(&step.name)
-                            && let Some(state) = run.step_mut(&parallel.name)
-                        {
+                RunStatus::Running => {
+                    match self.forward(run, &self.definition.steps, now_ms, recovering) {
+                        Forward::Done => return vec![finish(run, RunStatus::Completed, now_ms)],
+                        Forward::Attempt(step, attempt) => {
+                            return vec![self.attempt_or_wait(
+                                run,
+                                step,
+                                Direction::Execute,
+                                attempt,
+                                now_ms,
+                            )];
+                        }
+                        Forward::Record(entry) => return vec![Action::Record(entry)],
+                        Forward::Wait(until_ms) => return vec![Action::Wait { until_ms }],
+                        Forward::Park => return vec![Action::Park],
+                        Forward::Busy => return Vec::new(),
+                        Forward::Actions(actions) => return actions,
+                        // Cancelled while branches ran: they have ended.
+                        Forward::Stopped => {
+                            stop_waiting(run, now_ms);
+                            if !self.has_steps_to_undo(run) {
+                                return vec![finish(run, RunStatus::Cancelled, now_ms)];
+                            }
+                            run.status = RunStatus::Compensating;
+                            *save = true;
+                        }
+                        Forward::Failed(step) => {
+                            let state = run.step_mut(&step.name).expect("forward found it");
                             state.status = StepStatus::Failed;
                             state.ended_ms.get_or_insert(now_ms);
-                            state.error = Some(format!(
-                                "branch `{}` failed at step `{}`: {}",
-                                branch.name, error.step, error.message
-                            ));
+                            let error = RunError {
+                                step: step.name.clone(),
+                                message: state.error.clone().unwrap_or_default(),
+                            };
+                            // A branch's failure is its parallel step's.
+                            if let Some((parallel, branch)) = self.definition.branch_of(&step.name)
+                                && let Some(state) = run.step_mut(&parallel.name)
+                            {
+                                state.status = StepStatus::Failed;
+                                state.ended_ms.get_or_insert(now_ms);
+                                state.error = Some(format!(
+                                    "branch `{}` failed at step `{}`: {}",
+                                    branch.name, error.step, error.message
+                                ));
+                            }
+                            run.error = Some(error);
+                            // Branches waiting (a sleep, a backoff) wait no more.
+                            stop_waiting(run, now_ms);
+                            if !self.has_steps_to_undo(run) {
+                                return vec![finish(run, RunStatus::Failed, now_ms)];
+                            }
+                            run.status = RunStatus::Compensating;
+                            *save = true;
                         }
-                        run.error = Some(error);
-                        if !self.has_steps_to_undo(run) {
-                            return vec![finish(run, RunStatus::Failed, now_ms)];
-                        }
-                        run.status = RunStatus::Compensating;
-                        *save = true;
                     }
-                },
+                }
                 // Compensation waits for the steps still executing: what they complete,
                 // it undoes too.
                 RunStatus::Compensating if executing(run) => return Vec::new(),
@@ -333,7 +355,13 @@ impl<'d> Lifecycle<'d> {
     }
 
     /// The first of `steps` that is not completed (or skipped), in order.
-    fn forward(&self, run: &Run, steps: &'d [StepDefinition], now_ms: u64) -> Forward<'d> {
+    fn forward(
+        &self,
+        run: &Run,
+        steps: &'d [StepDefinition],
+        now_ms: u64,
+        recovering: bool,
+    ) -> Forward<'d> {
         for step in steps {
             // A step the run has no state for has not started.
             let state = run.step(&step.name);
@@ -346,12 +374,17 @@ impl<'d> Lifecycle<'d> {
                 match status {
                     StepStatus::Completed | StepStatus::Skipped => continue,
                     StepStatus::Pending => return self.begin(run, step, now_ms),
-                    StepStatus::Waiting => return self.fork(run, step, branches, max, now_ms),
+                    // Cancelled, it still waits for its branches' attempts in flight.
+                    StepStatus::Waiting | StepStatus::Cancelled => {
+                        return self.fork(run, step, branches, max, now_ms, recovering);
+                    }
                     _ => return Forward::Failed(step),
                 }
             }
             match status {
                 StepStatus::Completed | StepStatus::Skipped => continue,
+                // A branch's step a cancel stopped.
+                StepStatus::Cancelled => return Forward::Stopped,
                 StepStatus::Pending if attempts == 0 => return self.begin(run, step, now_ms),
                 StepStatus::Waiting => {
                     let due = state.and_then(|s| s.due_ms);
@@ -395,8 +428,10 @@ impl<'d> Lifecycle<'d> {
     /// What the branches of the parallel step `parallel` do next: each branch's next
     /// attempt, at once, with up to `max` branches open; a wait for the soonest of their
     /// timers; the step's end once every branch is done, with each branch's output under
-    /// its name. Once a branch has failed for good, no branch takes a new step, and the
-    /// failure waits for the attempts in flight to end.
+    /// its name. Once a branch has failed for good, or the run was cancelled, no branch
+    /// takes a new step, and the failure waits for the attempts in flight to end. Taken up
+    /// by a restart, the open branches make their current step again first: it may have
+    /// been in flight at the crash, with effects to undo.
     fn fork(
         &self,
         run: &Run,
@@ -404,6 +439,7 @@ impl<'d> Lifecycle<'d> {
         branches: &'d [Branch],
         max: usize,
         now_ms: u64,
+        recovering: bool,
     ) -> Forward<'d> {
         let next: Vec<(bool, Forward<'d>)> = branches
             .iter()
@@ -413,7 +449,7 @@ impl<'d> Lifecycle<'d> {
                         s.status != StepStatus::Pending || s.attempts > 0 || s.in_flight
                     })
                 });
-                (started, self.forward(run, &branch.steps, now_ms))
+                (started, self.forward(run, &branch.steps, now_ms, false))
             })
             .collect();
         let mut open = next
@@ -422,6 +458,7 @@ impl<'d> Lifecycle<'d> {
             .count();
         let (mut actions, mut record, mut wait) = (Vec::new(), None, None::<u64>);
         let (mut park, mut busy, mut failed, mut done) = (false, false, None, true);
+        let mut stopped = run.cancelled;
         for (started, next) in next {
             if matches!(next, Forward::Done) {
                 continue;
@@ -451,14 +488,21 @@ impl<'d> Lifecycle<'d> {
                 Forward::Failed(step) => {
                     failed.get_or_insert(step);
                 }
+                Forward::Stopped => stopped = true,
                 // Branches hold no parallel steps.
                 Forward::Done | Forward::Actions(_) => {}
             }
         }
-        match failed {
-            Some(_) if busy => return Forward::Busy,
-            Some(step) => return Forward::Failed(step),
-            None => {}
+        if failed.is_some() || stopped {
+            if busy {
+                return Forward::Busy;
+            }
+            // Which of the open branches' steps were in flight at the crash is not known:
+            // each is made again (at worst a step runs after the failure, and is undone).
+            if recovering && !actions.is_empty() {
+                return Forward::Actions(actions);
+            }
+            return failed.map_or(Forward::Stopped, Forward::Failed);
         }
         if done {
             let output = branches
@@ -786,18 +830,18 @@ impl<'d> Lifecycle<'d> {
 
     /// What undoing `step` takes next.
     fn undo(&self, run: &Run, step: &StepDefinition) -> Undo {
-        if !step.undoable() {
-            return Undo::Nothing;
-        }
         let Some(state) = run.step(&step.name) else {
             return Undo::Nothing;
         };
+        // A child cancelled with its parent is cancelled too.
+        if cancelled_child(step, state) {
+            return Undo::Attempt(state.compensation_attempts + 1);
+        }
+        if !step.undoable() {
+            return Undo::Nothing;
+        }
         match state.status {
             StepStatus::Completed => Undo::Attempt(state.compensation_attempts + 1),
-            // A child cancelled with its parent is cancelled too.
-            StepStatus::Cancelled if cancelled_child(step, state) => {
-                Undo::Attempt(state.compensation_attempts + 1)
-            }
             StepStatus::Compensating if state.compensation_round() < step.retry.attempts => {
                 Undo::Attempt(state.compensation_attempts + 1)
             }
@@ -887,19 +931,34 @@ impl<'d> Lifecycle<'d> {
     }
 }
 
+/// Marks the steps of `run` that wait (asleep, between attempts, for a message or a child)
+/// and have no attempt in flight `cancelled`: they wait no more.
+fn stop_waiting(run: &mut Run, now_ms: u64) {
+    for step in &mut run.steps {
+        if !step.in_flight && matches!(step.status, StepStatus::Running | StepStatus::Waiting) {
+            step.status = StepStatus::Cancelled;
+            step.ended_ms = Some(now_ms);
+        }
+    }
+}
+
 /// Whether `state` is of a child workflow step cancelled while its child ran: the child is
-/// to be cancelled too.
-fn cancelled_child(step: &StepDefinition, state: &crate::model::StepState) -> bool {
+/// to be cancelled too, whether or not the step undoes a completed child.
+fn cancelled_child(step: &StepDefinition, state: &StepState) -> bool {
     step.workflow.is_some() && state.status == StepStatus::Cancelled && state.child.is_some()
 }
 
-/// Whether a step of `run` executes: an attempt of it is in flight, and not to undo it.
+/// Whether a step of `run` executes: an attempt of it is in flight, and not to undo it (a
+/// cancelled step's attempt undoes its child).
 fn executing(run: &Run) -> bool {
     run.steps.iter().any(|s| {
         s.in_flight
             && !matches!(
                 s.status,
-                StepStatus::Completed | StepStatus::Compensating | StepStatus::CompensationFailed
+                StepStatus::Completed
+                    | StepStatus::Compensating
+                    | StepStatus::CompensationFailed
+                    | StepStatus::Cancelled
             )
     })
 }

@@ -27,17 +27,38 @@ use crate::model::{
 };
 use crate::store::{PinKind, RunStore, StoreError, WorkflowStore};
 
-/// Whether workflow `parent` may run `child` as a child, where `exists` says which workflows
-/// there are: a name that is defined, and not the parent itself, whose children would nest
-/// for ever.
-pub fn check_child(parent: &str, child: &str, exists: impl Fn(&str) -> bool) -> Result<(), String> {
-    if child == parent {
-        return Err(format!(
-            "a workflow cannot run itself as a child (`{child}`)"
-        ));
-    }
-    if !exists(child) {
+/// Whether workflow `parent` may run `child` as a child, where `children_of` gives the
+/// child workflows of each workflow there is (`None`: no such workflow): a name that is
+/// defined, and from which no chain of children leads back to the parent, whose runs would
+/// nest for ever.
+pub fn check_child(
+    parent: &str,
+    child: &str,
+    children_of: impl Fn(&str) -> Option<Vec<String>>,
+) -> Result<(), String> {
+    if child != parent && children_of(child).is_none() {
         return Err(format!("unknown workflow `{child}`"));
+    }
+    // Depth first from the child, each workflow once, with the path that led there.
+    let mut seen = std::collections::HashSet::new();
+    let mut paths = vec![vec![parent.to_owned(), child.to_owned()]];
+    while let Some(path) = paths.pop() {
+        let last = path.last().expect("a path has a workflow");
+        if last == parent {
+            let cycle: Vec<String> = path.iter().map(|w| format!("`{w}`")).collect();
+            return Err(format!(
+                "children would nest for ever: {}",
+                cycle.join(" → ")
+            ));
+        }
+        if !seen.insert(last.clone()) {
+            continue;
+        }
+        for next in children_of(last).unwrap_or_default() {
+            let mut longer = path.clone();
+            longer.push(next);
+            paths.push(longer);
+        }
     }
     Ok(())
 }

@@ -436,6 +436,11 @@ fn a_failed_branch_stops_the_others_and_every_branch_is_undone_in_reverse() {
         vec![]
     );
     assert_eq!(run.status, RunStatus::Running);
+    // Killed now, the restart makes x2 again before it compensates: it may have been made.
+    let mut restarted = run.clone();
+    restarted.step_mut("x2").unwrap().in_flight = false;
+    let again = machine.on(&mut restarted, Event::Recovered, 0).unwrap();
+    assert_eq!(again, x2);
     // x2 completes, and is undone with the rest.
     let undo_x2 = report(&machine, &mut run, &x2[0], Outcome::Ok, &clock);
     assert_eq!(undo_x2, vec![Action::Save, in_branch(undo("x2", 1), "x")]);
@@ -492,10 +497,20 @@ fn a_cancel_during_branches_lets_the_attempts_in_flight_end_then_undoes_them() {
         report(&machine, &mut run, &both[0], Outcome::Ok, &clock),
         vec![]
     );
+    // Killed now, the run is still running, cancelled: the restart makes the attempts that
+    // were in flight again, so that what they did is undone too.
+    let mut restarted = run.clone();
+    restarted.step_mut("y1").unwrap().in_flight = false;
+    assert_eq!(restarted.status, RunStatus::Running);
+    // Which were in flight is not known, so x2, which the cancel kept from starting, is
+    // made (and then undone) too.
+    let again = machine.on(&mut restarted, Event::Recovered, 0).unwrap();
+    assert_eq!(again, vec![in_branch(exec("x2", 1), "x"), both[1].clone()]);
     let undo_x1 = report(&machine, &mut run, &both[1], Outcome::Ok, &clock);
     assert_eq!(
         undo_x1,
         vec![
+            Action::Save,
             in_branch(undo("x1", 1), "x"),
             in_branch(undo("y1", 1), "y1")
         ]

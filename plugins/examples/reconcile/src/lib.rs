@@ -50,7 +50,12 @@ impl Step for Reconcile {
 /// Step `reconcile_ledger`.
 fn reconcile() -> StepResult {
     let ledger: Ledger = services::get("orders", "/ledger")?;
-    let orders: BTreeSet<&str> = ledger.orders.active.iter().map(|o| o.order_id.as_str()).collect();
+    let orders: BTreeSet<&str> = ledger
+        .orders
+        .active
+        .iter()
+        .map(|o| o.order_id.as_str())
+        .collect();
     let strays = |records: &[Record]| -> BTreeSet<String> {
         records
             .iter()

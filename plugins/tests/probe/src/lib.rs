@@ -90,7 +90,10 @@ static CALLS: AtomicU32 = AtomicU32::new(0);
 impl Guest for Probe {
     fn execute(info: StepInfo, ctx: String) -> Result<String, StepError> {
         let calls = CALLS.fetch_add(1, Ordering::Relaxed) + 1;
-        let step = info.step.split_once('#').map_or(info.step.as_str(), |(step, _)| step);
+        let step = info
+            .step
+            .split_once('#')
+            .map_or(info.step.as_str(), |(step, _)| step);
         let outcome = match step {
             "call" => call(args(&ctx)?)?,
             "cache_set" => cache_set(args(&ctx)?),
