@@ -372,8 +372,10 @@ impl Run {
                         state.ended_ms = ended;
                         StepStatus::CompensationFailed
                     }
-                    // Only execution skips or waits.
-                    Outcome::Retryable | Outcome::Host | Outcome::Skipped | Outcome::Started => {
+                    // A child's undo is asked, then waited for.
+                    Outcome::Started => StepStatus::Waiting,
+                    // Only execution skips.
+                    Outcome::Retryable | Outcome::Host | Outcome::Skipped => {
                         StepStatus::Compensating
                     }
                 };

@@ -55,9 +55,6 @@ use crate::workflows::{InvalidInput, Workflow, WorkflowError, WorkflowRegistry};
 
 /// How long a child workflow step waits for room to start its child, when there is none.
 const CHILD_RETRY: Duration = Duration::from_secs(1);
-/// How long one attempt to undo a child run waits for the child's end; the step's retry
-/// policy decides what comes after.
-const CHILD_UNDO_WAIT: Duration = Duration::from_secs(30);
 
 /// How long a client refused for load is told to wait.
 const RETRY_AFTER: Duration = Duration::from_secs(1);
@@ -1126,12 +1123,17 @@ impl Inner {
                     continue;
                 }
             }
-            // Before parking at a child workflow step: start the child if it is not, or end
-            // the step if the child has ended.
-            if matches!(next, Some(Action::Park))
-                && let Some(step) = lifecycle.child_waiting(&run)
-                && let Some(entry) = self.child_step(&run, &lifecycle, step).await?
-            {
+            // Before parking at a child workflow step: start the child (or its undo) if it
+            // is not, or end the step if the child has ended (or undone).
+            let child = match lifecycle.child_waiting(&run) {
+                _ if !matches!(next, Some(Action::Park)) => None,
+                Some(step) => self.child_step(&run, &lifecycle, step).await?,
+                None => match lifecycle.child_undoing(&run) {
+                    Some((step, asked)) => self.child_undo(&run, &lifecycle, step, asked).await?,
+                    None => None,
+                },
+            };
+            if let Some(entry) = child {
                 self.record(&run, &entry, Vec::new())?;
                 actions = lifecycle
                     .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
@@ -1285,68 +1287,74 @@ impl Inner {
         }
     }
 
-    /// Undoes child run `id` for its parent's compensation, and waits (a while) for the
-    /// child's end: a completed child compensates, a running one is cancelled, one whose
-    /// compensation failed is retried. `Ok` once nothing of the child is left to undo.
-    async fn undo_child(
+    /// What the child workflow step `step` of `run`, which waits for its child's undo since
+    /// `asked_ms`, does now: ask again what is still to ask (a completed child compensates,
+    /// a running one is cancelled, one whose compensation failed before is retried), wait
+    /// while the child undoes, or end once nothing of the child is left to undo.
+    async fn child_undo(
         self: &Arc<Self>,
-        id: &RunId,
-    ) -> Result<Result<(), (Outcome, String)>, Halt> {
-        let Some(mut child) = self.store.get(id)? else {
-            // Never started: nothing to undo.
-            return Ok(Ok(()));
+        run: &Run,
+        lifecycle: &Lifecycle<'_>,
+        step: &StepDefinition,
+        asked_ms: u64,
+    ) -> Result<Option<JournalEntry>, Halt> {
+        let id = run.id.child(&step.name);
+        let now = self.clock.now_ms();
+        let undone =
+            |error: Option<String>| Ok(Some(lifecycle.child_undone(run, step, error, now)));
+        // Never started: nothing to undo.
+        let Some(mut child) = self.store.get(&id)? else {
+            return undone(None);
         };
         let workflow = match self.workflow_of(&mut child) {
             Ok(workflow) => workflow,
             Err(WorkflowError::Store(e)) => return Err(e.into()),
-            Err(e) => return Ok(Err((Outcome::Fatal, e.to_string()))),
+            Err(e) => return undone(Some(e.to_string())),
         };
-        let lifecycle = Lifecycle::new(&workflow.definition);
+        let to_undo = Lifecycle::new(&workflow.definition).has_steps_to_undo(&child);
+        let since_asked = child.ended_ms.is_some_and(|ended| ended >= asked_ms);
         let asked = match child.status {
-            RunStatus::Completed if lifecycle.has_steps_to_undo(&child) => self.undo(id).await,
+            RunStatus::Completed if to_undo => self.undo(&id).await,
+            RunStatus::CompensationFailed if since_asked => {
+                let error = child.error.map(|e| e.message).unwrap_or_default();
+                return undone(Some(format!(
+                    "child run `{id}` failed to compensate: {error}"
+                )));
+            }
             RunStatus::CompensationFailed => self.retry(id.as_str()).await.map(drop),
-            RunStatus::Pending | RunStatus::Running => self.cancel(id.as_str()).await.map(drop),
-            _ => Ok(()),
+            RunStatus::Pending | RunStatus::Running => {
+                // Told once its driver takes it, which may be after an attempt in flight:
+                // its end wakes this run.
+                let inner = self.clone();
+                self.tasks.spawn(async move {
+                    if let Err(e) = inner.cancel(id.as_str()).await {
+                        tracing::debug!(child = %id, error = %e, "the child's cancel did not take");
+                    }
+                });
+                Ok(())
+            }
+            RunStatus::Compensating => Ok(()),
+            // Completed with nothing to undo, compensated, cancelled, failed: done.
+            _ => return undone(None),
         };
         match asked {
-            // Someone else changed it meanwhile: what it is now is seen below.
+            // Someone else changed it meanwhile: its end wakes this run.
             Ok(())
             | Err(
                 EngineError::Conflict(_)
-                | EngineError::NotCancellable { .. }
-                | EngineError::NotRetryable { .. },
-            ) => {}
-            Err(EngineError::ShuttingDown) => return Err(Halt::Shutdown),
-            Err(EngineError::Store(e)) => return Err(e.into()),
-            Err(e) => return Ok(Err((Outcome::Retryable, e.to_string()))),
+                | EngineError::NotRetryable { .. }
+                | EngineError::UnknownRun(_),
+            ) => Ok(None),
+            Err(EngineError::Overloaded { .. }) => {
+                // No room for the child's undo now: ask again in a while.
+                let due = now + CHILD_RETRY.as_millis() as u64;
+                self.scheduler.schedule(run.id.clone(), due);
+                Ok(None)
+            }
+            Err(EngineError::ShuttingDown) => Err(Halt::Shutdown),
+            Err(EngineError::Store(e)) => Err(e.into()),
+            Err(e) => undone(Some(format!("could not undo child run: {e}"))),
         }
-        let waited = tokio::select! {
-            waited = self.wait(id, CHILD_UNDO_WAIT) => waited,
-            () = self.shutdown.cancelled() => return Err(Halt::Shutdown),
-        };
-        let child = match waited {
-            Ok(child) => child,
-            Err(EngineError::Store(e)) => return Err(e.into()),
-            Err(e) => return Ok(Err((Outcome::Retryable, e.to_string()))),
-        };
-        Ok(match child.status {
-            RunStatus::Completed if lifecycle.has_steps_to_undo(&child) => Err((
-                Outcome::Retryable,
-                format!("child run `{id}` completed before its cancel took"),
-            )),
-            RunStatus::CompensationFailed => Err((
-                Outcome::Fatal,
-                format!(
-                    "child run `{id}` failed to compensate: {}",
-                    child.error.map(|e| e.message).unwrap_or_default()
-                ),
-            )),
-            status if status.is_terminal() => Ok(()),
-            status => Err((
-                Outcome::Retryable,
-                format!("child run `{id}` is still {}", status.as_str()),
-            )),
-        })
     }
 
     /// Closes the children of `run`, which closed: nothing will undo them now. A child
@@ -1517,19 +1525,6 @@ impl Inner {
         let step = definition
             .step(&attempt.step)
             .expect("the lifecycle names steps of its definition");
-        if step.workflow.is_some() {
-            // Only a child's undo is an attempt: its start and its end are the machine's.
-            let started_ms = self.clock.now_ms();
-            let (outcome, error) = match self.undo_child(&run_id.child(&step.name)).await? {
-                Ok(()) => (Outcome::Ok, None),
-                Err((outcome, error)) => (outcome, Some(error)),
-            };
-            let ended = (started_ms, self.clock.now_ms());
-            return Ok((
-                machine::entry(attempt, outcome, error, None, ended),
-                Vec::new(),
-            ));
-        }
         let plugin = &plugins[step
             .plugin
             .as_deref()

@@ -165,6 +165,8 @@ enum Undo {
     Attempt(u32),
     /// Its compensation is out of attempts.
     Failed,
+    /// It waits for its child's undo.
+    Park,
 }
 
 impl<'d> Lifecycle<'d> {
@@ -272,7 +274,9 @@ impl<'d> Lifecycle<'d> {
                         | StepStatus::Compensating
                         | StepStatus::CompensationFailed
                 );
-                (config.undoable() && done) || cancelled_child(config, state)
+                (config.undoable() && done)
+                    || cancelled_child(config, state)
+                    || undoing_child(config, state)
             })
         })
     }
@@ -680,6 +684,39 @@ impl<'d> Lifecycle<'d> {
         Some(self.decided(step, Outcome::Ok, None, Some(output), now_ms))
     }
 
+    /// The child workflow step `run` waits at to undo its child, with when it asked, if it
+    /// waits at one.
+    pub fn child_undoing(&self, run: &Run) -> Option<(&'d StepDefinition, u64)> {
+        if run.status != RunStatus::Compensating {
+            return None;
+        }
+        self.definition.steps.iter().find_map(|step| {
+            let state = run.step(&step.name)?;
+            let asked = state.attempt_ended_ms.unwrap_or(0);
+            undoing_child(step, state).then_some((step, asked))
+        })
+    }
+
+    /// The end of the undo of the child of `step`, which `run` waits for: `ok`, or
+    /// `fatal` with `error`.
+    pub fn child_undone(
+        &self,
+        run: &Run,
+        step: &StepDefinition,
+        error: Option<String>,
+        now_ms: u64,
+    ) -> JournalEntry {
+        let outcome = if error.is_some() {
+            Outcome::Fatal
+        } else {
+            Outcome::Ok
+        };
+        let mut entry = self.decided(step, outcome, error, None, now_ms);
+        entry.direction = Direction::Compensate;
+        entry.attempt = run.step(&step.name).map_or(1, |s| s.compensation_attempts);
+        entry
+    }
+
     /// The failure of the child workflow step `step` for `error`.
     pub fn child_failed(&self, step: &StepDefinition, error: String, now_ms: u64) -> JournalEntry {
         self.decided(step, Outcome::Fatal, Some(error), None, now_ms)
@@ -767,7 +804,8 @@ impl<'d> Lifecycle<'d> {
                             .iter()
                             .rev()
                             .find_map(|step| match self.undo(run, step) {
-                                Undo::Nothing => None,
+                                // Branches hold no child steps, which alone park.
+                                Undo::Nothing | Undo::Park => None,
                                 Undo::Attempt(attempt) => Some((step, Some(attempt))),
                                 Undo::Failed => Some((step, None)),
                             })
@@ -808,6 +846,15 @@ impl<'d> Lifecycle<'d> {
             }
             match self.undo(run, step) {
                 Undo::Nothing => continue,
+                Undo::Park => return vec![Action::Park],
+                // A child's undo is asked, then waited for holding no task, as its run was.
+                Undo::Attempt(attempt) if step.workflow.is_some() => {
+                    let mut entry = self.decided(step, Outcome::Started, None, None, now_ms);
+                    entry.direction = Direction::Compensate;
+                    entry.attempt = attempt;
+                    entry.child = Some(run.id.child(&step.name));
+                    return vec![Action::Record(entry)];
+                }
                 Undo::Attempt(attempt) => {
                     return vec![self.attempt_or_wait(
                         run,
@@ -833,6 +880,9 @@ impl<'d> Lifecycle<'d> {
         let Some(state) = run.step(&step.name) else {
             return Undo::Nothing;
         };
+        if undoing_child(step, state) {
+            return Undo::Park;
+        }
         // A child cancelled with its parent is cancelled too.
         if cancelled_child(step, state) {
             return Undo::Attempt(state.compensation_attempts + 1);
@@ -942,23 +992,26 @@ fn stop_waiting(run: &mut Run, now_ms: u64) {
     }
 }
 
+/// Whether `state` is of a child workflow step that waits for its child's undo.
+fn undoing_child(step: &StepDefinition, state: &StepState) -> bool {
+    step.workflow.is_some()
+        && state.status == StepStatus::Waiting
+        && state.compensation_attempts > 0
+}
+
 /// Whether `state` is of a child workflow step cancelled while its child ran: the child is
 /// to be cancelled too, whether or not the step undoes a completed child.
 fn cancelled_child(step: &StepDefinition, state: &StepState) -> bool {
     step.workflow.is_some() && state.status == StepStatus::Cancelled && state.child.is_some()
 }
 
-/// Whether a step of `run` executes: an attempt of it is in flight, and not to undo it (a
-/// cancelled step's attempt undoes its child).
+/// Whether a step of `run` executes: an attempt of it is in flight, and not to undo it.
 fn executing(run: &Run) -> bool {
     run.steps.iter().any(|s| {
         s.in_flight
             && !matches!(
                 s.status,
-                StepStatus::Completed
-                    | StepStatus::Compensating
-                    | StepStatus::CompensationFailed
-                    | StepStatus::Cancelled
+                StepStatus::Completed | StepStatus::Compensating | StepStatus::CompensationFailed
             )
     })
 }

@@ -560,16 +560,37 @@ fn a_child_step_parks_ends_with_its_child_and_is_undone_or_cancelled_with_it() {
     let b = machine.on(&mut run, Event::Attempted(&ended), 5).unwrap();
     assert_eq!(b, vec![exec("b", 1)]);
     assert_eq!(run.context()["ship"], json!({ "tracking": "t-1" }));
-    // b fails for good: the child step is undone like any other.
+    // b fails for good: the child's undo is asked, journaled, and waited for, parked.
     let undo_ship = report(&machine, &mut run, &b[0], Outcome::Fatal, &clock);
-    assert_eq!(undo_ship, vec![Action::Save, undo("ship", 1)]);
+    let [Action::Save, Action::Record(asked)] = &undo_ship[..] else {
+        panic!("{undo_ship:?}")
+    };
+    assert_eq!(
+        (asked.direction, asked.outcome),
+        (Direction::Compensate, Outcome::Started)
+    );
+    assert_eq!(
+        journal(&machine, &mut run, &undo_ship[1], 6),
+        vec![Action::Park]
+    );
+    assert_eq!(
+        machine.child_undoing(&run).map(|(s, at)| (&s.name, at)),
+        Some((&ship.name, 0))
+    );
+    let undone = machine.child_undone(&run, ship, None, 7);
+    let end = machine.on(&mut run, Event::Attempted(&undone), 7).unwrap();
+    assert_eq!(end, vec![Action::Finish(RunStatus::Compensated)]);
+    assert_eq!(run.step("ship").unwrap().status, StepStatus::Compensated);
 
     // A cancel while the child runs cancels the child (an undo of the step).
     let mut run = new_run(&definition, RunStatus::Pending);
     let start = machine.on(&mut run, Event::Start, 0).unwrap();
     journal(&machine, &mut run, &start[1], 0);
     let cancel = machine.on(&mut run, Event::Cancel, 1).unwrap();
-    assert_eq!(cancel, vec![Action::Save, undo("ship", 1)]);
+    assert!(
+        matches!(&cancel[..], [Action::Save, Action::Record(e)] if e.direction == Direction::Compensate),
+        "{cancel:?}"
+    );
     // A failed child fails the step.
     child.status = RunStatus::Compensated;
     let failed = machine.child_ended(ship, &child, 5).unwrap();
