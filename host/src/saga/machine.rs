@@ -831,15 +831,19 @@ impl<'d> Lifecycle<'d> {
                         },
                     }
                 }
-                match failed {
-                    Some(_) if busy => return Vec::new(),
-                    Some(step) => return vec![compensation_failed(run, step, now_ms)],
-                    None => {}
+                // A branch whose undo failed stops there; the others are undone as far as
+                // they go, and only then does the run end `compensation_failed`.
+                if let Some(step) = failed
+                    && actions.is_empty()
+                    && wait.is_none()
+                    && !busy
+                {
+                    return vec![compensation_failed(run, step, now_ms)];
                 }
                 if let Some(until_ms) = wait {
                     actions.push(Action::Wait { until_ms });
                 }
-                if !actions.is_empty() || busy {
+                if !actions.is_empty() || busy || failed.is_some() {
                     return actions;
                 }
                 continue;

@@ -1154,3 +1154,193 @@ proptest! {
         prop_assert!(trace.attempts.len() <= 80);
     }
 }
+
+/// A definition with one parallel step of random branches (each step a plugin step with
+/// whether it compensates and its attempts; a sleep by kind 1), an optional
+/// `max-parallel`, and a last plugin step `z`.
+fn fanned(branches: &[Vec<(u8, bool, u32)>], max_parallel: Option<u32>) -> WorkflowDefinition {
+    let retry = |attempts: u32| json!({ "attempts": attempts, "initial-backoff": "100ms", "max-backoff": "1s", "jitter": 0.5 });
+    let branches: Vec<serde_json::Value> = branches
+        .iter()
+        .enumerate()
+        .map(|(b, steps)| {
+            let steps: Vec<serde_json::Value> = steps
+                .iter()
+                .enumerate()
+                .map(|(s, (kind, compensate, attempts))| match kind {
+                    1 => json!({ "name": format!("b{b}s{s}"), "sleep": "100ms" }),
+                    _ => json!({
+                        "name": format!("b{b}s{s}"), "plugin": "p",
+                        "compensate": compensate, "retry": retry(*attempts),
+                    }),
+                })
+                .collect();
+            json!({ "name": format!("b{b}"), "steps": steps })
+        })
+        .collect();
+    let mut parallel = json!({ "name": "fan", "parallel": branches });
+    if let Some(max) = max_parallel {
+        parallel["max-parallel"] = json!(max);
+    }
+    let last = json!({ "name": "z", "plugin": "p", "retry": retry(1) });
+    parsed(json!({ "steps": [parallel, last] }))
+}
+
+/// What a random parallel history does next: ends an attempt in flight (which, by the
+/// number, with an outcome), crashes the host, cancels the run, or lets time pass.
+#[derive(Debug, Clone)]
+enum Turn {
+    End(usize, Outcome),
+    Crash,
+    Cancel,
+    Time,
+}
+
+fn turn() -> impl Strategy<Value = Turn> {
+    prop_oneof![
+        8 => (any::<usize>(), prop_oneof![
+            4 => Just(Outcome::Ok),
+            1 => Just(Outcome::Retryable),
+            1 => Just(Outcome::Fatal),
+        ]).prop_map(|(i, o)| Turn::End(i, o)),
+        1 => Just(Turn::Crash),
+        1 => Just(Turn::Cancel),
+        1 => Just(Turn::Time),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    /// Branches over random outcomes, crashes and cancels, with several attempts in flight:
+    /// no step is offered while in flight, nothing executes once compensation began and
+    /// nothing compensates while a step executes, a crash offers again every attempt that
+    /// was in flight, each branch is undone in reverse order, no run ends with an attempt
+    /// in flight, and the end agrees with what was done and undone.
+    #[test]
+    fn branches_hold_the_invariants_with_attempts_in_flight(
+        branches in prop::collection::vec(
+            prop::collection::vec((prop_oneof![5 => Just(0u8), 1 => Just(1)], any::<bool>(), 1u32..3), 1..4),
+            2..4,
+        ),
+        max_parallel in prop::option::of(1u32..3),
+        turns in prop::collection::vec(turn(), 1..120),
+    ) {
+        let def = fanned(&branches, max_parallel);
+        let machine = Lifecycle::new(&def);
+        let mut clock = ManualClock(1_000);
+        let mut run = new_run(&def, RunStatus::Pending);
+        let mut flights: Vec<Attempt> = Vec::new();
+        let (mut timer, mut ended) = (None::<u64>, None::<RunStatus>);
+        let mut executed: HashMap<String, u32> = HashMap::new();
+        let mut undone: HashMap<String, u32> = HashMap::new();
+        let mut compensation_began = false;
+        let mut pending = machine.on(&mut run, Event::Start, clock.0).unwrap();
+        let position = |name: &str| -> (usize, usize) {
+            let (b, s) = name.trim_start_matches('b').split_once('s').unwrap();
+            (b.parse().unwrap(), s.parse().unwrap())
+        };
+        for turn in turns {
+            // Take every action: attempts go in flight, records are journaled at once.
+            while !pending.is_empty() {
+                let mut next = Vec::new();
+                for action in std::mem::take(&mut pending) {
+                    match action {
+                        Action::Save => {}
+                        Action::Attempt(a) => {
+                            prop_assert!(!flights.iter().any(|f| f.step == a.step), "{} offered in flight", a.step);
+                            match a.direction {
+                                Direction::Execute => {
+                                    prop_assert!(!compensation_began, "{} executes after compensation began", a.step);
+                                    prop_assert_eq!(run.status, RunStatus::Running);
+                                }
+                                Direction::Compensate => {
+                                    prop_assert!(executed.contains_key(&a.step), "{} undone, never done", a.step);
+                                    prop_assert!(!undone.contains_key(&a.step), "{} undone twice", a.step);
+                                    prop_assert!(flights.iter().all(|f| f.direction == Direction::Compensate), "an undo while a step executes");
+                                    if a.step != "z" {
+                                        let (b, s) = position(&a.step);
+                                        for (name, _) in executed.iter().filter(|(n, _)| n.as_str() != "z") {
+                                            let (nb, ns) = position(name);
+                                            let compensates = branches[nb][ns].1;
+                                            prop_assert!(!(nb == b && ns > s && compensates && !undone.contains_key(name)), "{} undone before {name}", a.step);
+                                        }
+                                    }
+                                }
+                            }
+                            run.step_mut(&a.step).unwrap().in_flight = true;
+                            flights.push(a);
+                        }
+                        Action::Record(entry) => {
+                            next.extend(machine.on(&mut run, Event::Attempted(&entry), clock.0).unwrap());
+                        }
+                        Action::Wait { until_ms } => timer = Some(until_ms),
+                        Action::Park => prop_assert!(false, "nothing here parks"),
+                        Action::Finish(status) => {
+                            prop_assert!(flights.is_empty(), "ended {status:?} with attempts in flight");
+                            ended = Some(status);
+                        }
+                    }
+                }
+                compensation_began |= run.status == RunStatus::Compensating;
+                pending = next;
+            }
+            if ended.is_some() {
+                break;
+            }
+            pending = match turn {
+                Turn::End(i, outcome) if !flights.is_empty() => {
+                    let a = flights.remove(i % flights.len());
+                    clock.0 += 7;
+                    if outcome == Outcome::Ok {
+                        let done = match a.direction {
+                            Direction::Execute => &mut executed,
+                            Direction::Compensate => &mut undone,
+                        };
+                        *done.entry(a.step.clone()).or_default() += 1;
+                    }
+                    report(&machine, &mut run, &Action::Attempt(a), outcome, &clock)
+                }
+                Turn::Crash => {
+                    // The restart knows nothing in flight, and must make each again.
+                    let lost = std::mem::take(&mut flights);
+                    for step in &mut run.steps {
+                        step.in_flight = false;
+                    }
+                    timer = None;
+                    let again = machine.on(&mut run, Event::Recovered, clock.0).unwrap();
+                    for a in &lost {
+                        prop_assert!(again.contains(&Action::Attempt(a.clone())), "{a:?} lost at a crash: {again:?}");
+                    }
+                    again
+                }
+                Turn::Cancel => machine.on(&mut run, Event::Cancel, clock.0).unwrap_or_default(),
+                _ if flights.is_empty() => {
+                    let Some(due) = timer.take() else {
+                        prop_assert!(false, "stuck: nothing in flight, no timer: {run:?}");
+                        unreachable!()
+                    };
+                    clock.0 = clock.0.max(due);
+                    machine.on(&mut run, Event::TimerFired, clock.0).unwrap()
+                }
+                _ => Vec::new(),
+            };
+        }
+        let compensable = |name: &String| {
+            name == "z" || { let (b, s) = position(name); branches[b][s].1 && branches[b][s].0 == 0 }
+        };
+        match ended {
+            Some(RunStatus::Completed) => prop_assert!(undone.is_empty()),
+            Some(RunStatus::Compensated | RunStatus::Cancelled) => {
+                for step in executed.keys().filter(|n| compensable(n)) {
+                    prop_assert!(undone.contains_key(step), "{step} done, not undone");
+                }
+            }
+            Some(RunStatus::Failed) => {
+                prop_assert!(!executed.keys().any(compensable), "failed with steps to undo");
+            }
+            Some(RunStatus::CompensationFailed) | None => {}
+            Some(other) => prop_assert!(false, "ended {other:?}"),
+        }
+    }
+}
