@@ -730,3 +730,54 @@ async fn an_order_never_settled_refunds_the_payment_when_the_wait_times_out() {
     assert_eq!(count(&ledger, "reservations", "active"), 0, "{ledger}");
     assert_eq!(count(&ledger, "orders", "active"), 0, "{ledger}");
 }
+
+#[tokio::test]
+async fn a_cancel_before_a_recovered_run_is_driven_waits_for_its_in_flight_attempt() {
+    let services = Services::start().await;
+    let config = format!("{}\n[server]\nmax-concurrent-runs = 1\n", services.config());
+    let mut server = Server::start(&config).await;
+    services.delay(2000).await;
+    // `a` runs; `b` waits for the one slot. After the restart `b`, pending, goes first,
+    // and `a` waits its turn, recovered but not driven, when the cancel comes.
+    let (status, _) = server
+        .post(
+            "/v1/workflows/order_processing/runs",
+            &json!({ "id": "a", "order_id": "o-r1", "user_id": 7, "total_amount": 20.0,
+                     "items": [{ "product_id": "p-1", "quantity": 1 }], "payment_method": "card" }),
+        )
+        .await;
+    assert_eq!(status, 202);
+    let (status, _) = server
+        .post(
+            "/v1/workflows/order_processing/runs",
+            &order("o-r2", 7, 20.0),
+        )
+        .await;
+    assert_eq!(status, 202);
+    // Killed once the payment is taken and before its answer comes, a second later: the
+    // journal up to the payment is durable by then (sled writes back within 500 ms), so
+    // the crash loses only the attempt in flight.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while count(&services.order("o-r1").await, "payments", "captured") == 0 {
+        assert!(Instant::now() < deadline, "the payment was never taken");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    server.kill();
+    services.delay(100).await;
+    server.restart().await;
+    let (status, answer) = server.post("/v1/runs/a/cancel", &json!({})).await;
+    assert_eq!(status, 202, "{answer}");
+    let run = server.until_terminal("a").await;
+    assert_eq!(run["status"], "cancelled", "{run}");
+    // The payment in flight at the crash was made again (a repeat, by its key), so the
+    // compensation knew of it and refunded it.
+    let ledger = services.order("o-r1").await;
+    let (_, journal) = server.get("/v1/runs/a/journal").await;
+    assert_eq!(
+        count(&ledger, "payments", "captured"),
+        0,
+        "{ledger} {journal} {run}"
+    );
+    assert_eq!(count(&ledger, "reservations", "active"), 0, "{ledger}");
+}

@@ -164,6 +164,9 @@ struct Inner {
     creating: Mutex<HashMap<RunId, watch::Receiver<()>>>,
     /// Runs being driven (or cancelled): one driver per run in this process.
     active: Mutex<HashMap<RunId, Driver>>,
+    /// Runs a restart found unfinished and has not driven yet: an attempt may have been in
+    /// flight at the crash, which the first drive makes again before it takes a cancel.
+    recovering: Mutex<std::collections::HashSet<RunId>>,
     /// Which runs wait for events on which topics.
     awaits: Awaits,
     /// Panics per run, while it keeps panicking outside its attempts.
@@ -181,6 +184,9 @@ struct Driver {
     /// Cancels waiting for the driver to record them before its next attempt; each is told
     /// (its sender dropped) once the cancel is durable, or once the driver stops without it.
     cancels: Vec<oneshot::Sender<()>>,
+    /// No one drives the run yet: it holds the cancels of a recovered run for its first
+    /// driver, which takes it over.
+    placeholder: bool,
 }
 
 /// Why a drive stopped before the run reached a terminal status; it resumes on restart.
@@ -290,6 +296,7 @@ impl Engine {
                 waiters: Mutex::default(),
                 creating: Mutex::default(),
                 active: Mutex::default(),
+                recovering: Mutex::default(),
                 awaits: Awaits::default(),
                 panics: Mutex::default(),
                 shutdown: CancellationToken::new(),
@@ -382,6 +389,11 @@ impl Engine {
             {
                 self.inner.note_interests(&run, &workflow.definition);
             }
+            self.inner
+                .recovering
+                .lock()
+                .expect("recovering lock")
+                .insert(id.clone());
             self.inner.scheduler.enqueue(id, Resume::Recovered, None);
         }
         if count > 0 {
@@ -678,10 +690,27 @@ impl Inner {
             // drives it and this request does, holding the run as a driver would.
             let told = {
                 let mut active = self.active.lock().expect("active lock");
+                let recovering = self
+                    .recovering
+                    .lock()
+                    .expect("recovering lock")
+                    .contains(&id);
                 match active.get_mut(&id) {
                     Some(driver) => {
                         let (tell, told) = oneshot::channel();
                         driver.cancels.push(tell);
+                        Some(told)
+                    }
+                    // A recovered run waits for its first drive, which makes the attempt
+                    // that may have been in flight again, then takes the cancel.
+                    None if recovering => {
+                        let (tell, told) = oneshot::channel();
+                        let driver = Driver {
+                            cancels: vec![tell],
+                            placeholder: true,
+                            ..Driver::default()
+                        };
+                        active.insert(id.clone(), driver);
                         Some(told)
                     }
                     None => {
@@ -952,12 +981,20 @@ impl Inner {
         };
         {
             let mut active = self.active.lock().expect("active lock");
-            if let Some(driver) = active.get_mut(&id) {
+            match active.get_mut(&id) {
+                // Cancels of a recovered run, for its first driver.
+                Some(driver) if driver.placeholder => driver.placeholder = false,
                 // Driven already: its driver queues it again when it is done.
-                driver.again = true;
-                return;
+                Some(driver) => {
+                    driver.again = true;
+                    return;
+                }
+                None => {
+                    active.insert(id.clone(), Driver::default());
+                }
             }
-            active.insert(id.clone(), Driver::default());
+            // Held now: cancels go to this driver, which replays before it takes them.
+            self.recovering.lock().expect("recovering lock").remove(&id);
         }
         let inner = self.clone();
         self.tasks.spawn(async move {
