@@ -1310,15 +1310,10 @@ impl Inner {
                 {
                     // Its end wakes this run.
                     Ok((child, _)) => Ok(lifecycle.child_ended(step, &child, now)),
-                    Err(EngineError::Overloaded { .. }) => {
-                        // No room for the child now: look again in a while.
-                        let due = now + CHILD_RETRY.as_millis() as u64;
-                        self.scheduler.schedule(run.id.clone(), due);
-                        Ok(None)
-                    }
-                    Err(EngineError::ShuttingDown) => Err(Halt::Shutdown),
-                    Err(EngineError::Store(e)) => Err(e.into()),
-                    Err(e) => failed(format!("the child could not start: {e}")),
+                    Err(e) => match self.child_refused(&run.id, e)? {
+                        Some(e) => failed(format!("the child could not start: {e}")),
+                        None => Ok(None),
+                    },
                 }
             }
         }
@@ -1382,15 +1377,30 @@ impl Inner {
                 | EngineError::NotRetryable { .. }
                 | EngineError::UnknownRun(_),
             ) => Ok(None),
-            Err(EngineError::Overloaded { .. }) => {
-                // No room for the child's undo now: ask again in a while.
-                let due = now + CHILD_RETRY.as_millis() as u64;
-                self.scheduler.schedule(run.id.clone(), due);
+            Err(e) => match self.child_refused(&run.id, e)? {
+                Some(e) => undone(Some(format!("could not undo child run: {e}"))),
+                None => Ok(None),
+            },
+        }
+    }
+
+    /// What a refusal of something run `parent` asked for its child (a start, an undo)
+    /// makes of the parent's step: with no room, nothing yet (the parent asks again in a
+    /// while); at shutdown or on a store error, a halt; else the error, which ends the step.
+    fn child_refused(
+        &self,
+        parent: &RunId,
+        error: EngineError,
+    ) -> Result<Option<EngineError>, Halt> {
+        match error {
+            EngineError::Overloaded { .. } => {
+                let due = self.clock.now_ms() + CHILD_RETRY.as_millis() as u64;
+                self.scheduler.schedule(parent.clone(), due);
                 Ok(None)
             }
-            Err(EngineError::ShuttingDown) => Err(Halt::Shutdown),
-            Err(EngineError::Store(e)) => Err(e.into()),
-            Err(e) => undone(Some(format!("could not undo child run: {e}"))),
+            EngineError::ShuttingDown => Err(Halt::Shutdown),
+            EngineError::Store(e) => Err(e.into()),
+            other => Ok(Some(other)),
         }
     }
 

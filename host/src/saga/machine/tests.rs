@@ -372,16 +372,18 @@ fn forked(max_parallel: Option<u32>) -> WorkflowDefinition {
     parsed(json!({ "steps": [step("a"), parallel, step("c")] }))
 }
 
-#[test]
-fn branches_run_at_once_each_from_the_fork_and_merge_under_their_names() {
-    let definition = forked(None);
-    let machine = Lifecycle::new(&definition);
-    let clock = ManualClock(0);
-    let mut run = new_run(&definition, RunStatus::Pending);
+/// A run of `definition` (from [`forked`]) past `a` and the fork, with the first attempts
+/// of both branches in flight.
+fn forked_run(
+    machine: &Lifecycle<'_>,
+    definition: &WorkflowDefinition,
+    clock: &ManualClock,
+) -> (Run, Vec<Action>) {
+    let mut run = new_run(definition, RunStatus::Pending);
     let start = machine.on(&mut run, Event::Start, 0).unwrap();
     assert_eq!(start, vec![Action::Save, exec("a", 1)]);
-    let fork = report(&machine, &mut run, &start[1], Outcome::Ok, &clock);
-    let both = journal(&machine, &mut run, &fork[0], 0);
+    let fork = report(machine, &mut run, &start[1], Outcome::Ok, clock);
+    let both = journal(machine, &mut run, &fork[0], 0);
     assert_eq!(
         both,
         vec![
@@ -390,6 +392,15 @@ fn branches_run_at_once_each_from_the_fork_and_merge_under_their_names() {
         ]
     );
     fly(&mut run, &both);
+    (run, both)
+}
+
+#[test]
+fn branches_run_at_once_each_from_the_fork_and_merge_under_their_names() {
+    let definition = forked(None);
+    let machine = Lifecycle::new(&definition);
+    let clock = ManualClock(0);
+    let (mut run, both) = forked_run(&machine, &definition, &clock);
     // x1 ends: x goes on while y1 is still in flight.
     let x2 = report(&machine, &mut run, &both[0], Outcome::Ok, &clock);
     assert_eq!(x2, vec![in_branch(exec("x2", 1), "x")]);
@@ -423,11 +434,7 @@ fn a_failed_branch_stops_the_others_and_every_branch_is_undone_in_reverse() {
     let definition = forked(None);
     let machine = Lifecycle::new(&definition);
     let clock = ManualClock(0);
-    let mut run = new_run(&definition, RunStatus::Pending);
-    let start = machine.on(&mut run, Event::Start, 0).unwrap();
-    let fork = report(&machine, &mut run, &start[1], Outcome::Ok, &clock);
-    let both = journal(&machine, &mut run, &fork[0], 0);
-    fly(&mut run, &both);
+    let (mut run, both) = forked_run(&machine, &definition, &clock);
     let x2 = report(&machine, &mut run, &both[0], Outcome::Ok, &clock);
     fly(&mut run, &x2);
     // y1 fails for good while x2 is in flight: nothing new starts, nothing is undone yet.
@@ -484,11 +491,7 @@ fn a_cancel_during_branches_lets_the_attempts_in_flight_end_then_undoes_them() {
     let definition = forked(None);
     let machine = Lifecycle::new(&definition);
     let clock = ManualClock(0);
-    let mut run = new_run(&definition, RunStatus::Pending);
-    let start = machine.on(&mut run, Event::Start, 0).unwrap();
-    let fork = report(&machine, &mut run, &start[1], Outcome::Ok, &clock);
-    let both = journal(&machine, &mut run, &fork[0], 0);
-    fly(&mut run, &both);
+    let (mut run, both) = forked_run(&machine, &definition, &clock);
     assert_eq!(
         machine.on(&mut run, Event::Cancel, 0).unwrap(),
         vec![Action::Save]
