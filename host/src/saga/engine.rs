@@ -1162,13 +1162,14 @@ impl Inner {
             }
             // Before parking at a child workflow step: start the child (or its undo) if it
             // is not, or end the step if the child has ended (or undone).
-            let child = match lifecycle.child_waiting(&run) {
-                _ if !matches!(next, Some(Action::Park)) => None,
-                Some(step) => self.child_step(&run, &lifecycle, step).await?,
-                None => match lifecycle.child_undoing(&run) {
-                    Some((step, asked)) => self.child_undo(&run, &lifecycle, step, asked).await?,
-                    None => None,
-                },
+            let child = if !matches!(next, Some(Action::Park)) {
+                None
+            } else if let Some(step) = lifecycle.child_waiting(&run) {
+                self.child_step(&run, &lifecycle, step).await?
+            } else if let Some((step, asked)) = lifecycle.child_undoing(&run) {
+                self.child_undo(&run, &lifecycle, step, asked).await?
+            } else {
+                None
             };
             if let Some(entry) = child {
                 self.record(&run, &entry, Vec::new())?;

@@ -476,17 +476,16 @@ impl<'d> Lifecycle<'d> {
             }
             match next {
                 Forward::Attempt(step, attempt) => {
-                    match self.attempt_or_wait(run, step, Direction::Execute, attempt, now_ms) {
-                        Action::Wait { until_ms } => {
-                            wait = Some(wait.map_or(until_ms, |w| w.min(until_ms)));
-                        }
-                        action => actions.push(action),
-                    }
+                    let action =
+                        self.attempt_or_wait(run, step, Direction::Execute, attempt, now_ms);
+                    offer(action, &mut actions, &mut wait);
                 }
                 Forward::Record(entry) => {
                     record.get_or_insert(entry);
                 }
-                Forward::Wait(until_ms) => wait = Some(wait.map_or(until_ms, |w| w.min(until_ms))),
+                Forward::Wait(until_ms) => {
+                    offer(Action::Wait { until_ms }, &mut actions, &mut wait)
+                }
                 Forward::Park => park = true,
                 Forward::Busy => busy = true,
                 Forward::Failed(step) => {
@@ -711,10 +710,9 @@ impl<'d> Lifecycle<'d> {
         } else {
             Outcome::Ok
         };
-        let mut entry = self.decided(step, outcome, error, None, now_ms);
-        entry.direction = Direction::Compensate;
-        entry.attempt = run.step(&step.name).map_or(1, |s| s.compensation_attempts);
-        entry
+        let attempt = run.step(&step.name).map_or(1, |s| s.compensation_attempts);
+        let undo = self.attempt_of(step, Direction::Compensate, attempt);
+        entry(&undo, outcome, error, None, (now_ms, now_ms))
     }
 
     /// The failure of the child workflow step `step` for `error`.
@@ -817,18 +815,16 @@ impl<'d> Lifecycle<'d> {
                         None => {
                             failed.get_or_insert(step);
                         }
-                        Some(attempt) => match self.attempt_or_wait(
-                            run,
-                            step,
-                            Direction::Compensate,
-                            attempt,
-                            now_ms,
-                        ) {
-                            Action::Wait { until_ms } => {
-                                wait = Some(wait.map_or(until_ms, |w: u64| w.min(until_ms)));
-                            }
-                            action => actions.push(action),
-                        },
+                        Some(attempt) => {
+                            let action = self.attempt_or_wait(
+                                run,
+                                step,
+                                Direction::Compensate,
+                                attempt,
+                                now_ms,
+                            );
+                            offer(action, &mut actions, &mut wait);
+                        }
                     }
                 }
                 // A branch whose undo failed stops there; the others are undone as far as
@@ -853,9 +849,8 @@ impl<'d> Lifecycle<'d> {
                 Undo::Park => return vec![Action::Park],
                 // A child's undo is asked, then waited for holding no task, as its run was.
                 Undo::Attempt(attempt) if step.workflow.is_some() => {
-                    let mut entry = self.decided(step, Outcome::Started, None, None, now_ms);
-                    entry.direction = Direction::Compensate;
-                    entry.attempt = attempt;
+                    let undo = self.attempt_of(step, Direction::Compensate, attempt);
+                    let mut entry = entry(&undo, Outcome::Started, None, None, (now_ms, now_ms));
                     entry.child = Some(run.id.child(&step.name));
                     return vec![Action::Record(entry)];
                 }
@@ -982,6 +977,15 @@ impl<'d> Lifecycle<'d> {
                     message: state.error.clone().unwrap_or_default(),
                 })
             })
+    }
+}
+
+/// Adds `action` to what a parallel step offers: an attempt to the `actions`, a wait to
+/// the soonest `wait`.
+fn offer(action: Action, actions: &mut Vec<Action>, wait: &mut Option<u64>) {
+    match action {
+        Action::Wait { until_ms } => *wait = Some(wait.map_or(until_ms, |w| w.min(until_ms))),
+        action => actions.push(action),
     }
 }
 
