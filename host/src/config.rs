@@ -41,6 +41,7 @@ pub use crate::plugins::{PluginConfig, RegistryConfig};
 pub use crate::retention::RetentionConfig;
 pub use crate::runtime::RuntimeConfig;
 use crate::runtime::{RuntimeSetup, World};
+pub use crate::telemetry::TelemetryConfig;
 
 /// `FLOWHOST_` variables that the CLI reads and the configuration does not:
 /// `FLOWHOST_CONFIG` (the file) and `FLOWHOST_URL` (the host the admin commands talk to).
@@ -74,6 +75,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// How long finished runs, dead letters and unreleased events are kept.
     pub retention: RetentionConfig,
+    /// Metrics and traces: `/metrics`, trace context, OTLP export.
+    pub telemetry: TelemetryConfig,
     /// The bearer token of the admin routes (`/v1/plugins`, `/v1/workflows`); usually set
     /// through `FLOWHOST_ADMIN_TOKEN`. Without it those routes are off.
     pub admin_token: Option<Secret>,
@@ -173,6 +176,9 @@ impl Config {
         self.runtime
             .validate()
             .map_err(|e| invalid(format!("runtime.{}", e.key), e.reason.into()))?;
+        self.telemetry
+            .validate()
+            .map_err(|e| invalid(format!("telemetry.{}", e.key), e.reason))?;
         self.retention.validate().map_err(|e| {
             invalid(
                 format!("retention.{}", e.0),
@@ -312,7 +318,7 @@ impl Config {
     /// One line describing the effective configuration, logged at start.
     pub fn summary(&self) -> String {
         format!(
-            "data-dir={} plugins=[{}] workflows=[{}] services=[{}] call-timeout={:?} memory-limit={}MiB max-instances={} cache={}MiB max-concurrent-runs={} max-pending-runs={} retention.runs={:?}",
+            "data-dir={} plugins=[{}] workflows=[{}] services=[{}] call-timeout={:?} memory-limit={}MiB max-instances={} cache={}MiB max-concurrent-runs={} max-pending-runs={} retention.runs={:?} metrics={} traces={}",
             self.data_dir.relative().display(),
             self.plugins.keys().cloned().collect::<Vec<_>>().join(","),
             self.workflows.keys().cloned().collect::<Vec<_>>().join(","),
@@ -324,6 +330,12 @@ impl Config {
             self.server.max_concurrent_runs,
             self.server.max_pending_runs,
             self.retention.runs,
+            self.telemetry.metrics,
+            match (&self.telemetry.otlp_endpoint, self.telemetry.traces) {
+                (Some(endpoint), _) => endpoint.as_str(),
+                (None, true) => "local",
+                (None, false) => "off",
+            },
         )
     }
 }

@@ -6,6 +6,7 @@
 //!
 //! The tree shows the architecture, in layers, each using only those below it:
 //!
+//! 0. [`telemetry`]: metric names and trace context, which every layer may record;
 //! 1. [`model`]: plain data — ids, runs and their journal, events, versions, workflow
 //!    definitions, the retry policy, the clock;
 //! 2. [`store`]: persistence of the model behind traits, sled first; [`retention`] deletes
@@ -36,6 +37,7 @@ pub mod runtime;
 pub mod saga;
 pub mod schedules;
 pub mod store;
+pub mod telemetry;
 pub mod workflows;
 
 pub use config::Config;
@@ -78,6 +80,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     tracing::info!(config = %config.summary(), "starting");
+    // First, so that nothing recorded while starting is lost.
+    let metrics = config.telemetry.metrics.then(telemetry::metrics::install);
     let outbox = Arc::new(events::Outbox::new(store.clone()));
     let runtime = Arc::new(runtime_for(&config, outbox.clone())?);
     let plugins = Arc::new(
@@ -148,6 +152,7 @@ pub async fn serve(
         &config.server,
         &tokens,
         config.registry.max_upload_mib.saturating_mul(1024 * 1024),
+        metrics,
     );
     axum::serve(listener, router)
         .with_graceful_shutdown(shutdown)

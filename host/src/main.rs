@@ -10,6 +10,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
 use flowhost::capabilities::events::MemorySink;
+use flowhost::telemetry::trace::Pipeline;
 use flowhost::{Config, PluginSettings};
 
 /// mimalloc rather than glibc's malloc: the host allocates from many threads at once (tokio
@@ -22,8 +23,24 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[derive(Parser)]
 #[command(version, about)]
 struct Cli {
+    /// How log lines are written to stderr: `text`, or `json` (one object per line, with the
+    /// span's fields), for a log pipeline.
+    #[arg(
+        long,
+        global = true,
+        env = "FLOWHOST_LOG_FORMAT",
+        default_value = "text"
+    )]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+/// `--log-format`.
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Subcommand)]
@@ -146,31 +163,34 @@ struct Server {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let default_filter = match cli.command {
-        Command::Serve { .. } => "info",
-        _ => "warn",
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| default_filter.into()),
-        )
-        .with_writer(std::io::stderr)
-        // Colours for a terminal, plain text for a log file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
     let outcome = match &cli.command {
         Command::Serve {
             config,
             listen,
             data_dir,
-        } => serve(config.as_deref(), *listen, data_dir.as_deref()).map(|()| String::new()),
-        Command::Check { config, data_dir } => check_config(config.as_deref(), data_dir.as_deref()),
+        } => serve(
+            cli.log_format,
+            config.as_deref(),
+            *listen,
+            data_dir.as_deref(),
+        )
+        .map(|()| String::new()),
+        Command::Check { config, data_dir } => {
+            init_logging(cli.log_format, "warn", None);
+            check_config(config.as_deref(), data_dir.as_deref())
+        }
         Command::Plugin(PluginCommand::Check { file }) => {
+            init_logging(cli.log_format, "warn", None);
             check_plugin(file).map_err(|e| e.context(file.display().to_string()))
         }
-        Command::Plugin(admin) => admin::run(admin),
-        Command::Workflow(command) => admin::run_workflow(command),
+        Command::Plugin(admin) => {
+            init_logging(cli.log_format, "warn", None);
+            admin::run(admin)
+        }
+        Command::Workflow(command) => {
+            init_logging(cli.log_format, "warn", None);
+            admin::run_workflow(command)
+        }
     };
     match outcome {
         Ok(report) => {
@@ -182,6 +202,36 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (else `default_filter`); with a trace
+/// pipeline, flowhost's spans also get OpenTelemetry ids (and are exported if it exports),
+/// whatever the log filter says.
+fn init_logging(format: LogFormat, default_filter: &str, pipeline: Option<&Pipeline>) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| default_filter.into());
+    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
+    let logs = match format {
+        LogFormat::Json => logs.json().with_current_span(true).boxed(),
+        // Colours for a terminal, plain text for a log file or a pipe.
+        LogFormat::Text => logs
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .boxed(),
+    };
+    let spans = pipeline.map(|pipeline| {
+        pipeline.layer().with_filter(
+            tracing_subscriber::filter::Targets::new()
+                .with_target("flowhost", tracing::Level::INFO),
+        )
+    });
+    tracing_subscriber::registry()
+        .with(logs.with_filter(filter))
+        .with(spans)
+        .init();
 }
 
 /// The layered configuration: defaults, file, environment, then these flags.
@@ -200,20 +250,29 @@ fn load_config(
     Config::extract(&figment)
 }
 
-/// Runs the server until SIGTERM or ctrl-c.
+/// Runs the server until SIGTERM or ctrl-c; then exports the spans still buffered.
 fn serve(
+    log_format: LogFormat,
     file: Option<&Path>,
     listen: Option<std::net::SocketAddr>,
     data_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     let config = load_config(file, listen, data_dir)?;
+    // Before the async runtime: the exporter's HTTP client is a blocking one.
+    let pipeline = Pipeline::new(&config.telemetry)?;
+    init_logging(log_format, "info", pipeline.as_ref());
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(async move {
+    let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.server.listen)
             .await
             .with_context(|| format!("binding {}", config.server.listen))?;
         flowhost::run(listener, config, shutdown_signal()).await
-    })
+    });
+    drop(runtime);
+    if let Some(pipeline) = pipeline {
+        pipeline.shutdown();
+    }
+    served
 }
 
 /// Resolves on SIGTERM or ctrl-c.

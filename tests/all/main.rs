@@ -19,6 +19,7 @@ mod sagas;
 mod server;
 mod support;
 mod swap;
+mod telemetry;
 mod versions;
 mod warm;
 mod workflows;

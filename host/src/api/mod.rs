@@ -23,7 +23,9 @@
 //! | `GET /v1/plugins/{name}` | its versions, which is current, how many runs pin each |
 //! | `POST /v1/plugins/{name}/rollback` | make the previous (or a given) version current |
 //! | `DELETE /v1/plugins/{name}/versions/{digest}` | remove a version no run pins |
-//! | `GET /healthz` | liveness |
+//! | `GET /healthz` | liveness: the process serves requests |
+//! | `GET /readyz` | readiness: the store, the plugins, the transport ([`observe::readyz`]) |
+//! | `GET /metrics` | Prometheus metrics, `flowhost_*` ([`crate::telemetry::metrics`]) |
 //!
 //! The plugin and workflow routes need the admin token (`Authorization: Bearer`), and are
 //! off without one; the routes that make plugins run (start and retry runs, publish and redeliver
@@ -33,6 +35,7 @@ mod auth;
 mod config;
 mod error;
 mod events;
+mod observe;
 mod plugins;
 mod runs;
 mod view;
@@ -84,6 +87,10 @@ pub struct AppState {
     pub max_wait: Duration,
     /// The largest component an upload may carry.
     pub max_upload_bytes: usize,
+    /// What `/metrics` renders; none when metrics are off.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// When the host started serving, for `/healthz`.
+    pub started: std::time::Instant,
 }
 
 /// What the detail of an admin route says when no admin token is configured.
@@ -107,6 +114,7 @@ pub fn router(
     server: &ServerConfig,
     tokens: &Tokens,
     max_upload_bytes: usize,
+    metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 ) -> Router {
     let state = AppState {
         engine,
@@ -114,6 +122,8 @@ pub fn router(
         plugins,
         max_wait: server.max_wait,
         max_upload_bytes,
+        metrics,
+        started: std::time::Instant::now(),
     };
     let triggers = Router::new()
         .route("/v1/workflows/{workflow}/runs", post(runs::start))
@@ -157,10 +167,9 @@ pub fn router(
         .route("/v1/runs/{id}/journal", get(runs::journal))
         .route("/v1/dead-letters", get(events::dead_letters))
         .route("/v1/schemas/workflow.json", get(workflows::schema))
-        .route(
-            "/healthz",
-            get(|| async { axum::Json(serde_json::json!({ "status": "ok" })) }),
-        )
+        .route("/healthz", get(observe::healthz))
+        .route("/readyz", get(observe::readyz))
+        .route("/metrics", get(observe::metrics))
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -169,5 +178,6 @@ pub fn router(
             )
         })
         .layer(DefaultBodyLimit::max(server.max_body_bytes))
+        .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)
 }

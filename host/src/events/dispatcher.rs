@@ -19,6 +19,7 @@ use crate::model::retry::seed;
 use crate::model::{DeadLetter, PublishedEvent, RetryPolicy, RunId, WorkflowDefinition, now_ms};
 use crate::plugins::PluginRegistry;
 use crate::store::{EventStore, StoreError};
+use crate::telemetry::metrics::{DEAD_LETTERS, DELIVERIES, EVENTS_RELAYED, RELAY_LAG};
 
 /// Outbox entries relayed per pass.
 const RELAY_BATCH: usize = 256;
@@ -45,6 +46,8 @@ const AWAITS: &str = "flowhost.awaits";
 /// A subscription, resolved.
 struct Subscription {
     name: String,
+    /// The pattern as configured.
+    topic: String,
     pattern: TopicPattern,
     target: Target,
     retry: RetryPolicy,
@@ -106,6 +109,7 @@ impl Dispatcher {
         })?;
         subscriptions.push(Arc::new(Subscription {
             name: AWAITS.to_owned(),
+            topic: "#".to_owned(),
             pattern: TopicPattern::parse("#").expect("a pattern"),
             target: Target::Awaits,
             retry: delivery_retry(),
@@ -187,6 +191,38 @@ impl Dispatcher {
         self.shutdown.cancel();
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// Every subscription: the configured ones, the workflows' triggers, and the queue of
+    /// events that runs await.
+    pub fn subscriptions(&self) -> Vec<SubscriptionInfo> {
+        self.subscriptions
+            .iter()
+            .map(|s| SubscriptionInfo {
+                name: s.name.clone(),
+                topic: s.topic.clone(),
+                target: match &s.target {
+                    Target::Handler(plugin) => SubscriptionTarget::Handler(plugin.clone()),
+                    Target::Workflow(workflow) => SubscriptionTarget::Workflow(workflow.clone()),
+                    Target::Awaits => SubscriptionTarget::Awaits,
+                },
+                attempts: s.retry.attempts,
+                concurrency: s.concurrency,
+            })
+            .collect()
+    }
+
+    /// How many events wait in `subscription`'s queue; `None` for an unknown subscription.
+    pub async fn backlog(&self, subscription: &str) -> Result<Option<u64>, TransportError> {
+        if !self.subscriptions.iter().any(|s| s.name == subscription) {
+            return Ok(None);
+        }
+        self.transport.backlog(subscription).await.map(Some)
+    }
+
+    /// Whether the transport's broker answers.
+    pub async fn ping(&self) -> Result<(), TransportError> {
+        self.transport.ping().await
     }
 
     /// Dead letters, newest first.
@@ -294,9 +330,13 @@ impl Dispatcher {
                 })
         });
         futures_util::future::try_join_all(sends).await?;
+        let now = now_ms();
         for event in &released {
             store.outbox_remove(&event.id)?;
+            let lag = Duration::from_millis(now.saturating_sub(event.time_ms));
+            metrics::histogram!(RELAY_LAG).record(lag);
         }
+        metrics::counter!(EVENTS_RELAYED).increment(released.len() as u64);
         Ok(Pass::Relayed)
     }
 }
@@ -337,6 +377,7 @@ fn resolve(
         }
         resolved.push(Arc::new(Subscription {
             name: name.clone(),
+            topic: config.topic.clone(),
             pattern,
             target: Target::Handler(config.handler.clone()),
             retry: config.retry,
@@ -353,6 +394,7 @@ fn resolve(
         })?;
         resolved.push(Arc::new(Subscription {
             name: format!("workflow.{name}"),
+            topic: topic.clone(),
             pattern,
             target: Target::Workflow(name.clone()),
             retry: delivery_retry(),
@@ -370,6 +412,32 @@ enum Pass {
     Waiting,
     /// Something moved; look again at once.
     Relayed,
+}
+
+/// A subscription as operators see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SubscriptionInfo {
+    /// Its name: the configured one, `workflow.<name>` for a trigger, or `flowhost.awaits`.
+    pub name: String,
+    /// The topic pattern it takes.
+    pub topic: String,
+    /// Where its events go.
+    pub target: SubscriptionTarget,
+    /// Attempts before an event becomes a dead letter.
+    pub attempts: u32,
+    /// Deliveries in flight at once.
+    pub concurrency: usize,
+}
+
+/// Where a subscription's events go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SubscriptionTarget {
+    /// A handler plugin's `handle`.
+    Handler(String),
+    /// A new run of a workflow per event.
+    Workflow(String),
+    /// The runs whose await steps wait for them.
+    Awaits,
 }
 
 /// Drives one subscription's queue.
@@ -444,11 +512,20 @@ impl Worker {
                 seed(&[event_id.as_bytes(), &attempt.to_be_bytes()]),
             )
         };
+        let counted = |outcome: &'static str| {
+            let subscription = self.subscription.name.clone();
+            metrics::counter!(DELIVERIES, "subscription" => subscription, "outcome" => outcome)
+                .increment(1);
+        };
         let error = match self.attempt(&event).await {
             Ok(published) => match self.dispatcher.outbox.publish(published).await {
-                Ok(()) => return settle.ack().await,
+                Ok(()) => {
+                    counted("ok");
+                    return settle.ack().await;
+                }
                 Err(error) => {
                     tracing::warn!(subscription = %self.subscription.name, event = %event.id, %error, "the handler's events are not durable; the delivery comes again");
+                    counted("retry");
                     return settle.retry(delay(attempts + 1), error.to_string()).await;
                 }
             },
@@ -456,6 +533,7 @@ impl Worker {
         };
         tracing::debug!(subscription = %self.subscription.name, event = %event.id, attempts, %error, "delivery failed");
         if attempts < retry.attempts {
+            counted("retry");
             return settle.retry(delay(attempts + 1), error).await;
         }
         let letter = DeadLetter {
@@ -475,8 +553,11 @@ impl Worker {
             tracing::warn!(subscription = %self.subscription.name, event = %letter.event.id, %error, "the dead letter is not durable; the delivery comes again");
             // The delivery comes again and gives up again: one dead letter, not two.
             let _ = store.exhume(&letter.id);
+            counted("retry");
             return settle.retry(delay(attempts + 1), letter.error).await;
         }
+        counted("dead");
+        metrics::counter!(DEAD_LETTERS, "subscription" => letter.subscription.clone()).increment(1);
         settle.give_up().await
     }
 

@@ -35,7 +35,9 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 
 pub use self::config::EventsConfig;
-pub use self::dispatcher::{Dispatcher, SubscriptionError, check_subscriptions};
+pub use self::dispatcher::{
+    Dispatcher, SubscriptionError, SubscriptionInfo, SubscriptionTarget, check_subscriptions,
+};
 pub use self::outbox::Outbox;
 use crate::model::{PublishedEvent, RetryPolicy, RunId, rfc3339};
 use crate::store::BoxFuture;

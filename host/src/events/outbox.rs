@@ -62,6 +62,11 @@ impl Outbox {
         self.store.outbox_remove(event_id)
     }
 
+    /// How many events wait in the outbox, gated or not: the `flowhost_outbox_depth` gauge.
+    pub fn depth(&self) -> Result<usize, StoreError> {
+        self.store.outbox_depth()
+    }
+
     /// Tells the relay there may be something to release.
     pub fn wake(&self) {
         self.written.notify_one();

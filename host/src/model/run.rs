@@ -500,3 +500,17 @@ pub enum Outcome {
     /// another entry, `ok` (or `fatal`).
     Started,
 }
+
+impl Outcome {
+    /// Its name in the journal.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::Retryable => "retryable",
+            Outcome::Fatal => "fatal",
+            Outcome::Host => "host",
+            Outcome::Skipped => "skipped",
+            Outcome::Started => "started",
+        }
+    }
+}

@@ -26,7 +26,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use wasmtime::component::Linker;
 use wasmtime::{
@@ -43,6 +43,7 @@ use crate::capabilities::events::TopicPattern;
 use crate::capabilities::{self, Capabilities};
 pub use crate::model::Direction;
 use crate::model::PublishedEvent;
+use crate::telemetry::metrics::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
 
 /// How often the epoch ticks. A running guest yields to the async executor once per tick,
 /// so a busy plugin cannot starve the host's other tasks for longer than this.
@@ -287,6 +288,24 @@ impl Runtime {
         ctx: &str,
         timeout: Option<Duration>,
     ) -> Result<StepAnswer, CallError> {
+        let started = Instant::now();
+        let answer = self
+            .step_call(warm, plugin, direction, info, ctx, timeout)
+            .await;
+        record_call(plugin, direction.as_str(), started, &answer);
+        answer
+    }
+
+    /// [`Self::call_step_in`], unmeasured.
+    async fn step_call(
+        &self,
+        warm: &mut WarmInstance,
+        plugin: &Plugin,
+        direction: Direction,
+        info: &StepInfo,
+        ctx: &str,
+        timeout: Option<Duration>,
+    ) -> Result<StepAnswer, CallError> {
         let limit = timeout.unwrap_or(plugin.settings().timeout);
         let pre = plugin.step_pre().ok_or_else(|| CallError::WrongWorld {
             plugin: plugin.name().clone(),
@@ -367,6 +386,19 @@ impl Runtime {
     /// it: the dispatcher writes a handler's events durably before it acknowledges the
     /// delivery.
     pub async fn deliver(
+        &self,
+        plugin: &Plugin,
+        subscription: &str,
+        event: &Event,
+    ) -> Result<Answer<(), String>, CallError> {
+        let started = Instant::now();
+        let answer = self.handler_call(plugin, subscription, event).await;
+        record_call(plugin, "handle", started, &answer);
+        answer
+    }
+
+    /// [`Self::deliver`], unmeasured.
+    async fn handler_call(
         &self,
         plugin: &Plugin,
         subscription: &str,
@@ -470,6 +502,31 @@ impl WarmInstance {
         let (name, digest) = &warm.plugin;
         (name == plugin.name() && digest == plugin.digest()).then_some(warm)
     }
+}
+
+/// Counts a call of `plugin`'s `export` by its outcome, and how long it took.
+fn record_call<T, E>(
+    plugin: &Plugin,
+    export: &'static str,
+    started: Instant,
+    answer: &Result<Answer<T, E>, CallError>,
+) {
+    let outcome = match answer {
+        Ok(Answer { result: Ok(_), .. }) => "ok",
+        Ok(Answer { result: Err(_), .. }) => "error",
+        Err(CallError::Trap { .. }) => "trap",
+        Err(CallError::Deadline { .. }) => "deadline",
+        Err(CallError::MemoryLimit { .. }) => "memory_cap",
+        Err(CallError::OutputTooLarge { .. }) => "output_too_large",
+        Err(CallError::WrongWorld { .. } | CallError::Sink { .. } | CallError::Failed { .. }) => {
+            "failed"
+        }
+    };
+    let name = plugin.name().clone();
+    metrics::counter!(PLUGIN_CALLS, "plugin" => name.clone(), "export" => export, "outcome" => outcome)
+        .increment(1);
+    metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => name, "export" => export)
+        .record(started.elapsed());
 }
 
 /// The plugin's answer with what the call published: everything when the answer is `Ok`,

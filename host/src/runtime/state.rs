@@ -21,6 +21,7 @@ use crate::capabilities::events::EventsCtx;
 use crate::capabilities::log::LogCtx;
 use crate::capabilities::services::{CallMeta, ServicesCtx};
 use crate::capabilities::{Capabilities, CapabilitiesView};
+use crate::telemetry::metrics::PLUGIN_INSTANCES;
 
 /// Who a call is for: the ids that tag its logs, events and service calls.
 #[derive(Debug, Clone, Default)]
@@ -54,6 +55,7 @@ impl HostState {
     /// Fresh state for one call of `plugin` on behalf of `call`.
     pub fn new(capabilities: &Capabilities, plugin: &PluginSettings, call: &CallContext) -> Self {
         let (services, events, log) = Self::per_call(capabilities, plugin, call);
+        metrics::gauge!(PLUGIN_INSTANCES).increment(1.0);
         Self {
             table: ResourceTable::new(),
             wasi: sandboxed_wasi_ctx(),
@@ -102,6 +104,13 @@ impl HostState {
             ),
             LogCtx::new(plugin.name.clone(), call.run_id.clone(), call.step.clone()),
         )
+    }
+}
+
+/// A store's data lives as long as its instance: counting one counts the other.
+impl Drop for HostState {
+    fn drop(&mut self) {
+        metrics::gauge!(PLUGIN_INSTANCES).decrement(1.0);
     }
 }
 

@@ -51,6 +51,9 @@ use crate::model::{
 use crate::plugins::{PluginRegistry, RegistryError};
 use crate::runtime::{CallError, Plugin, WarmInstance};
 use crate::store::{BoxFuture, Created, RunStore, StoreError};
+use crate::telemetry::metrics::{
+    ADMISSION_REJECTIONS, RUNS_ENDED, RUNS_STARTED, STEP_ATTEMPT_DURATION,
+};
 use crate::workflows::{InvalidInput, Workflow, WorkflowError, WorkflowRegistry};
 
 /// How long a child workflow step waits for room to start its child, when there is none.
@@ -171,6 +174,9 @@ struct Inner {
     awaits: Awaits,
     /// Panics per run, while it keeps panicking outside its attempts.
     panics: Mutex<HashMap<RunId, u32>>,
+    /// Runs that hold no task while they wait, by what they wait for: what the sleeping and
+    /// waiting gauges count. A run leaves it when it is driven again or ends.
+    resting: Mutex<HashMap<RunId, Rest>>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -198,6 +204,28 @@ enum Halt {
     Store(#[from] StoreError),
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
+}
+
+/// What a run that holds no task waits for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rest {
+    /// A time: a sleep step, or a retry's backoff.
+    Sleeping,
+    /// An event or signal at an await step, or its child run.
+    Waiting,
+}
+
+/// How many runs are where, for the gauges of `/metrics`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Occupancy {
+    /// Driven now, each in a slot.
+    pub in_flight: usize,
+    /// Admitted and waiting for a slot.
+    pub queued: usize,
+    /// Waiting for a time.
+    pub sleeping: usize,
+    /// Waiting for an event, a signal or a child run.
+    pub waiting: usize,
 }
 
 /// The work a driver starts with: a run in hand (a new one), or an id to read.
@@ -299,6 +327,7 @@ impl Engine {
                 recovering: Mutex::default(),
                 awaits: Awaits::default(),
                 panics: Mutex::default(),
+                resting: Mutex::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -329,6 +358,19 @@ impl Engine {
             return Ok(None);
         };
         Ok(self.inner.store.get(&id)?)
+    }
+
+    /// How many runs are driven, queued, asleep and waiting now.
+    pub fn occupancy(&self) -> Occupancy {
+        let (in_flight, queued) = self.inner.scheduler.load();
+        let resting = self.inner.resting.lock().expect("resting lock");
+        let sleeping = resting.values().filter(|r| **r == Rest::Sleeping).count();
+        Occupancy {
+            in_flight,
+            queued,
+            sleeping,
+            waiting: resting.len() - sleeping,
+        }
     }
 
     /// The run store, for listings and journals.
@@ -637,6 +679,7 @@ impl Inner {
             return Err(error.into());
         }
         drop(creation);
+        metrics::counter!(RUNS_STARTED, "workflow" => run.workflow.clone()).increment(1);
         self.hand_over(&run, admitted);
         Ok((run, true))
     }
@@ -928,6 +971,7 @@ impl Inner {
     /// Room for one more run, or why there is none.
     fn admit(&self) -> Result<Admitted, EngineError> {
         self.scheduler.admit().ok_or_else(|| {
+            metrics::counter!(ADMISSION_REJECTIONS).increment(1);
             let (running, pending) = self.scheduler.load();
             EngineError::Overloaded {
                 running,
@@ -995,6 +1039,7 @@ impl Inner {
             }
             // Held now: cancels go to this driver, which replays before it takes them.
             self.recovering.lock().expect("recovering lock").remove(&id);
+            self.resting.lock().expect("resting lock").remove(&id);
         }
         let inner = self.clone();
         self.tasks.spawn(async move {
@@ -1243,6 +1288,15 @@ impl Inner {
             if flights.is_empty() {
                 // Nothing in flight: the run waits holding no task, for its timer or for
                 // whatever it is parked on.
+                let rest = if timer.is_some() && lifecycle.awaiting(&run).is_none() {
+                    Rest::Sleeping
+                } else {
+                    Rest::Waiting
+                };
+                self.resting
+                    .lock()
+                    .expect("resting lock")
+                    .insert(run.id.clone(), rest);
                 if let Some(until_ms) = timer {
                     warm.clear();
                     self.scheduler.schedule(run.id.clone(), until_ms);
@@ -1586,6 +1640,7 @@ impl Inner {
         };
         let context = Value::Object(context).to_string();
         let started_ms = self.clock.now_ms();
+        let started = std::time::Instant::now();
         let call = self.runtime.call_step_in(
             warm,
             plugin,
@@ -1641,6 +1696,14 @@ impl Inner {
         } else {
             Vec::new()
         };
+        metrics::histogram!(
+            STEP_ATTEMPT_DURATION,
+            "workflow" => info.workflow,
+            "step" => info.step,
+            "direction" => attempt.direction.as_str(),
+            "outcome" => outcome.as_str(),
+        )
+        .record(started.elapsed());
         let entry = machine::entry(
             attempt,
             outcome,
@@ -1713,7 +1776,10 @@ impl Inner {
             return Err(error.into());
         }
         self.store.flush().await?;
+        metrics::counter!(RUNS_ENDED, "workflow" => run.workflow.clone(), "status" => status.as_str())
+            .increment(1);
         self.awaits.forget(&run.id);
+        self.resting.lock().expect("resting lock").remove(&run.id);
         let waiters = self
             .waiters
             .lock()

@@ -21,6 +21,10 @@ pub trait EventStore: Flush {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// How many events the outbox holds, gated or not. Walks the outbox: for gauges, not
+    /// for the hot path.
+    fn outbox_depth(&self) -> Result<usize, StoreError>;
+
     /// Removes a relayed event from the outbox.
     fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError>;
 
@@ -41,6 +45,9 @@ pub trait EventStore: Flush {
 
     /// When the earliest delivery of `subscription` is due, if it has any.
     fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError>;
+
+    /// How many deliveries `subscription`'s queue holds, due or not. Walks the queue.
+    fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError>;
 
     /// Removes a delivery as it was queued.
     fn dequeue(&self, delivery: &Delivery) -> Result<(), StoreError>;

@@ -266,6 +266,10 @@ impl EventStore for FaultyStore {
         self.inner.outbox_put(entries)
     }
 
+    fn outbox_depth(&self) -> Result<usize, StoreError> {
+        self.inner.outbox_depth()
+    }
+
     fn outbox_pending(
         &self,
         after: Option<&str>,
@@ -297,6 +301,10 @@ impl EventStore for FaultyStore {
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
         self.inner.due(subscription, now_ms, limit)
+    }
+
+    fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError> {
+        self.inner.queue_depth(subscription)
     }
 
     fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError> {

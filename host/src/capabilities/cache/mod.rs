@@ -13,6 +13,7 @@ use moka::Expiry;
 use serde::{Deserialize, Serialize};
 
 pub use crate::bindings::cache::CacheError;
+use crate::telemetry::metrics::{CACHE_EVICTIONS, CACHE_HITS, CACHE_MISSES};
 
 /// The longest key a plugin may use, in bytes.
 pub const MAX_KEY_BYTES: usize = 256;
@@ -81,6 +82,11 @@ impl Cache {
                 u32::try_from(key.len() + entry.value.len()).unwrap_or(u32::MAX)
             })
             .expire_after(EntryTtl)
+            .eviction_listener(|_key, _entry, cause| {
+                if cause == moka::notification::RemovalCause::Size {
+                    metrics::counter!(CACHE_EVICTIONS).increment(1);
+                }
+            })
             .build();
         Self {
             entries,
@@ -88,10 +94,18 @@ impl Cache {
         }
     }
 
-    fn get(&self, namespace: &str, key: &str) -> Option<Vec<u8>> {
-        self.entries
+    fn get(&self, namespace: &Arc<str>, key: &str) -> Option<Vec<u8>> {
+        let found = self
+            .entries
             .get(&scoped(namespace, key))
-            .map(|e| e.value.to_vec())
+            .map(|e| e.value.to_vec());
+        let counter = if found.is_some() {
+            CACHE_HITS
+        } else {
+            CACHE_MISSES
+        };
+        metrics::counter!(counter, "namespace" => namespace.clone()).increment(1);
+        found
     }
 
     fn set(

@@ -23,6 +23,8 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 
 pub use self::config::{InvalidService, ServiceConfig};
 pub use crate::bindings::services::{CallError, Method, Request, Response};
+use crate::telemetry::metrics::{SERVICE_CALL_DURATION, SERVICE_CALLS, SERVICE_RETRIES};
+use crate::telemetry::trace;
 
 /// The longest `Retry-After` the host honours; the call's deadline bounds it further.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -164,22 +166,57 @@ impl Services {
         self.services.contains_key(name)
     }
 
-    /// Makes `request` with retries. The caller has checked the plugin's grant.
-    #[tracing::instrument(name = "flowhost.services.call", skip_all, fields(service = %request.service, method = ?request.method))]
+    /// Makes `request` with retries. The caller has checked the plugin's grant. The call is
+    /// a span of the trace the plugin call belongs to, and the service gets its
+    /// `traceparent`.
+    #[tracing::instrument(
+        name = "flowhost.services.call",
+        skip_all,
+        fields(
+            service = %request.service,
+            method = ?request.method,
+            path = %request.path,
+            otel.kind = "client",
+            http.response.status_code = tracing::field::Empty,
+        )
+    )]
     pub async fn call(&self, meta: &CallMeta, request: Request) -> Result<Response, CallError> {
-        let Some(service) = self.services.get(&request.service) else {
+        let Some((name, service)) = self.services.get_key_value(&request.service) else {
+            record_call(None, &Err(CallError::UnknownService(String::new())));
             return Err(CallError::UnknownService(format!(
                 "no service named `{}`",
                 request.service
             )));
         };
+        let started = Instant::now();
+        let result = self.call_service(name, service, meta, request).await;
+        metrics::histogram!(SERVICE_CALL_DURATION, "service" => name.clone())
+            .record(started.elapsed());
+        let status = record_call(Some(name), &result);
+        tracing::Span::current().record("http.response.status_code", status);
+        result
+    }
+
+    /// [`Self::call`], unmeasured.
+    async fn call_service(
+        &self,
+        name: &str,
+        service: &Service,
+        meta: &CallMeta,
+        request: Request,
+    ) -> Result<Response, CallError> {
         if !request.path.starts_with('/') {
             return Err(CallError::Other(format!(
                 "path `{}` must start with `/`",
                 request.path
             )));
         }
-        let headers = service.headers(meta, &request.headers)?;
+        let mut headers = service.headers(meta, &request.headers)?;
+        if let Some(traceparent) = trace::current()
+            && let Ok(value) = HeaderValue::from_str(&traceparent)
+        {
+            headers.insert(HeaderName::from_static(trace::TRACEPARENT), value);
+        }
         let timeout = request
             .timeout_ms
             .map(|ms| Duration::from_millis(ms.into()))
@@ -216,6 +253,7 @@ impl Services {
                         |d| d.min(MAX_RETRY_AFTER),
                     );
                     tracing::debug!(attempts, ?delay, "retrying service call");
+                    metrics::counter!(SERVICE_RETRIES, "service" => name.to_owned()).increment(1);
                     tokio::time::sleep(delay).await;
                 }
             }
@@ -270,6 +308,56 @@ impl Services {
             Attempt::Done(Err(CallError::Http(response)))
         }
     }
+}
+
+/// Counts a finished call of `service` (none for a name no service has) by its final
+/// status, which it returns: the HTTP status, or what kept the call from having one.
+fn record_call(service: Option<&String>, result: &Result<Response, CallError>) -> &'static str {
+    let status = match result {
+        Ok(response) | Err(CallError::Http(response)) => status_label(response.status),
+        Err(CallError::Timeout(_)) => "timeout",
+        Err(CallError::Connection(_)) => "connection",
+        Err(CallError::Denied(_)) => "denied",
+        Err(CallError::UnknownService(_)) => "unknown_service",
+        Err(CallError::Other(_)) => "other",
+    };
+    // A name no service has came from the guest: not a label value, or any guest could
+    // grow the series without bound.
+    let service = service.cloned().unwrap_or_default();
+    metrics::counter!(SERVICE_CALLS, "service" => service, "status" => status).increment(1);
+    status
+}
+
+/// An HTTP status as a label value, without an allocation per call.
+fn status_label(status: u16) -> &'static str {
+    const KNOWN: [(u16, &str); 16] = [
+        (200, "200"),
+        (201, "201"),
+        (202, "202"),
+        (204, "204"),
+        (400, "400"),
+        (401, "401"),
+        (403, "403"),
+        (404, "404"),
+        (409, "409"),
+        (422, "422"),
+        (429, "429"),
+        (500, "500"),
+        (502, "502"),
+        (503, "503"),
+        (504, "504"),
+        (301, "301"),
+    ];
+    KNOWN.iter().find(|(code, _)| *code == status).map_or(
+        match status {
+            100..=199 => "1xx",
+            200..=299 => "2xx",
+            300..=399 => "3xx",
+            400..=499 => "4xx",
+            _ => "5xx",
+        },
+        |(_, label)| label,
+    )
 }
 
 impl Attempt {
@@ -458,6 +546,8 @@ impl ServicesCtx {
             )));
         }
         if !self.grants.contains(&request.service) {
+            let denied = Err(CallError::Denied(String::new()));
+            record_call(Some(&request.service), &denied);
             return Err(CallError::Denied(format!(
                 "this plugin is not granted the service `{}`",
                 request.service

@@ -63,6 +63,17 @@ impl Transport for Embedded {
         Box::pin(std::future::ready(queued.map_err(Into::into)))
     }
 
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn backlog<'a>(&'a self, subscription: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        let depth = self.store.queue_depth(subscription);
+        Box::pin(std::future::ready(
+            depth.map(|d| d as u64).map_err(Into::into),
+        ))
+    }
+
     fn receive<'a>(
         &'a self,
         subscription: &'a str,

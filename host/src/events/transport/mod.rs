@@ -91,6 +91,14 @@ pub trait Transport: Send + Sync {
         message_id: &'a str,
     ) -> BoxFuture<'a, Result<(), TransportError>>;
 
+    /// Whether the broker answers now: what `GET /readyz` checks. One round trip, no
+    /// retries.
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>>;
+
+    /// How many events `subscription`'s queue holds: waiting, waiting out a retry's delay,
+    /// or handed out and not settled yet, as far as the broker says.
+    fn backlog<'a>(&'a self, subscription: &'a str) -> BoxFuture<'a, Result<u64, TransportError>>;
+
     /// Up to `max` deliveries of `subscription` that are due, waiting up to `wait` for
     /// the first. A delivery is not handed out again while it is being settled.
     fn receive<'a>(

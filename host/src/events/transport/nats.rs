@@ -176,6 +176,28 @@ impl Transport for Nats {
         })
     }
 
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            self.jetstream
+                .get_stream(&self.stream)
+                .await
+                .map_err(error)?;
+            Ok(())
+        })
+    }
+
+    fn backlog<'a>(&'a self, subscription: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        Box::pin(async move {
+            let info = self
+                .consumer(subscription)
+                .await?
+                .get_info()
+                .await
+                .map_err(error)?;
+            Ok(info.num_pending + info.num_ack_pending as u64)
+        })
+    }
+
     fn receive<'a>(
         &'a self,
         subscription: &'a str,

@@ -67,7 +67,7 @@ fn error(e: impl Into<crate::store::Cause>) -> TransportError {
 
 /// A connection, a confirming channel to publish on, and a consumer per subscription.
 pub struct RabbitMq {
-    _connection: Connection,
+    connection: Connection,
     publisher: Channel,
     consumer_channel: Channel,
     exchange: String,
@@ -122,7 +122,7 @@ impl RabbitMq {
             .await
             .map_err(error)?;
         Ok(Self {
-            _connection: connection,
+            connection,
             publisher,
             consumer_channel,
             exchange: config.exchange.clone(),
@@ -265,6 +265,39 @@ impl Transport for RabbitMq {
                 properties,
             )
             .await
+        })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        let connected = self.connection.status().connected();
+        Box::pin(std::future::ready(if connected {
+            Ok(())
+        } else {
+            Err(error("not connected to the broker"))
+        }))
+    }
+
+    fn backlog<'a>(&'a self, subscription: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        Box::pin(async move {
+            // A channel of its own: a passive declare that fails closes its channel.
+            let channel = self.connection.create_channel().await.map_err(error)?;
+            let mut backlog = 0;
+            for queue in [self.queue(subscription), self.retry_queue(subscription)] {
+                let queue = channel
+                    .queue_declare(
+                        queue.as_str().into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await
+                    .map_err(error)?;
+                backlog += u64::from(queue.message_count());
+            }
+            let _ = channel.close(200, "done".into()).await;
+            Ok(backlog)
         })
     }
 

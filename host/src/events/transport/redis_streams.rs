@@ -178,6 +178,33 @@ impl Transport for RedisStreams {
         })
     }
 
+    fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
+        Box::pin(async move {
+            let _: String = ::redis::cmd("PING")
+                .query_async(&mut self.writer.clone())
+                .await
+                .map_err(error)?;
+            Ok(())
+        })
+    }
+
+    fn backlog<'a>(&'a self, subscription: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
+        Box::pin(async move {
+            let mut writer = self.writer.clone();
+            // Entries leave the stream when they are acknowledged: its length is what waits
+            // and what is handed out; delayed retries wait in the sorted set.
+            let waiting: u64 = writer
+                .xlen(self.stream(subscription))
+                .await
+                .map_err(error)?;
+            let delayed: u64 = writer
+                .zcard(self.delayed(subscription))
+                .await
+                .map_err(error)?;
+            Ok(waiting + delayed)
+        })
+    }
+
     fn receive<'a>(
         &'a self,
         subscription: &'a str,

@@ -29,6 +29,15 @@ impl EventStore for SledStore {
         Ok(())
     }
 
+    fn outbox_depth(&self) -> Result<usize, StoreError> {
+        let mut depth = 0;
+        for key in self.outbox.iter().keys() {
+            key.map_err(io("read the outbox"))?;
+            depth += 1;
+        }
+        Ok(depth)
+    }
+
     fn outbox_pending(
         &self,
         after: Option<&str>,
@@ -93,6 +102,16 @@ impl EventStore for SledStore {
                 decode(&key, &value)
             })
             .collect()
+    }
+
+    fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError> {
+        let prefix = queue_prefix(subscription);
+        let mut depth = 0;
+        for key in self.queue.range(prefix.clone()..prefix_end(&prefix)).keys() {
+            key.map_err(io("read a queue"))?;
+            depth += 1;
+        }
+        Ok(depth)
     }
 
     fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError> {

@@ -45,6 +45,7 @@ use std::thread::JoinHandle;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{BoxFuture, Flush, StoreError};
+use crate::telemetry::metrics::{STORE_FLUSH_BATCH, STORE_FLUSH_DURATION};
 
 type FlushWaiter = oneshot::Sender<Result<(), Arc<sled::Error>>>;
 
@@ -186,7 +187,10 @@ fn group_commit(db: sled::Db, mut requests: mpsc::UnboundedReceiver<FlushWaiter>
         while let Ok(more) = requests.try_recv() {
             waiters.push(more);
         }
+        let started = std::time::Instant::now();
         let result = db.flush().map(drop).map_err(Arc::new);
+        metrics::histogram!(STORE_FLUSH_DURATION).record(started.elapsed());
+        metrics::histogram!(STORE_FLUSH_BATCH).record(waiters.len() as f64);
         for waiter in waiters {
             let _ = waiter.send(result.clone());
         }
