@@ -222,6 +222,7 @@ mod tests {
             plugins: BTreeMap::new(),
             idempotency_key: None,
             parent: None,
+            traceparent: None,
             cancelled: false,
             closed: false,
             created_ms: ended_ms,

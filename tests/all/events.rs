@@ -354,6 +354,7 @@ fn cloud_event(id: &str, topic: &str, data: Value) -> Value {
         correlation_id: None,
         key: None,
         data: data.to_string(),
+        traceparent: None,
     })
 }
 

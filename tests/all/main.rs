@@ -11,6 +11,7 @@ mod faults;
 mod hostile;
 mod inprocess;
 mod layers;
+mod openapi;
 mod parallel;
 mod polyglot;
 mod races;

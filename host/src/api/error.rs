@@ -3,10 +3,9 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::rejection::{JsonRejection, QueryRejection};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::json;
+use serde::Serialize;
 
 use crate::saga::EngineError;
 use crate::store::StoreError;
@@ -34,14 +33,28 @@ impl Problem {
     }
 }
 
+/// A problem as the client gets it: RFC 9457 problem details.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct ProblemDetails {
+    /// Always `about:blank`: the status says what kind of problem it is.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The status's reason phrase.
+    title: &'static str,
+    /// The HTTP status.
+    status: u16,
+    /// What went wrong, in one sentence a client can act on.
+    detail: String,
+}
+
 impl IntoResponse for Problem {
     fn into_response(self) -> Response {
-        let body = json!({
-            "type": "about:blank",
-            "title": self.status.canonical_reason().unwrap_or("Error"),
-            "status": self.status.as_u16(),
-            "detail": self.detail,
-        });
+        let body = ProblemDetails {
+            kind: "about:blank",
+            title: self.status.canonical_reason().unwrap_or("Error"),
+            status: self.status.as_u16(),
+            detail: self.detail,
+        };
         let mut response = (
             self.status,
             [(header::CONTENT_TYPE, "application/problem+json")],
@@ -123,23 +136,5 @@ impl From<StoreError> for Problem {
 impl From<WorkflowError> for Problem {
     fn from(e: WorkflowError) -> Self {
         EngineError::from(e).into()
-    }
-}
-
-impl From<JsonRejection> for Problem {
-    fn from(rejection: JsonRejection) -> Self {
-        // axum answers 413 for an over-long body, 415 for a missing content type, 400/422
-        // for bad JSON; all but 413 and 415 become 400 with axum's explanation.
-        let status = match rejection.status() {
-            s @ (StatusCode::PAYLOAD_TOO_LARGE | StatusCode::UNSUPPORTED_MEDIA_TYPE) => s,
-            _ => StatusCode::BAD_REQUEST,
-        };
-        Problem::new(status, rejection.body_text())
-    }
-}
-
-impl From<QueryRejection> for Problem {
-    fn from(rejection: QueryRejection) -> Self {
-        Problem::new(StatusCode::BAD_REQUEST, rejection.body_text())
     }
 }

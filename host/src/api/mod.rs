@@ -23,6 +23,8 @@
 //! | `GET /v1/plugins/{name}` | its versions, which is current, how many runs pin each |
 //! | `POST /v1/plugins/{name}/rollback` | make the previous (or a given) version current |
 //! | `DELETE /v1/plugins/{name}/versions/{digest}` | remove a version no run pins |
+//! | `GET /v1/subscriptions` | every subscription with its backlog |
+//! | `GET /openapi.json` | this API's OpenAPI 3.1 document ([`openapi`]) |
 //! | `GET /healthz` | liveness: the process serves requests |
 //! | `GET /readyz` | readiness: the store, the plugins, the transport ([`observe::readyz`]) |
 //! | `GET /metrics` | Prometheus metrics, `flowhost_*` ([`crate::telemetry::metrics`]) |
@@ -35,25 +37,29 @@ mod auth;
 mod config;
 mod error;
 mod events;
+mod extract;
 mod observe;
+pub mod openapi;
 mod plugins;
 mod runs;
-mod view;
+mod views;
 mod workflows;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Extension};
 use axum::http::StatusCode;
 use axum::middleware::from_fn_with_state;
-use axum::routing::{delete, get, post};
+use utoipa::OpenApi as _;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use self::auth::Guard;
 pub use self::config::ServerConfig;
-pub use self::error::Problem;
-pub use self::view::RunView;
+pub use self::error::{Problem, ProblemDetails};
+pub use self::views::RunView;
 use crate::events::Dispatcher;
 use crate::model::Secret;
 use crate::plugins::PluginRegistry;
@@ -105,8 +111,58 @@ pub struct Tokens {
     pub trigger: Option<Secret>,
 }
 
+/// Every route with its OpenAPI description, in three groups by the token they need.
+fn routes(tokens: &Tokens) -> OpenApiRouter<AppState> {
+    let triggers = OpenApiRouter::new()
+        .routes(routes!(runs::start))
+        .routes(routes!(runs::retry))
+        .routes(routes!(runs::cancel))
+        .routes(routes!(runs::signal))
+        .routes(routes!(events::publish))
+        .routes(routes!(events::redeliver))
+        .route_layer(from_fn_with_state(
+            Guard::optional(tokens.trigger.as_ref()),
+            auth::require,
+        ));
+    let admin = OpenApiRouter::new()
+        .routes(routes!(plugins::list))
+        .routes(routes!(plugins::describe, plugins::push))
+        .routes(routes!(plugins::rollback))
+        .routes(routes!(plugins::delete))
+        .routes(routes!(workflows::list))
+        .routes(routes!(
+            workflows::describe,
+            workflows::push,
+            workflows::delete
+        ))
+        .routes(routes!(workflows::rollback))
+        .route_layer(from_fn_with_state(
+            Guard::required(tokens.admin.as_ref(), ADMIN_OFF),
+            auth::require,
+        ));
+    OpenApiRouter::with_openapi(openapi::Base::openapi())
+        .merge(triggers)
+        .merge(admin)
+        .routes(routes!(runs::list))
+        .routes(routes!(runs::get))
+        .routes(routes!(runs::journal))
+        .routes(routes!(events::subscriptions))
+        .routes(routes!(events::dead_letters))
+        .routes(routes!(workflows::schema))
+        .routes(routes!(observe::healthz))
+        .routes(routes!(observe::readyz))
+        .routes(routes!(observe::metrics))
+        .routes(routes!(openapi::serve))
+}
+
+/// The OpenAPI document of the API, as `GET /openapi.json` serves it.
+pub fn openapi_document() -> serde_json::Value {
+    let (_, openapi) = routes(&Tokens::default()).split_for_parts();
+    openapi::document(openapi, workflows::definition_schema())
+}
+
 /// The API's router over `engine`, `dispatcher` and `plugins`, configured by `server`;
-/// uploads may carry up to `max_upload_bytes`.
+/// uploads may carry up to `max_upload_bytes`; `/metrics` renders `metrics`.
 pub fn router(
     engine: Engine,
     dispatcher: Arc<Dispatcher>,
@@ -125,51 +181,14 @@ pub fn router(
         metrics,
         started: std::time::Instant::now(),
     };
-    let triggers = Router::new()
-        .route("/v1/workflows/{workflow}/runs", post(runs::start))
-        .route("/v1/runs/{id}/retry", post(runs::retry))
-        .route("/v1/runs/{id}/cancel", post(runs::cancel))
-        .route("/v1/runs/{id}/signals/{name}", post(runs::signal))
-        .route("/v1/events/{topic}", post(events::publish))
-        .route("/v1/dead-letters/{id}/redeliver", post(events::redeliver))
-        .route_layer(from_fn_with_state(
-            Guard::optional(tokens.trigger.as_ref()),
-            auth::require,
-        ));
-    let admin = Router::new()
-        .route("/v1/plugins", get(plugins::list))
-        .route(
-            "/v1/plugins/{name}",
-            get(plugins::describe).put(plugins::push),
-        )
-        .route("/v1/plugins/{name}/rollback", post(plugins::rollback))
-        .route(
-            "/v1/plugins/{name}/versions/{digest}",
-            delete(plugins::delete),
-        )
-        .route("/v1/workflows", get(workflows::list))
-        .route(
-            "/v1/workflows/{name}",
-            get(workflows::describe)
-                .put(workflows::push)
-                .delete(workflows::delete),
-        )
-        .route("/v1/workflows/{name}/rollback", post(workflows::rollback))
-        .route_layer(from_fn_with_state(
-            Guard::required(tokens.admin.as_ref(), ADMIN_OFF),
-            auth::require,
-        ));
-    Router::new()
-        .merge(triggers)
-        .merge(admin)
-        .route("/v1/runs", get(runs::list))
-        .route("/v1/runs/{id}", get(runs::get))
-        .route("/v1/runs/{id}/journal", get(runs::journal))
-        .route("/v1/dead-letters", get(events::dead_letters))
-        .route("/v1/schemas/workflow.json", get(workflows::schema))
-        .route("/healthz", get(observe::healthz))
-        .route("/readyz", get(observe::readyz))
-        .route("/metrics", get(observe::metrics))
+    let (router, openapi) = routes(tokens).split_for_parts();
+    let document = openapi::document(openapi, workflows::definition_schema());
+    let document = openapi::Document(
+        serde_json::to_vec(&document)
+            .expect("the document serialises")
+            .into(),
+    );
+    router
         .fallback(|| async { Problem::new(StatusCode::NOT_FOUND, "no such route") })
         .method_not_allowed_fallback(|| async {
             Problem::new(
@@ -177,6 +196,7 @@ pub fn router(
                 "this route does not take that method",
             )
         })
+        .layer(Extension(document))
         .layer(DefaultBodyLimit::max(server.max_body_bytes))
         .layer(axum::middleware::from_fn(observe::observe))
         .with_state(state)

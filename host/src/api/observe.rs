@@ -12,7 +12,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use tracing::Instrument;
 
-use super::{AppState, Problem};
+use super::{AppState, Problem, ProblemDetails};
 use crate::telemetry::metrics::{
     HTTP_REQUEST_DURATION, HTTP_REQUESTS, OUTBOX_DEPTH, PINNED_RUNS, RUNS_IN_FLIGHT, RUNS_QUEUED,
     RUNS_SLEEPING, RUNS_WAITING,
@@ -46,8 +46,18 @@ pub struct Health {
     pub checks: Vec<Check>,
 }
 
-/// `GET /healthz`: the process is alive and serves requests. Checks nothing else, so that
-/// a slow disk or a broker outage never gets a live host restarted.
+/// The tag of these routes in the OpenAPI document.
+pub const TAG: &str = "operations";
+
+/// Liveness: the process is alive and serves requests. Checks nothing else, so that a slow
+/// disk or a broker outage never gets a live host restarted.
+#[utoipa::path(
+    get,
+    operation_id = "healthz",
+    path = "/healthz",
+    tag = TAG,
+    responses((status = 200, description = "Alive.", body = Health))
+)]
 pub async fn healthz(State(app): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok",
@@ -61,9 +71,19 @@ pub async fn healthz(State(app): State<AppState>) -> Json<Health> {
     })
 }
 
-/// `GET /readyz`: 200 when the host can take work: the store makes writes durable, every
-/// configured plugin has a loaded version, and the event transport's broker answers; else
+/// Readiness: 200 when the host can take work (the store makes writes durable, every
+/// configured plugin has a loaded version, the event transport's broker answers), else
 /// 503. Each check says what it found.
+#[utoipa::path(
+    get,
+    operation_id = "readyz",
+    path = "/readyz",
+    tag = TAG,
+    responses(
+        (status = 200, description = "Ready.", body = Health),
+        (status = 503, description = "Not ready: a check failed.", body = Health),
+    )
+)]
 pub async fn readyz(State(app): State<AppState>) -> Response {
     let store = async {
         let started = Instant::now();
@@ -138,9 +158,18 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
     (status, Json(health)).into_response()
 }
 
-/// `GET /metrics`: every `flowhost_*` family in the Prometheus text format; 404 when
-/// `telemetry.metrics` is off. The gauges that describe state (runs by where they are, the
-/// outbox, pins) are read when scraped.
+/// Every `flowhost_*` metric family in the Prometheus text format. The gauges that
+/// describe state (runs by where they are, the outbox, pins) are read when scraped.
+#[utoipa::path(
+    get,
+    operation_id = "metrics",
+    path = "/metrics",
+    tag = TAG,
+    responses(
+        (status = 200, description = "The metrics.", body = String, content_type = "text/plain; version=0.0.4; charset=utf-8"),
+        (status = 404, description = "Metrics are off (`telemetry.metrics = false`).", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn metrics(State(app): State<AppState>) -> Result<Response, Problem> {
     let Some(handle) = &app.metrics else {
         return Err(Problem::new(

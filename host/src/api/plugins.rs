@@ -2,37 +2,75 @@
 
 use axum::Json;
 use axum::body::{Body, Bytes};
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
+use axum::extract::rejection::BytesRejection;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
-use serde_json::{Value, json};
+use utoipa::{IntoParams, ToSchema};
 
-use super::{AppState, Problem};
-use crate::model::{PluginVersion, VersionSource, rfc3339};
-use crate::plugins::{PluginView, Registered, RegistryError, VersionView};
+use super::extract::{Path, Query};
+use super::views::{Component, PluginChange, PluginDetail, Plugins};
+use super::{AppState, Problem, ProblemDetails};
+use crate::model::VersionSource;
+use crate::plugins::RegistryError;
 use crate::runtime::LoadError;
+
+/// The tag of these routes in the OpenAPI document.
+pub const TAG: &str = "plugins";
 
 /// Longest version label.
 const MAX_LABEL: usize = 128;
 
 /// Query of `PUT /v1/plugins/{name}`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct PushParams {
-    /// The version label.
+    /// A label for the version (`1.4.2`, a commit): 1 to 128 characters, no spaces.
     version: Option<String>,
 }
 
-/// `PUT /v1/plugins/{name}`: the body is the component. Validated, stored, then made
-/// current; 201 for a new version, 200 for a known one made current again.
+/// Uploads a component as a new version of plugin `name`: validated (WebAssembly, a
+/// component, compiles, links, implements every world the name is used as), stored, then
+/// made current atomically. Runs and deliveries that start after the answer use it; nothing
+/// in flight is dropped.
+#[utoipa::path(
+    put,
+    operation_id = "push_plugin",
+    path = "/v1/plugins/{name}",
+    tag = TAG,
+    params(("name" = String, Path, description = "The plugin's name in the configuration."), PushParams),
+    request_body(
+        content(
+            (Component = "application/wasm"),
+            (Component = "application/octet-stream"),
+        ),
+        description = "The component (a `.wasm` file); the content type is not checked.",
+    ),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "A known version, made current again.", body = PluginChange),
+        (status = 201, description = "A new version, now current.", body = PluginChange, links(
+            ("GetPlugin" = (operation_id = "get_plugin", parameters(("name" = "$request.path.name")))),
+            ("RollbackPlugin" = (operation_id = "rollback_plugin", parameters(("name" = "$request.path.name")))),
+            ("DeleteVersion" = (operation_id = "delete_plugin_version", parameters(("name" = "$request.path.name"), ("digest" = "$response.body#/digest")))),
+        )),
+        (status = 400, description = "Not WebAssembly, an empty body, or a bad `version` label.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No plugin of that name is configured.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "Over `registry.max-upload-mib`.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A core module, a compile or link error, or the wrong world.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The version could not be stored durably; nothing changed.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn push(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    params: Result<Query<PushParams>, axum::extract::rejection::QueryRejection>,
+    Query(params): Query<PushParams>,
     body: Body,
 ) -> Result<Response, Problem> {
-    let Query(params) = params?;
     if let Some(label) = &params.version
         && (label.is_empty()
             || label.len() > MAX_LABEL
@@ -59,7 +97,7 @@ pub async fn push(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(registered_view(&registered))).into_response())
+    Ok((status, Json(PluginChange::new(&registered))).into_response())
 }
 
 /// The upload, at most `limit` bytes. A larger one is answered 413 once it has been read
@@ -92,50 +130,63 @@ async fn receive(body: Body, limit: usize) -> Result<Vec<u8>, Problem> {
     Ok(received)
 }
 
-/// `GET /v1/plugins`: every configured plugin with its current version.
+/// Every configured plugin with its current version.
+#[utoipa::path(
+    get,
+    operation_id = "list_plugins",
+    path = "/v1/plugins",
+    tag = TAG,
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The plugins.", body = Plugins),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
-    let plugins: Vec<Value> = app
-        .plugins
-        .list()?
-        .into_iter()
-        .map(|plugin| {
-            let current = plugin.versions.iter().find(|v| v.current);
-            json!({
-                "name": plugin.name,
-                "used_as": plugin.used_as,
-                "current": current.map(version_view),
-                "versions": plugin.versions.len(),
-            })
-        })
-        .collect();
-    Ok(Json(json!({ "plugins": plugins })).into_response())
+    Ok(Json(Plugins::new(&app.plugins.list()?)).into_response())
 }
 
-/// `GET /v1/plugins/{name}`: its versions, newest first, which is current, how many runs
-/// pin each.
+/// A plugin's versions, newest first: which is current, how many runs pin each.
+#[utoipa::path(
+    get,
+    operation_id = "get_plugin",
+    path = "/v1/plugins/{name}",
+    tag = TAG,
+    params(("name" = String, Path, description = "The plugin.")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The plugin.", body = PluginDetail),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such plugin.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn describe(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    let plugin = app.plugins.describe(&name)?;
-    Ok(Json(plugin_view(&plugin)).into_response())
+    Ok(Json(PluginDetail::new(&app.plugins.describe(&name)?)).into_response())
 }
 
 /// Body of `POST /v1/plugins/{name}/rollback` and `POST /v1/workflows/{name}/rollback`.
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
-struct RollbackBody {
+pub struct RollbackBody {
     /// The version to make current; default the one before the current one.
     digest: Option<String>,
 }
 
 /// The version a rollback's body names: none (the one before the current one) for an
 /// empty body.
-pub(super) fn rollback_target(body: &[u8]) -> Result<Option<String>, Problem> {
+pub(super) fn rollback_target(
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Option<String>, Problem> {
+    let body = body.map_err(|e| Problem::new(e.status(), e.body_text()))?;
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(None);
     }
-    let body: RollbackBody = serde_json::from_slice(body).map_err(|e| {
+    let body: RollbackBody = serde_json::from_slice(&body).map_err(|e| {
         Problem::new(
             StatusCode::BAD_REQUEST,
             format!("the body must be empty or {{\"digest\": \"<sha256>\"}}: {e}"),
@@ -144,63 +195,61 @@ pub(super) fn rollback_target(body: &[u8]) -> Result<Option<String>, Problem> {
     Ok(body.digest)
 }
 
-/// `POST /v1/plugins/{name}/rollback`: makes the previous version (or the body's
-/// `digest`) current again.
+/// Makes the version that was current before the current one current again, or the
+/// version the body's `digest` names.
+#[utoipa::path(
+    post,
+    operation_id = "rollback_plugin",
+    path = "/v1/plugins/{name}/rollback",
+    tag = TAG,
+    params(("name" = String, Path, description = "The plugin.")),
+    request_body(content = Option<RollbackBody>, content_type = "application/json", description = "Empty, or the version to make current."),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The version now current.", body = PluginChange),
+        (status = 400, description = "A body that is neither empty nor `{\"digest\": ...}`.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such plugin or version.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "No earlier version.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over `server.max-body-bytes`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn rollback(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let digest = rollback_target(&body)?;
+    let digest = rollback_target(body)?;
     let registered = app.plugins.rollback(&name, digest.as_deref()).await?;
-    Ok(Json(registered_view(&registered)).into_response())
+    Ok(Json(PluginChange::new(&registered)).into_response())
 }
 
-/// `DELETE /v1/plugins/{name}/versions/{digest}`: refused for the current version and for
-/// one a run pins.
+/// Removes a stored version; refused for the current one and for one a run pins.
+#[utoipa::path(
+    delete,
+    operation_id = "delete_plugin_version",
+    path = "/v1/plugins/{name}/versions/{digest}",
+    tag = TAG,
+    params(
+        ("name" = String, Path, description = "The plugin."),
+        ("digest" = String, Path, description = "The version's SHA-256."),
+    ),
+    security(("admin" = [])),
+    responses(
+        (status = 204, description = "Removed."),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such plugin or version.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "It is current, or a run pins it.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn delete(
     State(app): State<AppState>,
     Path((name, digest)): Path<(String, String)>,
 ) -> Result<Response, Problem> {
     app.plugins.delete(&name, &digest).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-fn registered_view(registered: &Registered) -> Value {
-    let mut view = stored_view(&registered.version);
-    view["current"] = json!(true);
-    view["new"] = json!(registered.new);
-    view["changed"] = json!(registered.changed);
-    view
-}
-
-fn plugin_view(plugin: &PluginView) -> Value {
-    json!({
-        "name": plugin.name,
-        "current": plugin.current,
-        "used_as": plugin.used_as,
-        "versions": plugin.versions.iter().map(version_view).collect::<Vec<_>>(),
-    })
-}
-
-fn version_view(version: &VersionView) -> Value {
-    let mut view = stored_view(&version.version);
-    view["current"] = json!(version.current);
-    view["pinned_runs"] = json!(version.pinned_runs);
-    view
-}
-
-fn stored_view(version: &PluginVersion) -> Value {
-    json!({
-        "name": version.name,
-        "digest": version.digest,
-        "version": version.label,
-        "worlds": version.worlds,
-        "size": version.size,
-        "registered_at": rfc3339(version.registered_ms),
-        "source": version.source,
-        "grants": version.grants,
-    })
 }
 
 impl From<RegistryError> for Problem {

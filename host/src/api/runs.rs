@@ -1,37 +1,87 @@
-//! Handlers of the run routes.
+//! Handlers of the run routes: start, read, list, retry, cancel, signal.
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
+use utoipa::IntoParams;
 
-use super::{AppState, Problem, RunView, page_limit};
+use super::extract::{Path, Query};
+use super::views::{AttemptView, Journal, RunPage, RunView, SignalAccepted};
+use super::{AppState, Problem, ProblemDetails, page_limit};
 use crate::model::{Run, RunId, RunStatus};
 use crate::store::ListQuery;
 
+/// The tag of these routes in the OpenAPI document.
+pub const TAG: &str = "runs";
+
 /// Query of `POST /v1/workflows/{workflow}/runs`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct StartQuery {
-    /// How long to wait for the run to finish, e.g. `30s`.
+    /// Wait up to this long for the run to end (`30s`, `500ms`; at most `server.max-wait`):
+    /// 200 with the finished run if it ends in time, 202 otherwise.
+    #[param(example = "30s")]
     wait: Option<String>,
 }
 
-/// `POST /v1/workflows/{workflow}/runs`: starts a run with the JSON object in the body as
-/// its context. A `"id"` member or an `Idempotency-Key` header makes the start idempotent:
-/// a repeat returns the existing run. With `?wait=`, answers 200 with the run if it ends in
-/// time; otherwise (and without `wait`) 202 with `Location`.
+/// Starts a run of `workflow` with the JSON object in the body as its context. A `"id"`
+/// member or an `Idempotency-Key` header makes the start idempotent: a repeat returns the
+/// existing run (once it is durable), however many requests race.
+#[utoipa::path(
+    post,
+    operation_id = "start_run",
+    path = "/v1/workflows/{workflow}/runs",
+    tag = TAG,
+    params(
+        ("workflow" = String, Path, description = "The workflow to run."),
+        StartQuery,
+        ("Idempotency-Key" = Option<String>, Header, description = "A key of the client's: a second start with it returns the first run."),
+    ),
+    request_body(
+        content = Option<Object>,
+        content_type = "application/json",
+        description = "The run's context: a JSON object (or an empty body). An `id` member chooses the run's id.",
+    ),
+    security((), ("trigger" = [])),
+    responses(
+        (status = 200, description = "The run ended within `wait`.", body = RunView, links(
+                ("GetRun" = (operation_id = "get_run", parameters(("id" = "$response.body#/id")))),
+                ("GetJournal" = (operation_id = "get_run_journal", parameters(("id" = "$response.body#/id")))),
+                ("CancelRun" = (operation_id = "cancel_run", parameters(("id" = "$response.body#/id")))),
+                ("RetryRun" = (operation_id = "retry_run", parameters(("id" = "$response.body#/id")))),
+                ("SignalRun" = (operation_id = "signal_run", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 202, description = "The run is durable and under way (or it is the run a repeat found).", body = RunView,
+            headers(("Location" = String, description = "`/v1/runs/{id}`")), links(
+                ("GetRun" = (operation_id = "get_run", parameters(("id" = "$response.body#/id")))),
+                ("GetJournal" = (operation_id = "get_run_journal", parameters(("id" = "$response.body#/id")))),
+                ("CancelRun" = (operation_id = "cancel_run", parameters(("id" = "$response.body#/id")))),
+                ("RetryRun" = (operation_id = "retry_run", parameters(("id" = "$response.body#/id")))),
+                ("SignalRun" = (operation_id = "signal_run", parameters(("id" = "$response.body#/id")))),
+            )),
+        (status = 400, description = "Malformed JSON, a body that is not an object, a bad `id`, `wait` or `Idempotency-Key`, or an input its workflow's `input-schema` refuses.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "A trigger token is configured and the request has none.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The bearer token is wrong.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such workflow.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over `server.max-body-bytes`.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "Every slot and queue place is taken; nothing was stored.", body = ProblemDetails, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds"))),
+        (status = 503, description = "The run could not be made durable (nothing was stored), or the host is shutting down.", body = ProblemDetails, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds"))),
+    )
+)]
 pub async fn start(
     State(app): State<AppState>,
     Path(workflow): Path<String>,
-    query: Result<Query<StartQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<StartQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let Query(query) = query?;
     let wait = query
         .wait
         .map(|w| {
@@ -113,69 +163,123 @@ fn parse_context(body: &[u8]) -> Result<Map<String, Value>, Problem> {
     }
 }
 
-/// `GET /v1/runs/{id}`.
+/// The run `id`, or a 404 problem.
+fn find(app: &AppState, id: &str) -> Result<Run, Problem> {
+    app.engine
+        .get(id)?
+        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("unknown run `{id}`")))
+}
+
+/// One run: its status, context, steps, pinned versions and times.
+#[utoipa::path(
+    get,
+    operation_id = "get_run",
+    path = "/v1/runs/{id}",
+    tag = TAG,
+    params(("id" = String, Path, description = "The run.")),
+    responses(
+        (status = 200, description = "The run.", body = RunView),
+        (status = 404, description = "No such run.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
-    let run = app
-        .engine
-        .get(&id)?
-        .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("unknown run `{id}`")))?;
+    let run = find(&app, &id)?;
     Ok(Json(RunView::new(&run)).into_response())
 }
 
-/// `GET /v1/runs/{id}/journal`.
+/// Every attempt of the run's steps, in both directions, oldest first, with what each
+/// returned.
+#[utoipa::path(
+    get,
+    operation_id = "get_run_journal",
+    path = "/v1/runs/{id}/journal",
+    tag = TAG,
+    params(("id" = String, Path, description = "The run.")),
+    responses(
+        (status = 200, description = "The run's journal.", body = Journal),
+        (status = 404, description = "No such run.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn journal(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    if app.engine.get(&id)?.is_none() {
-        return Err(Problem::new(
-            StatusCode::NOT_FOUND,
-            format!("unknown run `{id}`"),
-        ));
-    }
-    let entries = app
-        .engine
-        .store()
-        .journal(&RunId::parse(&id).expect("a run was found by it"))?;
-    Ok(Json(json!({ "run_id": id, "attempts": entries })).into_response())
+    let run = find(&app, &id)?;
+    let entries = app.engine.store().journal(&run.id)?;
+    Ok(Json(Journal {
+        run_id: &run.id,
+        attempts: entries.iter().map(AttemptView::new).collect(),
+    })
+    .into_response())
 }
 
 /// Query of `GET /v1/runs`.
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListParams {
+    /// Only runs of this workflow.
     workflow: Option<String>,
-    status: Option<String>,
+    /// Only runs in this status.
+    status: Option<RunStatus>,
+    /// Runs per page, 1 to 500. Default 50.
+    #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
+    /// Where the previous page ended: its `next_cursor`.
     cursor: Option<String>,
 }
 
-/// `GET /v1/runs`: newest first, filtered by workflow and status, paged with `cursor`.
+/// Runs, newest first, filtered and paged.
+#[utoipa::path(
+    get,
+    operation_id = "list_runs",
+    path = "/v1/runs",
+    tag = TAG,
+    params(ListParams),
+    responses(
+        (status = 200, description = "A page of runs.", body = RunPage),
+        (status = 400, description = "A malformed filter, `limit` or `cursor`.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(
     State(app): State<AppState>,
-    params: Result<Query<ListParams>, axum::extract::rejection::QueryRejection>,
+    Query(params): Query<ListParams>,
 ) -> Result<Response, Problem> {
-    let Query(params) = params?;
-    let status = params
-        .status
-        .map(|s| {
-            RunStatus::parse(&s).ok_or_else(|| {
-                Problem::new(StatusCode::BAD_REQUEST, format!("unknown status `{s}`"))
-            })
-        })
-        .transpose()?;
     let limit = page_limit(params.limit)?;
     let page = app.engine.store().list(&ListQuery {
         workflow: params.workflow,
-        status,
+        status: params.status,
         limit,
         cursor: params.cursor,
     })?;
-    let runs: Vec<RunView> = page.runs.iter().map(RunView::new).collect();
-    Ok(Json(json!({ "runs": runs, "next_cursor": page.next_cursor })).into_response())
+    Ok(Json(RunPage {
+        runs: page.runs.iter().map(RunView::new).collect(),
+        next_cursor: page.next_cursor,
+    })
+    .into_response())
 }
 
-/// `POST /v1/runs/{id}/retry`: drives the compensation of a `failed` or
-/// `compensation_failed` run again.
+/// Drives the compensation of a `failed` or `compensation_failed` run again, its steps'
+/// attempts granted anew. One retry wins however many race.
+#[utoipa::path(
+    post,
+    operation_id = "retry_run",
+    path = "/v1/runs/{id}/retry",
+    tag = TAG,
+    params(("id" = String, Path, description = "The run.")),
+    security((), ("trigger" = [])),
+    responses(
+        (status = 202, description = "The run compensates again.", body = RunView,
+            headers(("Location" = String, description = "`/v1/runs/{id}`"))),
+        (status = 401, description = "A trigger token is configured and the request has none.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The bearer token is wrong.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such run.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Nothing to undo, or a concurrent retry took the run first.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 429, description = "No room to drive it now.", body = ProblemDetails, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds"))),
+        (status = 503, description = "The retry could not be made durable.", body = ProblemDetails, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds"))),
+    )
+)]
 pub async fn retry(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -184,9 +288,27 @@ pub async fn retry(
     Ok(answer(&run, false))
 }
 
-/// `POST /v1/runs/{id}/cancel`: stops a pending or running run; its completed steps are
-/// compensated and it ends `cancelled`. 202 with the run once the cancel is durable, again
-/// for a repeat; 409 for a run that ended otherwise or compensates a failure.
+/// Stops a pending or running run: the attempt in flight finishes, completed steps are
+/// compensated in reverse order, the run ends `cancelled`. 202 once the cancel is durable,
+/// the same for a repeat.
+#[utoipa::path(
+    post,
+    operation_id = "cancel_run",
+    path = "/v1/runs/{id}/cancel",
+    tag = TAG,
+    params(("id" = String, Path, description = "The run.")),
+    security((), ("trigger" = [])),
+    responses(
+        (status = 202, description = "The cancel is durable.", body = RunView,
+            headers(("Location" = String, description = "`/v1/runs/{id}`"))),
+        (status = 401, description = "A trigger token is configured and the request has none.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The bearer token is wrong.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such run.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The run ended otherwise, or compensates a failure.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The cancel could not be made durable.", body = ProblemDetails, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds"))),
+    )
+)]
 pub async fn cancel(
     State(app): State<AppState>,
     Path(id): Path<String>,
@@ -195,9 +317,35 @@ pub async fn cancel(
     Ok(answer(&run, false))
 }
 
-/// `POST /v1/runs/{id}/signals/{name}`: delivers signal `name` with the JSON body (or
-/// `null`) to the run; 202 once it is durable in the run's inbox, where the run's await step
-/// for it takes it. 409 for a run that ended or has no await step ahead for the signal.
+/// Delivers signal `name` with the JSON body (or `null`) to the run's await step for it;
+/// kept in the run's inbox if the run has not reached the step yet.
+#[utoipa::path(
+    post,
+    operation_id = "signal_run",
+    path = "/v1/runs/{id}/signals/{name}",
+    tag = TAG,
+    params(
+        ("id" = String, Path, description = "The run."),
+        ("name" = String, Path, description = "The signal."),
+    ),
+    request_body(
+        content = Option<Value>,
+        content_type = "application/json",
+        description = "The signal's data: any JSON (an empty body is `null`).",
+    ),
+    security((), ("trigger" = [])),
+    responses(
+        (status = 202, description = "The signal is durable in the run's inbox.", body = SignalAccepted),
+        (status = 400, description = "Malformed JSON.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "A trigger token is configured and the request has none.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "The bearer token is wrong.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such run.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "The run ended, has no await step ahead for the signal, or has 64 messages waiting.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over `server.max-body-bytes`.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The signal could not be made durable.", body = ProblemDetails, content_type = "application/problem+json",
+            headers(("Retry-After" = String, description = "Seconds"))),
+    )
+)]
 pub async fn signal(
     State(app): State<AppState>,
     Path((id, name)): Path<(String, String)>,
@@ -213,7 +361,11 @@ pub async fn signal(
     let message = app.engine.signal(&id, &name, data).await?;
     Ok((
         StatusCode::ACCEPTED,
-        Json(json!({ "run_id": id, "signal": name, "message_id": message.id })),
+        Json(SignalAccepted {
+            run_id: id,
+            signal: name,
+            message_id: message.id,
+        }),
     )
         .into_response())
 }

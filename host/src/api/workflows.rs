@@ -5,14 +5,16 @@ use std::sync::LazyLock;
 
 use axum::Json;
 use axum::body::Bytes;
+use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
-use super::plugins::rollback_target;
-use super::{AppState, Problem};
+use super::extract::Path;
+use super::plugins::{RollbackBody, rollback_target};
+use super::views::{WorkflowChange, WorkflowDetail, Workflows};
+use super::{AppState, Problem, ProblemDetails};
 use crate::model::WorkflowDefinition;
 use crate::model::workflow::InvalidDefinition;
 use crate::runtime::World;
@@ -25,28 +27,91 @@ static SCHEMA: LazyLock<(Value, jsonschema::Validator)> = LazyLock::new(|| {
     (schema, validator)
 });
 
+/// The tag of these routes in the OpenAPI document.
+pub const TAG: &str = "workflows";
+
+/// The schema of a definition, for the OpenAPI document.
+pub(super) fn definition_schema() -> &'static Value {
+    &SCHEMA.0
+}
+
 /// Longest workflow name.
 const MAX_NAME: usize = 128;
 
-/// `GET /v1/workflows`: every workflow with versions, configured or retired.
+/// Every workflow that has versions, configured or retired, with its versions and their
+/// pins.
+#[utoipa::path(
+    get,
+    operation_id = "list_workflows",
+    path = "/v1/workflows",
+    tag = TAG,
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The workflows.", body = Workflows),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
     let workflows = app.engine.workflows().list()?;
-    Ok(Json(json!({ "workflows": workflows })).into_response())
+    Ok(Json(Workflows {
+        workflows: workflows.iter().map(WorkflowDetail::new).collect(),
+    })
+    .into_response())
 }
 
-/// `GET /v1/workflows/{name}`: its versions newest first, which is current, and how many
-/// runs pin each.
+/// A workflow's versions, newest first, each with its definition: which is current, and
+/// how many runs pin each.
+#[utoipa::path(
+    get,
+    operation_id = "get_workflow",
+    path = "/v1/workflows/{name}",
+    tag = TAG,
+    params(("name" = String, Path, description = "The workflow.")),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The workflow.", body = WorkflowDetail),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such workflow.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn describe(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    Ok(Json(app.engine.workflows().describe(&name)?).into_response())
+    let workflow = app.engine.workflows().describe(&name)?;
+    Ok(Json(WorkflowDetail::new(&workflow)).into_response())
 }
 
-/// `PUT /v1/workflows/{name}`: the body is a definition, in JSON, with the schema of a
-/// `[workflows.<name>]` table. Checked against the schema, validated (names, kinds,
-/// expressions, the input schema) and checked against the plugins before anything
-/// changes; then current, durably. 201 for a new version, 200 for a known one.
+/// Pushes a definition (JSON, the schema of a `[workflows.<name>]` table) and makes it
+/// current, durably. Checked against the schema, validated (names, kinds, expressions,
+/// the input schema) and checked against the plugins before anything changes. Runs
+/// started after the answer follow it; runs in flight finish on theirs.
+#[utoipa::path(
+    put,
+    operation_id = "push_workflow",
+    path = "/v1/workflows/{name}",
+    tag = TAG,
+    params(("name" = String, Path, description = "1 to 128 letters, digits, `_`, `-` or `.`.")),
+    request_body(content = ref("#/components/schemas/WorkflowDefinition"), content_type = "application/json"),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "A known version, current again.", body = WorkflowChange),
+        (status = 201, description = "A new version, now current.", body = WorkflowChange, links(
+            ("GetWorkflow" = (operation_id = "get_workflow", parameters(("name" = "$request.path.name")))),
+            ("RollbackWorkflow" = (operation_id = "rollback_workflow", parameters(("name" = "$request.path.name")))),
+            ("DeleteWorkflow" = (operation_id = "delete_workflow", parameters(("name" = "$request.path.name")))),
+        )),
+        (status = 400, description = "A bad name, or malformed JSON.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over `server.max-body-bytes`.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 415, description = "The body is not JSON.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "The definition does not hold: `detail` names the field.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The version could not be stored durably; nothing changed.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn push(
     State(app): State<AppState>,
     Path(name): Path<String>,
@@ -88,26 +153,60 @@ pub async fn push(
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(pushed)).into_response())
+    Ok((status, Json(WorkflowChange::new(&pushed))).into_response())
 }
 
-/// `POST /v1/workflows/{name}/rollback`: makes the previous version (or the body's
-/// `digest`) current again.
+/// Makes the previous version (or the version the body's `digest` names) current again.
+#[utoipa::path(
+    post,
+    operation_id = "rollback_workflow",
+    path = "/v1/workflows/{name}/rollback",
+    tag = TAG,
+    params(("name" = String, Path, description = "The workflow.")),
+    request_body(content = Option<RollbackBody>, content_type = "application/json", description = "Empty, or the version to make current."),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The version now current.", body = WorkflowChange),
+        (status = 400, description = "A body that is neither empty nor `{\"digest\": ...}`.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such workflow or version.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "No earlier version.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 413, description = "The body is over `server.max-body-bytes`.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "The version no longer fits the plugins or the trigger.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn rollback(
     State(app): State<AppState>,
     Path(name): Path<String>,
-    body: Bytes,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
-    let digest = rollback_target(&body)?;
+    let digest = rollback_target(body)?;
     let pushed = app
         .engine
         .workflows()
         .rollback(&name, digest.as_deref(), uses_checker(&app, &name))
         .await?;
-    Ok(Json(pushed).into_response())
+    Ok(Json(WorkflowChange::new(&pushed)).into_response())
 }
 
-/// `DELETE /v1/workflows/{name}`: new starts get 404; refused (409) while runs pin it.
+/// Retires a workflow: new starts get 404. Refused while runs pin it.
+#[utoipa::path(
+    delete,
+    operation_id = "delete_workflow",
+    path = "/v1/workflows/{name}",
+    tag = TAG,
+    params(("name" = String, Path, description = "The workflow.")),
+    security(("admin" = [])),
+    responses(
+        (status = 204, description = "Retired."),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such workflow.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "Runs pin it.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 503, description = "The change could not be stored durably.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
 pub async fn delete(
     State(app): State<AppState>,
     Path(name): Path<String>,
@@ -116,7 +215,15 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `GET /v1/schemas/workflow.json`: the JSON Schema of a definition.
+/// The JSON Schema (2020-12) of a workflow definition, which `PUT /v1/workflows/{name}`
+/// checks bodies against.
+#[utoipa::path(
+    get,
+    operation_id = "get_workflow_schema",
+    path = "/v1/schemas/workflow.json",
+    tag = TAG,
+    responses((status = 200, description = "The schema.", body = Object, content_type = "application/schema+json"))
+)]
 pub async fn schema() -> Response {
     (
         [(header::CONTENT_TYPE, "application/schema+json")],

@@ -10,7 +10,9 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use super::transport::{Received, Transport, TransportError};
+use tracing::Instrument;
+
+use super::transport::{Received, Settle, Transport, TransportError};
 use super::{Outbox, SubscriptionConfig, Trigger, default_concurrency, delivery_retry};
 use crate::Runtime;
 use crate::bindings::types::Event;
@@ -20,6 +22,7 @@ use crate::model::{DeadLetter, PublishedEvent, RetryPolicy, RunId, WorkflowDefin
 use crate::plugins::PluginRegistry;
 use crate::store::{EventStore, StoreError};
 use crate::telemetry::metrics::{DEAD_LETTERS, DELIVERIES, EVENTS_RELAYED, RELAY_LAG};
+use crate::telemetry::trace;
 
 /// Outbox entries relayed per pass.
 const RELAY_BATCH: usize = 256;
@@ -503,6 +506,28 @@ impl Worker {
             settle,
         } = received;
         let attempts = attempts + 1;
+        // The delivery is a span of the trace that published the event, whichever host
+        // published it.
+        let span = tracing::info_span!(
+            "flowhost.delivery",
+            otel.name = format!("deliver {} to {}", event.topic, self.subscription.name),
+            otel.kind = "consumer",
+            subscription = %self.subscription.name,
+            event_id = %event.id,
+            topic = %event.topic,
+            attempt = attempts,
+        );
+        trace::set_parent(&span, event.traceparent.as_deref());
+        self.settle(event, attempts, settle).instrument(span).await
+    }
+
+    /// [`Self::deliver`]'s attempt and what follows it, in the delivery's span.
+    async fn settle(
+        &self,
+        event: PublishedEvent,
+        attempts: u32,
+        settle: Box<dyn Settle>,
+    ) -> Result<(), TransportError> {
         let retry = &self.subscription.retry;
         // The jitter of a delivery's backoff is the event's and the attempt's.
         let event_id = event.id.clone();
@@ -568,9 +593,15 @@ impl Worker {
                 let Some(plugin) = self.dispatcher.plugins.current(name) else {
                     return Err(format!("plugin `{name}` is not loaded"));
                 };
+                let span = tracing::info_span!(
+                    "flowhost.handler",
+                    otel.name = format!("handle {name}"),
+                    plugin = %name,
+                );
                 match self
                     .runtime
                     .deliver(&plugin, &self.subscription.name, &wit_event(event))
+                    .instrument(span)
                     .await
                 {
                     Ok(answer) => answer.result.map(|()| answer.events),

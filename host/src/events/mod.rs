@@ -138,6 +138,9 @@ pub fn cloud_event(event: &PublishedEvent) -> Value {
     if let Some(key) = &event.key {
         value["partitionkey"] = json!(key);
     }
+    if let Some(traceparent) = &event.traceparent {
+        value["traceparent"] = json!(traceparent);
+    }
     value
 }
 
@@ -156,6 +159,7 @@ pub fn from_cloud_event(bytes: &[u8]) -> Result<PublishedEvent, InvalidCloudEven
         data: Value,
         correlationid: Option<String>,
         partitionkey: Option<String>,
+        traceparent: Option<String>,
     }
     let envelope: Envelope = serde_json::from_slice(bytes)?;
     if envelope.specversion != "1.0" {
@@ -179,6 +183,7 @@ pub fn from_cloud_event(bytes: &[u8]) -> Result<PublishedEvent, InvalidCloudEven
         correlation_id: envelope.correlationid,
         key: envelope.partitionkey,
         data: envelope.data.to_string(),
+        traceparent: envelope.traceparent,
     })
 }
 
@@ -196,6 +201,7 @@ mod tests {
             correlation_id: Some("run-1".into()),
             key: Some("o-1".into()),
             data: r#"{"order_id":"o-1","total":12.5}"#.into(),
+            traceparent: Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01".into()),
         };
         let written = serde_json::to_vec(&cloud_event(&event)).unwrap();
         assert_eq!(from_cloud_event(&written).unwrap(), event);

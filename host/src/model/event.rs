@@ -23,6 +23,10 @@ pub struct PublishedEvent {
     pub key: Option<String>,
     /// The payload, validated JSON.
     pub data: String,
+    /// The W3C `traceparent` of the span that published it: its deliveries join that
+    /// trace. Carried by brokers in the CloudEvents `traceparent` extension.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 impl PublishedEvent {
@@ -42,6 +46,7 @@ impl PublishedEvent {
             correlation_id,
             key: None,
             data,
+            traceparent: None,
         }
     }
 }

@@ -262,6 +262,11 @@ pub struct Run {
     /// The run whose child workflow step started this one; its end wakes that run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<RunId>,
+    /// The W3C `traceparent` of the span that started the run (the trigger's request, the
+    /// delivery, the parent's step): every piece of the run's drive is a child of it, so
+    /// that the run is one trace however often it waits or the host restarts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
     /// Whether a cancel was asked for: the run compensates and ends `cancelled`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,

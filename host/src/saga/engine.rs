@@ -54,6 +54,7 @@ use crate::store::{BoxFuture, Created, RunStore, StoreError};
 use crate::telemetry::metrics::{
     ADMISSION_REJECTIONS, RUNS_ENDED, RUNS_STARTED, STEP_ATTEMPT_DURATION,
 };
+use crate::telemetry::trace;
 use crate::workflows::{InvalidInput, Workflow, WorkflowError, WorkflowRegistry};
 
 /// How long a child workflow step waits for room to start its child, when there is none.
@@ -553,6 +554,7 @@ impl Inner {
             plugins: BTreeMap::new(),
             idempotency_key,
             parent,
+            traceparent: crate::telemetry::trace::current(),
             cancelled: false,
             closed: false,
             created_ms: now,
@@ -1049,7 +1051,12 @@ impl Inner {
                 id: id.clone(),
             };
             let in_attempt = AtomicBool::new(false);
-            let span = tracing::info_span!(parent: None, "flowhost.run", run_id = %id);
+            let span = tracing::info_span!(
+                parent: None,
+                "flowhost.run",
+                run_id = %id,
+                workflow = tracing::field::Empty,
+            );
             let drive =
                 AssertUnwindSafe(inner.drive(work, &in_attempt).instrument(span)).catch_unwind();
             match drive.await {
@@ -1149,6 +1156,10 @@ impl Inner {
         if run.status.is_terminal() {
             return Ok(());
         }
+        // This piece of the run's drive belongs to the trace the run started in.
+        let span = tracing::Span::current();
+        trace::set_parent(&span, run.traceparent.as_deref());
+        span.record("workflow", run.workflow.as_str());
         let unpinned = run.workflow_version.is_none();
         let workflow = match self.workflow_of(&mut run) {
             Ok(workflow) => workflow,
@@ -1641,14 +1652,27 @@ impl Inner {
         let context = Value::Object(context).to_string();
         let started_ms = self.clock.now_ms();
         let started = std::time::Instant::now();
-        let call = self.runtime.call_step_in(
-            warm,
-            plugin,
-            attempt.direction,
-            &info,
-            &context,
-            step.timeout,
+        let span = tracing::info_span!(
+            "flowhost.step",
+            otel.name = format!("{} {}", attempt.direction.as_str(), step.name),
+            run_id = %run_id,
+            step = %step.name,
+            direction = attempt.direction.as_str(),
+            attempt = attempt.attempt,
+            plugin = %plugin.name(),
+            outcome = tracing::field::Empty,
         );
+        let call = self
+            .runtime
+            .call_step_in(
+                warm,
+                plugin,
+                attempt.direction,
+                &info,
+                &context,
+                step.timeout,
+            )
+            .instrument(span.clone());
         // A panic in the host during the call (a capability's bug) fails this attempt as a
         // trap would; the instance it used goes with it.
         let result = match AssertUnwindSafe(call).catch_unwind().await {
@@ -1696,6 +1720,7 @@ impl Inner {
         } else {
             Vec::new()
         };
+        span.record("outcome", outcome.as_str());
         metrics::histogram!(
             STEP_ATTEMPT_DURATION,
             "workflow" => info.workflow,
@@ -1814,15 +1839,18 @@ fn pending_steps(definition: &WorkflowDefinition) -> impl Iterator<Item = StepSt
 async fn detached<T: Send + 'static>(
     request: impl Future<Output = Result<T, EngineError>> + Send + 'static,
 ) -> Result<T, EngineError> {
-    tokio::spawn(request).await.unwrap_or_else(|e| {
-        let what = if e.is_panic() {
-            panic_message(&*e.into_panic())
-        } else {
-            "the runtime stopped".to_owned()
-        };
-        tracing::error!(panic = %what, "a request failed in the host");
-        Err(EngineError::Panicked(what))
-    })
+    // In the caller's span, so that what the request does is part of its trace.
+    tokio::spawn(request.in_current_span())
+        .await
+        .unwrap_or_else(|e| {
+            let what = if e.is_panic() {
+                panic_message(&*e.into_panic())
+            } else {
+                "the runtime stopped".to_owned()
+            };
+            tracing::error!(panic = %what, "a request failed in the host");
+            Err(EngineError::Panicked(what))
+        })
 }
 
 /// `flowhost.run.<status>` for a run that ended: its id, workflow, status and error.
@@ -1833,13 +1861,15 @@ fn lifecycle_event(run: &Run, status: RunStatus, now_ms: u64) -> PublishedEvent 
         "status": status.as_str(),
         "error": run.error,
     });
-    PublishedEvent::new(
+    let mut event = PublishedEvent::new(
         &format!("flowhost.run.{}", status.as_str()),
         "flowhost",
         data.to_string(),
         Some(run.id.to_string()),
         now_ms,
-    )
+    );
+    event.traceparent = trace::current();
+    event
 }
 
 /// What a panic said, if it said it as text.

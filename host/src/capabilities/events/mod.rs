@@ -17,6 +17,7 @@ use std::sync::{Arc, Mutex};
 pub use self::topic::{InvalidTopic, TopicPattern, validate_topic};
 pub use crate::bindings::events::PublishError;
 use crate::model::{PublishedEvent, now_ms};
+use crate::telemetry::trace;
 
 /// What a plugin call may publish: the `[events]` limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -147,6 +148,16 @@ impl EventsCtx {
             now_ms(),
         );
         event.key = key;
+        // A span of its own, which the event's deliveries are children of, wherever they
+        // happen.
+        let span = tracing::info_span!(
+            "flowhost.events.publish",
+            otel.name = format!("publish {topic}"),
+            otel.kind = "producer",
+            topic = %topic,
+            event_id = %event.id,
+        );
+        event.traceparent = trace::traceparent(&span);
         let id = event.id.clone();
         self.pending.push(event);
         Ok(id)

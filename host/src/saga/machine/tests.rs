@@ -287,6 +287,7 @@ fn new_run(definition: &WorkflowDefinition, status: RunStatus) -> Run {
         plugins: BTreeMap::new(),
         idempotency_key: None,
         parent: None,
+        traceparent: None,
         cancelled: false,
         closed: false,
         created_ms: 0,

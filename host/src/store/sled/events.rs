@@ -213,6 +213,7 @@ mod tests {
             correlation_id: None,
             key: None,
             data: "{}".into(),
+            traceparent: None,
         }
     }
 

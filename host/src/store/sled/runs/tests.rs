@@ -20,6 +20,7 @@ fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
         plugins: BTreeMap::from([("p".into(), "pd1".into())]),
         idempotency_key: key.map(Into::into),
         parent: None,
+        traceparent: None,
         cancelled: false,
         closed: false,
         created_ms,
