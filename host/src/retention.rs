@@ -223,6 +223,7 @@ mod tests {
             idempotency_key: None,
             parent: None,
             traceparent: None,
+            search: Default::default(),
             cancelled: false,
             closed: false,
             created_ms: ended_ms,

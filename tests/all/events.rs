@@ -486,7 +486,8 @@ async fn outage(kind: Transport) {
         assert_eq!(
             channels(&services, &format!("b-{i}"), 1).await,
             ["email"],
-            "event {i} after the broker came back"
+            "event {i} after the broker came back\n{}",
+            server.log()
         );
     }
 }

@@ -21,6 +21,8 @@ mod server;
 mod support;
 mod swap;
 mod telemetry;
+mod traces;
 mod versions;
+mod visibility;
 mod warm;
 mod workflows;

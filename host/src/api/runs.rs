@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -213,7 +213,8 @@ pub async fn journal(
     .into_response())
 }
 
-/// Query of `GET /v1/runs`.
+/// Query of `GET /v1/runs`; the search filters (`context[field]=value`) are read from the
+/// raw query ([`search_filters`]).
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
@@ -221,6 +222,12 @@ pub struct ListParams {
     workflow: Option<String>,
     /// Only runs in this status.
     status: Option<RunStatus>,
+    /// Only runs created at or after this time (RFC 3339).
+    #[param(format = DateTime, example = "2026-12-04T00:00:00Z")]
+    created_after: Option<String>,
+    /// Only runs created before this time (RFC 3339).
+    #[param(format = DateTime, example = "2026-12-05T00:00:00Z")]
+    created_before: Option<String>,
     /// Runs per page, 1 to 500. Default 50.
     #[param(minimum = 1, maximum = 500)]
     limit: Option<usize>,
@@ -228,13 +235,19 @@ pub struct ListParams {
     cursor: Option<String>,
 }
 
-/// Runs, newest first, filtered and paged.
+/// Runs, newest first, filtered and paged, each filter served from an index: by workflow
+/// and status, by creation time, and by the values of search fields (a workflow's `search`
+/// keys, read from the run's input): `context[order_id]=o-1` (or `context.order_id=o-1`).
 #[utoipa::path(
     get,
     operation_id = "list_runs",
     path = "/v1/runs",
     tag = TAG,
-    params(ListParams),
+    params(
+        ListParams,
+        ("context" = Option<std::collections::BTreeMap<String, String>>, Query, style = DeepObject, explode,
+            description = "Search filters: `context[field]=value`, each a field some workflow declares in `search`; a value as JSON prints it (strings without quotes). All must hold."),
+    ),
     responses(
         (status = 200, description = "A page of runs.", body = RunPage),
         (status = 400, description = "A malformed filter, `limit` or `cursor`.", body = ProblemDetails, content_type = "application/problem+json"),
@@ -243,11 +256,23 @@ pub struct ListParams {
 pub async fn list(
     State(app): State<AppState>,
     Query(params): Query<ListParams>,
+    RawQuery(raw): RawQuery,
 ) -> Result<Response, Problem> {
     let limit = page_limit(params.limit)?;
+    let search = search_filters(raw.as_deref().unwrap_or_default())?;
+    for (field, _) in &search {
+        check_search_field(&app, params.workflow.as_deref(), field)?;
+    }
     let page = app.engine.store().list(&ListQuery {
         workflow: params.workflow,
         status: params.status,
+        created_after: params.created_after.as_deref().map(timestamp).transpose()?,
+        created_before: params
+            .created_before
+            .as_deref()
+            .map(timestamp)
+            .transpose()?,
+        search,
         limit,
         cursor: params.cursor,
     })?;
@@ -256,6 +281,79 @@ pub async fn list(
         next_cursor: page.next_cursor,
     })
     .into_response())
+}
+
+/// The search filters of a raw query: every `context[field]=value` or
+/// `context.field=value` pair.
+fn search_filters(raw: &str) -> Result<Vec<(String, String)>, Problem> {
+    let mut filters = Vec::new();
+    for (key, value) in form_urlencoded::parse(raw.as_bytes()) {
+        let field = key
+            .strip_prefix("context[")
+            .and_then(|rest| rest.strip_suffix(']'))
+            .or_else(|| key.strip_prefix("context."));
+        match field {
+            Some(field) if !field.is_empty() => {
+                filters.push((field.to_owned(), value.into_owned()))
+            }
+            Some(_) => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    "a search filter names a field: `context[order_id]=o-1`",
+                ));
+            }
+            None if key.starts_with("context") => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("`{key}` is not a search filter: write `context[field]=value`"),
+                ));
+            }
+            None => {}
+        }
+    }
+    Ok(filters)
+}
+
+/// A search filter must name a field that `workflow` (or, without one, some workflow)
+/// declares in `search`: only those are indexed.
+fn check_search_field(app: &AppState, workflow: Option<&str>, field: &str) -> Result<(), Problem> {
+    let registry = app.engine.workflows();
+    let declared = |name: &str| {
+        registry
+            .current(name)
+            .is_some_and(|w| w.definition.search.iter().any(|f| f == field))
+    };
+    let found = match workflow {
+        Some(workflow) => declared(workflow),
+        None => registry
+            .list()
+            .map_err(Problem::from)?
+            .iter()
+            .any(|w| declared(&w.name)),
+    };
+    if found {
+        return Ok(());
+    }
+    let whose = workflow.map_or("any workflow".to_owned(), |w| format!("workflow `{w}`"));
+    Err(Problem::new(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "`{field}` is not a search field of {whose}: declare it in the workflow's `search` to index runs by it"
+        ),
+    ))
+}
+
+/// An RFC 3339 time as ms since the Unix epoch.
+fn timestamp(text: &str) -> Result<u64, Problem> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .ok()
+        .and_then(|time| u64::try_from(time.timestamp_millis()).ok())
+        .ok_or_else(|| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("`{text}` is not an RFC 3339 time such as 2026-12-04T10:00:00Z"),
+            )
+        })
 }
 
 /// Drives the compensation of a `failed` or `compensation_failed` run again, its steps'

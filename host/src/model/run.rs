@@ -267,6 +267,10 @@ pub struct Run {
     /// that the run is one trace however often it waits or the host restarts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub traceparent: Option<String>,
+    /// The values of its workflow's search fields in its input, as JSON prints them:
+    /// what listings find it by. Set when the run is made, never changed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub search: BTreeMap<String, String>,
     /// Whether a cancel was asked for: the run compensates and ends `cancelled`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub cancelled: bool,

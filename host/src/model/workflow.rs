@@ -30,9 +30,11 @@
 //! definition does not use are left out of it, so that adding a kind of step to this release
 //! changes no digest of an existing definition.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
 use super::RetryPolicy;
@@ -65,6 +67,11 @@ pub struct WorkflowDefinition {
     /// `latest` or `all`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub catch_up: Option<CatchUp>,
+    /// Fields of a run's input that listings find runs by, from an index
+    /// (`GET /v1/runs?context.order_id=o-1`): top-level keys or dotted paths
+    /// (`customer.email`) whose values are strings, numbers or booleans.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub search: Vec<String>,
 }
 
 /// One step of a workflow.
@@ -200,6 +207,12 @@ pub struct AwaitDefinition {
 
 /// How many messages (signals, buffered events) a run keeps for its await steps.
 pub const MAX_INBOX: usize = 64;
+
+/// Most search fields a workflow may declare.
+pub const MAX_SEARCH_FIELDS: usize = 16;
+
+/// Longest search field name, and longest value indexed, in bytes.
+pub const MAX_SEARCH_VALUE: usize = 256;
 
 /// What an await's timeout does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
@@ -412,6 +425,29 @@ impl WorkflowDefinition {
         if self.steps.is_empty() {
             return invalid("steps".into(), "a workflow needs at least one step".into());
         }
+        if self.search.len() > MAX_SEARCH_FIELDS {
+            return invalid(
+                "search".into(),
+                format!("at most {MAX_SEARCH_FIELDS} fields"),
+            );
+        }
+        for (at, field) in self.search.iter().enumerate() {
+            let fine = !field.is_empty()
+                && field.len() <= MAX_SEARCH_VALUE
+                && field.split('.').all(|segment| !segment.is_empty())
+                && !field.contains(['\0', '=', '&', '[', ']']);
+            if !fine {
+                return invalid(
+                    format!("search[{at}]"),
+                    format!(
+                        "`{field}` is not a field: keys separated by `.`, without `=`, `&` or brackets"
+                    ),
+                );
+            }
+            if self.search[..at].contains(field) {
+                return invalid(format!("search[{at}]"), format!("`{field}` twice"));
+            }
+        }
         // Names are unique across the branches too: runs match steps by name.
         let mut seen = std::collections::HashSet::new();
         for (step, _) in self.all_steps() {
@@ -518,6 +554,29 @@ impl WorkflowDefinition {
         hex::encode(Sha256::digest(self.canonical().as_bytes()))
     }
 
+    /// The values of the [`search`](Self::search) fields in `input`, as JSON prints them (a
+    /// string as it is): what a run is indexed by. Fields that are missing, are objects or
+    /// arrays, or are longer than [`MAX_SEARCH_VALUE`] are not indexed.
+    pub fn search_values(&self, input: &Map<String, Value>) -> BTreeMap<String, String> {
+        self.search
+            .iter()
+            .filter_map(|field| {
+                let mut segments = field.split('.');
+                let mut value = input.get(segments.next()?)?;
+                for segment in segments {
+                    value = value.get(segment)?;
+                }
+                let text = match value {
+                    Value::String(s) => s.clone(),
+                    Value::Number(n) => n.to_string(),
+                    Value::Bool(b) => b.to_string(),
+                    _ => return None,
+                };
+                (text.len() <= MAX_SEARCH_VALUE).then(|| (field.clone(), text))
+            })
+            .collect()
+    }
+
     /// The JSON Schema of a definition, as `GET /v1/schemas/workflow.json` serves it.
     pub fn json_schema() -> serde_json::Value {
         serde_json::to_value(schemars::schema_for!(WorkflowDefinition)).expect("a schema")
@@ -607,5 +666,56 @@ mod tests {
                 "{key} missing: {schema}"
             );
         }
+    }
+
+    #[test]
+    fn search_fields_take_scalars_of_the_input_as_json_prints_them() {
+        let definition = parse(
+            r#"{"steps":[{"name":"a","plugin":"p"}],
+                "search":["order_id","user_id","vip","customer.email","items","missing"]}"#,
+        );
+        assert!(definition.validate().is_ok());
+        let input = serde_json::json!({
+            "order_id": "o-1", "user_id": 7, "vip": true,
+            "customer": {"email": "a@b.c"}, "items": [1, 2],
+        });
+        let values = definition.search_values(input.as_object().unwrap());
+        let expected = [
+            ("customer.email", "a@b.c"),
+            ("order_id", "o-1"),
+            ("user_id", "7"),
+            ("vip", "true"),
+        ];
+        assert_eq!(
+            values,
+            expected
+                .map(|(f, v)| (f.to_owned(), v.to_owned()))
+                .into_iter()
+                .collect()
+        );
+        // Declaring none leaves the canonical form, and so the digest, as it was.
+        let plain = parse(r#"{"steps":[{"name":"a","plugin":"p"}]}"#);
+        assert!(!plain.canonical().contains("search"));
+    }
+
+    #[test]
+    fn malformed_search_fields_are_refused_by_key() {
+        for (search, key) in [
+            (r#"[""]"#, "search[0]"),
+            (r#"["a", "a..b"]"#, "search[1]"),
+            (r#"["a", "a"]"#, "search[1]"),
+            (r#"["a=b"]"#, "search[0]"),
+        ] {
+            let definition = parse(&format!(
+                r#"{{"steps":[{{"name":"a","plugin":"p"}}],"search":{search}}}"#
+            ));
+            assert_eq!(definition.validate().unwrap_err().key, key, "{search}");
+        }
+        let many: Vec<String> = (0..17).map(|i| format!("f{i}")).collect();
+        let definition = parse(&format!(
+            r#"{{"steps":[{{"name":"a","plugin":"p"}}],"search":{}}}"#,
+            serde_json::to_string(&many).unwrap()
+        ));
+        assert_eq!(definition.validate().unwrap_err().key, "search");
     }
 }

@@ -542,6 +542,7 @@ impl Inner {
         // Only a client's id or key can be raced for; a fresh id cannot.
         let claimed = id.is_some() || idempotency_key.is_some();
         let now = self.clock.now_ms();
+        let search = definition.definition.search_values(&input);
         let mut run = Run {
             format: RUN_FORMAT,
             id: id.unwrap_or_else(RunId::generate),
@@ -554,7 +555,8 @@ impl Inner {
             plugins: BTreeMap::new(),
             idempotency_key,
             parent,
-            traceparent: crate::telemetry::trace::current(),
+            traceparent: trace::current(),
+            search,
             cancelled: false,
             closed: false,
             created_ms: now,

@@ -13,6 +13,12 @@ pub struct ListQuery {
     pub workflow: Option<String>,
     /// Only runs in this status.
     pub status: Option<RunStatus>,
+    /// Only runs created at or after this time, ms since the Unix epoch.
+    pub created_after: Option<u64>,
+    /// Only runs created before this time, ms since the Unix epoch.
+    pub created_before: Option<u64>,
+    /// Only runs whose search fields ([`Run::search`]) have these values, all of them.
+    pub search: Vec<(String, String)>,
     /// Page size.
     pub limit: usize,
     /// Where the previous page ended (its `next_cursor`).
@@ -100,7 +106,8 @@ pub trait RunStore: Flush {
     fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError>;
 
     /// Runs newest first, filtered and paged, from an index that holds just the runs asked
-    /// for (by status, workflow, or both).
+    /// for: by a search field's value when the query has one, else by status, workflow or
+    /// both; the creation time bounds the index's range.
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
     /// The ids of every run the engine must drive on start: pending, running or

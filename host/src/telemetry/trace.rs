@@ -112,6 +112,10 @@ impl Pipeline {
         tracing_opentelemetry::layer()
             .with_tracer(self.provider.tracer("flowhost"))
             .with_tracked_inactivity(false)
+            // Entering a span does not start it, so that a run's drive, entered before
+            // the run is read, can still take the run's trace as its parent
+            // ([`set_parent`]). flowhost reads trace context through `tracing` spans only.
+            .with_context_activation(false)
     }
 
     /// Exports the spans still buffered and stops the export thread.

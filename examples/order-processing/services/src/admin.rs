@@ -8,6 +8,8 @@
 //!   out (0 clears it).
 //! - `POST /admin/settlements` `{"webhook", "after_ms"}` (or `null`): announce each capture
 //!   as settled to `webhook`, `after_ms` (default 200) after it, as a payment provider does.
+//! - `GET /admin/traces`: the `traceparent` of every service request that carried one,
+//!   oldest first: `{"requests": [{"route", "traceparent"}]}`.
 //! - `POST /admin/reset`: back to a fresh start (ledger, idempotency memory, injections,
 //!   delay and request counters).
 
@@ -15,7 +17,7 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::routing::post;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
@@ -31,6 +33,7 @@ pub fn router() -> Router<Shared> {
         .route("/admin/delay", post(delay))
         .route("/admin/settlements", post(settlements))
         .route("/admin/reset", post(reset))
+        .route("/admin/traces", get(traces))
 }
 
 /// The body of `POST /admin/fail`, and its answer.
@@ -105,6 +108,11 @@ async fn settlements(
     shared.lock().settlement.clone_from(&settlement);
     tracing::debug!(?settlement, "settlements set");
     Json(settlement)
+}
+
+/// `GET /admin/traces`.
+async fn traces(State(shared): State<Shared>) -> Json<Value> {
+    Json(json!({ "requests": shared.lock().traces }))
 }
 
 /// `POST /admin/reset`.

@@ -39,9 +39,17 @@ pub async fn gate(State(gate): State<Gate>, request: Request, next: Next) -> Res
         idempotency_key = key.as_ref().ok().and_then(Option::as_deref),
         "order_services.request"
     );
+    let traceparent = request
+        .headers()
+        .get("traceparent")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned);
     let (delay, injected) = {
         let mut state = shared.lock();
         *state.requests.entry(route).or_default() += 1;
+        if let Some(traceparent) = traceparent {
+            state.traced(route, traceparent);
+        }
         (state.delay, state.take_failure(route))
     };
     let response = match (injected, key) {

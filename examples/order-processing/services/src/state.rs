@@ -7,7 +7,7 @@
 //! guard can never be held across a suspension point. One lock for everything also makes
 //! `POST /admin/reset` and `GET /ledger` atomic.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -49,6 +49,21 @@ pub struct State {
     /// Where captured payments are announced as settled, later, as a payment provider's
     /// webhook would: none unless set.
     pub settlement: Option<Settlement>,
+    /// The W3C `traceparent` of each service request that carried one, oldest first, at
+    /// most [`MAX_TRACES`]: what tests read to see that a trace reached the services.
+    pub traces: VecDeque<Traced>,
+}
+
+/// How many traced requests [`State::traces`] keeps.
+pub const MAX_TRACES: usize = 10_000;
+
+/// A service request that carried a trace context.
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
+pub struct Traced {
+    /// The route it was for.
+    pub route: Route,
+    /// Its `traceparent` header.
+    pub traceparent: String,
 }
 
 /// Asynchronous settlement: after each capture, `POST {order_id, payment_id, amount,
@@ -89,6 +104,14 @@ impl State {
             self.failures.remove(&route);
         }
         Some(status)
+    }
+
+    /// Remembers that a request to `route` carried `traceparent`.
+    pub fn traced(&mut self, route: Route, traceparent: String) {
+        if self.traces.len() == MAX_TRACES {
+            self.traces.pop_front();
+        }
+        self.traces.push_back(Traced { route, traceparent });
     }
 
     /// The request counters, with a zero for every route not yet called.

@@ -208,10 +208,13 @@ impl Transport for Nats {
             let consumer = self.consumer(subscription).await?;
             // What is there now; if nothing, wait for the first one only, so that a lone
             // event is not held back until the wait is over.
+            // Both requests expire: a request lost to a reconnection is never answered, and
+            // only the client's timer (the expiry plus five seconds) ends the wait for it.
             let mut messages = collect(
                 consumer
                     .fetch()
                     .max_messages(max)
+                    .expires(wait)
                     .messages()
                     .await
                     .map_err(error)?,

@@ -43,6 +43,7 @@ fn definition(steps: &[(&str, bool, u32)]) -> WorkflowDefinition {
         schedule: None,
         schedule_timezone: None,
         catch_up: None,
+        search: Vec::new(),
     }
 }
 
@@ -288,6 +289,7 @@ fn new_run(definition: &WorkflowDefinition, status: RunStatus) -> Run {
         idempotency_key: None,
         parent: None,
         traceparent: None,
+        search: Default::default(),
         cancelled: false,
         closed: false,
         created_ms: 0,

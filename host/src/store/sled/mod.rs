@@ -9,6 +9,7 @@
 //! | `by_status` | status byte, created ms, run id | empty |
 //! | `by_workflow_status` | workflow, `0`, status byte, created ms, run id | empty |
 //! | `by_ended` | ended ms (u64 BE), run id: closed runs, for retention | empty |
+//! | `by_field` | search field, `0`, value, `0`, created ms, run id: runs by their search fields | empty |
 //! | `idempotency` | workflow, `0`, client key | run id |
 //! | `outbox` | event id (a ULID: time-ordered) | an [`OutboxEntry`](crate::model::OutboxEntry), JSON |
 //! | `queue` | subscription, `0`, due ms (u64 BE), event id | a [`Delivery`](crate::model::Delivery), JSON |
@@ -57,6 +58,7 @@ pub struct SledStore {
     by_status: sled::Tree,
     by_workflow_status: sled::Tree,
     by_ended: sled::Tree,
+    by_field: sled::Tree,
     idempotency: sled::Tree,
     outbox: sled::Tree,
     queue: sled::Tree,
@@ -96,6 +98,7 @@ impl SledStore {
             by_status: tree("by_status")?,
             by_workflow_status: tree("by_workflow_status")?,
             by_ended: tree("by_ended")?,
+            by_field: tree("by_field")?,
             idempotency: tree("idempotency")?,
             outbox: tree("outbox")?,
             queue: tree("queue")?,

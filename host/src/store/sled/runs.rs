@@ -152,6 +152,22 @@ fn workflow_status_key(status: RunStatus, run: &Run) -> Vec<u8> {
     key
 }
 
+/// The prefix of the `by_field` entries of `field` = `value`.
+fn field_prefix(field: &str, value: &str) -> Vec<u8> {
+    let mut key = name_prefix(field);
+    key.extend(name_prefix(value));
+    key
+}
+
+/// `run`'s `by_field` entries: one per search field it has a value for.
+fn field_keys(run: &Run) -> impl Iterator<Item = Vec<u8>> + '_ {
+    run.search.iter().map(|(field, value)| {
+        let mut key = field_prefix(field, value);
+        key.extend(created_key(run));
+        key
+    })
+}
+
 fn idempotency_key(workflow: &str, client_key: &str) -> Vec<u8> {
     let mut key = name_prefix(workflow);
     key.extend_from_slice(client_key.as_bytes());
@@ -211,6 +227,9 @@ impl RunStore for SledStore {
         for (tree, key) in self.index_entries(run, run.status) {
             tree.insert(key, &[]).map_err(&write)?;
         }
+        for key in field_keys(run) {
+            self.by_field.insert(key, &[]).map_err(&write)?;
+        }
         if run.closed {
             self.by_ended
                 .insert(ended_key(ended_ms(run), &run.id), &[])
@@ -234,6 +253,9 @@ impl RunStore for SledStore {
         }
         for (tree, key) in self.index_entries(run, run.status) {
             tree.remove(key).map_err(&remove)?;
+        }
+        for key in field_keys(run) {
+            self.by_field.remove(key).map_err(&remove)?;
         }
         Ok(())
     }
@@ -352,17 +374,10 @@ impl RunStore for SledStore {
     }
 
     fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        // Both indexes end their keys with `created ms, run id`: walking one status's range
-        // backwards is newest first, and a listing of every status merges the ranges of
-        // each, newest first. The cursor is the `created ms, run id` of the last run given.
-        let (index, base) = match &query.workflow {
-            Some(workflow) => (&self.by_workflow_status, name_prefix(workflow)),
-            None => (&self.by_status, Vec::new()),
-        };
-        let statuses: Vec<RunStatus> = match query.status {
-            Some(status) => vec![status],
-            None => RunStatus::ALL.to_vec(),
-        };
+        // Every index ends its keys with `created ms, run id`: walking a range of one
+        // backwards is newest first, and a listing that needs several ranges (every status)
+        // merges them newest first. The cursor is the `created ms, run id` of the last run
+        // given; the creation times bound each range.
         let cursor = query
             .cursor
             .as_ref()
@@ -371,17 +386,46 @@ impl RunStore for SledStore {
                 _ => Err(StoreError::InvalidCursor),
             })
             .transpose()?;
-        let mut ranges: Vec<_> = statuses
-            .iter()
-            .map(|status| {
-                let mut prefix = base.clone();
-                prefix.push(status.index_byte());
-                let upper = match &cursor {
-                    Some(after) => [prefix.as_slice(), after].concat(),
+        let lower = query
+            .created_after
+            .map_or_else(Vec::new, |ms| ms.to_be_bytes().to_vec());
+        let before = query.created_before.map(|ms| ms.to_be_bytes().to_vec());
+        let upper = match (before, cursor) {
+            (Some(before), Some(cursor)) => Some(before.min(cursor)),
+            (before, cursor) => before.or(cursor),
+        };
+        // The ranges, each with the status its entries stand for (none: any). A search field
+        // narrows the most: its index alone is walked, and the record says the rest.
+        let sources: Vec<(&sled::Tree, Vec<u8>, Option<RunStatus>)> = match query.search.first() {
+            Some((field, value)) => vec![(&self.by_field, field_prefix(field, value), None)],
+            None => {
+                let (index, base) = match &query.workflow {
+                    Some(workflow) => (&self.by_workflow_status, name_prefix(workflow)),
+                    None => (&self.by_status, Vec::new()),
+                };
+                let statuses = query.status.map_or(RunStatus::ALL.to_vec(), |s| vec![s]);
+                statuses
+                    .into_iter()
+                    .map(|status| {
+                        let mut prefix = base.clone();
+                        prefix.push(status.index_byte());
+                        (index, prefix, Some(status))
+                    })
+                    .collect()
+            }
+        };
+        let mut ranges: Vec<_> = sources
+            .into_iter()
+            .filter_map(|(index, prefix, status)| {
+                let start = [prefix.as_slice(), &lower].concat();
+                let end = match &upper {
+                    Some(upper) => [prefix.as_slice(), upper].concat(),
                     None => prefix_end(&prefix),
                 };
-                let len = prefix.len();
-                (index.range(prefix..upper).rev().peekable(), len, *status)
+                (start < end).then(|| {
+                    let len = prefix.len();
+                    (index.range(start..end).rev().peekable(), len, status)
+                })
             })
             .collect();
         let mut page = Page::default();
@@ -413,11 +457,17 @@ impl RunStore for SledStore {
             let Some(run) = self.get(&id)? else {
                 continue;
             };
-            // An entry a crash left behind may be stale: the record decides.
-            let stale = run.created_ms != created_ms
-                || run.status != *status
-                || query.workflow.as_ref().is_some_and(|w| *w != run.workflow);
-            if stale {
+            // An entry a crash left behind may be stale, and a search field's index knows
+            // nothing but the field: the record decides.
+            let wanted = run.created_ms == created_ms
+                && status.is_none_or(|s| s == run.status)
+                && query.status.is_none_or(|s| s == run.status)
+                && query.workflow.as_ref().is_none_or(|w| *w == run.workflow)
+                && query
+                    .search
+                    .iter()
+                    .all(|(field, value)| run.search.get(field) == Some(value));
+            if !wanted {
                 continue;
             }
             if page.runs.len() == query.limit {
@@ -507,6 +557,9 @@ impl RunStore for SledStore {
                 for (tree, key) in self.index_entries(&run, status) {
                     tree.remove(key).map_err(&remove)?;
                 }
+            }
+            for key in field_keys(&run) {
+                self.by_field.remove(key).map_err(&remove)?;
             }
             if let Some(client_key) = &run.idempotency_key {
                 let key = idempotency_key(&run.workflow, client_key);

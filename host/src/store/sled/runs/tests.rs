@@ -21,6 +21,7 @@ fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
         idempotency_key: key.map(Into::into),
         parent: None,
         traceparent: None,
+        search: Default::default(),
         cancelled: false,
         closed: false,
         created_ms,
@@ -45,7 +46,7 @@ fn list(store: &SledStore, status: Option<RunStatus>, workflow: Option<&str>) ->
             status,
             workflow: workflow.map(Into::into),
             limit: 100,
-            cursor: None,
+            ..ListQuery::default()
         })
         .unwrap();
     ids(&page).into_iter().map(str::to_owned).collect()
@@ -456,4 +457,131 @@ async fn a_database_of_the_previous_release_gains_its_indexes_when_opened() {
     assert_eq!(store.ended_before(10, 10).unwrap(), [(5, id("done"))]);
     assert!(store.get(&id("done")).unwrap().unwrap().closed);
     assert!(!store.get(&id("waiting")).unwrap().unwrap().closed);
+}
+
+/// A run of workflow `workflow` indexed by `search`.
+fn searchable(id: &str, workflow: &str, created_ms: u64, search: &[(&str, &str)]) -> Run {
+    Run {
+        workflow: workflow.into(),
+        search: search
+            .iter()
+            .map(|(field, value)| ((*field).to_owned(), (*value).to_owned()))
+            .collect(),
+        ..run(id, created_ms, None)
+    }
+}
+
+/// Every page of `query`, `limit` runs at a time, as one list of ids.
+fn all_pages(store: &SledStore, mut query: ListQuery) -> Vec<String> {
+    let mut found = Vec::new();
+    loop {
+        let page = store.list(&query).unwrap();
+        assert!(page.runs.len() <= query.limit);
+        found.extend(ids(&page).into_iter().map(str::to_owned));
+        match page.next_cursor {
+            Some(cursor) => query.cursor = Some(cursor),
+            None => return found,
+        }
+    }
+}
+
+#[test]
+fn runs_are_found_by_their_search_fields_and_creation_time() {
+    let (store, _dir) = store();
+    let runs = [
+        searchable("a", "orders", 10, &[("order_id", "o-1"), ("user_id", "7")]),
+        searchable("b", "orders", 20, &[("order_id", "o-2"), ("user_id", "7")]),
+        searchable("c", "orders", 30, &[("order_id", "o-1"), ("user_id", "8")]),
+        searchable("d", "refunds", 40, &[("order_id", "o-1")]),
+        searchable("e", "orders", 50, &[]),
+    ];
+    for run in &runs {
+        store.create(run).unwrap();
+    }
+    saved(&store, &runs[2], RunStatus::Completed);
+    let query = |search: &[(&str, &str)]| ListQuery {
+        search: search
+            .iter()
+            .map(|(f, v)| ((*f).to_owned(), (*v).to_owned()))
+            .collect(),
+        limit: 1,
+        ..ListQuery::default()
+    };
+    // Newest first, every page, across workflows unless one is asked for.
+    assert_eq!(
+        all_pages(&store, query(&[("order_id", "o-1")])),
+        ["d", "c", "a"]
+    );
+    assert_eq!(
+        all_pages(
+            &store,
+            ListQuery {
+                workflow: Some("orders".into()),
+                ..query(&[("order_id", "o-1")])
+            }
+        ),
+        ["c", "a"]
+    );
+    // Every filter holds: a second field, the status, the time.
+    assert_eq!(
+        all_pages(&store, query(&[("order_id", "o-1"), ("user_id", "7")])),
+        ["a"]
+    );
+    assert_eq!(
+        all_pages(
+            &store,
+            ListQuery {
+                status: Some(RunStatus::Completed),
+                ..query(&[("order_id", "o-1")])
+            }
+        ),
+        ["c"]
+    );
+    assert_eq!(
+        all_pages(
+            &store,
+            ListQuery {
+                created_after: Some(20),
+                created_before: Some(40),
+                ..query(&[("order_id", "o-1")])
+            }
+        ),
+        ["c"]
+    );
+    assert!(all_pages(&store, query(&[("order_id", "o-9")])).is_empty());
+    assert!(all_pages(&store, query(&[("nope", "o-1")])).is_empty());
+    // Creation time alone bounds the status indexes' ranges: [after, before).
+    let window = |after, before| ListQuery {
+        created_after: after,
+        created_before: before,
+        limit: 2,
+        ..ListQuery::default()
+    };
+    assert_eq!(
+        all_pages(&store, window(Some(20), Some(50))),
+        ["d", "c", "b"]
+    );
+    assert_eq!(all_pages(&store, window(Some(50), None)), ["e"]);
+    assert_eq!(all_pages(&store, window(None, Some(11))), ["a"]);
+    assert!(all_pages(&store, window(Some(40), Some(40))).is_empty());
+    assert!(all_pages(&store, window(Some(41), Some(20))).is_empty());
+    assert_eq!(
+        all_pages(
+            &store,
+            ListQuery {
+                workflow: Some("orders".into()),
+                status: Some(RunStatus::Pending),
+                ..window(Some(15), None)
+            }
+        ),
+        ["e", "b"]
+    );
+
+    // A run that goes leaves no search entry behind; a discarded one neither.
+    let c = store.get(&id("c")).unwrap().unwrap();
+    let c = closed(&store, &c, RunStatus::Completed, 100);
+    store.delete(&c.id, 100).unwrap();
+    store.discard(&runs[0]).unwrap();
+    assert_eq!(all_pages(&store, query(&[("order_id", "o-1")])), ["d"]);
+    assert_eq!(store.by_field.len(), 3, "b's two fields and d's one");
 }
