@@ -44,8 +44,9 @@ use crate::runtime::{RuntimeSetup, World};
 pub use crate::telemetry::TelemetryConfig;
 
 /// `FLOWHOST_` variables that the CLI reads and the configuration does not:
-/// `FLOWHOST_CONFIG` (the file) and `FLOWHOST_URL` (the host the admin commands talk to).
-const CLI_VARIABLES: [&str; 2] = ["config", "url"];
+/// `FLOWHOST_CONFIG` (the file), `FLOWHOST_URL` (the host the client commands talk to) and
+/// `FLOWHOST_LOG_FORMAT`.
+const CLI_VARIABLES: [&str; 3] = ["config", "url", "log_format"];
 
 /// The root of the configuration: one section per subsystem, each defined by its
 /// subsystem.

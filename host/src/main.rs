@@ -1,6 +1,7 @@
-//! The `flowhost` binary: a thin CLI over the library.
+//! The `flowhost` binary: a thin CLI over the library. `serve` and `check` run the host's
+//! library in this process; the other commands are clients of a running host ([`cli`]).
 
-mod admin;
+mod cli;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -32,6 +33,8 @@ struct Cli {
         default_value = "text"
     )]
     log_format: LogFormat,
+    #[command(flatten)]
+    connection: cli::Connection,
     #[command(subcommand)]
     command: Command,
 }
@@ -58,7 +61,7 @@ enum Command {
         data_dir: Option<PathBuf>,
     },
     /// Load a configuration and every plugin it names, as a server start would, and report:
-    /// the effective configuration on one line, then each plugin. Exits with status 2 on
+    /// the effective configuration on one line, then each plugin. Exits with status 1 on
     /// the first error.
     Check {
         /// The TOML configuration file.
@@ -68,97 +71,22 @@ enum Command {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Work with plugin components.
+    /// Start, list, follow, retry, cancel and signal runs on a running host.
     #[command(subcommand)]
-    Plugin(PluginCommand),
-    /// Work with workflow definitions on a running host.
+    Runs(cli::runs::RunsCommand),
+    /// Push, list, show, roll back and retire workflow definitions on a running host.
+    #[command(subcommand, alias = "workflow")]
+    Workflows(cli::registry::WorkflowCommand),
+    /// Check plugin components; push, list, show and roll back their versions on a running
+    /// host.
+    #[command(subcommand, alias = "plugin")]
+    Plugins(cli::registry::PluginCommand),
+    /// Publish events; show the subscriptions and their backlogs.
     #[command(subcommand)]
-    Workflow(WorkflowCommand),
-}
-
-#[derive(Subcommand)]
-enum WorkflowCommand {
-    /// Push the definition in FILE (TOML or JSON, by its extension) as the current version of
-    /// workflow NAME. The file holds the definition's keys (`steps = [...]`), or a
-    /// `[workflows.NAME]` table as in a configuration file.
-    Push {
-        /// The workflow.
-        name: String,
-        /// The definition: `.toml` or `.json`.
-        file: PathBuf,
-        #[command(flatten)]
-        server: Server,
-    },
-    /// List a running host's workflows with their current versions.
-    List {
-        #[command(flatten)]
-        server: Server,
-    },
-    /// Make the previous version of workflow NAME (or version --to) current again.
-    Rollback {
-        /// The workflow.
-        name: String,
-        /// The digest of the version to make current.
-        #[arg(long)]
-        to: Option<String>,
-        #[command(flatten)]
-        server: Server,
-    },
-    /// Retire workflow NAME: new starts are refused. Refused while runs pin it.
-    Delete {
-        /// The workflow.
-        name: String,
-        #[command(flatten)]
-        server: Server,
-    },
-}
-
-#[derive(Subcommand)]
-enum PluginCommand {
-    /// Check that FILE is a flowhost plugin: prints the world it implements, its imports,
-    /// its size and its compile time. Exits with status 2 if it is not a usable plugin.
-    Check {
-        /// The component file.
-        file: PathBuf,
-    },
-    /// Upload FILE as a new version of plugin NAME on a running host, and make it current.
-    Push {
-        /// The plugin's name in the host's configuration.
-        name: String,
-        /// The component file.
-        file: PathBuf,
-        /// A label for the version (`1.4.2`, a commit).
-        #[arg(long)]
-        version: Option<String>,
-        #[command(flatten)]
-        server: Server,
-    },
-    /// List a running host's plugins with their current versions.
-    List {
-        #[command(flatten)]
-        server: Server,
-    },
-    /// Make the previous version of plugin NAME (or version --to) current again.
-    Rollback {
-        /// The plugin.
-        name: String,
-        /// The digest of the version to make current.
-        #[arg(long)]
-        to: Option<String>,
-        #[command(flatten)]
-        server: Server,
-    },
-}
-
-/// Where the admin commands send their requests.
-#[derive(clap::Args)]
-struct Server {
-    /// The host's base URL.
-    #[arg(long, env = "FLOWHOST_URL", default_value = "http://127.0.0.1:8080")]
-    server: String,
-    /// The host's admin token.
-    #[arg(long = "token", env = "FLOWHOST_ADMIN_TOKEN", hide_env_values = true)]
-    token: String,
+    Events(cli::events::EventsCommand),
+    /// List dead letters and redeliver them.
+    #[command(subcommand)]
+    DeadLetters(cli::events::DeadLettersCommand),
 }
 
 fn main() -> ExitCode {
@@ -179,17 +107,13 @@ fn main() -> ExitCode {
             init_logging(cli.log_format, "warn", None);
             check_config(config.as_deref(), data_dir.as_deref())
         }
-        Command::Plugin(PluginCommand::Check { file }) => {
+        Command::Plugins(cli::registry::PluginCommand::Check { file }) => {
             init_logging(cli.log_format, "warn", None);
             check_plugin(file).map_err(|e| e.context(file.display().to_string()))
         }
-        Command::Plugin(admin) => {
+        client_command => {
             init_logging(cli.log_format, "warn", None);
-            admin::run(admin)
-        }
-        Command::Workflow(command) => {
-            init_logging(cli.log_format, "warn", None);
-            admin::run_workflow(command)
+            run_client(&cli.connection, client_command)
         }
     };
     match outcome {
@@ -198,10 +122,32 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::from(2)
+            // One line, whatever the causes' messages hold.
+            let line = format!("{e:#}").replace('\n', " ");
+            eprintln!("error: {line}");
+            ExitCode::FAILURE
         }
     }
+}
+
+/// Runs a command that is a client of a running host, on a runtime of its own.
+fn run_client(connection: &cli::Connection, command: &Command) -> anyhow::Result<String> {
+    let client = cli::Client::new(connection)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        match command {
+            Command::Runs(command) => cli::runs::run(&client, command).await,
+            Command::Workflows(command) => cli::registry::run_workflow(&client, command).await,
+            Command::Plugins(command) => cli::registry::run_plugin(&client, command).await,
+            Command::Events(command) => cli::events::run_events(&client, command).await,
+            Command::DeadLetters(command) => cli::events::run_dead_letters(&client, command).await,
+            Command::Serve { .. } | Command::Check { .. } => {
+                unreachable!("serve and check run the host in this process")
+            }
+        }
+    })
 }
 
 /// Logs to stderr in `format`, filtered by `RUST_LOG` (else `default_filter`); with a trace

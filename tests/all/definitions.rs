@@ -306,6 +306,12 @@ async fn the_cli_pushes_toml_and_lists_and_the_schema_is_served() {
         .post("/v1/workflows/nap/runs?wait=10s", &json!({}))
         .await;
     assert_eq!(steps(&run), ["a", "z"]);
+    let (status, out, _) = cli(&["get", "nap"]);
+    assert_eq!(status, 0);
+    assert!(
+        out.starts_with("workflow nap\nDIGEST") && out.contains("\"name\": \"z\""),
+        "{out}"
+    );
     let (status, out, _) = cli(&["list"]);
     assert_eq!(status, 0);
     assert!(

@@ -191,8 +191,12 @@ async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document()
     )
     .unwrap();
     let url = server.url.clone();
+    // It keeps a cache of what it found in its working directory: a temporary one.
+    let workdir = tempfile::tempdir().unwrap();
+    let cwd = workdir.path().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(schemathesis)
+            .current_dir(cwd)
             .arg("--config-file")
             .arg(config.path())
             .args([

@@ -811,17 +811,24 @@ async fn the_cli_pushes_lists_and_rolls_back() {
         out.contains("marked") && out.contains(&v2_digest[..12]),
         "{out}"
     );
+    let (code, out, err) = cli(&["get", "marked"], Some(TOKEN));
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.lines()
+            .any(|l| l.starts_with(&v2_digest[..12]) && l.contains("2.0.0") && l.contains('*')),
+        "{out}"
+    );
     let (code, out, err) = cli(&["rollback", "marked"], Some(TOKEN));
     assert_eq!(code, Some(0), "{err}");
     assert!(out.contains(&digest(&wasm_v1())[..12]), "{out}");
     let (code, _, err) = cli(&["rollback", "marked"], Some(TOKEN));
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(1));
     assert!(
         err.contains("409") && err.contains("no earlier version"),
         "{err}"
     );
     let (code, _, err) = cli(&["list"], Some("wrong-token-0123456789"));
-    assert_eq!(code, Some(2));
+    assert_eq!(code, Some(1));
     assert!(err.contains("403"), "{err}");
     let (code, _, err) = cli(&["list"], None);
     assert_ne!(code, Some(0));

@@ -25,6 +25,9 @@ pub struct ServerConfig {
     /// On shutdown, how long in-flight steps may take to finish. Default 10 s.
     #[serde(with = "humantime_serde")]
     pub shutdown_grace: Duration,
+    /// Serve the console's files from this directory instead of those built into the
+    /// binary: for working on the console (`host/console`) without rebuilding. Default none.
+    pub console_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for ServerConfig {
@@ -36,6 +39,7 @@ impl Default for ServerConfig {
             max_pending_runs: 4096,
             max_wait: Duration::from_secs(60),
             shutdown_grace: Duration::from_secs(10),
+            console_dir: None,
         }
     }
 }

@@ -25,6 +25,7 @@
 //! | `DELETE /v1/plugins/{name}/versions/{digest}` | remove a version no run pins |
 //! | `GET /v1/subscriptions` | every subscription with its backlog |
 //! | `GET /openapi.json` | this API's OpenAPI 3.1 document ([`openapi`]) |
+//! | `GET /ui`, `GET /ui/{file}` | the web console ([`console`]); `GET /` leads there |
 //! | `GET /healthz` | liveness: the process serves requests |
 //! | `GET /readyz` | readiness: the store, the plugins, the transport ([`observe::readyz`]) |
 //! | `GET /metrics` | Prometheus metrics, `flowhost_*` ([`crate::telemetry::metrics`]) |
@@ -35,6 +36,7 @@
 
 mod auth;
 mod config;
+mod console;
 mod error;
 mod events;
 mod extract;
@@ -97,6 +99,8 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// When the host started serving, for `/healthz`.
     pub started: std::time::Instant,
+    /// Where the console's files are read from, when not from the binary.
+    pub console_dir: Option<std::path::PathBuf>,
 }
 
 /// What the detail of an admin route says when no admin token is configured.
@@ -153,6 +157,9 @@ fn routes(tokens: &Tokens) -> OpenApiRouter<AppState> {
         .routes(routes!(observe::readyz))
         .routes(routes!(observe::metrics))
         .routes(routes!(openapi::serve))
+        .routes(routes!(console::root))
+        .routes(routes!(console::index))
+        .routes(routes!(console::file))
 }
 
 /// The OpenAPI document of the API, as `GET /openapi.json` serves it.
@@ -180,6 +187,7 @@ pub fn router(
         max_upload_bytes,
         metrics,
         started: std::time::Instant::now(),
+        console_dir: server.console_dir.clone(),
     };
     let (router, openapi) = routes(tokens).split_for_parts();
     let document = openapi::document(openapi, workflows::definition_schema());

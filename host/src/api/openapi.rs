@@ -33,6 +33,7 @@ pub const TAG: &str = "operations";
         (name = "plugins", description = "Plugin versions: upload (hot swap), rollback, pins. Admin token."),
         (name = "workflows", description = "Workflow definitions: push, rollback, retire, pins. Admin token."),
         (name = "operations", description = "Health, readiness, metrics and this document."),
+        (name = "console", description = "The web console, served from the binary."),
     )
 )]
 pub struct Base;

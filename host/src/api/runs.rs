@@ -127,12 +127,21 @@ pub async fn start(
         }
         _ => run,
     };
-    Ok(answer(&run, wait.is_some()))
+    Ok(answer(&app, &run, wait.is_some()))
+}
+
+/// The view of `run`, its steps described by the definition it is pinned to.
+fn view<'a>(app: &AppState, run: &'a Run) -> RunView<'a> {
+    let definition = run
+        .workflow_version
+        .as_deref()
+        .and_then(|digest| app.engine.workflows().pinned(&run.workflow, digest).ok());
+    RunView::new(run, definition.as_ref().map(|w| &w.definition))
 }
 
 /// 200 with the run when it is finished and the client waited; else 202 with `Location`.
-fn answer(run: &Run, waited: bool) -> Response {
-    let body = Json(RunView::new(run));
+fn answer(app: &AppState, run: &Run, waited: bool) -> Response {
+    let body = Json(view(app, run));
     if waited && run.status.is_terminal() {
         (StatusCode::OK, body).into_response()
     } else {
@@ -184,7 +193,7 @@ fn find(app: &AppState, id: &str) -> Result<Run, Problem> {
 )]
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
     let run = find(&app, &id)?;
-    Ok(Json(RunView::new(&run)).into_response())
+    Ok(Json(view(&app, &run)).into_response())
 }
 
 /// Every attempt of the run's steps, in both directions, oldest first, with what each
@@ -277,7 +286,7 @@ pub async fn list(
         cursor: params.cursor,
     })?;
     Ok(Json(RunPage {
-        runs: page.runs.iter().map(RunView::new).collect(),
+        runs: page.runs.iter().map(|run| view(&app, run)).collect(),
         next_cursor: page.next_cursor,
     })
     .into_response())
@@ -383,7 +392,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let run = app.engine.retry(&id).await?;
-    Ok(answer(&run, false))
+    Ok(answer(&app, &run, false))
 }
 
 /// Stops a pending or running run: the attempt in flight finishes, completed steps are
@@ -412,7 +421,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let run = app.engine.cancel(&id).await?;
-    Ok(answer(&run, false))
+    Ok(answer(&app, &run, false))
 }
 
 /// Delivers signal `name` with the JSON body (or `null`) to the run's await step for it;

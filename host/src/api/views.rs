@@ -12,8 +12,8 @@ use utoipa::{PartialSchema, ToSchema};
 
 use crate::events::{SubscriptionInfo, SubscriptionTarget, cloud_event};
 use crate::model::{
-    DeadLetter, Direction, JournalEntry, Outcome, PluginVersion, Run, RunStatus, StepStatus,
-    VersionSource, rfc3339,
+    DeadLetter, Direction, JournalEntry, Outcome, PluginVersion, Run, RunStatus, StepKind,
+    StepStatus, VersionSource, WorkflowDefinition, rfc3339,
 };
 use crate::plugins::{PluginView, Registered, VersionView};
 use crate::telemetry::trace;
@@ -29,7 +29,12 @@ pub struct RunView<'a> {
     /// The SHA-256 of the definition the run follows (it is pinned to it).
     workflow_version: Option<&'a str>,
     status: RunStatus,
-    /// The run's input, with each completed step's output merged in.
+    /// What the run started with.
+    #[schema(value_type = Object)]
+    input: &'a Map<String, Value>,
+    /// The run's input, with each completed step's output merged in (a branch's steps as
+    /// their parallel step's output): the context after step `k` is the input merged with
+    /// the `output` of the steps before it that have no `branch`.
     #[schema(value_type = Object)]
     context: Map<String, Value>,
     /// Why the run failed, when it did.
@@ -66,6 +71,13 @@ pub struct RunErrorView<'a> {
 pub struct StepView<'a> {
     /// The step's name, unique in its workflow.
     name: &'a str,
+    /// What the step does: `plugin`, `sleep`, `await`, `parallel` or `workflow` (a child
+    /// run); none when the run's definition could not be read.
+    kind: Option<&'static str>,
+    /// What it calls or waits for: the plugin, the child workflow, `signal <name>` or
+    /// `event <topic>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    target: Option<String>,
     status: StepStatus,
     /// Attempts to execute it so far.
     attempts: u32,
@@ -77,6 +89,13 @@ pub struct StepView<'a> {
     ended_at: Option<String>,
     /// The last attempt's error.
     error: Option<&'a str>,
+    /// For a step that waits (a sleep, or an await with a timeout): when it is due, RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    due_at: Option<String>,
+    /// What a completed step returned.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    output: Option<&'a Map<String, Value>>,
     /// The parallel branch the step belongs to.
     #[serde(skip_serializing_if = "Option::is_none")]
     branch: Option<&'a str>,
@@ -86,13 +105,31 @@ pub struct StepView<'a> {
 }
 
 impl<'a> RunView<'a> {
-    /// The view of `run`.
-    pub fn new(run: &'a Run) -> Self {
+    /// The view of `run`, whose steps `definition` (the one it is pinned to) describes.
+    pub fn new(run: &'a Run, definition: Option<&WorkflowDefinition>) -> Self {
+        let described = |name: &str| {
+            let step = definition?.step(name)?;
+            Some(match step.kind() {
+                StepKind::Plugin(plugin) => ("plugin", Some(plugin.to_owned())),
+                StepKind::Sleep(_) | StepKind::SleepUntil(_) => ("sleep", None),
+                StepKind::Await(awaits) => (
+                    "await",
+                    awaits
+                        .signal
+                        .as_ref()
+                        .map(|s| format!("signal {s}"))
+                        .or_else(|| awaits.topic.as_ref().map(|t| format!("event {t}"))),
+                ),
+                StepKind::Parallel(..) => ("parallel", None),
+                StepKind::Child(workflow, _) => ("workflow", Some(workflow.to_owned())),
+            })
+        };
         Self {
             id: &run.id,
             workflow: &run.workflow,
             workflow_version: run.workflow_version.as_deref(),
             status: run.status,
+            input: &run.input,
             context: run.context(),
             error: run.error.as_ref().map(|error| RunErrorView {
                 step: &error.step,
@@ -101,16 +138,23 @@ impl<'a> RunView<'a> {
             steps: run
                 .steps
                 .iter()
-                .map(|step| StepView {
-                    name: &step.name,
-                    status: step.status,
-                    attempts: step.attempts,
-                    compensation_attempts: step.compensation_attempts,
-                    started_at: step.started_ms.map(rfc3339),
-                    ended_at: step.ended_ms.map(rfc3339),
-                    error: step.error.as_deref(),
-                    branch: step.branch.as_deref(),
-                    child: step.child.as_deref(),
+                .map(|step| {
+                    let (kind, target) = described(&step.name).unzip();
+                    StepView {
+                        name: &step.name,
+                        kind,
+                        target: target.flatten(),
+                        status: step.status,
+                        attempts: step.attempts,
+                        compensation_attempts: step.compensation_attempts,
+                        started_at: step.started_ms.map(rfc3339),
+                        ended_at: step.ended_ms.map(rfc3339),
+                        error: step.error.as_deref(),
+                        due_at: step.due_ms.map(rfc3339),
+                        output: step.output.as_ref(),
+                        branch: step.branch.as_deref(),
+                        child: step.child.as_deref(),
+                    }
                 })
                 .collect(),
             plugins: &run.plugins,

@@ -1,0 +1,17 @@
+//! The binary's client commands: runs, workflows, plugins, events and dead letters on a
+//! running host, over its HTTP API. Each prints what it did, or one line saying why not
+//! (exit status 1; 2 for a usage error, which clap reports).
+//!
+//! - [`client`]: the host's URL and tokens, requests, errors as one line;
+//! - [`runs`]: `runs start | get | list | watch | journal | retry | cancel | signal`;
+//! - [`registry`]: `workflows` and `plugins`;
+//! - [`events`]: `events publish | subscriptions`, `dead-letters list | redeliver`;
+//! - [`table`]: the tables they print.
+
+pub mod client;
+pub mod events;
+pub mod registry;
+pub mod runs;
+pub mod table;
+
+pub use self::client::{Client, Connection};
