@@ -108,6 +108,7 @@ fn noop_step_warm(bencher: Bencher) {
                 &info,
                 "{}",
                 None,
+                None,
             ))
             .unwrap()
             .result

@@ -22,13 +22,27 @@
 //! time from the window's start to the last counted answer. Latency is per request, from
 //! send to the answer's last byte (parsed), so it includes queueing in client and server.
 //!
-//! It prints, per side, requests/s, p50, p99 and max latency, errors, and the CPU time the
-//! whole process used per request (from `/proc/self/stat`, Linux only), then the ratio
-//! flowhost/baseline. It fails (exit status 1) if either side's errors exceed 1%.
+//! flowhost is measured with its telemetry off and on, alternately, `BENCH_ROUNDS` (default 3)
+//! times each, every measurement in a fresh process of this bench (the same build), so that
+//! neither mode inherits the other's global state and a drift of the machine's load hits
+//! both alike:
 //!
-//! Caveats, printed too: the load generator, both servers, sled's threads and wasmtime's epoch
-//! ticker all share this machine's cores, so the figures are a lower bound of what a server
-//! alone would do; no `tracing` subscriber is installed (as with `RUST_LOG=off`).
+//! - **off**: `telemetry.metrics = false`, `telemetry.traces = false`, no `tracing`
+//!   subscriber (as with `RUST_LOG=off`): no recorder, no span is even built;
+//! - **on**: metrics and traces on, as `flowhost serve` sets them up by default: the
+//!   Prometheus recorder records every metric; traces carry a caller's context on, with no
+//!   exporter (the bound the issue sets applies to this mode);
+//! - **export**: as `on`, with `telemetry.otlp-endpoint` set to a sink on loopback that takes
+//!   every batch the exporter sends: every span recorded, encoded and sent.
+//!
+//! It prints, per measurement, requests/s, p50, p99 and max latency, errors, and the CPU time
+//! the process used per request (from `/proc/self/stat`, Linux only); then the medians of each
+//! mode, the ratio flowhost/baseline, and telemetry's cost: 1 - on/off in throughput (the
+//! issue's bound is 5%), and the cost of exporting every span as well. It fails (exit status 1) if any measurement's errors exceed 1%.
+//!
+//! Caveats, printed too: the load generator, the server, sled's threads and wasmtime's epoch
+//! ticker share this machine's cores, so the figures are a lower bound of what a server
+//! alone would do.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -62,8 +76,36 @@ const TARGET_P99: Duration = Duration::from_millis(10);
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
+/// Set in a child process: the telemetry mode it measures flowhost in.
+const CHILD: &str = "FLOWHOST_BENCH_SAGAS_TELEMETRY";
+
+/// Telemetry off or on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Off,
+    On,
+    Export,
+}
+
+impl Mode {
+    fn name(self) -> &'static str {
+        match self {
+            Mode::Off => "off",
+            Mode::On => "on",
+            Mode::Export => "export",
+        }
+    }
+}
+
 fn main() -> anyhow::Result<()> {
     let settings = Settings::from_env()?;
+    match std::env::var(CHILD).as_deref() {
+        Ok("off") => return child(Mode::Off, &settings),
+        Ok("on") => return child(Mode::On, &settings),
+        Ok("export") => return child(Mode::Export, &settings),
+        Ok(other) => bail!("{CHILD}={other:?}: off or on"),
+        Err(_) => {}
+    }
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     // Other work on the machine skews every figure; say how busy it was before we started.
     let load = std::fs::read_to_string("/proc/loadavg").ok();
@@ -83,7 +125,12 @@ fn main() -> anyhow::Result<()> {
     let data = tempfile::Builder::new()
         .prefix("flowhost-bench-sagas-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
-    let flowhost = server_rt.block_on(Flowhost::start(data.path()))?;
+    let off = flowhost::telemetry::TelemetryConfig {
+        metrics: false,
+        traces: false,
+        ..Default::default()
+    };
+    let flowhost = server_rt.block_on(Flowhost::start(data.path(), &off))?;
     let run_body = load_rt.block_on(capture(flowhost.address))?;
     let baseline_address = server_rt.block_on(baseline(run_body.clone()))?;
 
@@ -107,41 +154,183 @@ fn main() -> anyhow::Result<()> {
         run_body.len()
     );
     println!(
-        "flowhost: workflow noop5 (5 no-op steps), max-concurrent-runs 64, durable (sled on disk, group commit), no tracing subscriber"
+        "flowhost: workflow noop5 (5 no-op steps), max-concurrent-runs 64, durable (sled on disk, group commit); telemetry off and on, {} rounds each, alternating, each in a fresh process",
+        settings.rounds
     );
     println!();
-
-    let baseline = load_rt.block_on(drive(baseline_address, &settings));
-    let flowhost_report = load_rt.block_on(drive(flowhost.address, &settings));
+    server_rt.block_on(flowhost.stop())?;
 
     println!(
-        "{:<10} {:>10} {:>10} {:>10} {:>10} {:>22} {:>22}",
+        "{:<14} {:>10} {:>10} {:>10} {:>10} {:>22} {:>22}",
         "", "req/s", "p50", "p99", "max", "errors", "CPU/req (process)"
     );
+    let baseline = load_rt.block_on(drive(baseline_address, &settings));
     baseline.print("baseline");
-    flowhost_report.print("flowhost");
+    drop(server_rt);
+    let mut measured: Vec<(Mode, Figures)> = Vec::new();
+    for round in 1..=settings.rounds {
+        for mode in [Mode::Off, Mode::On, Mode::Export] {
+            let figures = measure_in_child(mode)?;
+            figures.print(&format!("flowhost {} #{round}", mode.name()));
+            measured.push((mode, figures));
+        }
+    }
+    let median = |mode: Mode, of: fn(&Figures) -> f64| {
+        let mut values: Vec<f64> = measured
+            .iter()
+            .filter(|(m, _)| *m == mode)
+            .map(|(_, f)| of(f))
+            .collect();
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let (off, on, export) = (
+        median(Mode::Off, |f| f.rps),
+        median(Mode::On, |f| f.rps),
+        median(Mode::Export, |f| f.rps),
+    );
+    let (off_p99, on_p99) = (
+        median(Mode::Off, |f| f.p99_ms),
+        median(Mode::On, |f| f.p99_ms),
+    );
     println!();
     println!(
-        "ratio flowhost/baseline: throughput {:.4} ({:.1}x slower), p50 {:.1}x, p99 {:.1}x",
-        flowhost_report.rps() / baseline.rps(),
-        baseline.rps() / flowhost_report.rps(),
-        ratio(flowhost_report.percentile(50.0), baseline.percentile(50.0)),
-        ratio(flowhost_report.percentile(99.0), baseline.percentile(99.0)),
+        "medians: telemetry off {off:.0} sagas/s (p99 {off_p99:.3} ms), on {on:.0} sagas/s (p99 {on_p99:.3} ms)"
     );
-    let p99 = flowhost_report.percentile(99.0);
-    let met = flowhost_report.rps() >= TARGET_RPS && p99 <= TARGET_P99;
     println!(
-        "target (the issue's, for 2 cores): >= {TARGET_RPS} durable sagas/s and p99 <= {TARGET_P99:?}: {} ({:.0} sagas/s, p99 {})",
-        if met { "met" } else { "NOT met" },
-        flowhost_report.rps(),
-        ms(p99),
+        "ratio flowhost (off)/baseline: throughput {:.4} ({:.1}x slower); flowhost (on)/baseline {:.4}",
+        off / baseline.rps(),
+        baseline.rps() / off,
+        on / baseline.rps(),
     );
-
-    server_rt.block_on(flowhost.stop())?;
-    drop(server_rt);
-    for (name, report) in [("baseline", &baseline), ("flowhost", &flowhost_report)] {
-        report.check(name)?;
+    let cost = 1.0 - on / off;
+    println!(
+        "telemetry cost (1 - on/off, median throughput): {:.1}%; the issue's bound: under 5%: {}",
+        100.0 * cost,
+        if cost < 0.05 { "met" } else { "NOT met" }
+    );
+    println!(
+        "with every span exported to a loopback OTLP sink: {export:.0} sagas/s, cost {:.1}% (1 - export/off)",
+        100.0 * (1.0 - export / off)
+    );
+    let met = off >= TARGET_RPS && off_p99 <= TARGET_P99.as_secs_f64() * 1e3;
+    println!(
+        "target (an earlier issue's, for 2 cores, telemetry off): >= {TARGET_RPS} durable sagas/s and p99 <= {TARGET_P99:?}: {}",
+        if met { "met" } else { "NOT met" },
+    );
+    baseline.check("baseline")?;
+    for (mode, figures) in &measured {
+        ensure!(
+            figures.error_rate <= MAX_ERROR_RATE,
+            "flowhost ({}): {:.2}% of requests failed",
+            mode.name(),
+            100.0 * figures.error_rate
+        );
     }
+    Ok(())
+}
+
+/// One measurement of flowhost, as a child process reports it.
+#[derive(serde::Serialize, Deserialize)]
+struct Figures {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+    errors: usize,
+    requests: usize,
+    error_rate: f64,
+    cpu: String,
+}
+
+impl Figures {
+    fn print(&self, name: &str) {
+        println!(
+            "{name:<14} {:>10.0} {:>7.3} ms {:>7.3} ms {:>7.3} ms {:>22} {:>22}",
+            self.rps,
+            self.p50_ms,
+            self.p99_ms,
+            self.max_ms,
+            format!(
+                "{} / {} ({:.2}%)",
+                self.errors,
+                self.requests,
+                100.0 * self.error_rate
+            ),
+            self.cpu,
+        );
+    }
+}
+
+/// Runs this bench again as a child that measures flowhost in `mode`; its figures.
+fn measure_in_child(mode: Mode) -> anyhow::Result<Figures> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(std::env::args_os().skip(1))
+        .env(CHILD, mode.name())
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("starting a measurement")?;
+    ensure!(
+        out.status.success(),
+        "the {} measurement failed",
+        mode.name()
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let last = stdout
+        .lines()
+        .last()
+        .context("the measurement printed nothing")?;
+    serde_json::from_str(last).with_context(|| format!("the measurement printed {last:?}"))
+}
+
+/// A child: flowhost in `mode` in this process, driven as the parent drives the baseline;
+/// prints its figures as one line of JSON.
+fn child(mode: Mode, settings: &Settings) -> anyhow::Result<()> {
+    let server_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("server")
+        .enable_all()
+        .build()?;
+    // The telemetry `flowhost serve` sets up, outside any async runtime as it does (the
+    // exporter's client is a blocking one).
+    let mut telemetry = flowhost::telemetry::TelemetryConfig {
+        metrics: mode != Mode::Off,
+        traces: mode != Mode::Off,
+        ..Default::default()
+    };
+    if mode == Mode::Export {
+        telemetry.otlp_endpoint = Some(server_rt.block_on(otlp_sink())?);
+    }
+    let pipeline = flowhost::telemetry::trace::install(&telemetry)?;
+    let load_rt = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("loadgen")
+        .enable_all()
+        .build()?;
+    let data = tempfile::Builder::new()
+        .prefix("flowhost-bench-sagas-")
+        .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
+    let flowhost = server_rt.block_on(Flowhost::start(data.path(), &telemetry))?;
+    let report = load_rt.block_on(drive(flowhost.address, settings));
+    server_rt.block_on(flowhost.stop())?;
+    if let Some(pipeline) = pipeline {
+        pipeline.shutdown();
+    }
+    let figures = Figures {
+        rps: report.rps(),
+        p50_ms: report.percentile(50.0).as_secs_f64() * 1e3,
+        p99_ms: report.percentile(99.0).as_secs_f64() * 1e3,
+        max_ms: report
+            .latencies
+            .last()
+            .copied()
+            .unwrap_or_default()
+            .as_secs_f64()
+            * 1e3,
+        errors: report.errors,
+        requests: report.latencies.len(),
+        error_rate: report.error_rate(),
+        cpu: report.cpu(),
+    };
+    println!("{}", serde_json::to_string(&figures)?);
     Ok(())
 }
 
@@ -149,6 +338,8 @@ fn main() -> anyhow::Result<()> {
 struct Settings {
     clients: usize,
     seconds: Duration,
+    /// Measurements of each telemetry mode.
+    rounds: usize,
 }
 
 impl Settings {
@@ -163,6 +354,8 @@ impl Settings {
             }
         }
         let clients: usize = var("BENCH_CLIENTS", 16)?;
+        let rounds: usize = var("BENCH_ROUNDS", 3)?;
+        ensure!(rounds > 0, "BENCH_ROUNDS must be at least 1");
         let seconds: f64 = var("BENCH_SECONDS", 5.0)?;
         ensure!(clients > 0, "BENCH_CLIENTS must be at least 1");
         ensure!(
@@ -172,6 +365,7 @@ impl Settings {
         Ok(Self {
             clients,
             seconds: Duration::from_secs_f64(seconds),
+            rounds,
         })
     }
 }
@@ -184,9 +378,12 @@ struct Flowhost {
 }
 
 impl Flowhost {
-    /// Serves `examples/bench/flowhost.toml`'s configuration with its data in `data`, and
-    /// waits until it answers `/healthz`.
-    async fn start(data: &std::path::Path) -> anyhow::Result<Self> {
+    /// Serves `examples/bench/flowhost.toml`'s configuration with its data in `data` and
+    /// `telemetry`, and waits until it answers `/healthz`.
+    async fn start(
+        data: &std::path::Path,
+        telemetry: &flowhost::telemetry::TelemetryConfig,
+    ) -> anyhow::Result<Self> {
         let toml = format!(
             r#"
 data-dir = {data:?}
@@ -208,7 +405,8 @@ steps = [
 "#,
             noop = flowhost_test_artifacts::NOOP,
         );
-        let config = flowhost::Config::from_toml(&toml)?;
+        let mut config = flowhost::Config::from_toml(&toml)?;
+        config.telemetry = telemetry.clone();
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -242,6 +440,18 @@ steps = [
         let _ = self.stop.send(());
         self.task.await.context("flowhost panicked")?
     }
+}
+
+/// A sink for OTLP/HTTP on loopback, taking every batch the exporter sends: its base URL.
+async fn otlp_sink() -> anyhow::Result<String> {
+    let route = axum::routing::post(|_batch: Bytes| async {
+        ([(CONTENT_TYPE, "application/x-protobuf")], Bytes::new())
+    });
+    let app = axum::Router::new().route("/v1/traces", route);
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let url = format!("http://{}", listener.local_addr()?);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Ok(url)
 }
 
 /// Runs noop5 once on flowhost at `address` and returns the body it answered with.
@@ -471,8 +681,4 @@ fn process_cpu() -> Option<Duration> {
 
 fn ms(d: Duration) -> String {
     format!("{:.3} ms", d.as_secs_f64() * 1e3)
-}
-
-fn ratio(a: Duration, b: Duration) -> f64 {
-    a.as_secs_f64() / b.as_secs_f64().max(1e-9)
 }

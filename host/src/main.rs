@@ -11,7 +11,6 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
 use flowhost::capabilities::events::MemorySink;
-use flowhost::telemetry::trace::Pipeline;
 use flowhost::{Config, PluginSettings};
 
 /// mimalloc rather than glibc's malloc: the host allocates from many threads at once (tokio
@@ -104,15 +103,15 @@ fn main() -> ExitCode {
         )
         .map(|()| String::new()),
         Command::Check { config, data_dir } => {
-            init_logging(cli.log_format, "warn", None);
+            init_logging(cli.log_format, "warn");
             check_config(config.as_deref(), data_dir.as_deref())
         }
         Command::Plugins(cli::registry::PluginCommand::Check { file }) => {
-            init_logging(cli.log_format, "warn", None);
+            init_logging(cli.log_format, "warn");
             check_plugin(file).map_err(|e| e.context(file.display().to_string()))
         }
         client_command => {
-            init_logging(cli.log_format, "warn", None);
+            init_logging(cli.log_format, "warn");
             run_client(&cli.connection, client_command)
         }
     };
@@ -150,34 +149,21 @@ fn run_client(connection: &cli::Connection, command: &Command) -> anyhow::Result
     })
 }
 
-/// Logs to stderr in `format`, filtered by `RUST_LOG` (else `default_filter`); with a trace
-/// pipeline, flowhost's spans also get OpenTelemetry ids (and are exported if it exports),
-/// whatever the log filter says.
-fn init_logging(format: LogFormat, default_filter: &str, pipeline: Option<&Pipeline>) {
-    use tracing_subscriber::Layer;
-    use tracing_subscriber::layer::SubscriberExt;
-    use tracing_subscriber::util::SubscriberInitExt;
-
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| default_filter.into());
-    let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
-    let logs = match format {
-        LogFormat::Json => logs.json().with_current_span(true).boxed(),
-        // Colours for a terminal, plain text for a log file or a pipe.
-        LogFormat::Text => logs
-            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-            .boxed(),
-    };
-    let spans = pipeline.map(|pipeline| {
-        pipeline.layer().with_filter(
-            tracing_subscriber::filter::Targets::new()
-                .with_target("flowhost", tracing::Level::INFO),
+/// Logs to stderr in `format`, filtered by `RUST_LOG` (else `default_filter`).
+fn init_logging(format: LogFormat, default_filter: &str) {
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| default_filter.into()),
         )
-    });
-    tracing_subscriber::registry()
-        .with(logs.with_filter(filter))
-        .with(spans)
-        .init();
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().with_current_span(true).init(),
+        // Colours for a terminal, plain text for a log file or a pipe.
+        LogFormat::Text => builder
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+            .init(),
+    }
 }
 
 /// The layered configuration: defaults, file, environment, then these flags.
@@ -204,9 +190,9 @@ fn serve(
     data_dir: Option<&Path>,
 ) -> anyhow::Result<()> {
     let config = load_config(file, listen, data_dir)?;
+    init_logging(log_format, "info");
     // Before the async runtime: the exporter's HTTP client is a blocking one.
-    let pipeline = Pipeline::new(&config.telemetry)?;
-    init_logging(log_format, "info", pipeline.as_ref());
+    let pipeline = flowhost::telemetry::trace::install(&config.telemetry)?;
     let runtime = tokio::runtime::Runtime::new()?;
     let served = runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.server.listen)

@@ -112,7 +112,7 @@ async fn fire(
         if at < up_ms {
             tracing::info!(workflow = name, run_id = %id, "starting a firing missed while the host was down");
         }
-        Trigger::start(engine, name, input, id).await?;
+        Trigger::start(engine, name, input, id, None).await?;
         store.put_schedule_mark(name, at)?;
         mark = at;
     }

@@ -149,31 +149,14 @@ fn check_refuses_a_workflow_step_served_by_a_handler() {
     );
 }
 
-/// The order saga against `services`, its runs found by `order_id`, with two workflows
-/// that wait: `approval` for the signal `approved`, `nap` for an hour.
+/// The order saga against `services`, its runs found by `order_id`, with the two workflows
+/// that wait.
 pub fn waiting_config(services: &crate::server::Services) -> String {
-    format!(
-        r#"{}
-[workflows.approval]
-search = ["order_id"]
-steps = [
-    {{ name = "validate_user", plugin = "validate_user", compensate = false }},
-    {{ name = "approve", await = {{ signal = "approved", timeout = "1h" }} }},
-    {{ name = "reserve_inventory", plugin = "inventory" }},
-]
-[workflows.nap]
-search = ["order_id"]
-steps = [
-    {{ name = "validate_user", plugin = "validate_user", compensate = false }},
-    {{ name = "nap", sleep = "1h" }},
-    {{ name = "reserve_inventory", plugin = "inventory" }},
-]
-"#,
-        services.config().replace(
-            "[workflows.order_processing]\n",
-            "[workflows.order_processing]\nsearch = [\"order_id\", \"user_id\"]\n"
-        )
-    )
+    let order = services.config().replace(
+        "[workflows.order_processing]\n",
+        "[workflows.order_processing]\nsearch = [\"order_id\", \"user_id\"]\n",
+    );
+    format!("{order}\n{}", crate::server::WAITING_WORKFLOWS)
 }
 
 /// `flowhost <args> --server <url>`, with `stdin`, on a blocking thread (so that the test's

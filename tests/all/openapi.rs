@@ -158,30 +158,12 @@ fn schemathesis() -> std::path::PathBuf {
     bin
 }
 
-/// The example's configuration, against `services` and with an admin token, so that every
-/// route is reachable.
-fn example_config(services: &Services, token: &str) -> String {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("..")
-        .canonicalize()
-        .unwrap();
-    let example = std::fs::read_to_string(root.join("examples/order-processing/flowhost.toml"))
-        .unwrap()
-        .lines()
-        .filter(|line| !line.starts_with("data-dir"))
-        .collect::<Vec<_>>()
-        .join("\n")
-        .replace("../../", &format!("{}/", root.display()))
-        .replace("http://127.0.0.1:9100", &services.url);
-    format!("admin-token = {token:?}\n{example}")
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn schemathesis_finds_no_server_error_and_no_answer_outside_the_document() {
     let schemathesis = tokio::task::spawn_blocking(schemathesis).await.unwrap();
     let services = Services::start().await;
     let token = "schemathesis-admin-token";
-    let server = Server::start(&example_config(&services, token)).await;
+    let server = Server::start(&services.example_config(token)).await;
     let config = tempfile::NamedTempFile::new().unwrap();
     // The example's workflow, so that starts make runs whose ids the stateful phase follows
     // to their reads, cancels, retries and signals.

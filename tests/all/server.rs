@@ -287,6 +287,24 @@ impl Services {
         assert!(response.status().is_success());
     }
 
+    /// The example's own configuration (`examples/order-processing/flowhost.toml`) against
+    /// these services, with the admin token `token`, so that every route is reachable.
+    pub fn example_config(&self, token: &str) -> String {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("..")
+            .canonicalize()
+            .unwrap();
+        let example = std::fs::read_to_string(root.join("examples/order-processing/flowhost.toml"))
+            .unwrap()
+            .lines()
+            .filter(|line| !line.starts_with("data-dir"))
+            .collect::<Vec<_>>()
+            .join("\n")
+            .replace("../../", &format!("{}/", root.display()))
+            .replace("http://127.0.0.1:9100", &self.url);
+        format!("admin-token = {token:?}\n{example}")
+    }
+
     /// The flowhost configuration of the order saga against these services: fast step
     /// retries, and no service-level retries, so that each failure is one step attempt.
     pub fn config(&self) -> String {
@@ -362,3 +380,22 @@ pub fn order(order_id: &str, user_id: u64, total: f64) -> Value {
         "payment_method": "card",
     })
 }
+
+/// Two workflows of the order plugins that wait: `approval` at an await step for the signal
+/// `approved`, `nap` in a sleep of an hour.
+pub const WAITING_WORKFLOWS: &str = r#"
+[workflows.approval]
+search = ["order_id"]
+steps = [
+    { name = "validate_user", plugin = "validate_user", compensate = false },
+    { name = "approve", await = { signal = "approved", timeout = "1h" } },
+    { name = "reserve_inventory", plugin = "inventory" },
+]
+[workflows.nap]
+search = ["order_id"]
+steps = [
+    { name = "validate_user", plugin = "validate_user", compensate = false },
+    { name = "nap", sleep = "1h" },
+    { name = "reserve_inventory", plugin = "inventory" },
+]
+"#;

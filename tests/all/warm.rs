@@ -57,6 +57,7 @@ async fn call_publishing(
             info,
             &ctx.to_string(),
             None,
+            None,
         )
         .await?;
     let result = answer

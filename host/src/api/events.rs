@@ -3,8 +3,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::{Extension, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -12,6 +12,7 @@ use serde_json::Value;
 use utoipa::IntoParams;
 
 use super::extract::{Path, Query};
+use super::observe::RequestTrace;
 use super::views::{
     DeadLetterPage, DeadLetterView, EventAccepted, SubscriptionView, Subscriptions,
 };
@@ -19,7 +20,6 @@ use super::{AppState, Problem, ProblemDetails, page_limit};
 use crate::capabilities::events::validate_topic;
 use crate::events::transport::TransportError;
 use crate::model::{PublishedEvent, now_ms};
-use crate::telemetry::trace;
 
 /// The tag of these routes in the OpenAPI document.
 pub const TAG: &str = "events";
@@ -47,6 +47,7 @@ pub const TAG: &str = "events";
 pub async fn publish(
     State(app): State<AppState>,
     Path(topic): Path<String>,
+    trace: Option<Extension<RequestTrace>>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
     validate_topic(&topic).map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.to_string()))?;
@@ -58,7 +59,7 @@ pub async fn publish(
         )
     })?;
     let mut event = PublishedEvent::new(&topic, "api", data.to_string(), None, now_ms());
-    event.traceparent = trace::current();
+    event.traceparent = trace.and_then(|Extension(RequestTrace(t))| t);
     let id = event.id.clone();
     app.dispatcher.outbox().publish(vec![event]).await?;
     Ok((StatusCode::ACCEPTED, Json(EventAccepted { id, topic })).into_response())

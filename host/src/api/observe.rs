@@ -2,22 +2,23 @@
 //! and the middleware that gives every request its span (continuing the caller's trace from
 //! `traceparent`) and its place in the HTTP metrics.
 
+use std::collections::{HashMap, HashSet};
+use std::sync::{LazyLock, RwLock};
 use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use tracing::Instrument;
 
 use super::{AppState, Problem, ProblemDetails};
 use crate::telemetry::metrics::{
     HTTP_REQUEST_DURATION, HTTP_REQUESTS, OUTBOX_DEPTH, PINNED_RUNS, RUNS_IN_FLIGHT, RUNS_QUEUED,
     RUNS_SLEEPING, RUNS_WAITING,
 };
-use crate::telemetry::trace;
+use crate::telemetry::trace::{self, Kind};
 
 /// How long a readiness check may take before it counts as failed.
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
@@ -212,39 +213,94 @@ pub async fn metrics(State(app): State<AppState>) -> Result<Response, Problem> {
         .into_response())
 }
 
-/// Middleware: a `flowhost.http` span per request, the child of the caller's `traceparent`
+/// `text` as a `&'static str`, leaked once per distinct value: the label values of the HTTP
+/// metrics that come from a bounded set (the router's route templates, the statuses), without
+/// an allocation per request.
+fn intern(text: &str) -> &'static str {
+    static INTERNED: LazyLock<RwLock<HashSet<&'static str>>> = LazyLock::new(Default::default);
+    if let Some(found) = INTERNED.read().expect("interned lock").get(text) {
+        return found;
+    }
+    let mut interned = INTERNED.write().expect("interned lock");
+    if let Some(found) = interned.get(text) {
+        return found;
+    }
+    let leaked: &'static str = Box::leak(text.to_owned().into_boxed_str());
+    interned.insert(leaked);
+    leaked
+}
+
+/// The trace context of the request being handled: what a run it starts, or an event it
+/// publishes, carries on.
+#[derive(Debug, Clone, Default)]
+pub struct RequestTrace(pub Option<String>);
+
+/// Middleware: a span per request, the child of the caller's `traceparent`
 /// when it sends one, and the request counted by route template, method and status.
-pub async fn observe(request: Request, next: Next) -> Response {
+pub async fn observe(mut request: Request, next: Next) -> Response {
     let route = request
         .extensions()
         .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().as_str().to_owned();
-    let span = tracing::info_span!(
-        "flowhost.http",
-        otel.name = format!("{method} {route}"),
-        otel.kind = "server",
-        http.request.method = %method,
-        http.route = %route,
-        http.response.status_code = tracing::field::Empty,
-    );
+        .map_or("unmatched", |path| intern(path.as_str()));
+    // A client may send any method: those outside HTTP's own are one label value.
+    let method = match *request.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::PATCH => "PATCH",
+        Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    };
     let parent = request
         .headers()
         .get(trace::TRACEPARENT)
         .and_then(|value| value.to_str().ok());
-    trace::set_parent(&span, parent);
+    let mut span = trace::Span::start(|| format!("{method} {route}"), Kind::Server, parent);
+    span.set("http.request.method", method);
+    span.set("http.route", route);
+    // What the request starts (a run, an event) belongs to its trace.
+    request
+        .extensions_mut()
+        .insert(RequestTrace(span.traceparent()));
     let started = Instant::now();
-    let response = next.run(request).instrument(span.clone()).await;
-    let status = response.status().as_u16();
-    span.record("http.response.status_code", status);
-    metrics::counter!(
-        HTTP_REQUESTS,
-        "method" => method.clone(),
-        "route" => route.clone(),
-        "status" => status.to_string(),
-    )
-    .increment(1);
-    metrics::histogram!(HTTP_REQUEST_DURATION, "method" => method, "route" => route)
-        .record(started.elapsed());
+    let response = next.run(request).await;
+    let status = response.status();
+    span.set("http.response.status_code", i64::from(status.as_u16()));
+    if status.is_server_error() {
+        span.fail(status.to_string());
+    }
+    let (requests, duration) = series(method, route, intern(status.as_str()));
+    requests.increment(1);
+    duration.record(started.elapsed());
     response
+}
+
+/// The HTTP metrics' series of a method, route and status, registered on first use and kept,
+/// so that a request records without building a key.
+fn series(
+    method: &'static str,
+    route: &'static str,
+    status: &'static str,
+) -> (metrics::Counter, metrics::Histogram) {
+    type Series =
+        HashMap<(&'static str, &'static str, &'static str), (metrics::Counter, metrics::Histogram)>;
+    // A std `RwLock`: held for a look-up, or to add a series.
+    static SERIES: LazyLock<RwLock<Series>> = LazyLock::new(Default::default);
+    let key = (method, route, status);
+    if let Some(found) = SERIES.read().expect("series lock").get(&key) {
+        return found.clone();
+    }
+    SERIES
+        .write()
+        .expect("series lock")
+        .entry(key)
+        .or_insert_with(|| {
+            (
+                metrics::counter!(HTTP_REQUESTS, "method" => method, "route" => route, "status" => status),
+                metrics::histogram!(HTTP_REQUEST_DURATION, "method" => method, "route" => route),
+            )
+        })
+        .clone()
 }

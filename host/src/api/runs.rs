@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{RawQuery, State};
+use axum::extract::{Extension, RawQuery, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 use utoipa::IntoParams;
 
 use super::extract::{Path, Query};
+use super::observe::RequestTrace;
 use super::views::{AttemptView, Journal, RunPage, RunView, SignalAccepted};
 use super::{AppState, Problem, ProblemDetails, page_limit};
 use crate::model::{Run, RunId, RunStatus};
@@ -79,6 +80,7 @@ pub async fn start(
     State(app): State<AppState>,
     Path(workflow): Path<String>,
     Query(query): Query<StartQuery>,
+    trace: Option<Extension<RequestTrace>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, Problem> {
@@ -117,9 +119,10 @@ pub async fn start(
                 .to_owned(),
         ),
     };
+    let traceparent = trace.and_then(|Extension(RequestTrace(t))| t);
     let (run, _new) = app
         .engine
-        .start(&workflow, input, id, idempotency_key)
+        .start(&workflow, input, id, idempotency_key, traceparent)
         .await?;
     let run = match wait {
         Some(wait) if !run.status.is_terminal() => {

@@ -10,9 +10,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use tracing::Instrument;
-
-use super::transport::{Received, Settle, Transport, TransportError};
+use super::transport::{Received, Transport, TransportError};
 use super::{Outbox, SubscriptionConfig, Trigger, default_concurrency, delivery_retry};
 use crate::Runtime;
 use crate::bindings::types::Event;
@@ -22,7 +20,7 @@ use crate::model::{DeadLetter, PublishedEvent, RetryPolicy, RunId, WorkflowDefin
 use crate::plugins::PluginRegistry;
 use crate::store::{EventStore, StoreError};
 use crate::telemetry::metrics::{DEAD_LETTERS, DELIVERIES, EVENTS_RELAYED, RELAY_LAG};
-use crate::telemetry::trace;
+use crate::telemetry::trace::{Kind, Span};
 
 /// Outbox entries relayed per pass.
 const RELAY_BATCH: usize = 256;
@@ -508,26 +506,16 @@ impl Worker {
         let attempts = attempts + 1;
         // The delivery is a span of the trace that published the event, whichever host
         // published it.
-        let span = tracing::info_span!(
-            "flowhost.delivery",
-            otel.name = format!("deliver {} to {}", event.topic, self.subscription.name),
-            otel.kind = "consumer",
-            subscription = %self.subscription.name,
-            event_id = %event.id,
-            topic = %event.topic,
-            attempt = attempts,
+        let mut span = Span::start(
+            || format!("deliver {} to {}", event.topic, self.subscription.name),
+            Kind::Consumer,
+            event.traceparent.as_deref(),
         );
-        trace::set_parent(&span, event.traceparent.as_deref());
-        self.settle(event, attempts, settle).instrument(span).await
-    }
-
-    /// [`Self::deliver`]'s attempt and what follows it, in the delivery's span.
-    async fn settle(
-        &self,
-        event: PublishedEvent,
-        attempts: u32,
-        settle: Box<dyn Settle>,
-    ) -> Result<(), TransportError> {
+        if span.is_recording() {
+            span.set("subscription", self.subscription.name.clone());
+            span.set("event_id", event.id.clone());
+            span.set("attempt", i64::from(attempts));
+        }
         let retry = &self.subscription.retry;
         // The jitter of a delivery's backoff is the event's and the attempt's.
         let event_id = event.id.clone();
@@ -542,7 +530,7 @@ impl Worker {
             metrics::counter!(DELIVERIES, "subscription" => subscription, "outcome" => outcome)
                 .increment(1);
         };
-        let error = match self.attempt(&event).await {
+        let error = match self.attempt(&event, &span).await {
             Ok(published) => match self.dispatcher.outbox.publish(published).await {
                 Ok(()) => {
                     counted("ok");
@@ -557,6 +545,7 @@ impl Worker {
             Err(error) => error,
         };
         tracing::debug!(subscription = %self.subscription.name, event = %event.id, attempts, %error, "delivery failed");
+        span.fail(error.clone());
         if attempts < retry.attempts {
             counted("retry");
             return settle.retry(delay(attempts + 1), error).await;
@@ -586,22 +575,31 @@ impl Worker {
         settle.give_up().await
     }
 
-    /// Runs the delivery's target; a handler's answer comes with what it published.
-    async fn attempt(&self, event: &PublishedEvent) -> Result<Vec<PublishedEvent>, String> {
+    /// Runs the delivery's target, in `delivery`'s trace; a handler's answer comes with what
+    /// it published.
+    async fn attempt(
+        &self,
+        event: &PublishedEvent,
+        delivery: &Span,
+    ) -> Result<Vec<PublishedEvent>, String> {
         match &self.subscription.target {
             Target::Handler(name) => {
                 let Some(plugin) = self.dispatcher.plugins.current(name) else {
                     return Err(format!("plugin `{name}` is not loaded"));
                 };
-                let span = tracing::info_span!(
-                    "flowhost.handler",
-                    otel.name = format!("handle {name}"),
-                    plugin = %name,
+                let handler = Span::start(
+                    || format!("handle {name}"),
+                    Kind::Internal,
+                    delivery.traceparent().as_deref(),
                 );
                 match self
                     .runtime
-                    .deliver(&plugin, &self.subscription.name, &wit_event(event))
-                    .instrument(span)
+                    .deliver(
+                        &plugin,
+                        &self.subscription.name,
+                        &wit_event(event),
+                        handler.traceparent(),
+                    )
                     .await
                 {
                     Ok(answer) => answer.result.map(|()| answer.events),
@@ -617,8 +615,9 @@ impl Worker {
                 // One run per event: a redelivery finds the run it started.
                 let id =
                     RunId::parse(&format!("{workflow}.{}", event.id)).map_err(|e| e.to_string())?;
+                // The run is part of the delivery's trace.
                 self.trigger
-                    .start(workflow, input, id)
+                    .start(workflow, input, id, delivery.traceparent())
                     .await
                     .map(|()| Vec::new())
                     .map_err(|e| e.to_string())

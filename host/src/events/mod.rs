@@ -73,13 +73,14 @@ pub fn delivery_retry() -> RetryPolicy {
 /// and resumes runs that await one.
 pub trait Trigger: Send + Sync {
     /// Starts a run of `workflow` with `input` and the id `id`, durably, unless a run with
-    /// that id exists (a redelivery). Waits for room when the engine is full, so that the
-    /// event waits in its queue, not in memory.
+    /// that id exists (a redelivery), in the trace `traceparent` names. Waits for room when
+    /// the engine is full, so that the event waits in its queue, not in memory.
     fn start<'a>(
         &'a self,
         workflow: &'a str,
         input: Map<String, Value>,
         id: RunId,
+        traceparent: Option<String>,
     ) -> BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>>;
 
     /// Whether a run awaits events on `topic` (or keeps them for a step ahead): the relay

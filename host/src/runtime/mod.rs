@@ -269,7 +269,7 @@ impl Runtime {
     ) -> Result<Result<String, StepError>, CallError> {
         let mut warm = WarmInstance::default();
         let answer = self
-            .call_step_in(&mut warm, plugin, direction, info, ctx, timeout)
+            .call_step_in(&mut warm, plugin, direction, info, ctx, timeout, None)
             .await?;
         self.release(plugin, answer.events).await?;
         Ok(answer.result)
@@ -278,7 +278,12 @@ impl Runtime {
     /// As [`Self::call_step`], but in `warm`'s instance when it is one of `plugin`, leaving
     /// this call's instance in `warm` unless the call failed, and handing back what the
     /// call published instead of releasing it: the saga engine releases a step's events
-    /// once the step's result is written.
+    /// once the step's result is written. The call's service calls and events are part of
+    /// the trace `traceparent` names.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "one call's inputs; a struct of them would only move the list"
+    )]
     pub async fn call_step_in(
         &self,
         warm: &mut WarmInstance,
@@ -287,16 +292,25 @@ impl Runtime {
         info: &StepInfo,
         ctx: &str,
         timeout: Option<Duration>,
+        traceparent: Option<String>,
     ) -> Result<StepAnswer, CallError> {
         let started = Instant::now();
         let answer = self
-            .step_call(warm, plugin, direction, info, ctx, timeout)
+            .step_call(warm, plugin, direction, info, ctx, timeout, traceparent)
             .await;
-        record_call(plugin, direction.as_str(), started, &answer);
+        let export = match direction {
+            Direction::Execute => 0,
+            Direction::Compensate => 1,
+        };
+        record_call(plugin, export, started, &answer);
         answer
     }
 
     /// [`Self::call_step_in`], unmeasured.
+    #[expect(
+        clippy::too_many_arguments,
+        reason = "the inputs of call_step_in, passed on"
+    )]
     async fn step_call(
         &self,
         warm: &mut WarmInstance,
@@ -305,6 +319,7 @@ impl Runtime {
         info: &StepInfo,
         ctx: &str,
         timeout: Option<Duration>,
+        traceparent: Option<String>,
     ) -> Result<StepAnswer, CallError> {
         let limit = timeout.unwrap_or(plugin.settings().timeout);
         let pre = plugin.step_pre().ok_or_else(|| CallError::WrongWorld {
@@ -316,6 +331,7 @@ impl Runtime {
             step: Some(info.step.as_str().into()),
             idempotency_key: Some(info.idempotency_key.clone()),
             request_id: info.run_id.clone(),
+            traceparent,
         };
         let (mut store, mut instance) = match warm.take_for(plugin) {
             Some(Warm {
@@ -377,23 +393,27 @@ impl Runtime {
         subscription: &str,
         event: &Event,
     ) -> Result<Result<(), String>, CallError> {
-        let answer = self.deliver(plugin, subscription, event).await?;
+        let answer = self.deliver(plugin, subscription, event, None).await?;
         self.release(plugin, answer.events).await?;
         Ok(answer.result)
     }
 
     /// As [`Self::handle`], but handing back what the call published instead of releasing
     /// it: the dispatcher writes a handler's events durably before it acknowledges the
-    /// delivery.
+    /// delivery. The call's service calls and events are part of the trace `traceparent`
+    /// names.
     pub async fn deliver(
         &self,
         plugin: &Plugin,
         subscription: &str,
         event: &Event,
+        traceparent: Option<String>,
     ) -> Result<Answer<(), String>, CallError> {
         let started = Instant::now();
-        let answer = self.handler_call(plugin, subscription, event).await;
-        record_call(plugin, "handle", started, &answer);
+        let answer = self
+            .handler_call(plugin, subscription, event, traceparent)
+            .await;
+        record_call(plugin, 2, started, &answer);
         answer
     }
 
@@ -403,6 +423,7 @@ impl Runtime {
         plugin: &Plugin,
         subscription: &str,
         event: &Event,
+        traceparent: Option<String>,
     ) -> Result<Answer<(), String>, CallError> {
         let pre = plugin.handler_pre().ok_or_else(|| CallError::WrongWorld {
             plugin: plugin.name().clone(),
@@ -416,6 +437,7 @@ impl Runtime {
                 .correlation_id
                 .clone()
                 .unwrap_or_else(|| event.id.clone()),
+            traceparent,
         };
         let mut store = self.store(plugin, &call);
         let outcome = tokio::time::timeout(plugin.settings().timeout, async {
@@ -504,29 +526,63 @@ impl WarmInstance {
     }
 }
 
-/// Counts a call of `plugin`'s `export` by its outcome, and how long it took.
+/// The exports a plugin call runs, as the metrics name them.
+const EXPORTS: [&str; 3] = ["execute", "compensate", "handle"];
+
+/// How a plugin call can end, as the metrics name it.
+const OUTCOMES: [&str; 7] = [
+    "ok",
+    "error",
+    "trap",
+    "deadline",
+    "memory_cap",
+    "output_too_large",
+    "failed",
+];
+
+/// A plugin's series of the call metrics, registered when it loads, so that a call records
+/// into them without building a key: by export, a counter per outcome and a histogram.
+pub(crate) struct CallMetrics {
+    exports: [(Vec<metrics::Counter>, metrics::Histogram); 3],
+}
+
+impl CallMetrics {
+    fn new(plugin: &Arc<str>) -> Self {
+        Self {
+            exports: EXPORTS.map(|export| {
+                let outcomes = OUTCOMES
+                    .iter()
+                    .map(|outcome| {
+                        metrics::counter!(PLUGIN_CALLS, "plugin" => plugin.clone(), "export" => export, "outcome" => *outcome)
+                    })
+                    .collect();
+                let duration = metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => plugin.clone(), "export" => export);
+                (outcomes, duration)
+            }),
+        }
+    }
+}
+
+/// Counts a call of `plugin`'s export (an index of [`EXPORTS`]) by its outcome, and how
+/// long it took.
 fn record_call<T, E>(
     plugin: &Plugin,
-    export: &'static str,
+    export: usize,
     started: Instant,
     answer: &Result<Answer<T, E>, CallError>,
 ) {
     let outcome = match answer {
-        Ok(Answer { result: Ok(_), .. }) => "ok",
-        Ok(Answer { result: Err(_), .. }) => "error",
-        Err(CallError::Trap { .. }) => "trap",
-        Err(CallError::Deadline { .. }) => "deadline",
-        Err(CallError::MemoryLimit { .. }) => "memory_cap",
-        Err(CallError::OutputTooLarge { .. }) => "output_too_large",
-        Err(CallError::WrongWorld { .. } | CallError::Sink { .. } | CallError::Failed { .. }) => {
-            "failed"
-        }
+        Ok(Answer { result: Ok(_), .. }) => 0,
+        Ok(Answer { result: Err(_), .. }) => 1,
+        Err(CallError::Trap { .. }) => 2,
+        Err(CallError::Deadline { .. }) => 3,
+        Err(CallError::MemoryLimit { .. }) => 4,
+        Err(CallError::OutputTooLarge { .. }) => 5,
+        Err(CallError::WrongWorld { .. } | CallError::Sink { .. } | CallError::Failed { .. }) => 6,
     };
-    let name = plugin.name().clone();
-    metrics::counter!(PLUGIN_CALLS, "plugin" => name.clone(), "export" => export, "outcome" => outcome)
-        .increment(1);
-    metrics::histogram!(PLUGIN_CALL_DURATION, "plugin" => name, "export" => export)
-        .record(started.elapsed());
+    let (outcomes, duration) = &plugin.metrics().exports[export];
+    outcomes[outcome].increment(1);
+    duration.record(started.elapsed());
 }
 
 /// The plugin's answer with what the call published: everything when the answer is `Ok`,

@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use wasmtime::wasmparser::Parser;
 
+use super::CallMetrics;
 use super::compile::{self, Compiled};
 use super::state::HostState;
 use super::{PluginSettings, Runtime};
@@ -64,6 +65,8 @@ pub struct Plugin {
     compiled: Compiled,
     step: Option<StepPluginPre<HostState>>,
     handler: Option<HandlerPluginPre<HostState>>,
+    /// Its series of the call metrics.
+    metrics: CallMetrics,
 }
 
 impl Plugin {
@@ -121,6 +124,7 @@ impl Plugin {
             "plugin loaded"
         );
         Ok(Self {
+            metrics: CallMetrics::new(&settings.name),
             settings,
             digest,
             size: wasm.len(),
@@ -179,6 +183,10 @@ impl Plugin {
 
     pub(super) fn handler_pre(&self) -> Option<&HandlerPluginPre<HostState>> {
         self.handler.as_ref()
+    }
+
+    pub(super) fn metrics(&self) -> &CallMetrics {
+        &self.metrics
     }
 }
 

@@ -34,6 +34,9 @@ pub struct CallContext {
     pub idempotency_key: Option<String>,
     /// Sent as `X-Request-ID`: the run id, else a fresh id per call.
     pub request_id: String,
+    /// The `traceparent` of the span the call is part of (the step's attempt, the
+    /// handler's call): its service calls and events are its children.
+    pub traceparent: Option<String>,
 }
 
 /// The data of one plugin call's store.
@@ -94,6 +97,7 @@ impl HostState {
                 CallMeta {
                     request_id: call.request_id.clone(),
                     idempotency_key: call.idempotency_key.clone(),
+                    traceparent: call.traceparent.clone(),
                 },
             ),
             EventsCtx::new(
@@ -101,6 +105,7 @@ impl HostState {
                 plugin.publish.clone(),
                 call.run_id.clone(),
                 capabilities.events,
+                call.traceparent.clone(),
             ),
             LogCtx::new(plugin.name.clone(), call.run_id.clone(), call.step.clone()),
         )

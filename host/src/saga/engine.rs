@@ -38,6 +38,7 @@ use tokio_util::task::TaskTracker;
 use tracing::Instrument;
 
 use super::awaits::{Awaits, Interest};
+use super::histograms::AttemptHistograms;
 use super::machine::{self, Action, Attempt, Event, Lifecycle};
 use super::scheduler::{Admitted, Limits, Resume, Scheduler};
 use crate::Runtime;
@@ -51,10 +52,8 @@ use crate::model::{
 use crate::plugins::{PluginRegistry, RegistryError};
 use crate::runtime::{CallError, Plugin, WarmInstance};
 use crate::store::{BoxFuture, Created, RunStore, StoreError};
-use crate::telemetry::metrics::{
-    ADMISSION_REJECTIONS, RUNS_ENDED, RUNS_STARTED, STEP_ATTEMPT_DURATION,
-};
-use crate::telemetry::trace;
+use crate::telemetry::metrics::{ADMISSION_REJECTIONS, RUNS_ENDED, RUNS_STARTED};
+use crate::telemetry::trace::{self, Kind};
 use crate::workflows::{InvalidInput, Workflow, WorkflowError, WorkflowRegistry};
 
 /// How long a child workflow step waits for room to start its child, when there is none.
@@ -175,6 +174,8 @@ struct Inner {
     awaits: Awaits,
     /// Panics per run, while it keeps panicking outside its attempts.
     panics: Mutex<HashMap<RunId, u32>>,
+    /// The step attempt histograms, by workflow and step.
+    attempt_histograms: AttemptHistograms,
     /// Runs that hold no task while they wait, by what they wait for: what the sleeping and
     /// waiting gauges count. A run leaves it when it is driven again or ends.
     resting: Mutex<HashMap<RunId, Rest>>,
@@ -329,6 +330,7 @@ impl Engine {
                 awaits: Awaits::default(),
                 panics: Mutex::default(),
                 resting: Mutex::default(),
+                attempt_histograms: AttemptHistograms::default(),
                 shutdown: CancellationToken::new(),
                 tasks: TaskTracker::new(),
             }),
@@ -339,18 +341,24 @@ impl Engine {
 
     /// Starts a run of `workflow` with `input` as its context, durably, unless a run with
     /// `id` or with `idempotency_key` exists: then returns that one, once it is durable. The
-    /// flag says whether the run is new. Refused with [`EngineError::Overloaded`] when the
-    /// host has no room, before anything is stored.
+    /// flag says whether the run is new. A new run belongs to the trace `traceparent` names
+    /// (the request's). Refused with [`EngineError::Overloaded`] when the host has no room,
+    /// before anything is stored.
     pub async fn start(
         &self,
         workflow: &str,
         input: Map<String, Value>,
         id: Option<RunId>,
         idempotency_key: Option<String>,
+        traceparent: Option<String>,
     ) -> Result<(Run, bool), EngineError> {
-        self.inner
-            .start(workflow, input, id, idempotency_key, false, None)
-            .await
+        let start = Start {
+            id,
+            idempotency_key,
+            traceparent,
+            ..Start::default()
+        };
+        self.inner.start(workflow, input, start).await
     }
 
     /// The run with this id.
@@ -497,10 +505,17 @@ impl Trigger for Engine {
         workflow: &'a str,
         input: Map<String, Value>,
         id: RunId,
+        traceparent: Option<String>,
     ) -> BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>> {
         Box::pin(async move {
+            let start = Start {
+                id: Some(id),
+                traceparent,
+                wait_for_room: true,
+                ..Start::default()
+            };
             self.inner
-                .start(workflow, input, Some(id), None, true, None)
+                .start(workflow, input, start)
                 .await
                 .map(drop)
                 .map_err(Into::into)
@@ -519,16 +534,46 @@ impl Trigger for Engine {
     }
 }
 
+/// What an attempt takes of its run, apart from it: the run changes while attempts made at
+/// once are in flight.
+struct Caller {
+    run_id: RunId,
+    workflow: String,
+    /// The trace the run belongs to.
+    traceparent: Option<String>,
+    /// The context the step sees.
+    context: Map<String, Value>,
+}
+
+/// How a run is started, besides its workflow and input.
+#[derive(Default)]
+struct Start {
+    /// A client-chosen id.
+    id: Option<RunId>,
+    /// A client's idempotency key.
+    idempotency_key: Option<String>,
+    /// The trace the run belongs to.
+    traceparent: Option<String>,
+    /// Wait for room rather than refuse (a trigger's start, a child's).
+    wait_for_room: bool,
+    /// The run whose child workflow step this run is.
+    parent: Option<RunId>,
+}
+
 impl Inner {
     async fn start(
         self: &Arc<Self>,
         workflow: &str,
         input: Map<String, Value>,
-        id: Option<RunId>,
-        idempotency_key: Option<String>,
-        wait_for_room: bool,
-        parent: Option<RunId>,
+        start: Start,
     ) -> Result<(Run, bool), EngineError> {
+        let Start {
+            id,
+            idempotency_key,
+            traceparent,
+            wait_for_room,
+            parent,
+        } = start;
         let definition = self
             .workflows
             .current(workflow)
@@ -555,7 +600,7 @@ impl Inner {
             plugins: BTreeMap::new(),
             idempotency_key,
             parent,
-            traceparent: trace::current(),
+            traceparent,
             search,
             cancelled: false,
             closed: false,
@@ -1056,7 +1101,7 @@ impl Inner {
             let span = tracing::info_span!(
                 parent: None,
                 "flowhost.run",
-                run_id = %id,
+                run_id = id.as_str(),
                 workflow = tracing::field::Empty,
             );
             let drive =
@@ -1158,10 +1203,7 @@ impl Inner {
         if run.status.is_terminal() {
             return Ok(());
         }
-        // This piece of the run's drive belongs to the trace the run started in.
-        let span = tracing::Span::current();
-        trace::set_parent(&span, run.traceparent.as_deref());
-        span.record("workflow", run.workflow.as_str());
+        tracing::Span::current().record("workflow", run.workflow.as_str());
         let unpinned = run.workflow_version.is_none();
         let workflow = match self.workflow_of(&mut run) {
             Ok(workflow) => workflow,
@@ -1371,11 +1413,14 @@ impl Inner {
                     Err(e) => return failed(format!("input: {e}")),
                 };
                 let workflow = step.workflow.as_deref().expect("a child workflow step");
-                let parent = Some(run.id.clone());
-                match self
-                    .start(workflow, input, Some(id), None, false, parent)
-                    .await
-                {
+                // The child is part of its parent's trace.
+                let start = Start {
+                    id: Some(id),
+                    traceparent: run.traceparent.clone(),
+                    parent: Some(run.id.clone()),
+                    ..Start::default()
+                };
+                match self.start(workflow, input, start).await {
                     // Its end wakes this run.
                     Ok((child, _)) => Ok(lifecycle.child_ended(step, &child, now)),
                     Err(e) => match self.child_refused(&run.id, e)? {
@@ -1606,34 +1651,35 @@ impl Inner {
         mut warm: WarmInstance,
     ) -> impl Future<Output = Result<(JournalEntry, Vec<PublishedEvent>, WarmInstance), Halt>> + 'a
     {
-        let context = machine::context_for(run, definition, &attempt.step, attempt.direction);
-        let run_id = run.id.clone();
-        let workflow = run.workflow.clone();
+        let caller = Caller {
+            run_id: run.id.clone(),
+            workflow: run.workflow.clone(),
+            traceparent: run.traceparent.clone(),
+            context: machine::context_for(run, definition, &attempt.step, attempt.direction),
+        };
         async move {
             let (entry, events) = self
-                .call(
-                    run_id, workflow, context, definition, plugins, &attempt, &mut warm,
-                )
+                .call(caller, definition, plugins, &attempt, &mut warm)
                 .await?;
             Ok((entry, events, warm))
         }
     }
 
     /// [`Self::attempt`]'s call of the plugin.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the parts of a run an attempt needs, taken apart so that the run can change meanwhile"
-    )]
     async fn call(
         self: &Arc<Self>,
-        run_id: RunId,
-        workflow: String,
-        context: Map<String, Value>,
+        caller: Caller,
         definition: &WorkflowDefinition,
         plugins: &HashMap<String, Arc<Plugin>>,
         attempt: &Attempt,
         warm: &mut WarmInstance,
     ) -> Result<(JournalEntry, Vec<PublishedEvent>), Halt> {
+        let Caller {
+            run_id,
+            workflow,
+            traceparent,
+            context,
+        } = caller;
         if self.shutdown.is_cancelled() {
             return Err(Halt::Shutdown);
         }
@@ -1654,27 +1700,28 @@ impl Inner {
         let context = Value::Object(context).to_string();
         let started_ms = self.clock.now_ms();
         let started = std::time::Instant::now();
-        let span = tracing::info_span!(
-            "flowhost.step",
-            otel.name = format!("{} {}", attempt.direction.as_str(), step.name),
-            run_id = %run_id,
-            step = %step.name,
-            direction = attempt.direction.as_str(),
-            attempt = attempt.attempt,
-            plugin = %plugin.name(),
-            outcome = tracing::field::Empty,
+        // The attempt is a span of the run's trace; the plugin's service calls and events,
+        // its children.
+        let mut span = trace::Span::start(
+            || format!("{} {}", attempt.direction.as_str(), step.name),
+            Kind::Internal,
+            traceparent.as_deref(),
         );
-        let call = self
-            .runtime
-            .call_step_in(
-                warm,
-                plugin,
-                attempt.direction,
-                &info,
-                &context,
-                step.timeout,
-            )
-            .instrument(span.clone());
+        if span.is_recording() {
+            span.set("run_id", run_id.to_string());
+            span.set("workflow", info.workflow.clone());
+            span.set("attempt", i64::from(attempt.attempt));
+            span.set("plugin", plugin.name().to_string());
+        }
+        let call = self.runtime.call_step_in(
+            warm,
+            plugin,
+            attempt.direction,
+            &info,
+            &context,
+            step.timeout,
+            span.traceparent(),
+        );
         // A panic in the host during the call (a capability's bug) fails this attempt as a
         // trap would; the instance it used goes with it.
         let result = match AssertUnwindSafe(call).catch_unwind().await {
@@ -1722,15 +1769,18 @@ impl Inner {
         } else {
             Vec::new()
         };
-        span.record("outcome", outcome.as_str());
-        metrics::histogram!(
-            STEP_ATTEMPT_DURATION,
-            "workflow" => info.workflow,
-            "step" => info.step,
-            "direction" => attempt.direction.as_str(),
-            "outcome" => outcome.as_str(),
-        )
-        .record(started.elapsed());
+        span.set("outcome", outcome.as_str());
+        if let Some(error) = &error {
+            span.fail(error.clone());
+        }
+        drop(span);
+        self.attempt_histograms.record(
+            &info.workflow,
+            &step.name,
+            attempt.direction,
+            outcome,
+            started.elapsed(),
+        );
         let entry = machine::entry(
             attempt,
             outcome,
@@ -1870,7 +1920,7 @@ fn lifecycle_event(run: &Run, status: RunStatus, now_ms: u64) -> PublishedEvent 
         Some(run.id.to_string()),
         now_ms,
     );
-    event.traceparent = trace::current();
+    event.traceparent = run.traceparent.clone();
     event
 }
 

@@ -12,6 +12,7 @@
 
 mod awaits;
 pub mod engine;
+mod histograms;
 pub mod machine;
 pub mod scheduler;
 

@@ -80,6 +80,9 @@ const SECONDS_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 ];
 
+/// How often the recorder folds the histogram samples it holds into their buckets.
+const UPKEEP: std::time::Duration = std::time::Duration::from_secs(1);
+
 /// Buckets of the flush batch sizes.
 const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
 
@@ -107,6 +110,18 @@ pub fn install() -> PrometheusHandle {
                 ::metrics::counter!(counter).absolute(0);
             }
             ::metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
+            // The recorder keeps every histogram sample until upkeep folds them into the
+            // buckets: without it, a host nobody scrapes grows by each sample it records.
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("flowhost-metrics".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .expect("starting the metrics upkeep thread");
             handle
         })
         .clone()

@@ -2,8 +2,8 @@
 //!
 //! - [`metrics`]: every Prometheus metric family, declared in one file, and the recorder
 //!   that `GET /metrics` renders;
-//! - [`trace`]: W3C trace context carried through runs, service calls and events, and the
-//!   OpenTelemetry pipeline that exports spans over OTLP.
+//! - [`trace`]: W3C trace context carried through runs, service calls and events; the spans
+//!   made along the way, exported over OTLP.
 //!
 //! A layer of its own below everything: any module may record a metric or read the trace
 //! context, and this module uses none of the others.
@@ -20,11 +20,12 @@ pub struct TelemetryConfig {
     /// Record metrics and serve them at `GET /metrics` (Prometheus text format). Off, the
     /// route answers 404 and nothing is recorded. Default on.
     pub metrics: bool,
-    /// Give spans W3C trace ids and carry the trace context through runs, service calls and
-    /// events (`traceparent`), so that a trace crosses services and brokers. Default on.
+    /// Carry W3C trace context (`traceparent`) through runs, service calls and events, so
+    /// that a trace crosses services and brokers: flowhost's own spans when they are
+    /// exported, a caller's context as it came otherwise. Default on.
     pub traces: bool,
     /// Where to export spans, over OTLP/HTTP (protobuf): the collector's base URL, such as
-    /// `http://127.0.0.1:4318` (spans go to `/v1/traces`). Nothing is exported without it.
+    /// `http://127.0.0.1:4318` (spans go to `/v1/traces`). Without it no span is recorded.
     pub otlp_endpoint: Option<String>,
     /// The `service.name` of exported spans. Default `flowhost`.
     pub service_name: String,

@@ -1,67 +1,192 @@
-//! Trace context: W3C `traceparent` read from requests, kept on runs and events, and sent
-//! on service calls; and the OpenTelemetry pipeline that exports the spans.
+//! Traces: W3C trace context carried through runs, service calls and events, and the spans
+//! flowhost records along the way, exported over OTLP.
 //!
-//! Spans are `tracing` spans (`flowhost.http`, `flowhost.run`, `flowhost.step`,
-//! `flowhost.services.call`, `flowhost.events.publish`, `flowhost.delivery`,
-//! `flowhost.handler`); the [`Pipeline`]'s layer gives them OpenTelemetry ids. A run is
-//! driven in several pieces (across waits and restarts), each a `flowhost.run` span whose
-//! parent is the trace context stored with the run when it started, so that one trace runs
-//! from the trigger to the run's end. Events carry theirs in the CloudEvents `traceparent`
-//! extension, so that a delivery on another host joins the trace of the step that
-//! published.
+//! Context travels explicitly, as a `traceparent` string: read from a request's header, kept
+//! with a run ([`crate::model::Run::traceparent`]) and with an event (its CloudEvents
+//! `traceparent` extension), handed to a plugin call's capabilities, sent on every service
+//! call. So a run stays one trace however often it waits or the host restarts, and a
+//! delivery on another host joins the trace of the step that published.
 //!
-//! Without the pipeline's layer (`telemetry.traces = false`, or an embedder's own
-//! subscriber) every function here finds no context and does nothing.
+//! The spans are few and made where they happen ([`Span::start`]): the trigger's request
+//! (server), each step attempt, each service call (client), each event published
+//! (producer), its delivery (consumer) and the handler's call. What [`install`] set up decides
+//! what a span is:
+//!
+//! - **exported** (`telemetry.otlp-endpoint` set): a span of its own, recorded by the
+//!   OpenTelemetry SDK and exported in batches; its context is its own;
+//! - **passed on** (`traces = true`, no endpoint, the default): nothing is recorded, and a
+//!   span's context is its parent's, so that the caller's trace reaches the services and
+//!   consumers unchanged (a span id of ours that no backend ever sees would break it);
+//! - **off** (`traces = false`, or nothing installed, as for an embedder): no context at all.
+//!
+//! Spans are made through the OpenTelemetry API directly rather than from `tracing` spans:
+//! flowhost's `tracing` spans serve its logs, and bridging every one of them cost more than
+//! the spans themselves (see `cargo bench --bench sagas`).
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::sync::OnceLock;
 
-use opentelemetry::propagation::TextMapPropagator;
-use opentelemetry::trace::{TraceContextExt, TracerProvider as _};
-use opentelemetry_sdk::propagation::TraceContextPropagator;
-use opentelemetry_sdk::trace::{Sampler, SdkTracerProvider, Tracer};
-use tracing_opentelemetry::{OpenTelemetryLayer, OpenTelemetrySpanExt};
-use tracing_subscriber::registry::LookupSpan;
+use opentelemetry::trace::{
+    Span as _, SpanContext, SpanId, SpanKind, Status, TraceContextExt, TraceFlags, TraceId,
+    TraceState, Tracer as _, TracerProvider as _,
+};
+use opentelemetry::{Context, KeyValue, Value};
+use opentelemetry_sdk::trace::{Sampler, SdkTracer, SdkTracerProvider};
 
 use super::TelemetryConfig;
 
 /// The header (and CloudEvents extension) that carries the trace context.
 pub const TRACEPARENT: &str = "traceparent";
 
-/// The `traceparent` of `span`, if it belongs to a trace.
-pub fn traceparent(span: &tracing::Span) -> Option<String> {
-    let context = span.context();
-    if !context.span().span_context().is_valid() {
+/// What spans are, once [`install`] ran.
+enum Mode {
+    /// Recorded with this tracer and exported.
+    Export(SdkTracer),
+    /// Not recorded: the caller's context passed on.
+    PassOn,
+}
+
+static MODE: OnceLock<Mode> = OnceLock::new();
+
+/// The kind of a span, as OpenTelemetry says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A request served.
+    Server,
+    /// A request made.
+    Client,
+    /// A message sent.
+    Producer,
+    /// A message taken.
+    Consumer,
+    /// Work inside the host.
+    Internal,
+}
+
+impl From<Kind> for SpanKind {
+    fn from(kind: Kind) -> Self {
+        match kind {
+            Kind::Server => SpanKind::Server,
+            Kind::Client => SpanKind::Client,
+            Kind::Producer => SpanKind::Producer,
+            Kind::Consumer => SpanKind::Consumer,
+            Kind::Internal => SpanKind::Internal,
+        }
+    }
+}
+
+/// A span of a trace: ended when dropped.
+pub struct Span {
+    /// The recording span, when spans are exported.
+    recording: Option<opentelemetry_sdk::trace::Span>,
+    /// The context its children take: its own when recorded, else its parent's.
+    context: Option<SpanContext>,
+}
+
+impl Span {
+    /// Starts a span of `kind`, named by `name` (called only when it is recorded), as a
+    /// child of `parent` (a `traceparent`; none or a malformed one: the root of a new trace
+    /// when exported, no context otherwise).
+    pub fn start<N: Into<Cow<'static, str>>>(
+        name: impl FnOnce() -> N,
+        kind: Kind,
+        parent: Option<&str>,
+    ) -> Span {
+        let parent = parent.and_then(parse);
+        match MODE.get() {
+            Some(Mode::Export(tracer)) => {
+                let cx = match &parent {
+                    Some(parent) => Context::new().with_remote_span_context(parent.clone()),
+                    None => Context::new(),
+                };
+                let span = tracer
+                    .span_builder(name())
+                    .with_kind(kind.into())
+                    .start_with_context(tracer, &cx);
+                Span {
+                    context: Some(span.span_context().clone()),
+                    recording: Some(span),
+                }
+            }
+            Some(Mode::PassOn) => Span {
+                recording: None,
+                context: parent,
+            },
+            None => Span {
+                recording: None,
+                context: None,
+            },
+        }
+    }
+
+    /// Whether it is recorded: what its attributes are worth making for.
+    pub fn is_recording(&self) -> bool {
+        self.recording.is_some()
+    }
+
+    /// The `traceparent` its children (and the services and consumers it calls) take.
+    pub fn traceparent(&self) -> Option<String> {
+        self.context.as_ref().map(format)
+    }
+
+    /// The id of the trace it belongs to.
+    pub fn trace_id(&self) -> Option<String> {
+        self.context.as_ref().map(|c| c.trace_id().to_string())
+    }
+
+    /// Sets an attribute, when the span is recorded.
+    pub fn set(&mut self, key: &'static str, value: impl Into<Value>) {
+        if let Some(span) = &mut self.recording {
+            span.set_attribute(KeyValue::new(key, value));
+        }
+    }
+
+    /// Marks the span failed, with `why`.
+    pub fn fail(&mut self, why: impl Into<Cow<'static, str>>) {
+        if let Some(span) = &mut self.recording {
+            span.set_status(Status::error(why));
+        }
+    }
+}
+
+/// A `traceparent` as W3C Trace Context writes it: `00-<trace id>-<span id>-<flags>`.
+pub fn format(context: &SpanContext) -> String {
+    format!(
+        "00-{}-{}-{:02x}",
+        context.trace_id(),
+        context.span_id(),
+        context.trace_flags().to_u8()
+    )
+}
+
+/// The context a `traceparent` carries, if it is a valid one (version `00`).
+pub fn parse(traceparent: &str) -> Option<SpanContext> {
+    let mut parts = traceparent.trim().split('-');
+    let (version, trace, span, flags) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    let hex = |s: &str, len| s.len() == len && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if version != "00"
+        || parts.next().is_some()
+        || !hex(trace, 32)
+        || !hex(span, 16)
+        || !hex(flags, 2)
+    {
         return None;
     }
-    let mut carrier = HashMap::new();
-    TraceContextPropagator::new().inject_context(&context, &mut carrier);
-    carrier.remove(TRACEPARENT)
+    let context = SpanContext::new(
+        TraceId::from_hex(trace).ok()?,
+        SpanId::from_hex(span).ok()?,
+        TraceFlags::new(u8::from_str_radix(flags, 16).ok()?),
+        true,
+        TraceState::default(),
+    );
+    context.is_valid().then_some(context)
 }
 
-/// The `traceparent` of the current span, if it belongs to a trace.
-pub fn current() -> Option<String> {
-    traceparent(&tracing::Span::current())
-}
-
-/// Makes `span` a child of the span `traceparent` names. A malformed value, or none, leaves
-/// `span` the root of a trace of its own.
-pub fn set_parent(span: &tracing::Span, traceparent: Option<&str>) {
-    let Some(traceparent) = traceparent else {
-        return;
-    };
-    let carrier = HashMap::from([(TRACEPARENT.to_owned(), traceparent.to_owned())]);
-    let context = TraceContextPropagator::new().extract(&carrier);
-    if context.span().span_context().is_valid() {
-        // Fails only for a span already entered or without the layer: nothing to do then.
-        let _ = span.set_parent(context);
-    }
-}
-
-/// The trace id a `traceparent` carries (`00-<trace id>-<span id>-<flags>`), if it is one.
+/// The trace id a `traceparent` carries, if it is one.
 pub fn trace_id(traceparent: &str) -> Option<&str> {
-    let mut parts = traceparent.split('-');
-    let (_version, trace_id) = (parts.next()?, parts.next()?);
-    (trace_id.len() == 32 && trace_id.bytes().all(|b| b.is_ascii_hexdigit())).then_some(trace_id)
+    parse(traceparent)?;
+    traceparent.trim().split('-').nth(1)
 }
 
 /// Why the pipeline could not be built.
@@ -69,56 +194,14 @@ pub fn trace_id(traceparent: &str) -> Option<&str> {
 #[error("telemetry.otlp-endpoint: {0}")]
 pub struct PipelineError(#[from] opentelemetry_otlp::ExporterBuildError);
 
-/// The OpenTelemetry tracer provider: spans get ids from it and, with an OTLP endpoint, are
-/// exported in batches by a thread of its own. [`Pipeline::shutdown`] exports what is left.
+/// The OpenTelemetry tracer provider of exported spans: a thread of its own exports them in
+/// batches. [`Pipeline::shutdown`] exports what is left.
 pub struct Pipeline {
     provider: SdkTracerProvider,
 }
 
 impl Pipeline {
-    /// The pipeline `config` describes; none when `traces` is off. Builds a blocking HTTP
-    /// client: call it outside any async runtime.
-    pub fn new(config: &TelemetryConfig) -> Result<Option<Self>, PipelineError> {
-        if !config.traces {
-            return Ok(None);
-        }
-        let resource = opentelemetry_sdk::Resource::builder()
-            .with_service_name(config.service_name.clone())
-            .build();
-        let mut provider = SdkTracerProvider::builder()
-            .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
-                config.sample_ratio,
-            ))))
-            .with_resource(resource);
-        if let Some(endpoint) = &config.otlp_endpoint {
-            use opentelemetry_otlp::{Protocol, WithExportConfig};
-            let exporter = opentelemetry_otlp::SpanExporter::builder()
-                .with_http()
-                .with_protocol(Protocol::HttpBinary)
-                .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
-                .build()?;
-            provider = provider.with_batch_exporter(exporter);
-        }
-        Ok(Some(Self {
-            provider: provider.build(),
-        }))
-    }
-
-    /// The `tracing` layer that gives spans their OpenTelemetry ids.
-    pub fn layer<S>(&self) -> OpenTelemetryLayer<S, Tracer>
-    where
-        S: tracing::Subscriber + for<'span> LookupSpan<'span>,
-    {
-        tracing_opentelemetry::layer()
-            .with_tracer(self.provider.tracer("flowhost"))
-            .with_tracked_inactivity(false)
-            // Entering a span does not start it, so that a run's drive, entered before
-            // the run is read, can still take the run's trace as its parent
-            // ([`set_parent`]). flowhost reads trace context through `tracing` spans only.
-            .with_context_activation(false)
-    }
-
-    /// Exports the spans still buffered and stops the export thread.
+    /// Exports what is buffered and stops the export thread.
     pub fn shutdown(self) {
         if let Err(error) = self.provider.shutdown() {
             eprintln!("flowhost: exporting the last spans failed: {error}");
@@ -126,53 +209,70 @@ impl Pipeline {
     }
 }
 
+/// Sets up traces for this process as `config` says (once: later calls change nothing);
+/// with an OTLP endpoint, the pipeline that exports them, to shut down at exit. Builds a
+/// blocking HTTP client: call it outside any async runtime.
+pub fn install(config: &TelemetryConfig) -> Result<Option<Pipeline>, PipelineError> {
+    if !config.traces || MODE.get().is_some() {
+        return Ok(None);
+    }
+    let Some(endpoint) = &config.otlp_endpoint else {
+        let _ = MODE.set(Mode::PassOn);
+        return Ok(None);
+    };
+    use opentelemetry_otlp::{Protocol, WithExportConfig};
+    let exporter = opentelemetry_otlp::SpanExporter::builder()
+        .with_http()
+        .with_protocol(Protocol::HttpBinary)
+        .with_endpoint(format!("{}/v1/traces", endpoint.trim_end_matches('/')))
+        .build()?;
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(config.service_name.clone())
+        .build();
+    let provider = SdkTracerProvider::builder()
+        .with_sampler(Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(
+            config.sample_ratio,
+        ))))
+        .with_resource(resource)
+        .with_batch_exporter(exporter)
+        .build();
+    let _ = MODE.set(Mode::Export(provider.tracer("flowhost")));
+    Ok(Some(Pipeline { provider }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const TRACEPARENT_OF_CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
     #[test]
-    fn a_trace_id_is_read_off_a_traceparent() {
-        let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    fn a_traceparent_reads_back_as_it_was_written() {
+        let context = parse(TRACEPARENT_OF_CALLER).unwrap();
+        assert_eq!(format(&context), TRACEPARENT_OF_CALLER);
         assert_eq!(
-            trace_id(traceparent),
+            trace_id(TRACEPARENT_OF_CALLER),
             Some("4bf92f3577b34da6a3ce929d0e0e4736")
         );
-        assert_eq!(trace_id("00-nothex-00f067aa0ba902b7-01"), None);
-        assert_eq!(trace_id("garbage"), None);
+        for malformed in [
+            "garbage",
+            "00-nothex0000000000000000000000000-00f067aa0ba902b7-01",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra",
+        ] {
+            assert!(parse(malformed).is_none(), "{malformed}");
+        }
     }
 
     #[test]
-    fn spans_without_the_layer_have_no_context() {
-        let span = tracing::info_span!("flowhost.test");
-        assert_eq!(traceparent(&span), None);
-        set_parent(
-            &span,
-            Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+    fn without_an_installed_mode_a_span_carries_no_context() {
+        // The unit tests install nothing: the embedder's case.
+        let span = Span::start(
+            || "flowhost.test",
+            Kind::Internal,
+            Some(TRACEPARENT_OF_CALLER),
         );
-        assert_eq!(traceparent(&span), None);
-    }
-
-    #[test]
-    fn a_span_under_the_layer_continues_the_callers_trace() {
-        use tracing_subscriber::layer::SubscriberExt;
-        let pipeline = Pipeline::new(&TelemetryConfig::default()).unwrap().unwrap();
-        let subscriber = tracing_subscriber::registry().with(pipeline.layer());
-        tracing::subscriber::with_default(subscriber, || {
-            let span = tracing::info_span!("flowhost.test");
-            set_parent(
-                &span,
-                Some("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
-            );
-            let own = traceparent(&span).expect("a span of the trace");
-            assert_eq!(trace_id(&own), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
-            assert!(
-                !own.contains("00f067aa0ba902b7"),
-                "a span of its own: {own}"
-            );
-            let child = span.in_scope(|| tracing::info_span!("flowhost.child"));
-            let child = traceparent(&child).unwrap();
-            assert_eq!(trace_id(&child), trace_id(&own));
-        });
-        pipeline.shutdown();
+        assert_eq!(span.traceparent(), None);
     }
 }

@@ -17,7 +17,7 @@ use std::sync::{Arc, Mutex};
 pub use self::topic::{InvalidTopic, TopicPattern, validate_topic};
 pub use crate::bindings::events::PublishError;
 use crate::model::{PublishedEvent, now_ms};
-use crate::telemetry::trace;
+use crate::telemetry::trace::{Kind, Span};
 
 /// What a plugin call may publish: the `[events]` limits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -93,15 +93,19 @@ pub struct EventsCtx {
     limits: PublishLimits,
     /// What this call published, released by the runtime if the call succeeds.
     pending: Vec<PublishedEvent>,
+    /// The trace of the call: each event's publication is a span of it.
+    traceparent: Option<String>,
 }
 
 impl EventsCtx {
-    /// State for one call of `plugin`, on behalf of run `correlation_id` if any.
+    /// State for one call of `plugin`, on behalf of run `correlation_id` if any, in the
+    /// trace `traceparent` names.
     pub fn new(
         plugin: &str,
         grants: Arc<[TopicPattern]>,
         correlation_id: Option<Arc<str>>,
         limits: PublishLimits,
+        traceparent: Option<String>,
     ) -> Self {
         Self {
             source: format!("plugin/{plugin}").into(),
@@ -109,6 +113,7 @@ impl EventsCtx {
             correlation_id,
             limits,
             pending: Vec::new(),
+            traceparent,
         }
     }
 
@@ -150,14 +155,15 @@ impl EventsCtx {
         event.key = key;
         // A span of its own, which the event's deliveries are children of, wherever they
         // happen.
-        let span = tracing::info_span!(
-            "flowhost.events.publish",
-            otel.name = format!("publish {topic}"),
-            otel.kind = "producer",
-            topic = %topic,
-            event_id = %event.id,
+        let mut span = Span::start(
+            || format!("publish {topic}"),
+            Kind::Producer,
+            self.traceparent.as_deref(),
         );
-        event.traceparent = trace::traceparent(&span);
+        if span.is_recording() {
+            span.set("event_id", event.id.clone());
+        }
+        event.traceparent = span.traceparent();
         let id = event.id.clone();
         self.pending.push(event);
         Ok(id)
@@ -183,6 +189,7 @@ mod tests {
             grants.into(),
             Some("run-1".into()),
             PublishLimits::default(),
+            None,
         )
     }
 

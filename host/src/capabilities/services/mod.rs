@@ -24,7 +24,7 @@ use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 pub use self::config::{InvalidService, ServiceConfig};
 pub use crate::bindings::services::{CallError, Method, Request, Response};
 use crate::telemetry::metrics::{SERVICE_CALL_DURATION, SERVICE_CALLS, SERVICE_RETRIES};
-use crate::telemetry::trace;
+use crate::telemetry::trace::{Kind, Span, TRACEPARENT};
 
 /// The longest `Retry-After` the host honours; the call's deadline bounds it further.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
@@ -96,6 +96,8 @@ pub struct CallMeta {
     pub request_id: String,
     /// The step's idempotency key, sent as `Idempotency-Key` on every call.
     pub idempotency_key: Option<String>,
+    /// The trace of the plugin call: each service call is a span of it.
+    pub traceparent: Option<String>,
 }
 
 /// Why one attempt failed, and whether another may help.
@@ -169,17 +171,6 @@ impl Services {
     /// Makes `request` with retries. The caller has checked the plugin's grant. The call is
     /// a span of the trace the plugin call belongs to, and the service gets its
     /// `traceparent`.
-    #[tracing::instrument(
-        name = "flowhost.services.call",
-        skip_all,
-        fields(
-            service = %request.service,
-            method = ?request.method,
-            path = %request.path,
-            otel.kind = "client",
-            http.response.status_code = tracing::field::Empty,
-        )
-    )]
     pub async fn call(&self, meta: &CallMeta, request: Request) -> Result<Response, CallError> {
         let Some((name, service)) = self.services.get_key_value(&request.service) else {
             record_call(None, &Err(CallError::UnknownService(String::new())));
@@ -188,12 +179,30 @@ impl Services {
                 request.service
             )));
         };
+        let mut span = Span::start(
+            || format!("call {name}"),
+            Kind::Client,
+            meta.traceparent.as_deref(),
+        );
+        if span.is_recording() {
+            span.set("service", name.clone());
+            span.set(
+                "http.request.method",
+                reqwest::Method::from(request.method).to_string(),
+            );
+            span.set("url.path", request.path.clone());
+        }
         let started = Instant::now();
-        let result = self.call_service(name, service, meta, request).await;
+        let result = self
+            .call_service(name, service, meta, request, span.traceparent())
+            .await;
         metrics::histogram!(SERVICE_CALL_DURATION, "service" => name.clone())
             .record(started.elapsed());
         let status = record_call(Some(name), &result);
-        tracing::Span::current().record("http.response.status_code", status);
+        span.set("http.response.status", status);
+        if result.is_err() {
+            span.fail(status);
+        }
         result
     }
 
@@ -204,6 +213,7 @@ impl Services {
         service: &Service,
         meta: &CallMeta,
         request: Request,
+        traceparent: Option<String>,
     ) -> Result<Response, CallError> {
         if !request.path.starts_with('/') {
             return Err(CallError::Other(format!(
@@ -212,10 +222,10 @@ impl Services {
             )));
         }
         let mut headers = service.headers(meta, &request.headers)?;
-        if let Some(traceparent) = trace::current()
+        if let Some(traceparent) = traceparent
             && let Ok(value) = HeaderValue::from_str(&traceparent)
         {
-            headers.insert(HeaderName::from_static(trace::TRACEPARENT), value);
+            headers.insert(HeaderName::from_static(TRACEPARENT), value);
         }
         let timeout = request
             .timeout_ms
@@ -245,14 +255,18 @@ impl Services {
                 Attempt::Done(result) => return result,
                 Attempt::Retry { error, retry_after } => {
                     if attempts >= policy.attempts {
-                        tracing::debug!(attempts, "service call failed after retries");
+                        tracing::debug!(
+                            service = name,
+                            attempts,
+                            "service call failed after retries"
+                        );
                         return Err(error);
                     }
                     let delay = retry_after.map_or_else(
                         || policy.delay(attempts + 1, seed),
                         |d| d.min(MAX_RETRY_AFTER),
                     );
-                    tracing::debug!(attempts, ?delay, "retrying service call");
+                    tracing::debug!(service = name, attempts, ?delay, "retrying service call");
                     metrics::counter!(SERVICE_RETRIES, "service" => name.to_owned()).increment(1);
                     tokio::time::sleep(delay).await;
                 }

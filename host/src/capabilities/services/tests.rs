@@ -70,6 +70,7 @@ fn ctx(configs: &[(&str, ServiceConfig)], grants: &[&str]) -> ServicesCtx {
     let meta = CallMeta {
         request_id: "run-7".into(),
         idempotency_key: Some("run-7:pay:execute".into()),
+        traceparent: None,
     };
     ServicesCtx::new(services, grants.into(), meta)
 }
