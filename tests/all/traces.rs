@@ -113,6 +113,16 @@ fn text(value: &opentelemetry_proto::tonic::common::v1::AnyValue) -> String {
     }
 }
 
+/// What the mock services remember of the `traceparent` of each request.
+async fn traced(services: &Services) -> Value {
+    reqwest::get(format!("{}/admin/traces", services.url))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CALLER_SPAN: &str = "00f067aa0ba902b7";
 
@@ -248,12 +258,7 @@ async fn one_trace_runs_from_the_trigger_through_steps_services_and_a_delivery_o
     );
 
     // The services saw the trace on every call, each with its call's own span id.
-    let traced: Value = reqwest::get(format!("{}/admin/traces", services.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let traced = traced(&services).await;
     let seen = traced["requests"].as_array().unwrap();
     let routes: Vec<&str> = seen.iter().map(|r| r["route"].as_str().unwrap()).collect();
     for route in [
@@ -372,12 +377,7 @@ async fn without_an_exporter_the_callers_trace_is_passed_on_unchanged() {
     assert_eq!(run["trace_id"], TRACE_ID);
     // No span of ours reaches a backend, so none is named as a parent: the services see the
     // caller's own context.
-    let traced: Value = reqwest::get(format!("{}/admin/traces", services.url))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let traced = traced(&services).await;
     let seen = traced["requests"].as_array().unwrap();
     assert!(seen.len() >= 4, "{traced}");
     for request in seen {

@@ -86,46 +86,16 @@ pub async fn healthz(State(app): State<AppState>) -> Json<Health> {
     )
 )]
 pub async fn readyz(State(app): State<AppState>) -> Response {
-    let store = async {
-        let started = Instant::now();
-        match tokio::time::timeout(CHECK_TIMEOUT, app.engine.store().flush()).await {
-            Ok(Ok(())) => Check {
-                name: "store",
-                ok: true,
-                detail: format!("flushed in {} ms", started.elapsed().as_millis()),
-            },
-            Ok(Err(error)) => Check {
-                name: "store",
-                ok: false,
-                detail: error.to_string(),
-            },
-            Err(_) => Check {
-                name: "store",
-                ok: false,
-                detail: format!("no flush within {CHECK_TIMEOUT:?}"),
-            },
-        }
-    };
-    let transport = async {
-        match tokio::time::timeout(CHECK_TIMEOUT, app.dispatcher.ping()).await {
-            Ok(Ok(())) => Check {
-                name: "transport",
-                ok: true,
-                detail: "the broker answers".into(),
-            },
-            Ok(Err(error)) => Check {
-                name: "transport",
-                ok: false,
-                detail: error.to_string(),
-            },
-            Err(_) => Check {
-                name: "transport",
-                ok: false,
-                detail: format!("no answer within {CHECK_TIMEOUT:?}"),
-            },
-        }
-    };
-    let (store, transport) = tokio::join!(store, transport);
+    let started = Instant::now();
+    let (store, transport) = tokio::join!(
+        check("store", app.engine.store().flush(), |()| format!(
+            "flushed in {} ms",
+            started.elapsed().as_millis()
+        )),
+        check("transport", app.dispatcher.ping(), |()| {
+            "the broker answers".to_owned()
+        }),
+    );
     let plugins = {
         let names: Vec<&str> = app.plugins.files().map(|(name, _)| name).collect();
         let missing: Vec<&str> = names
@@ -157,6 +127,21 @@ pub async fn readyz(State(app): State<AppState>) -> Response {
         StatusCode::SERVICE_UNAVAILABLE
     };
     (status, Json(health)).into_response()
+}
+
+/// The check `name`: what `probe` says within [`CHECK_TIMEOUT`], told by `fine` when it
+/// succeeds.
+async fn check<T, E: std::fmt::Display>(
+    name: &'static str,
+    probe: impl std::future::Future<Output = Result<T, E>>,
+    fine: impl FnOnce(T) -> String,
+) -> Check {
+    let (ok, detail) = match tokio::time::timeout(CHECK_TIMEOUT, probe).await {
+        Ok(Ok(value)) => (true, fine(value)),
+        Ok(Err(error)) => (false, error.to_string()),
+        Err(_) => (false, format!("no answer within {CHECK_TIMEOUT:?}")),
+    };
+    Check { name, ok, detail }
 }
 
 /// Every `flowhost_*` metric family in the Prometheus text format. The gauges that

@@ -650,20 +650,16 @@ fn serde_name<T: Serialize>(value: &T) -> &'static str {
     Box::leak(name.into_boxed_str())
 }
 
-string_schema!(
-    RunStatus,
-    "Where a run is: `pending`, `running`, `completed`, `compensating`, `compensated`, `compensation_failed`, `failed` or `cancelled`.",
-    [
-        RunStatus::Pending,
-        RunStatus::Running,
-        RunStatus::Completed,
-        RunStatus::Compensating,
-        RunStatus::Compensated,
-        RunStatus::CompensationFailed,
-        RunStatus::Failed,
-        RunStatus::Cancelled,
-    ]
-);
+impl PartialSchema for RunStatus {
+    fn schema() -> RefOr<Schema> {
+        string_enum(
+            "Where a run is: `pending`, `running`, `completed`, `compensating`, `compensated`, `compensation_failed`, `failed` or `cancelled`.",
+            RunStatus::ALL.map(RunStatus::as_str),
+        )
+    }
+}
+
+impl ToSchema for RunStatus {}
 string_schema!(
     StepStatus,
     "Where a step is.",

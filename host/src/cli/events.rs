@@ -131,15 +131,11 @@ pub async fn run_dead_letters(
                     cut(letter["error"].as_str().unwrap_or(""), 60),
                 ]);
             }
-            let mut report = if table.is_empty() {
-                "no dead letters\n".to_owned()
-            } else {
-                table.to_string()
-            };
-            if let Some(next) = page["next_cursor"].as_str() {
-                report.push_str(&format!("more: --cursor {next}\n"));
-            }
-            Ok(report)
+            Ok(super::table::page(
+                &table,
+                "no dead letters",
+                page["next_cursor"].as_str(),
+            ))
         }
         DeadLettersCommand::Redeliver { id } => {
             let path = format!("/v1/dead-letters/{}/redeliver", encode(id));

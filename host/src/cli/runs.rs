@@ -242,15 +242,11 @@ pub async fn run(client: &Client, command: &RunsCommand) -> anyhow::Result<Strin
                     cut(run["error"]["message"].as_str().unwrap_or(""), 60),
                 ]);
             }
-            let mut report = if table.is_empty() {
-                "no runs match\n".to_owned()
-            } else {
-                table.to_string()
-            };
-            if let Some(next) = page["next_cursor"].as_str() {
-                report.push_str(&format!("more: --cursor {next}\n"));
-            }
-            Ok(report)
+            Ok(super::table::page(
+                &table,
+                "no runs match",
+                page["next_cursor"].as_str(),
+            ))
         }
         RunsCommand::Watch { id, interval } => watch(client, id, *interval).await,
         RunsCommand::Journal { id, json } => {

@@ -52,6 +52,20 @@ impl std::fmt::Display for Table {
     }
 }
 
+/// A page of a listing: `table`, or `empty` when it has no rows, and how to ask for the next
+/// page when there is one.
+pub fn page(table: &Table, empty: &str, next_cursor: Option<&str>) -> String {
+    let mut report = if table.is_empty() {
+        format!("{empty}\n")
+    } else {
+        table.to_string()
+    };
+    if let Some(next) = next_cursor {
+        report.push_str(&format!("more: --cursor {next}\n"));
+    }
+    report
+}
+
 /// `text` cut to `max` characters, with `…` when cut.
 pub fn cut(text: &str, max: usize) -> String {
     let text = text.lines().next().unwrap_or_default();
