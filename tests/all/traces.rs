@@ -246,9 +246,10 @@ async fn one_trace_runs_from_the_trigger_through_steps_services_and_a_delivery_o
     let publish = one("publish order.confirmed");
     assert_eq!(publish.kind, 4);
     assert_eq!(parent_of(publish).name, "execute send_confirmation");
-    let delivery = one("deliver order.confirmed to notify-customer");
+    let delivery = one("deliver to notify-customer");
     assert_eq!(delivery.kind, 5);
     assert_eq!(delivery.parent, publish.span_id);
+    assert_eq!(delivery.attributes["topic"], "order.confirmed");
     let handler = one("handle notify");
     assert_eq!(handler.parent, delivery.span_id);
     assert!(
@@ -314,6 +315,53 @@ async fn a_run_without_a_caller_starts_a_trace_of_its_own() {
                 .map(|s| (s.name.clone(), s.trace_id.clone(), s.parent.clone()))
                 .collect::<Vec<_>>()
         );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// A schedule's firing has no caller to continue: the run is the root of a trace of its
+/// own, with all its steps in it (not a new trace per step).
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scheduled_run_is_one_trace() {
+    let receiver = Receiver::start().await;
+    let config = format!(
+        r#"{}
+[workflows.tick]
+schedule = "* * * * * *"
+steps = [{{ name = "a", plugin = "noop" }}, {{ name = "b", plugin = "noop" }}]
+[telemetry]
+otlp-endpoint = "{}"
+"#,
+        crate::support::with_plugins(crate::support::TWO_STEPS),
+        receiver.url
+    );
+    let mut server = Server::start(&config).await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let run = loop {
+        let (_, page) = server
+            .get("/v1/runs?workflow=tick&status=completed&limit=1")
+            .await;
+        if let Some(run) = page["runs"].as_array().and_then(|runs| runs.first()) {
+            break run.clone();
+        }
+        assert!(Instant::now() < deadline, "no firing completed: {page}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let trace_id = run["trace_id"].as_str().expect("a trace id").to_owned();
+    server.terminate();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let spans = receiver.trace(&trace_id);
+        let names: Vec<&str> = spans.iter().map(|s| s.name.as_str()).collect();
+        if ["run tick", "execute a", "execute b"]
+            .iter()
+            .all(|n| names.contains(n))
+        {
+            let root = spans.iter().find(|s| s.name == "run tick").unwrap();
+            assert!(root.parent.is_empty(), "the run is the trace's root");
+            break;
+        }
+        assert!(Instant::now() < deadline, "{names:?}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }

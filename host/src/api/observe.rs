@@ -15,8 +15,8 @@ use serde::Serialize;
 
 use super::{AppState, Problem, ProblemDetails};
 use crate::telemetry::metrics::{
-    HTTP_REQUEST_DURATION, HTTP_REQUESTS, OUTBOX_DEPTH, PINNED_RUNS, RUNS_IN_FLIGHT, RUNS_QUEUED,
-    RUNS_SLEEPING, RUNS_WAITING,
+    HTTP_REQUEST_DURATION, HTTP_REQUESTS, OUTBOX_DEPTH, RUNS_IN_FLIGHT, RUNS_QUEUED, RUNS_SLEEPING,
+    RUNS_WAITING, pinned_runs_text,
 };
 use crate::telemetry::trace::{self, Kind};
 
@@ -168,32 +168,45 @@ pub async fn metrics(State(app): State<AppState>) -> Result<Response, Problem> {
     metrics::gauge!(RUNS_QUEUED).set(occupancy.queued as f64);
     metrics::gauge!(RUNS_SLEEPING).set(occupancy.sleeping as f64);
     metrics::gauge!(RUNS_WAITING).set(occupancy.waiting as f64);
-    match app.dispatcher.outbox().depth() {
-        Ok(depth) => metrics::gauge!(OUTBOX_DEPTH).set(depth as f64),
-        Err(error) => tracing::warn!(%error, "could not count the outbox for /metrics"),
-    }
-    match app.plugins.list() {
-        Ok(plugins) => {
-            for plugin in plugins {
-                for version in plugin.versions {
-                    metrics::gauge!(
-                        PINNED_RUNS,
-                        "plugin" => plugin.name.clone(),
-                        "digest" => version.version.digest.clone(),
-                        "version" => version.version.label.clone().unwrap_or_default(),
+    // The outbox and the pins are counted by walking the store: off the async runtime.
+    let counting = app.clone();
+    let pinned = tokio::task::spawn_blocking(move || {
+        match counting.dispatcher.outbox().depth() {
+            Ok(depth) => metrics::gauge!(OUTBOX_DEPTH).set(depth as f64),
+            Err(error) => tracing::warn!(%error, "could not count the outbox for /metrics"),
+        }
+        match counting.plugins.list() {
+            Ok(plugins) => pinned_runs_text(plugins.iter().flat_map(|plugin| {
+                plugin.versions.iter().map(|v| {
+                    (
+                        plugin.name.as_str(),
+                        v.version.digest.as_str(),
+                        v.version.label.as_deref().unwrap_or_default(),
+                        v.pinned_runs,
                     )
-                    .set(version.pinned_runs as f64);
-                }
+                })
+            })),
+            Err(error) => {
+                tracing::warn!(%error, "could not count pins for /metrics");
+                String::new()
             }
         }
-        Err(error) => tracing::warn!(%error, "could not count pins for /metrics"),
-    }
+    })
+    .await
+    .map_err(|e| {
+        Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("counting for /metrics: {e}"),
+        )
+    })?;
+    let mut text = handle.render();
+    text.push_str(&pinned);
     Ok((
         [(
             header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        handle.render(),
+        text,
     )
         .into_response())
 }

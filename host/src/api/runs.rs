@@ -16,6 +16,7 @@ use super::views::{AttemptView, Journal, RunPage, RunView, SignalAccepted};
 use super::{AppState, Problem, ProblemDetails, page_limit};
 use crate::model::{Run, RunId, RunStatus};
 use crate::store::ListQuery;
+use crate::workflows::Workflow;
 
 /// The tag of these routes in the OpenAPI document.
 pub const TAG: &str = "runs";
@@ -330,18 +331,11 @@ fn search_filters(raw: &str) -> Result<Vec<(String, String)>, Problem> {
 /// declares in `search`: only those are indexed.
 fn check_search_field(app: &AppState, workflow: Option<&str>, field: &str) -> Result<(), Problem> {
     let registry = app.engine.workflows();
-    let declared = |name: &str| {
-        registry
-            .current(name)
-            .is_some_and(|w| w.definition.search.iter().any(|f| f == field))
-    };
+    let declares = |w: &Workflow| w.definition.search.iter().any(|f| f == field);
+    // From the definitions in memory: a listing reads no store to check its filters.
     let found = match workflow {
-        Some(workflow) => declared(workflow),
-        None => registry
-            .list()
-            .map_err(Problem::from)?
-            .iter()
-            .any(|w| declared(&w.name)),
+        Some(workflow) => registry.current(workflow).is_some_and(|w| declares(&w)),
+        None => registry.all_current().iter().any(|w| declares(w)),
     };
     if found {
         return Ok(());

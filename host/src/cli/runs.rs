@@ -267,7 +267,10 @@ pub async fn run(client: &Client, command: &RunsCommand) -> anyhow::Result<Strin
             ]);
             for attempt in journal["attempts"].as_array().into_iter().flatten() {
                 let started = attempt["started_ms"].as_u64().unwrap_or(0);
-                let took = attempt["ended_ms"].as_u64().unwrap_or(started) - started;
+                let took = attempt["ended_ms"]
+                    .as_u64()
+                    .unwrap_or(started)
+                    .saturating_sub(started);
                 let step = match attempt["branch"].as_str() {
                     Some(branch) => format!("{branch}/{}", text(&attempt["step"])),
                     None => text(&attempt["step"]),

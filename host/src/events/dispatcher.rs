@@ -505,14 +505,16 @@ impl Worker {
         } = received;
         let attempts = attempts + 1;
         // The delivery is a span of the trace that published the event, whichever host
-        // published it.
+        // published it. Named by the subscription (configured, so bounded), not the topic
+        // (anyone's who publishes), which is an attribute.
         let mut span = Span::start(
-            || format!("deliver {} to {}", event.topic, self.subscription.name),
+            || format!("deliver to {}", self.subscription.name),
             Kind::Consumer,
             event.traceparent.as_deref(),
         );
         if span.is_recording() {
             span.set("subscription", self.subscription.name.clone());
+            span.set("topic", event.topic.clone());
             span.set("event_id", event.id.clone());
             span.set("attempt", i64::from(attempts));
         }

@@ -160,7 +160,9 @@ pub fn from_cloud_event(bytes: &[u8]) -> Result<PublishedEvent, InvalidCloudEven
         data: Value,
         correlationid: Option<String>,
         partitionkey: Option<String>,
-        traceparent: Option<String>,
+        /// A value that is not a string is another tracer's business: ignored.
+        #[serde(default)]
+        traceparent: Value,
     }
     let envelope: Envelope = serde_json::from_slice(bytes)?;
     if envelope.specversion != "1.0" {
@@ -184,7 +186,7 @@ pub fn from_cloud_event(bytes: &[u8]) -> Result<PublishedEvent, InvalidCloudEven
         correlation_id: envelope.correlationid,
         key: envelope.partitionkey,
         data: envelope.data.to_string(),
-        traceparent: envelope.traceparent,
+        traceparent: envelope.traceparent.as_str().map(str::to_owned),
     })
 }
 
@@ -214,5 +216,13 @@ mod tests {
                 .contains("0.3")
         );
         assert!(from_cloud_event(b"{}").is_err());
+    }
+
+    #[test]
+    fn a_traceparent_that_is_not_a_string_is_ignored_not_refused() {
+        let event =
+            br#"{"specversion":"1.0","id":"x","source":"s","type":"t","traceparent":{"v":1}}"#;
+        let read = from_cloud_event(event).unwrap();
+        assert_eq!((read.topic.as_str(), read.traceparent), ("t", None));
     }
 }

@@ -588,6 +588,11 @@ impl Inner {
         let claimed = id.is_some() || idempotency_key.is_some();
         let now = self.clock.now_ms();
         let search = definition.definition.search_values(&input);
+        // A run no caller traced (a schedule's firing, an event's trigger without one) is
+        // the root of a trace of its own, so that its steps are one trace and not many.
+        let traceparent = traceparent.or_else(|| {
+            trace::Span::start(|| format!("run {workflow}"), Kind::Internal, None).traceparent()
+        });
         let mut run = Run {
             format: RUN_FORMAT,
             id: id.unwrap_or_else(RunId::generate),
@@ -1852,11 +1857,12 @@ impl Inner {
             let _ = self.outbox.withdraw(&event_id);
             return Err(error.into());
         }
+        // Saved ended, it rests no more, whether or not the flush below succeeds.
+        self.resting.lock().expect("resting lock").remove(&run.id);
         self.store.flush().await?;
         metrics::counter!(RUNS_ENDED, "workflow" => run.workflow.clone(), "status" => status.as_str())
             .increment(1);
         self.awaits.forget(&run.id);
-        self.resting.lock().expect("resting lock").remove(&run.id);
         let waiters = self
             .waiters
             .lock()

@@ -75,6 +75,38 @@ pub const HTTP_REQUEST_DURATION: &str = "flowhost_http_request_duration_seconds"
 /// Gauge `{version}`: 1, labelled with the build's version.
 pub const BUILD_INFO: &str = "flowhost_build_info";
 
+/// Help text of [`PINNED_RUNS`]: that family is written at each scrape from the registry
+/// ([`pinned_runs_text`]), not kept by the recorder, so that a deleted version's series goes
+/// with it.
+pub const PINNED_RUNS_HELP: &str = "Runs pinning each plugin version.";
+
+/// The [`PINNED_RUNS`] family in Prometheus' text format, one sample per
+/// `(plugin, digest, version label, runs)`.
+pub fn pinned_runs_text<'a>(
+    versions: impl IntoIterator<Item = (&'a str, &'a str, &'a str, usize)>,
+) -> String {
+    use std::fmt::Write;
+    let mut text = format!("# HELP {PINNED_RUNS} {PINNED_RUNS_HELP}\n# TYPE {PINNED_RUNS} gauge\n");
+    for (plugin, digest, version, runs) in versions {
+        let _ = writeln!(
+            text,
+            "{PINNED_RUNS}{{plugin=\"{}\",digest=\"{}\",version=\"{}\"}} {runs}",
+            escape(plugin),
+            escape(digest),
+            escape(version)
+        );
+    }
+    text
+}
+
+/// A label value escaped as the text format wants it.
+fn escape(value: &str) -> String {
+    value
+        .replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
 /// Buckets of the `_seconds` histograms: 1 ms to 60 s, about three per decade.
 const SECONDS_BUCKETS: [f64; 16] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
@@ -165,7 +197,6 @@ fn describe() {
         PLUGIN_INSTANCES,
         "Plugin instances alive: in a call, or kept warm for a run's next step."
     );
-    describe_gauge!(PINNED_RUNS, "Runs pinning each plugin version.");
     describe_counter!(
         SERVICE_CALLS,
         "Service calls by service and final status (HTTP status, timeout, connection, denied, unknown_service, other)."

@@ -279,11 +279,14 @@ impl Transport for RabbitMq {
 
     fn backlog<'a>(&'a self, subscription: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
         Box::pin(async move {
-            // A channel of its own: a passive declare that fails closes its channel.
-            let channel = self.connection.create_channel().await.map_err(error)?;
+            // A channel of its own: a passive declare that fails closes its channel. Closed
+            // when done, or when the caller gives up on the answer (lapin keeps a dropped
+            // channel open).
+            let channel = ClosedOnDrop(self.connection.create_channel().await.map_err(error)?);
             let mut backlog = 0;
             for queue in [self.queue(subscription), self.retry_queue(subscription)] {
                 let queue = channel
+                    .0
                     .queue_declare(
                         queue.as_str().into(),
                         QueueDeclareOptions {
@@ -296,7 +299,6 @@ impl Transport for RabbitMq {
                     .map_err(error)?;
                 backlog += u64::from(queue.message_count());
             }
-            let _ = channel.close(200, "done".into()).await;
             Ok(backlog)
         })
     }
@@ -437,5 +439,21 @@ impl Settle for Delivered {
                 .map(drop)
                 .map_err(error)
         })
+    }
+}
+
+/// A channel closed when dropped: lapin keeps a channel open until it is closed.
+struct ClosedOnDrop(Channel);
+
+impl Drop for ClosedOnDrop {
+    fn drop(&mut self) {
+        let channel = self.0.clone();
+        if channel.status().connected()
+            && let Ok(runtime) = tokio::runtime::Handle::try_current()
+        {
+            runtime.spawn(async move {
+                let _ = channel.close(200, "done".into()).await;
+            });
+        }
     }
 }

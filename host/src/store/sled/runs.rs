@@ -394,10 +394,10 @@ impl RunStore for SledStore {
             (Some(before), Some(cursor)) => Some(before.min(cursor)),
             (before, cursor) => before.or(cursor),
         };
-        // The ranges, each with the status its entries stand for (none: any). A search field
-        // narrows the most: its index alone is walked, and the record says the rest.
-        let sources: Vec<(&sled::Tree, Vec<u8>, Option<RunStatus>)> = match query.search.first() {
-            Some((field, value)) => vec![(&self.by_field, field_prefix(field, value), None)],
+        // The ranges. A search field narrows the most: its index alone is walked, and the
+        // record says the rest.
+        let sources: Vec<(&sled::Tree, Vec<u8>)> = match query.search.first() {
+            Some((field, value)) => vec![(&self.by_field, field_prefix(field, value))],
             None => {
                 let (index, base) = match &query.workflow {
                     Some(workflow) => (&self.by_workflow_status, name_prefix(workflow)),
@@ -409,14 +409,14 @@ impl RunStore for SledStore {
                     .map(|status| {
                         let mut prefix = base.clone();
                         prefix.push(status.index_byte());
-                        (index, prefix, Some(status))
+                        (index, prefix)
                     })
                     .collect()
             }
         };
         let mut ranges: Vec<_> = sources
             .into_iter()
-            .filter_map(|(index, prefix, status)| {
+            .filter_map(|(index, prefix)| {
                 let start = [prefix.as_slice(), &lower].concat();
                 let end = match &upper {
                     Some(upper) => [prefix.as_slice(), upper].concat(),
@@ -424,7 +424,7 @@ impl RunStore for SledStore {
                 };
                 (start < end).then(|| {
                     let len = prefix.len();
-                    (index.range(start..end).rev().peekable(), len, status)
+                    (index.range(start..end).rev().peekable(), len)
                 })
             })
             .collect();
@@ -432,7 +432,7 @@ impl RunStore for SledStore {
         loop {
             // The newest head among the ranges.
             let mut newest: Option<(usize, Vec<u8>)> = None;
-            for (i, (range, len, _)) in ranges.iter_mut().enumerate() {
+            for (i, (range, len)) in ranges.iter_mut().enumerate() {
                 let Some(item) = range.peek() else { continue };
                 let key = match item {
                     Ok((key, _)) => key[*len..].to_vec(),
@@ -449,8 +449,12 @@ impl RunStore for SledStore {
                 page.next_cursor = None;
                 return Ok(page);
             };
-            let (range, _, status) = &mut ranges[i];
-            range.next();
+            ranges[i].0.next();
+            // A run whose status changed while it was listed may have an entry in both
+            // statuses' ranges: they meet here one after the other.
+            if page.next_cursor.as_deref() == Some(hex::encode(&created).as_str()) {
+                continue;
+            }
             let Some((created_ms, id)) = split_index_key(&created, 0) else {
                 continue;
             };
@@ -458,9 +462,10 @@ impl RunStore for SledStore {
                 continue;
             };
             // An entry a crash left behind may be stale, and a search field's index knows
-            // nothing but the field: the record decides.
+            // nothing but the field: the record decides. The record's status, not the
+            // entry's: a run that moved to a status whose range was already walked past is
+            // listed from its old entry, once.
             let wanted = run.created_ms == created_ms
-                && status.is_none_or(|s| s == run.status)
                 && query.status.is_none_or(|s| s == run.status)
                 && query.workflow.as_ref().is_none_or(|w| *w == run.workflow)
                 && query

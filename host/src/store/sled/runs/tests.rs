@@ -340,6 +340,42 @@ fn a_stale_index_entry_is_ignored() {
     assert_eq!(list(&store, Some(RunStatus::Completed), None), ["a"]);
 }
 
+/// A listing of every status walks one range per status, newest first. A run that moves
+/// to a status whose range the listing already walked past is found from its old entry; a
+/// run with entries in two statuses is listed once.
+#[test]
+fn a_run_that_changes_status_while_listed_is_listed_once() {
+    let (store, _dir) = store();
+    for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
+        store.create(&run(name, i as u64 + 1, None)).unwrap();
+    }
+    let b = store.get(&id("b")).unwrap().unwrap();
+    let b = saved(&store, &b, RunStatus::Completed);
+    // Both of b's entries there (its old one not yet removed): listed once.
+    store
+        .by_status
+        .insert(status_key(RunStatus::Pending, &b), &[])
+        .unwrap();
+    assert_eq!(list(&store, None, None), ["c", "b", "a"]);
+    // Only the old entry there (as seen by a listing that had walked past the new one's
+    // place): still listed, as the record says it is.
+    store
+        .by_status
+        .remove(status_key(RunStatus::Completed, &b))
+        .unwrap();
+    assert_eq!(list(&store, None, None), ["c", "b", "a"]);
+    assert!(list(&store, Some(RunStatus::Pending), None).len() == 2);
+    // Paged one at a time, still each once.
+    let pages = all_pages(
+        &store,
+        ListQuery {
+            limit: 1,
+            ..ListQuery::default()
+        },
+    );
+    assert_eq!(pages, ["c", "b", "a"]);
+}
+
 #[test]
 fn pins_are_counted_from_the_runs_that_can_still_call_a_plugin() {
     let (store, _dir) = store();
