@@ -114,7 +114,7 @@ pub async fn serve(
         &config.workflows,
         plugins.clone(),
     )?);
-    dispatcher.drop_orphans()?;
+    dispatcher.drop_orphans().await?;
     let engine = saga::Engine::new(
         store.clone(),
         outbox,
@@ -124,7 +124,7 @@ pub async fn serve(
         config.server.limits(),
         clock.clone(),
     );
-    engine.recover()?;
+    engine.recover().await?;
     dispatcher
         .start(runtime, Arc::new(engine.clone()))
         .await

@@ -1,5 +1,5 @@
 //! Retention: a background pass that deletes what outlived `[retention]`, in bounded
-//! batches, each on a blocking thread, so that the API never waits for it.
+//! batches, yielding to other tasks between them, so that the API never waits long for it.
 //!
 //! - **Finished runs**, with their journals, indexes and idempotency keys, once they ended
 //!   `retention.runs` ago. Only runs that are done for good go: `completed`, `compensated`,
@@ -136,10 +136,8 @@ impl Retention {
     pub async fn pass(&self) -> Result<Swept, StoreError> {
         let mut swept = Swept::default();
         loop {
-            let this = self.clone();
-            let batch = tokio::task::spawn_blocking(move || this.batch())
-                .await
-                .map_err(|e| StoreError::unavailable("run a retention batch", e))??;
+            let batch = self.batch().await?;
+            tokio::task::yield_now().await;
             let done = batch == Swept::default();
             swept.runs += batch.runs;
             swept.dead_letters += batch.dead_letters;
@@ -155,31 +153,36 @@ impl Retention {
     }
 
     /// Deletes up to `retention.batch` of each kind.
-    fn batch(&self) -> Result<Swept, StoreError> {
+    async fn batch(&self) -> Result<Swept, StoreError> {
         let now = self.clock.now_ms();
         let before = |keep: Duration| now.saturating_sub(keep.as_millis() as u64);
         let limit = self.config.batch;
         let mut swept = Swept::default();
-        for (ended_ms, id) in self.store.ended_before(before(self.config.runs), limit)? {
-            self.store.delete(&id, ended_ms)?;
+        for (ended_ms, id) in self
+            .store
+            .ended_before(before(self.config.runs), limit)
+            .await?
+        {
+            self.store.delete(&id, ended_ms).await?;
             swept.runs += 1;
         }
         for id in self
             .store
-            .dead_letters_before(before(self.config.dead_letters), limit)?
+            .dead_letters_before(before(self.config.dead_letters), limit)
+            .await?
         {
-            self.store.exhume(&id)?;
+            self.store.exhume(&id).await?;
             swept.dead_letters += 1;
         }
         let cutoff = before(self.config.unreleased_events);
-        for entry in self.store.outbox_pending(None, limit)? {
+        for entry in self.store.outbox_pending(None, limit).await? {
             if entry.event.time_ms >= cutoff {
                 break;
             }
             if let Some(gate) = &entry.gate
-                && !self.store.gate_open(gate)?
+                && !self.store.gate_open(gate).await?
             {
-                self.store.outbox_remove(&entry.event.id)?;
+                self.store.outbox_remove(&entry.event.id).await?;
                 swept.events += 1;
             }
         }
@@ -244,11 +247,12 @@ mod tests {
                 closed: true,
                 ..run(&format!("done-{i}"), RunStatus::Completed, ended * DAY)
             };
-            store.create(&done).unwrap();
+            store.create(&done).await.unwrap();
         }
         // Waiting for an operator: never closed, never deleted.
         store
             .create(&run("stuck", RunStatus::CompensationFailed, DAY))
+            .await
             .unwrap();
         for ms in [DAY, 29 * DAY] {
             store
@@ -260,6 +264,7 @@ mod tests {
                     error: "no".into(),
                     dead_ms: ms,
                 })
+                .await
                 .unwrap();
         }
         let orphan = |id: &str, time_ms| OutboxEntry {
@@ -274,6 +279,7 @@ mod tests {
         };
         store
             .outbox_put(&[orphan("a-old", DAY), orphan("b-new", 30 * DAY)])
+            .await
             .unwrap();
         let config = RetentionConfig {
             runs: Duration::from_millis(7 * DAY),
@@ -296,15 +302,17 @@ mod tests {
                 limit: 10,
                 ..ListQuery::default()
             })
+            .await
             .unwrap()
             .runs
             .into_iter()
             .map(|r| r.id.to_string())
             .collect();
         assert_eq!(left, ["done-3", "stuck"]);
-        assert_eq!(store.dead_letters(10, None).unwrap().len(), 1);
+        assert_eq!(store.dead_letters(10, None).await.unwrap().len(), 1);
         let pending: Vec<String> = store
             .outbox_pending(None, 10)
+            .await
             .unwrap()
             .into_iter()
             .map(|e| e.event.id)

@@ -99,8 +99,8 @@ async fn fire(
     up_ms: u64,
     now: u64,
 ) -> Result<u64, LookError> {
-    let Some(mut mark) = store.schedule_mark(name)? else {
-        store.put_schedule_mark(name, now)?;
+    let Some(mut mark) = store.schedule_mark(name).await? else {
+        store.put_schedule_mark(name, now).await?;
         return Ok(now);
     };
     for at in schedule.due(mark, up_ms, now) {
@@ -113,7 +113,7 @@ async fn fire(
             tracing::info!(workflow = name, run_id = %id, "starting a firing missed while the host was down");
         }
         Trigger::start(engine, name, input, id, None).await?;
-        store.put_schedule_mark(name, at)?;
+        store.put_schedule_mark(name, at).await?;
         mark = at;
     }
     Ok(mark)

@@ -130,7 +130,8 @@ pub async fn dead_letters(
     let limit = page_limit(params.limit)?;
     let letters = app
         .dispatcher
-        .dead_letters(limit + 1, params.cursor.as_deref())?;
+        .dead_letters(limit + 1, params.cursor.as_deref())
+        .await?;
     let more = letters.len() > limit;
     let next_cursor = more
         .then(|| letters.get(limit - 1).map(|l| l.id.clone()))

@@ -168,37 +168,26 @@ pub async fn metrics(State(app): State<AppState>) -> Result<Response, Problem> {
     metrics::gauge!(RUNS_QUEUED).set(occupancy.queued as f64);
     metrics::gauge!(RUNS_SLEEPING).set(occupancy.sleeping as f64);
     metrics::gauge!(RUNS_WAITING).set(occupancy.waiting as f64);
-    // The outbox and the pins are counted by walking the store: off the async runtime.
-    let counting = app.clone();
-    let pinned = tokio::task::spawn_blocking(move || {
-        match counting.dispatcher.outbox().depth() {
-            Ok(depth) => metrics::gauge!(OUTBOX_DEPTH).set(depth as f64),
-            Err(error) => tracing::warn!(%error, "could not count the outbox for /metrics"),
+    match app.dispatcher.outbox().depth().await {
+        Ok(depth) => metrics::gauge!(OUTBOX_DEPTH).set(depth as f64),
+        Err(error) => tracing::warn!(%error, "could not count the outbox for /metrics"),
+    }
+    let pinned = match app.plugins.list().await {
+        Ok(plugins) => pinned_runs_text(plugins.iter().flat_map(|plugin| {
+            plugin.versions.iter().map(|v| {
+                (
+                    plugin.name.as_str(),
+                    v.version.digest.as_str(),
+                    v.version.label.as_deref().unwrap_or_default(),
+                    v.pinned_runs,
+                )
+            })
+        })),
+        Err(error) => {
+            tracing::warn!(%error, "could not count pins for /metrics");
+            String::new()
         }
-        match counting.plugins.list() {
-            Ok(plugins) => pinned_runs_text(plugins.iter().flat_map(|plugin| {
-                plugin.versions.iter().map(|v| {
-                    (
-                        plugin.name.as_str(),
-                        v.version.digest.as_str(),
-                        v.version.label.as_deref().unwrap_or_default(),
-                        v.pinned_runs,
-                    )
-                })
-            })),
-            Err(error) => {
-                tracing::warn!(%error, "could not count pins for /metrics");
-                String::new()
-            }
-        }
-    })
-    .await
-    .map_err(|e| {
-        Problem::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("counting for /metrics: {e}"),
-        )
-    })?;
+    };
     let mut text = handle.render();
     text.push_str(&pinned);
     Ok((

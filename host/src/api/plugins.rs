@@ -144,7 +144,7 @@ async fn receive(body: Body, limit: usize) -> Result<Vec<u8>, Problem> {
     )
 )]
 pub async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
-    Ok(Json(Plugins::new(&app.plugins.list()?)).into_response())
+    Ok(Json(Plugins::new(&app.plugins.list().await?)).into_response())
 }
 
 /// A plugin's versions, newest first: which is current, how many runs pin each.
@@ -166,7 +166,7 @@ pub async fn describe(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    Ok(Json(PluginDetail::new(&app.plugins.describe(&name)?)).into_response())
+    Ok(Json(PluginDetail::new(&app.plugins.describe(&name).await?)).into_response())
 }
 
 /// Body of `POST /v1/plugins/{name}/rollback` and `POST /v1/workflows/{name}/rollback`.

@@ -131,21 +131,26 @@ pub async fn start(
         }
         _ => run,
     };
-    Ok(answer(&app, &run, wait.is_some()))
+    Ok(answer(&app, &run, wait.is_some()).await)
 }
 
 /// The view of `run`, its steps described by the definition it is pinned to.
-fn view<'a>(app: &AppState, run: &'a Run) -> RunView<'a> {
-    let definition = run
-        .workflow_version
-        .as_deref()
-        .and_then(|digest| app.engine.workflows().pinned(&run.workflow, digest).ok());
+async fn view<'a>(app: &AppState, run: &'a Run) -> RunView<'a> {
+    let definition = match run.workflow_version.as_deref() {
+        Some(digest) => app
+            .engine
+            .workflows()
+            .pinned(&run.workflow, digest)
+            .await
+            .ok(),
+        None => None,
+    };
     RunView::new(run, definition.as_ref().map(|w| &w.definition))
 }
 
 /// 200 with the run when it is finished and the client waited; else 202 with `Location`.
-fn answer(app: &AppState, run: &Run, waited: bool) -> Response {
-    let body = Json(view(app, run));
+async fn answer(app: &AppState, run: &Run, waited: bool) -> Response {
+    let body = Json(view(app, run).await);
     if waited && run.status.is_terminal() {
         (StatusCode::OK, body).into_response()
     } else {
@@ -177,9 +182,10 @@ fn parse_context(body: &[u8]) -> Result<Map<String, Value>, Problem> {
 }
 
 /// The run `id`, or a 404 problem.
-fn find(app: &AppState, id: &str) -> Result<Run, Problem> {
+async fn find(app: &AppState, id: &str) -> Result<Run, Problem> {
     app.engine
-        .get(id)?
+        .get(id)
+        .await?
         .ok_or_else(|| Problem::new(StatusCode::NOT_FOUND, format!("unknown run `{id}`")))
 }
 
@@ -196,8 +202,8 @@ fn find(app: &AppState, id: &str) -> Result<Run, Problem> {
     )
 )]
 pub async fn get(State(app): State<AppState>, Path(id): Path<String>) -> Result<Response, Problem> {
-    let run = find(&app, &id)?;
-    Ok(Json(view(&app, &run)).into_response())
+    let run = find(&app, &id).await?;
+    Ok(Json(view(&app, &run).await).into_response())
 }
 
 /// Every attempt of the run's steps, in both directions, oldest first, with what each
@@ -217,8 +223,8 @@ pub async fn journal(
     State(app): State<AppState>,
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
-    let run = find(&app, &id)?;
-    let entries = app.engine.store().journal(&run.id)?;
+    let run = find(&app, &id).await?;
+    let entries = app.engine.store().journal(&run.id).await?;
     Ok(Json(Journal {
         run_id: &run.id,
         attempts: entries.iter().map(AttemptView::new).collect(),
@@ -276,21 +282,29 @@ pub async fn list(
     for (field, _) in &search {
         check_search_field(&app, params.workflow.as_deref(), field)?;
     }
-    let page = app.engine.store().list(&ListQuery {
-        workflow: params.workflow,
-        status: params.status,
-        created_after: params.created_after.as_deref().map(timestamp).transpose()?,
-        created_before: params
-            .created_before
-            .as_deref()
-            .map(timestamp)
-            .transpose()?,
-        search,
-        limit,
-        cursor: params.cursor,
-    })?;
+    let page = app
+        .engine
+        .store()
+        .list(&ListQuery {
+            workflow: params.workflow,
+            status: params.status,
+            created_after: params.created_after.as_deref().map(timestamp).transpose()?,
+            created_before: params
+                .created_before
+                .as_deref()
+                .map(timestamp)
+                .transpose()?,
+            search,
+            limit,
+            cursor: params.cursor,
+        })
+        .await?;
+    let mut runs = Vec::with_capacity(page.runs.len());
+    for run in &page.runs {
+        runs.push(view(&app, run).await);
+    }
     Ok(Json(RunPage {
-        runs: page.runs.iter().map(|run| view(&app, run)).collect(),
+        runs,
         next_cursor: page.next_cursor,
     })
     .into_response())
@@ -389,7 +403,7 @@ pub async fn retry(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let run = app.engine.retry(&id).await?;
-    Ok(answer(&app, &run, false))
+    Ok(answer(&app, &run, false).await)
 }
 
 /// Stops a pending or running run: the attempt in flight finishes, completed steps are
@@ -418,7 +432,7 @@ pub async fn cancel(
     Path(id): Path<String>,
 ) -> Result<Response, Problem> {
     let run = app.engine.cancel(&id).await?;
-    Ok(answer(&app, &run, false))
+    Ok(answer(&app, &run, false).await)
 }
 
 /// Delivers signal `name` with the JSON body (or `null`) to the run's await step for it;

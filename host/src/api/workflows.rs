@@ -53,7 +53,7 @@ const MAX_NAME: usize = 128;
     )
 )]
 pub async fn list(State(app): State<AppState>) -> Result<Response, Problem> {
-    let workflows = app.engine.workflows().list()?;
+    let workflows = app.engine.workflows().list().await?;
     Ok(Json(Workflows {
         workflows: workflows.iter().map(WorkflowDetail::new).collect(),
     })
@@ -80,7 +80,7 @@ pub async fn describe(
     State(app): State<AppState>,
     Path(name): Path<String>,
 ) -> Result<Response, Problem> {
-    let workflow = app.engine.workflows().describe(&name)?;
+    let workflow = app.engine.workflows().describe(&name).await?;
     Ok(Json(WorkflowDetail::new(&workflow)).into_response())
 }
 

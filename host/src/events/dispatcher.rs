@@ -134,21 +134,21 @@ impl Dispatcher {
 
     /// Drops outbox entries a crash left behind: events of step attempts whose result was
     /// never written. Call before anything writes to the outbox in this process.
-    pub fn drop_orphans(&self) -> Result<usize, StoreError> {
+    pub async fn drop_orphans(&self) -> Result<usize, StoreError> {
         let store = self.store();
         let mut dropped = 0;
         let mut after: Option<String> = None;
         loop {
-            let page = store.outbox_pending(after.as_deref(), RELAY_BATCH)?;
+            let page = store.outbox_pending(after.as_deref(), RELAY_BATCH).await?;
             let Some(last) = page.last() else {
                 break;
             };
             after = Some(last.event.id.clone());
             for entry in &page {
                 if let Some(gate) = &entry.gate
-                    && !store.gate_open(gate)?
+                    && !store.gate_open(gate).await?
                 {
-                    store.outbox_remove(&entry.event.id)?;
+                    store.outbox_remove(&entry.event.id).await?;
                     dropped += 1;
                 }
             }
@@ -227,26 +227,26 @@ impl Dispatcher {
     }
 
     /// Dead letters, newest first.
-    pub fn dead_letters(
+    pub async fn dead_letters(
         &self,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        self.store().dead_letters(limit, cursor)
+        self.store().dead_letters(limit, cursor).await
     }
 
     /// Queues a dead letter's event for its subscription again, with fresh attempts, and
     /// removes the dead letter, durably: both are on disk (or at the broker) on return.
     /// `None` if there is no such dead letter.
     pub async fn redeliver(&self, id: &str) -> Result<Option<DeadLetter>, TransportError> {
-        let Some(letter) = self.store().dead_letter(id)? else {
+        let Some(letter) = self.store().dead_letter(id).await? else {
             return Ok(None);
         };
         let message_id = format!("{}/{}/{}", letter.subscription, letter.event.id, letter.id);
         self.transport
             .send(&letter.subscription, &letter.event, &message_id)
             .await?;
-        self.store().exhume(id)?;
+        self.store().exhume(id).await?;
         self.store().flush().await?;
         Ok(Some(letter))
     }
@@ -283,7 +283,7 @@ impl Dispatcher {
         let mut after: Option<String> = None;
         let mut scanned = 0;
         while released.is_empty() && scanned < RELAY_SCAN {
-            let page = store.outbox_pending(after.as_deref(), RELAY_BATCH)?;
+            let page = store.outbox_pending(after.as_deref(), RELAY_BATCH).await?;
             let Some(last) = page.last() else {
                 break;
             };
@@ -291,7 +291,7 @@ impl Dispatcher {
             scanned += page.len();
             for entry in page {
                 let open = match &entry.gate {
-                    Some(gate) => store.gate_open(gate)?,
+                    Some(gate) => store.gate_open(gate).await?,
                     None => true,
                 };
                 // A closed gate: what the event waits for is being written; it comes next.
@@ -333,7 +333,7 @@ impl Dispatcher {
         futures_util::future::try_join_all(sends).await?;
         let now = now_ms();
         for event in &released {
-            store.outbox_remove(&event.id)?;
+            store.outbox_remove(&event.id).await?;
             let lag = Duration::from_millis(now.saturating_sub(event.time_ms));
             metrics::histogram!(RELAY_LAG).record(lag);
         }
@@ -562,13 +562,13 @@ impl Worker {
         };
         let store = self.dispatcher.store();
         let buried = async {
-            store.bury(&letter)?;
+            store.bury(&letter).await?;
             store.flush().await
         };
         if let Err(error) = buried.await {
             tracing::warn!(subscription = %self.subscription.name, event = %letter.event.id, %error, "the dead letter is not durable; the delivery comes again");
             // The delivery comes again and gives up again: one dead letter, not two.
-            let _ = store.exhume(&letter.id);
+            let _ = store.exhume(&letter.id).await;
             counted("retry");
             return settle.retry(delay(attempts + 1), letter.error).await;
         }

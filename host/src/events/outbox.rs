@@ -30,7 +30,11 @@ impl Outbox {
     /// Writes `events`, to be released once written durably and, when `gate` is given, once
     /// what it waits for is there. Not durable on return: the relay flushes before it
     /// releases anything.
-    pub fn stage(&self, events: Vec<PublishedEvent>, gate: Option<Gate>) -> Result<(), StoreError> {
+    pub async fn stage(
+        &self,
+        events: Vec<PublishedEvent>,
+        gate: Option<Gate>,
+    ) -> Result<(), StoreError> {
         if events.is_empty() {
             return Ok(());
         }
@@ -41,7 +45,7 @@ impl Outbox {
                 gate: gate.clone(),
             })
             .collect();
-        self.store.outbox_put(&entries)?;
+        self.store.outbox_put(&entries).await?;
         self.wake();
         Ok(())
     }
@@ -52,19 +56,19 @@ impl Outbox {
         if events.is_empty() {
             return Ok(());
         }
-        self.stage(events, None)?;
+        self.stage(events, None).await?;
         self.store.flush().await
     }
 
     /// Removes a staged event that must not go out after all (what caused it did not
     /// happen).
-    pub fn withdraw(&self, event_id: &str) -> Result<(), StoreError> {
-        self.store.outbox_remove(event_id)
+    pub async fn withdraw(&self, event_id: &str) -> Result<(), StoreError> {
+        self.store.outbox_remove(event_id).await
     }
 
     /// How many events wait in the outbox, gated or not: the `flowhost_outbox_depth` gauge.
-    pub fn depth(&self) -> Result<usize, StoreError> {
-        self.store.outbox_depth()
+    pub async fn depth(&self) -> Result<usize, StoreError> {
+        self.store.outbox_depth().await
     }
 
     /// Tells the relay there may be something to release.
@@ -87,7 +91,10 @@ impl EventSink for Outbox {
         &self,
         events: Vec<PublishedEvent>,
     ) -> Pin<Box<dyn Future<Output = Result<(), SinkError>> + Send + '_>> {
-        let result = self.stage(events, None).map_err(|e| SinkError(Box::new(e)));
-        Box::pin(std::future::ready(result))
+        Box::pin(async move {
+            self.stage(events, None)
+                .await
+                .map_err(|e| SinkError(Box::new(e)))
+        })
     }
 }

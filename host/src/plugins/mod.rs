@@ -26,7 +26,7 @@ pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, Weak};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 
 use serde::Serialize;
 
@@ -228,19 +228,26 @@ pub struct PluginRegistry {
     current: RwLock<HashMap<String, Arc<Plugin>>>,
     /// Earlier versions that runs still hold, by name and digest.
     loaded: Mutex<HashMap<(String, String), Weak<Plugin>>>,
+    /// Held for reading from reading a new run's versions until the run is stored, and for
+    /// writing by a swap ([`Self::current_versions`]). An async lock: the run is stored
+    /// across an `.await`.
+    pinning: tokio::sync::RwLock<()>,
     /// Serialises changes of heads: registrations, rollbacks, deletions.
     changes: tokio::sync::Mutex<()>,
     max_upload_bytes: usize,
     keep_versions: usize,
 }
 
-/// The current versions, read-locked: swaps and collections wait until it is dropped.
-pub struct CurrentVersions<'a>(RwLockReadGuard<'a, HashMap<String, Arc<Plugin>>>);
+/// The current versions, with swaps held off: swaps wait until it is dropped.
+pub struct CurrentVersions<'a> {
+    versions: HashMap<String, Arc<Plugin>>,
+    _pinning: tokio::sync::RwLockReadGuard<'a, ()>,
+}
 
 impl CurrentVersions<'_> {
     /// The current version of `name`.
     pub fn get(&self, name: &str) -> Option<&Arc<Plugin>> {
-        self.0.get(name)
+        self.versions.get(name)
     }
 }
 
@@ -266,6 +273,7 @@ impl PluginRegistry {
             runs,
             current: RwLock::default(),
             loaded: Mutex::default(),
+            pinning: tokio::sync::RwLock::new(()),
             changes: tokio::sync::Mutex::new(()),
             max_upload_bytes: config.max_upload_mib.saturating_mul(1024 * 1024),
             keep_versions: config.keep_versions.max(1),
@@ -273,14 +281,14 @@ impl PluginRegistry {
         for (name, entry) in &registry.entries {
             let wasm = read(name, entry)?;
             let file_digest = digest(&wasm);
-            let head = registry.store.head(name)?.unwrap_or_default();
+            let head = registry.store.head(name).await?.unwrap_or_default();
             match head.current() {
                 Some(current) if head.config_digest.as_deref() == Some(file_digest.as_str()) => {
                     let from_file = current == file_digest;
                     let bytes = if from_file {
                         wasm
                     } else {
-                        registry.store.component(current)?.ok_or_else(|| {
+                        registry.store.component(current).await?.ok_or_else(|| {
                             RegistryError::Missing {
                                 plugin: name.clone(),
                                 digest: current.to_owned(),
@@ -289,7 +297,7 @@ impl PluginRegistry {
                     };
                     let plugin = load_checked(&registry.runtime, name, entry, &bytes)
                         .map_err(|e| if from_file { in_file(e, entry) } else { e })?;
-                    registry.swap(name, plugin);
+                    registry.swap(name, plugin).await;
                 }
                 _ => {
                     let plugin = load_checked(&registry.runtime, name, entry, &wasm)
@@ -316,9 +324,13 @@ impl PluginRegistry {
     /// run's versions until the run is stored. A swap waits for it, so once a version has
     /// stopped being current every run that pins it is in the run store; deletion and
     /// collection (which hold `changes`, so that the version cannot become current again)
-    /// then see every pin. Never hold it across an `.await`.
-    pub fn current_versions(&self) -> CurrentVersions<'_> {
-        CurrentVersions(self.current.read().expect("registry lock"))
+    /// then see every pin.
+    pub async fn current_versions(&self) -> CurrentVersions<'_> {
+        let pinning = self.pinning.read().await;
+        CurrentVersions {
+            versions: self.current.read().expect("registry lock").clone(),
+            _pinning: pinning,
+        }
     }
 
     /// Names of the configured plugins, with their files.
@@ -338,7 +350,8 @@ impl PluginRegistry {
         let entry = self.entry(name)?;
         let wasm = self
             .store
-            .component(digest)?
+            .component(digest)
+            .await?
             .ok_or_else(|| RegistryError::Missing {
                 plugin: name.to_owned(),
                 digest: digest.to_owned(),
@@ -382,7 +395,7 @@ impl PluginRegistry {
     pub async fn register_file(&self, name: &str) -> Result<Option<Registered>, RegistryError> {
         let entry = self.entry(name)?;
         let wasm = read(name, entry)?;
-        let head = self.store.head(name)?.unwrap_or_default();
+        let head = self.store.head(name).await?.unwrap_or_default();
         if head.config_digest.as_deref() == Some(digest(&wasm).as_str()) {
             return Ok(None);
         }
@@ -400,7 +413,7 @@ impl PluginRegistry {
     ) -> Result<Registered, RegistryError> {
         let entry = self.entry(name)?;
         let _change = self.changes.lock().await;
-        let mut head = self.store.head(name)?.unwrap_or_default();
+        let mut head = self.store.head(name).await?.unwrap_or_default();
         let target = match to {
             Some(digest) => digest.to_owned(),
             None => {
@@ -411,20 +424,19 @@ impl PluginRegistry {
                 head.current().expect("two entries").to_owned()
             }
         };
-        let version =
-            self.store
-                .version(name, &target)?
-                .ok_or_else(|| RegistryError::UnknownVersion {
-                    plugin: name.to_owned(),
-                    digest: target.clone(),
-                })?;
+        let version = self.store.version(name, &target).await?.ok_or_else(|| {
+            RegistryError::UnknownVersion {
+                plugin: name.to_owned(),
+                digest: target.clone(),
+            }
+        })?;
         let plugin = self.pinned(name, &target).await?;
         check_uses(name, entry, &plugin)?;
         let changed = self.current(name).is_none_or(|p| p.digest() != target);
         head.make_current(&target);
-        self.store.put_head(name, &head)?;
+        self.store.put_head(name, &head).await?;
         self.store.flush().await?;
-        self.swap(name, plugin);
+        self.swap(name, plugin).await;
         tracing::info!(plugin = name, digest = &target[..12], "rolled back");
         Ok(Registered {
             version,
@@ -438,8 +450,8 @@ impl PluginRegistry {
     pub async fn delete(&self, name: &str, digest: &str) -> Result<(), RegistryError> {
         self.entry(name)?;
         let _change = self.changes.lock().await;
-        let mut head = self.store.head(name)?.unwrap_or_default();
-        if self.store.version(name, digest)?.is_none() {
+        let mut head = self.store.head(name).await?.unwrap_or_default();
+        if self.store.version(name, digest).await?.is_none() {
             return Err(RegistryError::UnknownVersion {
                 plugin: name.to_owned(),
                 digest: digest.to_owned(),
@@ -453,7 +465,7 @@ impl PluginRegistry {
         }
         // Not current, and it cannot become current while `changes` is held: every run
         // that pins it is in the run store already (see `current_versions`).
-        let runs = pins_of(&self.runs.pins(PinKind::Plugin, name)?, digest);
+        let runs = pins_of(&self.runs.pins(PinKind::Plugin, name).await?, digest);
         if runs > 0 {
             return Err(RegistryError::Pinned {
                 plugin: name.to_owned(),
@@ -461,11 +473,11 @@ impl PluginRegistry {
                 runs,
             });
         }
-        if self.store.remove_version(name, digest)? {
+        if self.store.remove_version(name, digest).await? {
             self.runtime.forget(digest);
         }
         head.history.retain(|d| d != digest);
-        self.store.put_head(name, &head)?;
+        self.store.put_head(name, &head).await?;
         self.store.flush().await?;
         tracing::info!(
             plugin = name,
@@ -476,25 +488,30 @@ impl PluginRegistry {
     }
 
     /// Every configured plugin, by name.
-    pub fn list(&self) -> Result<Vec<PluginView>, RegistryError> {
-        self.entries.keys().map(|name| self.view(name)).collect()
+    pub async fn list(&self) -> Result<Vec<PluginView>, RegistryError> {
+        let mut views = Vec::with_capacity(self.entries.len());
+        for name in self.entries.keys() {
+            views.push(self.view(name).await?);
+        }
+        Ok(views)
     }
 
     /// One plugin with its versions.
-    pub fn describe(&self, name: &str) -> Result<PluginView, RegistryError> {
-        self.view(name)
+    pub async fn describe(&self, name: &str) -> Result<PluginView, RegistryError> {
+        self.view(name).await
     }
 
-    fn view(&self, name: &str) -> Result<PluginView, RegistryError> {
+    async fn view(&self, name: &str) -> Result<PluginView, RegistryError> {
         let entry = self.entry(name)?;
-        let pins = self.runs.pins(PinKind::Plugin, name)?;
+        let pins = self.runs.pins(PinKind::Plugin, name).await?;
         let current = self
             .current(name)
             .map(|p| p.digest().to_owned())
             .unwrap_or_default();
         let mut versions: Vec<VersionView> = self
             .store
-            .versions(name)?
+            .versions(name)
+            .await?
             .into_iter()
             .map(|version| VersionView {
                 current: version.digest == current,
@@ -571,14 +588,14 @@ impl PluginRegistry {
     ) -> Result<Registered, RegistryError> {
         let _change = self.changes.lock().await;
         let digest = plugin.digest().to_owned();
-        let mut head = self.store.head(name)?.unwrap_or_default();
-        let existing = self.store.version(name, &digest)?;
+        let mut head = self.store.head(name).await?.unwrap_or_default();
+        let existing = self.store.version(name, &digest).await?;
         let new = existing.is_none();
         let version = match existing {
             Some(mut version) => {
                 if label.is_some() && label != version.label {
                     version.label = label;
-                    self.store.put_version(&version)?;
+                    self.store.put_version(&version).await?;
                 }
                 version
             }
@@ -595,8 +612,8 @@ impl PluginRegistry {
                 };
                 // The bytes before the version, the version before the head: a crash never
                 // leaves a head naming what is not there.
-                self.store.put_component(&digest, wasm)?;
-                self.store.put_version(&version)?;
+                self.store.put_component(&digest, wasm).await?;
+                self.store.put_version(&version).await?;
                 version
             }
         };
@@ -605,9 +622,9 @@ impl PluginRegistry {
         if source != VersionSource::Api {
             head.config_digest = Some(digest.clone());
         }
-        self.store.put_head(name, &head)?;
+        self.store.put_head(name, &head).await?;
         self.store.flush().await?;
-        self.swap(name, plugin);
+        self.swap(name, plugin).await;
         if changed {
             tracing::info!(
                 plugin = name,
@@ -617,7 +634,7 @@ impl PluginRegistry {
                 "current version changed"
             );
         }
-        if let Err(e) = self.collect(name, &mut head) {
+        if let Err(e) = self.collect(name, &mut head).await {
             tracing::warn!(plugin = name, error = %e, "could not collect old versions");
         }
         Ok(Registered {
@@ -627,8 +644,10 @@ impl PluginRegistry {
         })
     }
 
-    /// Makes `plugin` the current version of `name`.
-    fn swap(&self, name: &str, plugin: Arc<Plugin>) {
+    /// Makes `plugin` the current version of `name`, once no run start is between reading
+    /// the current versions and storing its run.
+    async fn swap(&self, name: &str, plugin: Arc<Plugin>) {
+        let _pinning = self.pinning.write().await;
         let previous = self
             .current
             .write()
@@ -646,8 +665,8 @@ impl PluginRegistry {
     /// Removes the versions of `name` beyond `keep_versions` that were current least
     /// recently (or never), unless current or pinned. Called with `changes` held; durable
     /// with the next flush.
-    fn collect(&self, name: &str, head: &mut Head) -> Result<(), RegistryError> {
-        let mut versions = self.store.versions(name)?;
+    async fn collect(&self, name: &str, head: &mut Head) -> Result<(), RegistryError> {
+        let mut versions = self.store.versions(name).await?;
         let Some(excess) = versions.len().checked_sub(self.keep_versions) else {
             return Ok(());
         };
@@ -659,7 +678,7 @@ impl PluginRegistry {
             let position = head.history.iter().position(|d| *d == v.digest);
             (position.map_or(0, |p| p + 1), v.registered_ms)
         });
-        let pins = self.runs.pins(PinKind::Plugin, name)?;
+        let pins = self.runs.pins(PinKind::Plugin, name).await?;
         let mut removed = 0;
         for version in &versions {
             if removed == excess {
@@ -669,13 +688,13 @@ impl PluginRegistry {
             if head.current() == Some(digest) || pins_of(&pins, digest) > 0 {
                 continue;
             }
-            if self.store.remove_version(name, digest)? {
+            if self.store.remove_version(name, digest).await? {
                 self.runtime.forget(digest);
             }
             head.history.retain(|d| d != digest);
             removed += 1;
         }
-        self.store.put_head(name, head)?;
+        self.store.put_head(name, head).await?;
         if removed > 0 {
             tracing::info!(plugin = name, removed, "collected old versions");
         }

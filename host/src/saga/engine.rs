@@ -253,7 +253,7 @@ impl Drop for Unfinished {
         if let Some((inner, run, admitted, creation)) = self.0.take() {
             tokio::spawn(async move {
                 let flushed = inner.store.flush().await;
-                let _ = inner.settle(run, admitted, creation, flushed);
+                let _ = inner.settle(run, admitted, creation, flushed).await;
             });
         }
     }
@@ -362,11 +362,11 @@ impl Engine {
     }
 
     /// The run with this id.
-    pub fn get(&self, id: &str) -> Result<Option<Run>, EngineError> {
+    pub async fn get(&self, id: &str) -> Result<Option<Run>, EngineError> {
         let Ok(id) = RunId::parse(id) else {
             return Ok(None);
         };
-        Ok(self.inner.store.get(&id)?)
+        Ok(self.inner.store.get(&id).await?)
     }
 
     /// How many runs are driven, queued, asleep and waiting now.
@@ -431,12 +431,12 @@ impl Engine {
     /// each resumes where its journal ends, a backoff waiting only for what is left of it.
     /// Before it returns, every such run that awaits events is in the index the relay asks,
     /// so that no event is missed while the runs are taken up. Returns how many.
-    pub fn recover(&self) -> Result<usize, EngineError> {
-        let ids = self.inner.store.unfinished()?;
+    pub async fn recover(&self) -> Result<usize, EngineError> {
+        let ids = self.inner.store.unfinished().await?;
         let count = ids.len();
         for id in ids {
-            if let Some(mut run) = self.inner.store.get(&id)?
-                && let Ok(workflow) = self.inner.workflow_of(&mut run)
+            if let Some(mut run) = self.inner.store.get(&id).await?
+                && let Ok(workflow) = self.inner.workflow_of(&mut run).await
             {
                 self.inner.note_interests(&run, &workflow.definition);
             }
@@ -630,7 +630,7 @@ impl Inner {
             };
             // A repeat needs no room: it is answered before admission.
             let found = if claimed {
-                self.store.find(&run)?
+                self.store.find(&run).await?
             } else {
                 None
             };
@@ -651,7 +651,7 @@ impl Inner {
                         Admitted::Slot(_) => RunStatus::Running,
                         Admitted::Ticket(_) => RunStatus::Pending,
                     };
-                    match self.create_pinned(&mut run, &definition.definition)? {
+                    match self.create_pinned(&mut run, &definition.definition).await? {
                         Created::New => return self.commit(run, admitted, creation).await,
                         // Created by a request that came between the look-up and now.
                         Created::Existing(existing) => *existing,
@@ -679,12 +679,12 @@ impl Inner {
     /// Stores `run` pinned to the plugin versions current now, which are the run's for its
     /// whole life. The registry does not collect a version while its guard is held, so the
     /// run is in the store before any version it pins could go.
-    fn create_pinned(
+    async fn create_pinned(
         &self,
         run: &mut Run,
         definition: &WorkflowDefinition,
     ) -> Result<Created, StoreError> {
-        let current = self.plugins.current_versions();
+        let current = self.plugins.current_versions().await;
         run.plugins.clear();
         for name in definition.plugins() {
             if let Some(plugin) = current.get(name) {
@@ -692,7 +692,7 @@ impl Inner {
                     .insert(name.to_owned(), plugin.digest().to_owned());
             }
         }
-        self.store.create(run)
+        self.store.create(run).await
     }
 
     /// Makes a new run durable and hands it to a driver; if it cannot be made durable,
@@ -706,11 +706,11 @@ impl Inner {
         let mut unfinished = Unfinished(Some((self.clone(), run, admitted, creation)));
         let flushed = self.store.flush().await;
         let (_, run, admitted, creation) = unfinished.0.take().expect("not dropped yet");
-        self.settle(run, admitted, creation, flushed)
+        self.settle(run, admitted, creation, flushed).await
     }
 
     /// The end of a creation once its flush returned.
-    fn settle(
+    async fn settle(
         self: &Arc<Self>,
         run: Run,
         admitted: Admitted,
@@ -718,7 +718,7 @@ impl Inner {
         flushed: Result<(), StoreError>,
     ) -> Result<(Run, bool), EngineError> {
         if let Err(error) = flushed {
-            match self.store.discard(&run) {
+            match self.store.discard(&run).await {
                 Ok(()) => {
                     tracing::warn!(run_id = %run.id, %error, "a new run could not be made durable; it was discarded");
                     return Err(error.into());
@@ -752,8 +752,8 @@ impl Inner {
     async fn retry(self: &Arc<Self>, id: &str) -> Result<Run, EngineError> {
         let unknown = || EngineError::UnknownRun(id.to_owned());
         let id = RunId::parse(id).map_err(|_| unknown())?;
-        let mut run = self.store.get(&id)?.ok_or_else(unknown)?;
-        let workflow = self.workflow_of(&mut run)?;
+        let mut run = self.store.get(&id).await?.ok_or_else(unknown)?;
+        let workflow = self.workflow_of(&mut run).await?;
         let not_retryable = |run: &Run| EngineError::NotRetryable {
             id: run.id.clone(),
             status: run.status.as_str(),
@@ -766,7 +766,7 @@ impl Inner {
         lifecycle
             .on(&mut run, Event::Retry, self.clock.now_ms())
             .map_err(|_| not_retryable(&run))?;
-        match self.save(&mut run) {
+        match self.save(&mut run).await {
             Err(StoreError::Conflict(id)) => return Err(EngineError::Conflict(id)),
             other => other?,
         }
@@ -818,7 +818,7 @@ impl Inner {
             };
             if let Some(told) = told {
                 let _ = told.await;
-                let run = self.store.get(&id)?.ok_or_else(unknown)?;
+                let run = self.store.get(&id).await?.ok_or_else(unknown)?;
                 if !matches!(run.status, RunStatus::Pending | RunStatus::Running) || run.cancelled {
                     return self.cancelled(run).await;
                 }
@@ -829,12 +829,12 @@ impl Inner {
                 inner: self.clone(),
                 id: id.clone(),
             };
-            let mut run = self.store.get(&id)?.ok_or_else(unknown)?;
+            let mut run = self.store.get(&id).await?.ok_or_else(unknown)?;
             if !matches!(run.status, RunStatus::Pending | RunStatus::Running) || run.cancelled {
                 drop(driving);
                 return self.cancelled(run).await;
             }
-            let workflow = self.workflow_of(&mut run)?;
+            let workflow = self.workflow_of(&mut run).await?;
             let lifecycle = Lifecycle::new(&workflow.definition);
             let actions = lifecycle
                 .on(&mut run, Event::Cancel, self.clock.now_ms())
@@ -844,7 +844,7 @@ impl Inner {
                 })?;
             for action in actions {
                 match action {
-                    Action::Save => match self.save(&mut run) {
+                    Action::Save => match self.save(&mut run).await {
                         Err(StoreError::Conflict(id)) => return Err(EngineError::Conflict(id)),
                         other => other?,
                     },
@@ -906,7 +906,7 @@ impl Inner {
         let unknown = || EngineError::UnknownRun(id.to_owned());
         let id = RunId::parse(id).map_err(|_| unknown())?;
         self.created(&id).await;
-        let mut run = self.store.get(&id)?.ok_or_else(unknown)?;
+        let mut run = self.store.get(&id).await?.ok_or_else(unknown)?;
         let not_awaited = |why: String| EngineError::NotAwaited {
             id: id.clone(),
             signal: name.to_owned(),
@@ -915,7 +915,7 @@ impl Inner {
         if !matches!(run.status, RunStatus::Pending | RunStatus::Running) {
             return Err(not_awaited(format!("it is {}", run.status.as_str())));
         }
-        let workflow = self.workflow_of(&mut run)?;
+        let workflow = self.workflow_of(&mut run).await?;
         let ahead = Lifecycle::new(&workflow.definition)
             .interests(&run)
             .iter()
@@ -923,7 +923,7 @@ impl Inner {
         if !ahead {
             return Err(not_awaited("no await step ahead waits for it".into()));
         }
-        if self.store.inbox(&id)?.len() >= MAX_INBOX {
+        if self.store.inbox(&id).await?.len() >= MAX_INBOX {
             return Err(EngineError::InboxFull(id));
         }
         let message = Message {
@@ -934,7 +934,7 @@ impl Inner {
             data,
             received_ms: self.clock.now_ms(),
         };
-        self.store.put_message(&id, &message)?;
+        self.store.put_message(&id, &message).await?;
         self.store.flush().await?;
         // Taken up now: if it waits for this signal, its driver takes the message.
         self.scheduler.enqueue(id, Resume::Due, None);
@@ -960,11 +960,11 @@ impl Inner {
         let targets = self.awaits.targets(&event.topic, &message);
         let mut delivered = Vec::with_capacity(targets.len());
         for id in targets {
-            if self.store.inbox(&id)?.len() >= MAX_INBOX {
+            if self.store.inbox(&id).await?.len() >= MAX_INBOX {
                 tracing::warn!(run_id = %id, event = %event.id, "the run's inbox is full; the event is not kept for it");
                 continue;
             }
-            self.store.put_message(&id, &message)?;
+            self.store.put_message(&id, &message).await?;
             delivered.push(id);
         }
         if delivered.is_empty() {
@@ -1005,7 +1005,7 @@ impl Inner {
 
     /// The message of its inbox that `run`'s await step takes, journaled; then removed
     /// from the inbox. The entry, to report to the lifecycle.
-    fn take_message(
+    async fn take_message(
         &self,
         run: &Run,
         lifecycle: &Lifecycle<'_>,
@@ -1013,12 +1013,12 @@ impl Inner {
         if lifecycle.awaiting(run).is_none() {
             return Ok(None);
         }
-        let inbox = self.store.inbox(&run.id)?;
+        let inbox = self.store.inbox(&run.id).await?;
         let Some((message, entry)) = lifecycle.take(run, &inbox, self.clock.now_ms()) else {
             return Ok(None);
         };
-        self.record(run, &entry, Vec::new())?;
-        self.store.remove_message(&run.id, &message.id)?;
+        self.record(run, &entry, Vec::new()).await?;
+        self.store.remove_message(&run.id, &message.id).await?;
         Ok(Some(entry))
     }
 
@@ -1053,9 +1053,9 @@ impl Inner {
 
     /// The definition `run` is pinned to. A run from before definitions were versioned is
     /// pinned to the current one here, and its record gains the steps it lacks.
-    fn workflow_of(&self, run: &mut Run) -> Result<Arc<Workflow>, WorkflowError> {
+    async fn workflow_of(&self, run: &mut Run) -> Result<Arc<Workflow>, WorkflowError> {
         if let Some(digest) = &run.workflow_version {
-            return self.workflows.pinned(&run.workflow, digest);
+            return self.workflows.pinned(&run.workflow, digest).await;
         }
         let current = self
             .workflows
@@ -1124,7 +1124,7 @@ impl Inner {
                 Err(panic) => {
                     // Still marked as driven, so that no one drives it meanwhile.
                     let during_attempt = in_attempt.load(Ordering::SeqCst);
-                    inner.after_panic(&id, &panic_message(&*panic), during_attempt);
+                    inner.after_panic(&id, &panic_message(&*panic), during_attempt).await;
                 }
             }
             drop(driving);
@@ -1135,13 +1135,13 @@ impl Inner {
     /// attempt fails as a trap would, so that the run retries it by its policy or
     /// compensates; elsewhere the run is taken up again a little later, a few times. Either
     /// way it is never left stuck while the host runs.
-    fn after_panic(self: &Arc<Self>, id: &RunId, message: &str, during_attempt: bool) {
+    async fn after_panic(self: &Arc<Self>, id: &RunId, message: &str, during_attempt: bool) {
         tracing::error!(run_id = %id, panic = message, during_attempt, "the host panicked while driving a run");
-        let outcome = (|| -> Result<Option<Duration>, Halt> {
-            let Some(mut run) = self.store.get(id)? else {
+        let outcome: Result<Option<Duration>, Halt> = async {
+            let Some(mut run) = self.store.get(id).await? else {
                 return Ok(None);
             };
-            let workflow = self.workflow_of(&mut run)?;
+            let workflow = self.workflow_of(&mut run).await?;
             let lifecycle = Lifecycle::new(&workflow.definition);
             let now = self.clock.now_ms();
             let Ok(actions) = lifecycle.on(&mut run.clone(), Event::Recovered, now) else {
@@ -1159,7 +1159,9 @@ impl Inner {
                     None,
                     (now, now),
                 );
-                self.store.append_journal(&run.id, run.journaled, &entry)?;
+                self.store
+                    .append_journal(&run.id, run.journaled, &entry)
+                    .await?;
                 return Ok(Some(Duration::ZERO));
             }
             // Not in an attempt: try again a little later, a few times.
@@ -1173,7 +1175,8 @@ impl Inner {
                 return Ok(None);
             }
             Ok(Some(AFTER_PANIC))
-        })();
+        }
+        .await;
         match outcome {
             Ok(Some(delay)) => {
                 let due = self.clock.now_ms() + delay.as_millis() as u64;
@@ -1194,7 +1197,7 @@ impl Inner {
         let (mut run, event) = match work {
             Work::New(run) => (*run, Event::Start),
             Work::Queued(id, resume) => {
-                let Some(run) = self.store.get(&id)? else {
+                let Some(run) = self.store.get(&id).await? else {
                     return Ok(());
                 };
                 let event = match resume {
@@ -1210,7 +1213,7 @@ impl Inner {
         }
         tracing::Span::current().record("workflow", run.workflow.as_str());
         let unpinned = run.workflow_version.is_none();
-        let workflow = match self.workflow_of(&mut run) {
+        let workflow = match self.workflow_of(&mut run).await {
             Ok(workflow) => workflow,
             Err(WorkflowError::Store(e)) => return Err(e.into()),
             Err(e) => return self.abandon(&mut run, None, e.to_string()).await,
@@ -1226,7 +1229,7 @@ impl Inner {
             }
         };
         if unpinned {
-            self.save(&mut run)?;
+            self.save(&mut run).await?;
         }
         // Instances kept warm for the next attempt of the same plugin, one per attempt
         // made at once.
@@ -1241,7 +1244,7 @@ impl Inner {
             let (mut attempts, mut next) = (Vec::new(), None);
             for action in std::mem::take(&mut actions) {
                 match action {
-                    Action::Save => self.save(&mut run)?,
+                    Action::Save => self.save(&mut run).await?,
                     Action::Finish(status) => {
                         self.finish(&mut run, &lifecycle, status).await?;
                         return Ok(());
@@ -1258,7 +1261,7 @@ impl Inner {
             ) && lifecycle.awaiting(&run).is_some()
             {
                 self.note_interests(&run, &workflow.definition);
-                if let Some(entry) = self.take_message(&run, &lifecycle)? {
+                if let Some(entry) = self.take_message(&run, &lifecycle).await? {
                     actions = lifecycle
                         .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
                         .unwrap_or_default();
@@ -1277,7 +1280,7 @@ impl Inner {
                 None
             };
             if let Some(entry) = child {
-                self.record(&run, &entry, Vec::new())?;
+                self.record(&run, &entry, Vec::new()).await?;
                 actions = lifecycle
                     .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
                     .unwrap_or_default();
@@ -1300,7 +1303,7 @@ impl Inner {
                 for action in cancel {
                     match action {
                         Action::Save => {
-                            self.save(&mut run)?;
+                            self.save(&mut run).await?;
                             self.store.flush().await?;
                         }
                         Action::Finish(status) => {
@@ -1330,7 +1333,7 @@ impl Inner {
                         waiting.apply(&entry);
                         self.note_interests(&waiting, &workflow.definition);
                     }
-                    self.record(&run, &entry, Vec::new())?;
+                    self.record(&run, &entry, Vec::new()).await?;
                     // A wait is durable once it begins: a sleep's due time is fixed then (a
                     // crash does not restart it), and an event sent on the strength of a
                     // run seen waiting finds it waiting after a crash too.
@@ -1381,7 +1384,7 @@ impl Inner {
                 Some(ended) => {
                     let (entry, events, instance) = ended?;
                     warm.push(instance);
-                    self.record(&run, &entry, events)?;
+                    self.record(&run, &entry, events).await?;
                     Some(entry)
                 }
                 None => None,
@@ -1407,7 +1410,7 @@ impl Inner {
         let id = run.id.child(&step.name);
         let now = self.clock.now_ms();
         let failed = |error: String| Ok(Some(lifecycle.child_failed(step, error, now)));
-        match self.store.get(&id)? {
+        match self.store.get(&id).await? {
             Some(child) if child.parent.as_ref() != Some(&run.id) => {
                 failed(format!("run `{id}` exists and is not this run's child"))
             }
@@ -1453,10 +1456,10 @@ impl Inner {
         let undone =
             |error: Option<String>| Ok(Some(lifecycle.child_undone(run, step, error, now)));
         // Never started: nothing to undo.
-        let Some(mut child) = self.store.get(&id)? else {
+        let Some(mut child) = self.store.get(&id).await? else {
             return undone(None);
         };
-        let workflow = match self.workflow_of(&mut child) {
+        let workflow = match self.workflow_of(&mut child).await {
             Ok(workflow) => workflow,
             Err(WorkflowError::Store(e)) => return Err(e.into()),
             Err(e) => return undone(Some(e.to_string())),
@@ -1524,18 +1527,19 @@ impl Inner {
 
     /// Closes the children of `run`, which closed: nothing will undo them now. A child
     /// left open (a write that failed, a crash) is only kept longer.
-    fn close_children(&self, run: &Run) {
+    async fn close_children(&self, run: &Run) {
         for id in run.steps.iter().filter_map(|s| s.child.as_ref()) {
-            let closed = (|| -> Result<(), StoreError> {
-                if let Some(mut child) = self.store.get(id)?
+            let closed: Result<(), StoreError> = async {
+                if let Some(mut child) = self.store.get(id).await?
                     && child.status.is_terminal()
                     && !child.closed
                 {
                     child.closed = true;
-                    self.save(&mut child)?;
+                    self.save(&mut child).await?;
                 }
                 Ok(())
-            })();
+            }
+            .await;
             if let Err(e) = closed {
                 tracing::warn!(run_id = %run.id, child = %id, error = %e, "could not close a child run");
             }
@@ -1546,8 +1550,8 @@ impl Inner {
     /// `compensated`.
     async fn undo(self: &Arc<Self>, id: &RunId) -> Result<(), EngineError> {
         let unknown = || EngineError::UnknownRun(id.to_string());
-        let mut run = self.store.get(id)?.ok_or_else(unknown)?;
-        let workflow = self.workflow_of(&mut run)?;
+        let mut run = self.store.get(id).await?.ok_or_else(unknown)?;
+        let workflow = self.workflow_of(&mut run).await?;
         let lifecycle = Lifecycle::new(&workflow.definition);
         let admitted = self.admit()?;
         lifecycle
@@ -1557,7 +1561,7 @@ impl Inner {
                 status: run.status.as_str(),
             })?;
         run.closed = false;
-        match self.save(&mut run) {
+        match self.save(&mut run).await {
             Err(StoreError::Conflict(id)) => return Err(EngineError::Conflict(id)),
             other => other?,
         }
@@ -1578,14 +1582,14 @@ impl Inner {
             waiting.push(tx);
         }
         let unknown = || EngineError::UnknownRun(id.to_string());
-        let run = self.store.get(id)?.ok_or_else(unknown)?;
+        let run = self.store.get(id).await?.ok_or_else(unknown)?;
         if !run.status.is_terminal() {
             // A driver wakes waiters only once the end is durable.
             if let Ok(Ok(run)) = tokio::time::timeout(timeout, rx).await {
                 return Ok(run);
             }
         }
-        let run = self.store.get(id)?.ok_or_else(unknown)?;
+        let run = self.store.get(id).await?.ok_or_else(unknown)?;
         if run.status.is_terminal() {
             // Read from the store, the end may not be durable yet: an end is not told
             // before it is.
@@ -1799,7 +1803,7 @@ impl Inner {
     /// Journals an attempt: one small write. Its events go to the outbox first, gated on
     /// this journal entry, so that they are released only once the step's result is
     /// durable, and dropped if a crash loses it.
-    fn record(
+    async fn record(
         &self,
         run: &Run,
         entry: &JournalEntry,
@@ -1810,8 +1814,10 @@ impl Inner {
             run_id: run.id.clone(),
             seq: run.journaled,
         };
-        self.outbox.stage(events, Some(gate))?;
-        self.store.append_journal(&run.id, run.journaled, entry)?;
+        self.outbox.stage(events, Some(gate)).await?;
+        self.store
+            .append_journal(&run.id, run.journaled, entry)
+            .await?;
         if published {
             self.outbox.wake();
         }
@@ -1819,10 +1825,10 @@ impl Inner {
     }
 
     /// Writes `run`'s record as its next revision.
-    fn save(&self, run: &mut Run) -> Result<(), StoreError> {
+    async fn save(&self, run: &mut Run) -> Result<(), StoreError> {
         run.updated_ms = run.updated_ms.max(self.clock.now_ms());
         run.revision += 1;
-        self.store.save(run)
+        self.store.save(run).await
     }
 
     /// Records a terminal status durably, then wakes whoever waits for the run.
@@ -1848,13 +1854,13 @@ impl Inner {
             run_id: run.id.clone(),
             revision: run.revision + 1,
         };
-        self.outbox.stage(vec![event], Some(gate))?;
+        self.outbox.stage(vec![event], Some(gate)).await?;
         // A child stays open while its parent may still undo it: its record and pins are
         // kept until the parent closes.
         run.closed = closed && run.parent.is_none();
-        if let Err(error) = self.save(run) {
+        if let Err(error) = self.save(run).await {
             // This end did not happen: its announcement must not go out with a later one.
-            let _ = self.outbox.withdraw(&event_id);
+            let _ = self.outbox.withdraw(&event_id).await;
             return Err(error.into());
         }
         // Saved ended, it rests no more, whether or not the flush below succeeds.
@@ -1877,7 +1883,7 @@ impl Inner {
             self.scheduler.schedule(parent.clone(), self.clock.now_ms());
         }
         if run.closed {
-            self.close_children(run);
+            self.close_children(run).await;
         }
         tracing::debug!(status = status.as_str(), "run finished");
         Ok(())

@@ -2,6 +2,8 @@
 //! ([`EventStore`]). The sled backend keeps them in the same database as the runs, so that
 //! one flush makes a step's result and its events durable together.
 
+use async_trait::async_trait;
+
 use super::{Flush, StoreError};
 use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry};
 
@@ -9,13 +11,14 @@ use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry};
 ///
 /// Writes are visible at once and durable after a [`Flush::flush`] that started after them,
 /// as with [`super::RunStore`].
+#[async_trait]
 pub trait EventStore: Flush {
     /// Adds events to the outbox; an id already there is left as it is.
-    fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
+    async fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError>;
 
     /// Up to `limit` outbox entries, oldest first, after the event `after` if given (a page
     /// on from a previous one).
-    fn outbox_pending(
+    async fn outbox_pending(
         &self,
         after: Option<&str>,
         limit: usize,
@@ -23,20 +26,20 @@ pub trait EventStore: Flush {
 
     /// How many events the outbox holds, gated or not. Walks the outbox: for gauges, not
     /// for the hot path.
-    fn outbox_depth(&self) -> Result<usize, StoreError>;
+    async fn outbox_depth(&self) -> Result<usize, StoreError>;
 
     /// Removes a relayed event from the outbox.
-    fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError>;
+    async fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError>;
 
     /// Whether what `gate` waits for is there: the journal entry, or the record at that
     /// revision.
-    fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError>;
+    async fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError>;
 
     /// Queues a delivery, due at its `due_ms`.
-    fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError>;
+    async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError>;
 
     /// Up to `limit` deliveries of `subscription` due at `now_ms`, earliest first.
-    fn due(
+    async fn due(
         &self,
         subscription: &str,
         now_ms: u64,
@@ -44,31 +47,35 @@ pub trait EventStore: Flush {
     ) -> Result<Vec<Delivery>, StoreError>;
 
     /// When the earliest delivery of `subscription` is due, if it has any.
-    fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError>;
+    async fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError>;
 
     /// How many deliveries `subscription`'s queue holds, due or not. Walks the queue.
-    fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError>;
+    async fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError>;
 
     /// Removes a delivery as it was queued.
-    fn dequeue(&self, delivery: &Delivery) -> Result<(), StoreError>;
+    async fn dequeue(&self, delivery: &Delivery) -> Result<(), StoreError>;
 
     /// Stores a dead letter.
-    fn bury(&self, letter: &DeadLetter) -> Result<(), StoreError>;
+    async fn bury(&self, letter: &DeadLetter) -> Result<(), StoreError>;
 
     /// Dead letters, newest first, `limit` at most, after `cursor` (a previous page's
     /// last id).
-    fn dead_letters(
+    async fn dead_letters(
         &self,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Vec<DeadLetter>, StoreError>;
 
     /// The dead letter with this id.
-    fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError>;
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError>;
 
     /// Removes and returns a dead letter.
-    fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError>;
+    async fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError>;
 
     /// Ids of dead letters given up on before `cutoff_ms`, oldest first, at most `limit`.
-    fn dead_letters_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<String>, StoreError>;
+    async fn dead_letters_before(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError>;
 }

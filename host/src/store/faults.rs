@@ -22,6 +22,8 @@
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
+use async_trait::async_trait;
+
 use super::{
     BoxFuture, Created, EventStore, Flush, ListQuery, Page, PinKind, PluginStore, RunStore, Store,
     StoreError, WorkflowStore,
@@ -182,27 +184,28 @@ impl Flush for FaultyStore {
     }
 }
 
+#[async_trait]
 impl RunStore for FaultyStore {
-    fn create(&self, run: &Run) -> Result<Created, StoreError> {
+    async fn create(&self, run: &Run) -> Result<Created, StoreError> {
         self.faults.check("create a run", &Op::Create(run))?;
-        self.inner.create(run)
+        self.inner.create(run).await
     }
 
-    fn discard(&self, run: &Run) -> Result<(), StoreError> {
+    async fn discard(&self, run: &Run) -> Result<(), StoreError> {
         self.faults.check("discard a run", &Op::Discard(run))?;
-        self.inner.discard(run)
+        self.inner.discard(run).await
     }
 
-    fn save(&self, run: &Run) -> Result<(), StoreError> {
+    async fn save(&self, run: &Run) -> Result<(), StoreError> {
         self.faults.check("save a run", &Op::Save(run))?;
-        self.inner.save(run)
+        self.inner.save(run).await
     }
 
-    fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
-        self.inner.get(id)
+    async fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        self.inner.get(id).await
     }
 
-    fn append_journal(
+    async fn append_journal(
         &self,
         run_id: &RunId,
         seq: u32,
@@ -212,219 +215,230 @@ impl RunStore for FaultyStore {
             "write a journal entry",
             &Op::AppendJournal { run_id, seq, entry },
         )?;
-        self.inner.append_journal(run_id, seq, entry)
+        self.inner.append_journal(run_id, seq, entry).await
     }
 
-    fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError> {
+    async fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError> {
         self.faults.check("write a message", &Op::Inbox(run_id))?;
-        self.inner.put_message(run_id, message)
+        self.inner.put_message(run_id, message).await
     }
 
-    fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError> {
-        self.inner.inbox(run_id)
+    async fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError> {
+        self.inner.inbox(run_id).await
     }
 
-    fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError> {
+    async fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError> {
         self.faults.check("remove a message", &Op::Inbox(run_id))?;
-        self.inner.remove_message(run_id, id)
+        self.inner.remove_message(run_id, id).await
     }
 
-    fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
-        self.inner.journal(run_id)
+    async fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        self.inner.journal(run_id).await
     }
 
-    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
-        self.inner.list(query)
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        self.inner.list(query).await
     }
 
-    fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
-        self.inner.unfinished()
+    async fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
+        self.inner.unfinished().await
     }
 
-    fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
-        self.inner.find(run)
+    async fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
+        self.inner.find(run).await
     }
 
-    fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {
-        self.inner.pins(kind, name)
+    async fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {
+        self.inner.pins(kind, name).await
     }
 
-    fn ended_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(u64, RunId)>, StoreError> {
-        self.inner.ended_before(cutoff_ms, limit)
+    async fn ended_before(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RunId)>, StoreError> {
+        self.inner.ended_before(cutoff_ms, limit).await
     }
 
-    fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError> {
+    async fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError> {
         self.faults.check("delete a run", &Op::Delete(id))?;
-        self.inner.delete(id, ended_ms)
+        self.inner.delete(id, ended_ms).await
     }
 }
 
+#[async_trait]
 impl EventStore for FaultyStore {
-    fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+    async fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
         self.faults
             .check("write the outbox", &Op::OutboxPut(entries))?;
-        self.inner.outbox_put(entries)
+        self.inner.outbox_put(entries).await
     }
 
-    fn outbox_depth(&self) -> Result<usize, StoreError> {
-        self.inner.outbox_depth()
+    async fn outbox_depth(&self) -> Result<usize, StoreError> {
+        self.inner.outbox_depth().await
     }
 
-    fn outbox_pending(
+    async fn outbox_pending(
         &self,
         after: Option<&str>,
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        self.inner.outbox_pending(after, limit)
+        self.inner.outbox_pending(after, limit).await
     }
 
-    fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError> {
+    async fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError> {
         self.faults
             .check("remove from the outbox", &Op::OutboxRemove(event_id))?;
-        self.inner.outbox_remove(event_id)
+        self.inner.outbox_remove(event_id).await
     }
 
-    fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError> {
-        self.inner.gate_open(gate)
+    async fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError> {
+        self.inner.gate_open(gate).await
     }
 
-    fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
+    async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
         self.faults
             .check("queue a delivery", &Op::Enqueue(delivery))?;
-        self.inner.enqueue(delivery)
+        self.inner.enqueue(delivery).await
     }
 
-    fn due(
+    async fn due(
         &self,
         subscription: &str,
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
-        self.inner.due(subscription, now_ms, limit)
+        self.inner.due(subscription, now_ms, limit).await
     }
 
-    fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError> {
-        self.inner.queue_depth(subscription)
+    async fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError> {
+        self.inner.queue_depth(subscription).await
     }
 
-    fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.next_due(subscription)
+    async fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.next_due(subscription).await
     }
 
-    fn dequeue(&self, delivery: &Delivery) -> Result<(), StoreError> {
+    async fn dequeue(&self, delivery: &Delivery) -> Result<(), StoreError> {
         self.faults
             .check("dequeue a delivery", &Op::Dequeue(delivery))?;
-        self.inner.dequeue(delivery)
+        self.inner.dequeue(delivery).await
     }
 
-    fn bury(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+    async fn bury(&self, letter: &DeadLetter) -> Result<(), StoreError> {
         self.faults
             .check("store a dead letter", &Op::Bury(letter))?;
-        self.inner.bury(letter)
+        self.inner.bury(letter).await
     }
 
-    fn dead_letters(
+    async fn dead_letters(
         &self,
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        self.inner.dead_letters(limit, cursor)
+        self.inner.dead_letters(limit, cursor).await
     }
 
-    fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
-        self.inner.dead_letter(id)
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        self.inner.dead_letter(id).await
     }
 
-    fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+    async fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
         self.faults.check("remove a dead letter", &Op::Exhume(id))?;
-        self.inner.exhume(id)
+        self.inner.exhume(id).await
     }
 
-    fn dead_letters_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
-        self.inner.dead_letters_before(cutoff_ms, limit)
+    async fn dead_letters_before(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.dead_letters_before(cutoff_ms, limit).await
     }
 }
 
+#[async_trait]
 impl PluginStore for FaultyStore {
-    fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
+    async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
         self.faults.check("store a component", &Op::Registry)?;
-        self.inner.put_component(digest, wasm)
+        self.inner.put_component(digest, wasm).await
     }
 
-    fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.inner.component(digest)
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.component(digest).await
     }
 
-    fn put_version(&self, version: &PluginVersion) -> Result<(), StoreError> {
+    async fn put_version(&self, version: &PluginVersion) -> Result<(), StoreError> {
         self.faults.check("store a plugin version", &Op::Registry)?;
-        self.inner.put_version(version)
+        self.inner.put_version(version).await
     }
 
-    fn version(&self, name: &str, digest: &str) -> Result<Option<PluginVersion>, StoreError> {
-        self.inner.version(name, digest)
+    async fn version(&self, name: &str, digest: &str) -> Result<Option<PluginVersion>, StoreError> {
+        self.inner.version(name, digest).await
     }
 
-    fn versions(&self, name: &str) -> Result<Vec<PluginVersion>, StoreError> {
-        self.inner.versions(name)
+    async fn versions(&self, name: &str) -> Result<Vec<PluginVersion>, StoreError> {
+        self.inner.versions(name).await
     }
 
-    fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError> {
+    async fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError> {
         self.faults
             .check("remove a plugin version", &Op::Registry)?;
-        self.inner.remove_version(name, digest)
+        self.inner.remove_version(name, digest).await
     }
 
-    fn head(&self, name: &str) -> Result<Option<Head>, StoreError> {
-        self.inner.head(name)
+    async fn head(&self, name: &str) -> Result<Option<Head>, StoreError> {
+        self.inner.head(name).await
     }
 
-    fn put_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
+    async fn put_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
         self.faults.check("store a plugin head", &Op::Registry)?;
-        self.inner.put_head(name, head)
+        self.inner.put_head(name, head).await
     }
 }
 
+#[async_trait]
 impl WorkflowStore for FaultyStore {
-    fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError> {
+    async fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError> {
         self.faults
             .check("store a workflow version", &Op::Registry)?;
-        self.inner.put_workflow_version(version)
+        self.inner.put_workflow_version(version).await
     }
 
-    fn workflow_version(
+    async fn workflow_version(
         &self,
         name: &str,
         digest: &str,
     ) -> Result<Option<WorkflowVersion>, StoreError> {
-        self.inner.workflow_version(name, digest)
+        self.inner.workflow_version(name, digest).await
     }
 
-    fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
-        self.inner.workflow_versions(name)
+    async fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
+        self.inner.workflow_versions(name).await
     }
 
-    fn remove_workflow_version(&self, name: &str, digest: &str) -> Result<(), StoreError> {
+    async fn remove_workflow_version(&self, name: &str, digest: &str) -> Result<(), StoreError> {
         self.faults
             .check("remove a workflow version", &Op::Registry)?;
-        self.inner.remove_workflow_version(name, digest)
+        self.inner.remove_workflow_version(name, digest).await
     }
 
-    fn workflow_heads(&self) -> Result<Vec<(String, Head)>, StoreError> {
-        self.inner.workflow_heads()
+    async fn workflow_heads(&self) -> Result<Vec<(String, Head)>, StoreError> {
+        self.inner.workflow_heads().await
     }
 
-    fn put_workflow_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
+    async fn put_workflow_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
         self.faults.check("store a workflow head", &Op::Registry)?;
-        self.inner.put_workflow_head(name, head)
+        self.inner.put_workflow_head(name, head).await
     }
 
-    fn schedule_mark(&self, name: &str) -> Result<Option<u64>, StoreError> {
-        self.inner.schedule_mark(name)
+    async fn schedule_mark(&self, name: &str) -> Result<Option<u64>, StoreError> {
+        self.inner.schedule_mark(name).await
     }
 
-    fn put_schedule_mark(&self, name: &str, ms: u64) -> Result<(), StoreError> {
+    async fn put_schedule_mark(&self, name: &str, ms: u64) -> Result<(), StoreError> {
         self.faults.check("store a schedule mark", &Op::Registry)?;
-        self.inner.put_schedule_mark(name, ms)
+        self.inner.put_schedule_mark(name, ms).await
     }
 }
 
@@ -445,11 +459,11 @@ mod tests {
         }
         store.flush().await.unwrap();
         faults.panic(1, |op| matches!(op, Op::Exhume("x")));
-        assert!(store.exhume("y").unwrap().is_none());
-        let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            let _ = store.exhume("x");
-        }));
+        assert!(store.exhume("y").await.unwrap().is_none());
+        let panicked =
+            futures_util::FutureExt::catch_unwind(std::panic::AssertUnwindSafe(store.exhume("x")))
+                .await;
         assert!(panicked.is_err());
-        assert!(store.exhume("x").unwrap().is_none(), "once");
+        assert!(store.exhume("x").await.unwrap().is_none(), "once");
     }
 }

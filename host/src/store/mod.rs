@@ -7,11 +7,12 @@
 //! - [`sled`]: the embedded backend, one database for all of them (group commit);
 //! - [`faults`]: a wrapper that fails or panics on chosen writes and flushes, for tests.
 //!
-//! The store depends on [`crate::model`] only. Every write is atomic per call and visible
-//! to reads at once, but durable only after a [`Flush::flush`] that started after it
-//! returns; concurrent callers share one flush of the backend (group commit), so
-//! durability does not serialise throughput. Errors say what the caller can do next
-//! ([`StoreError::is_retryable`]).
+//! The traits are async (`async_trait`, so that the host holds them as `dyn`): a backend
+//! may be across a network. The store depends on [`crate::model`] only. Every write is
+//! atomic per call and visible to reads at once, but durable only after a
+//! [`Flush::flush`] that started after it returns; concurrent callers share one flush of
+//! the backend (group commit), so durability does not serialise throughput. Errors say
+//! what the caller can do next ([`StoreError::is_retryable`]).
 
 pub mod events;
 pub mod faults;

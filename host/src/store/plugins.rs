@@ -10,6 +10,8 @@
 //! bytes first, then the version, then the head. A crash may leave bytes or a version that
 //! no head names; they are harmless and collected with the name's old versions.
 
+use async_trait::async_trait;
+
 use super::{Flush, StoreError};
 use crate::model::{Head, PluginVersion};
 
@@ -17,29 +19,30 @@ use crate::model::{Head, PluginVersion};
 ///
 /// Writes are visible at once and durable after a [`Flush::flush`] that started after
 /// them, as with [`super::RunStore`].
+#[async_trait]
 pub trait PluginStore: Flush {
     /// Stores a component under its digest, unless it is there already.
-    fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError>;
+    async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError>;
 
     /// The component with this digest.
-    fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError>;
 
     /// Stores (or replaces) a version's metadata.
-    fn put_version(&self, version: &PluginVersion) -> Result<(), StoreError>;
+    async fn put_version(&self, version: &PluginVersion) -> Result<(), StoreError>;
 
     /// One version of `name`.
-    fn version(&self, name: &str, digest: &str) -> Result<Option<PluginVersion>, StoreError>;
+    async fn version(&self, name: &str, digest: &str) -> Result<Option<PluginVersion>, StoreError>;
 
     /// Every version of `name`, oldest registration first.
-    fn versions(&self, name: &str) -> Result<Vec<PluginVersion>, StoreError>;
+    async fn versions(&self, name: &str) -> Result<Vec<PluginVersion>, StoreError>;
 
     /// Removes a version of `name`, and its component unless another version uses it;
     /// whether the component went too.
-    fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError>;
+    async fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError>;
 
     /// The head of `name`, if it has ever been registered.
-    fn head(&self, name: &str) -> Result<Option<Head>, StoreError>;
+    async fn head(&self, name: &str) -> Result<Option<Head>, StoreError>;
 
     /// Replaces the head of `name`.
-    fn put_head(&self, name: &str, head: &Head) -> Result<(), StoreError>;
+    async fn put_head(&self, name: &str, head: &Head) -> Result<(), StoreError>;
 }

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
+
 use super::{Flush, StoreError};
 use crate::model::{JournalEntry, Message, Run, RunId, RunStatus};
 
@@ -55,37 +57,39 @@ pub enum PinKind {
 
 /// Storage of runs and their journals.
 ///
-/// Every method but `flush` is quick (no network, no fsync) and may be called from async
-/// code; each is atomic on its own, and the multi-key ones are ordered so that a crash
-/// between their writes leaves nothing a reader would trust (see the backend).
+/// Every method is async, for backends across a network; the embedded one answers without
+/// waiting (no fsync but in `flush`). Each is atomic on its own, and the multi-key ones are
+/// ordered so that a crash between their writes leaves nothing a reader would trust (see
+/// the backend).
+#[async_trait]
 pub trait RunStore: Flush {
     /// Stores a new run, unless one with the same id, or the same idempotency key for the
     /// same workflow, exists: then returns that one and stores nothing. Atomic however many
     /// callers race: one id or key, one run. Pins the run's plugin and workflow versions.
-    fn create(&self, run: &Run) -> Result<Created, StoreError>;
+    async fn create(&self, run: &Run) -> Result<Created, StoreError>;
 
     /// Removes a run [`create`](Self::create) stored that was never made durable nor
     /// acknowledged (its creation's flush failed), with its key, indexes and pins, so that
     /// nothing is left a client's retry could find.
-    fn discard(&self, run: &Run) -> Result<(), StoreError>;
+    async fn discard(&self, run: &Run) -> Result<(), StoreError>;
 
     /// Replaces a run's record with `run`, whose [`Run::revision`] must be one more than the
     /// stored record's: a compare-and-swap, [`StoreError::Conflict`] if someone else saved
     /// since. The record must reflect every journal entry below its [`Run::journaled`]. A
     /// save that [closes](Run::closed) the run releases its pins and makes it eligible for
     /// retention, in the same call.
-    fn save(&self, run: &Run) -> Result<(), StoreError>;
+    async fn save(&self, run: &Run) -> Result<(), StoreError>;
 
     /// The run [`create`](Self::create) would find for `run`: one with its id, or with its
     /// idempotency key for its workflow. Stores nothing.
-    fn find(&self, run: &Run) -> Result<Option<Run>, StoreError>;
+    async fn find(&self, run: &Run) -> Result<Option<Run>, StoreError>;
 
     /// The run with this id, with the journal entries written since its record applied.
-    fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError>;
+    async fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError>;
 
     /// Writes entry number `seq` of a run's journal: the run's [`Run::journaled`] before
     /// the entry is applied to it.
-    fn append_journal(
+    async fn append_journal(
         &self,
         run_id: &RunId,
         seq: u32,
@@ -93,39 +97,43 @@ pub trait RunStore: Flush {
     ) -> Result<(), StoreError>;
 
     /// A run's journal, oldest first.
-    fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError>;
+    async fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError>;
 
     /// Adds `message` to a run's inbox, for its await steps.
-    fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError>;
+    async fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError>;
 
     /// A run's inbox, oldest first.
-    fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError>;
+    async fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError>;
 
     /// Removes a message a step took; the journal entry that says so is written first, so a
     /// crash between the two leaves a message that the journal says was taken.
-    fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError>;
+    async fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError>;
 
     /// Runs newest first, filtered and paged, from an index that holds just the runs asked
     /// for: by a search field's value when the query has one, else by status, workflow or
     /// both; the creation time bounds the index's range.
-    fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
     /// The ids of every run the engine must drive on start: pending, running or
     /// compensating (a few may turn out to be finished: the engine checks each record).
-    fn unfinished(&self) -> Result<Vec<RunId>, StoreError>;
+    async fn unfinished(&self) -> Result<Vec<RunId>, StoreError>;
 
     /// How many runs pin each version of `name`, by digest: runs created and not closed,
     /// that is unfinished or waiting for an operator's retry. Counted from an index of just
     /// those runs.
-    fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError>;
+    async fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError>;
 
     /// Closed runs that ended before `cutoff_ms`, oldest first, at most `limit`: their
     /// ids with when they ended.
-    fn ended_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(u64, RunId)>, StoreError>;
+    async fn ended_before(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RunId)>, StoreError>;
 
     /// Deletes a closed run that ended at `ended_ms` (as [`ended_before`](Self::ended_before)
     /// listed it), its journal, indexes and idempotency key; a run that is not closed stays,
     /// and only the listing goes. Idempotent; a crash half-way leaves it listed, to be
     /// deleted again.
-    fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError>;
+    async fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError>;
 }

@@ -245,7 +245,7 @@ impl WorkflowRegistry {
             changes: tokio::sync::Mutex::default(),
         };
         let mut heads: HashMap<String, Head> =
-            registry.store.workflow_heads()?.into_iter().collect();
+            registry.store.workflow_heads().await?.into_iter().collect();
         let mut current = HashMap::new();
         for (name, definition) in configured {
             let digest = definition.digest();
@@ -254,23 +254,30 @@ impl WorkflowRegistry {
                 head.config_digest.as_deref() == Some(digest.as_str()) && head.current().is_some();
             if !unchanged {
                 head.config_digest = Some(digest.clone());
-                registry.register(name, definition, &digest, &mut head, VersionSource::Config)?;
+                registry
+                    .register(name, definition, &digest, &mut head, VersionSource::Config)
+                    .await?;
             }
             let digest = head.current().expect("registered").to_owned();
-            current.insert(name.clone(), registry.pinned(name, &digest)?);
+            current.insert(name.clone(), registry.pinned(name, &digest).await?);
         }
         // What is left and came from the configuration has left it; what only the API
         // pushed stays.
         for (name, mut head) in heads {
             if head.retired || head.config_digest.is_none() {
                 if let Some(digest) = head.current() {
-                    current.insert(name.clone(), registry.pinned(&name, digest)?);
+                    current.insert(name.clone(), registry.pinned(&name, digest).await?);
                 }
                 continue;
             }
             head.retired = true;
-            registry.store.put_workflow_head(&name, &head)?;
-            let in_flight: usize = registry.runs.pins(PinKind::Workflow, &name)?.values().sum();
+            registry.store.put_workflow_head(&name, &head).await?;
+            let in_flight: usize = registry
+                .runs
+                .pins(PinKind::Workflow, &name)
+                .await?
+                .values()
+                .sum();
             tracing::info!(
                 workflow = %name,
                 runs_in_flight = in_flight,
@@ -284,7 +291,7 @@ impl WorkflowRegistry {
 
     /// Stores `definition` as a version of `name` (if new) and makes it current in `head`,
     /// logging the change with the runs that stay on older versions.
-    fn register(
+    async fn register(
         &self,
         name: &str,
         definition: &WorkflowDefinition,
@@ -294,17 +301,19 @@ impl WorkflowRegistry {
     ) -> Result<(), WorkflowError> {
         let previous = head.current().map(str::to_owned);
         // The version before the head that names it.
-        self.store.put_workflow_version(&WorkflowVersion {
-            name: name.to_owned(),
-            digest: digest.to_owned(),
-            definition: definition.clone(),
-            registered_ms: now_ms(),
-            source,
-        })?;
+        self.store
+            .put_workflow_version(&WorkflowVersion {
+                name: name.to_owned(),
+                digest: digest.to_owned(),
+                definition: definition.clone(),
+                registered_ms: now_ms(),
+                source,
+            })
+            .await?;
         head.make_current(digest);
-        self.store.put_workflow_head(name, head)?;
+        self.store.put_workflow_head(name, head).await?;
         if let Some(previous) = previous.filter(|p| p != digest) {
-            let pins = self.runs.pins(PinKind::Workflow, name)?;
+            let pins = self.runs.pins(PinKind::Workflow, name).await?;
             let in_flight: usize = pins
                 .iter()
                 .filter(|(version, _)| *version != digest)
@@ -335,10 +344,11 @@ impl WorkflowRegistry {
         check(&definition).map_err(WorkflowError::Invalid)?;
         let digest = definition.digest();
         let _change = self.changes.lock().await;
-        let mut head = self.head(name)?.unwrap_or_default();
-        let new = self.store.workflow_version(name, &digest)?.is_none();
+        let mut head = self.head(name).await?.unwrap_or_default();
+        let new = self.store.workflow_version(name, &digest).await?.is_none();
         let changed = head.current() != Some(digest.as_str());
-        self.register(name, &definition, &digest, &mut head, VersionSource::Api)?;
+        self.register(name, &definition, &digest, &mut head, VersionSource::Api)
+            .await?;
         self.store.flush().await?;
         self.make_current(Workflow::new(name.to_owned(), digest.clone(), definition));
         Ok(Pushed {
@@ -359,7 +369,8 @@ impl WorkflowRegistry {
     ) -> Result<Pushed, WorkflowError> {
         let _change = self.changes.lock().await;
         let mut head = self
-            .head(name)?
+            .head(name)
+            .await?
             .ok_or_else(|| WorkflowError::Unknown(name.to_owned()))?;
         let target = match to {
             Some(digest) => digest.to_owned(),
@@ -370,19 +381,21 @@ impl WorkflowRegistry {
                 head.history[head.history.len() - 2].clone()
             }
         };
-        let version = self.store.workflow_version(name, &target)?.ok_or_else(|| {
-            WorkflowError::UnknownVersion {
+        let version = self
+            .store
+            .workflow_version(name, &target)
+            .await?
+            .ok_or_else(|| WorkflowError::UnknownVersion {
                 name: name.to_owned(),
                 digest: target.clone(),
-            }
-        })?;
+            })?;
         check(&version.definition).map_err(WorkflowError::Invalid)?;
         let changed = head.current() != Some(target.as_str());
         if to.is_none() {
             head.history.pop();
         }
         head.make_current(&target);
-        self.store.put_workflow_head(name, &head)?;
+        self.store.put_workflow_head(name, &head).await?;
         self.store.flush().await?;
         self.make_current(Workflow::new(
             name.to_owned(),
@@ -408,13 +421,14 @@ impl WorkflowRegistry {
     pub async fn delete(&self, name: &str) -> Result<(), WorkflowError> {
         let _change = self.changes.lock().await;
         let mut head = self
-            .head(name)?
+            .head(name)
+            .await?
             .filter(|h| !h.retired)
             .ok_or_else(|| WorkflowError::Unknown(name.to_owned()))?;
         // New starts stop first, so that none pins it between the count and the retire (a
         // start that took the definition just before still finishes: versions stay).
         let current = self.current.write().expect("workflows lock").remove(name);
-        let runs: usize = match self.runs.pins(PinKind::Workflow, name) {
+        let runs: usize = match self.runs.pins(PinKind::Workflow, name).await {
             Ok(pins) => pins.values().sum(),
             Err(e) => {
                 self.restore(name, current);
@@ -429,7 +443,7 @@ impl WorkflowRegistry {
             });
         }
         head.retired = true;
-        let stored = self.store.put_workflow_head(name, &head);
+        let stored = self.store.put_workflow_head(name, &head).await;
         if let Err(e) = stored {
             self.restore(name, current);
             return Err(e.into());
@@ -448,10 +462,11 @@ impl WorkflowRegistry {
         }
     }
 
-    fn head(&self, name: &str) -> Result<Option<Head>, WorkflowError> {
+    async fn head(&self, name: &str) -> Result<Option<Head>, WorkflowError> {
         Ok(self
             .store
-            .workflow_heads()?
+            .workflow_heads()
+            .await?
             .into_iter()
             .find_map(|(n, head)| (n == name).then_some(head)))
     }
@@ -483,7 +498,7 @@ impl WorkflowRegistry {
     }
 
     /// Version `digest` of `name`, from memory or the store.
-    pub fn pinned(&self, name: &str, digest: &str) -> Result<Arc<Workflow>, WorkflowError> {
+    pub async fn pinned(&self, name: &str, digest: &str) -> Result<Arc<Workflow>, WorkflowError> {
         // Most runs follow the current version.
         if let Some(current) = self.current(name)
             && current.digest == digest
@@ -494,13 +509,14 @@ impl WorkflowRegistry {
         if let Some(workflow) = self.loaded.lock().expect("workflows lock").get(&key) {
             return Ok(workflow.clone());
         }
-        let version =
-            self.store
-                .workflow_version(name, digest)?
-                .ok_or_else(|| WorkflowError::Missing {
-                    name: name.to_owned(),
-                    digest: digest.to_owned(),
-                })?;
+        let version = self
+            .store
+            .workflow_version(name, digest)
+            .await?
+            .ok_or_else(|| WorkflowError::Missing {
+                name: name.to_owned(),
+                digest: digest.to_owned(),
+            })?;
         let workflow = Arc::new(Workflow::new(
             version.name,
             version.digest,
@@ -514,29 +530,32 @@ impl WorkflowRegistry {
     }
 
     /// Every workflow that has versions, configured or retired, by name.
-    pub fn list(&self) -> Result<Vec<WorkflowView>, WorkflowError> {
-        let mut heads = self.store.workflow_heads()?;
+    pub async fn list(&self) -> Result<Vec<WorkflowView>, WorkflowError> {
+        let mut heads = self.store.workflow_heads().await?;
         heads.sort_by(|a, b| a.0.cmp(&b.0));
-        heads
-            .into_iter()
-            .map(|(name, head)| self.view(name, &head))
-            .collect()
+        let mut views = Vec::with_capacity(heads.len());
+        for (name, head) in heads {
+            views.push(self.view(name, &head).await?);
+        }
+        Ok(views)
     }
 
     /// One workflow with its versions.
-    pub fn describe(&self, name: &str) -> Result<WorkflowView, WorkflowError> {
+    pub async fn describe(&self, name: &str) -> Result<WorkflowView, WorkflowError> {
         let head = self
-            .head(name)?
+            .head(name)
+            .await?
             .ok_or_else(|| WorkflowError::Unknown(name.to_owned()))?;
-        self.view(name.to_owned(), &head)
+        self.view(name.to_owned(), &head).await
     }
 
-    fn view(&self, name: String, head: &Head) -> Result<WorkflowView, WorkflowError> {
-        let pins = self.runs.pins(PinKind::Workflow, &name)?;
+    async fn view(&self, name: String, head: &Head) -> Result<WorkflowView, WorkflowError> {
+        let pins = self.runs.pins(PinKind::Workflow, &name).await?;
         let current = head.current().map(str::to_owned);
         let mut versions: Vec<WorkflowVersionView> = self
             .store
-            .workflow_versions(&name)?
+            .workflow_versions(&name)
+            .await?
             .into_iter()
             .map(|version| WorkflowVersionView {
                 current: current.as_deref() == Some(version.digest.as_str()),

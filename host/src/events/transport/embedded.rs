@@ -52,15 +52,18 @@ impl Transport for Embedded {
         event: &'a PublishedEvent,
         _message_id: &'a str,
     ) -> BoxFuture<'a, Result<(), TransportError>> {
-        let queued = self.store.enqueue(&Delivery {
-            subscription: subscription.to_owned(),
-            event: event.clone(),
-            attempts: 0,
-            due_ms: now_ms(),
-            error: None,
-        });
-        self.queued(subscription).notify_one();
-        Box::pin(std::future::ready(queued.map_err(Into::into)))
+        Box::pin(async move {
+            let delivery = Delivery {
+                subscription: subscription.to_owned(),
+                event: event.clone(),
+                attempts: 0,
+                due_ms: now_ms(),
+                error: None,
+            };
+            self.store.enqueue(&delivery).await?;
+            self.queued(subscription).notify_one();
+            Ok(())
+        })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), TransportError>> {
@@ -68,10 +71,7 @@ impl Transport for Embedded {
     }
 
     fn backlog<'a>(&'a self, subscription: &'a str) -> BoxFuture<'a, Result<u64, TransportError>> {
-        let depth = self.store.queue_depth(subscription);
-        Box::pin(std::future::ready(
-            depth.map(|d| d as u64).map_err(Into::into),
-        ))
+        Box::pin(async move { Ok(self.store.queue_depth(subscription).await? as u64) })
     }
 
     fn receive<'a>(
@@ -85,7 +85,7 @@ impl Transport for Embedded {
             let deadline = Instant::now() + wait;
             loop {
                 let now = now_ms();
-                let due = self.store.due(subscription, now, max)?;
+                let due = self.store.due(subscription, now, max).await?;
                 if !due.is_empty() {
                     return Ok(due
                         .into_iter()
@@ -106,7 +106,8 @@ impl Transport for Embedded {
                 }
                 let next = self
                     .store
-                    .next_due(subscription)?
+                    .next_due(subscription)
+                    .await?
                     .map_or(left, |at| Duration::from_millis(at.saturating_sub(now)));
                 tokio::select! {
                     () = queued.notified() => {}
@@ -126,9 +127,7 @@ struct Queued {
 
 impl Settle for Queued {
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {
-        Box::pin(std::future::ready(
-            self.store.dequeue(&self.delivery).map_err(Into::into),
-        ))
+        Box::pin(async move { Ok(self.store.dequeue(&self.delivery).await?) })
     }
 
     fn retry(
@@ -143,12 +142,14 @@ impl Settle for Queued {
             error: Some(error),
             ..self.delivery.clone()
         };
-        let result = self
-            .store
-            .enqueue(&again)
-            .and_then(|()| self.store.dequeue(&self.delivery));
-        self.queued.notify_one();
-        Box::pin(std::future::ready(result.map_err(Into::into)))
+        Box::pin(async move {
+            let result = match self.store.enqueue(&again).await {
+                Ok(()) => self.store.dequeue(&self.delivery).await,
+                Err(error) => Err(error),
+            };
+            self.queued.notify_one();
+            Ok(result?)
+        })
     }
 
     fn give_up(self: Box<Self>) -> BoxFuture<'static, Result<(), TransportError>> {

@@ -1,5 +1,7 @@
 //! [`EventStore`] on [`SledStore`]: the outbox, the embedded queues and the dead letters.
 
+use async_trait::async_trait;
+
 use super::runs::journal_key;
 use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
 use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry};
@@ -16,8 +18,9 @@ fn queue_key(delivery: &Delivery) -> Vec<u8> {
     key
 }
 
+#[async_trait]
 impl EventStore for SledStore {
-    fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+    async fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
         for entry in entries {
             let key = entry.event.id.as_bytes();
             // Insert if absent: a repeat of an id keeps the first.
@@ -29,7 +32,7 @@ impl EventStore for SledStore {
         Ok(())
     }
 
-    fn outbox_depth(&self) -> Result<usize, StoreError> {
+    async fn outbox_depth(&self) -> Result<usize, StoreError> {
         let mut depth = 0;
         for key in self.outbox.iter().keys() {
             key.map_err(io("read the outbox"))?;
@@ -38,7 +41,7 @@ impl EventStore for SledStore {
         Ok(depth)
     }
 
-    fn outbox_pending(
+    async fn outbox_pending(
         &self,
         after: Option<&str>,
         limit: usize,
@@ -59,14 +62,14 @@ impl EventStore for SledStore {
             .collect()
     }
 
-    fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError> {
+    async fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError> {
         self.outbox
             .remove(event_id.as_bytes())
             .map_err(io("remove from the outbox"))?;
         Ok(())
     }
 
-    fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError> {
+    async fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError> {
         match gate {
             Gate::Journal { run_id, seq } => self
                 .journal
@@ -78,14 +81,14 @@ impl EventStore for SledStore {
         }
     }
 
-    fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
+    async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
         self.queue
             .insert(queue_key(delivery), encode(delivery)?)
             .map_err(io("queue a delivery"))?;
         Ok(())
     }
 
-    fn due(
+    async fn due(
         &self,
         subscription: &str,
         now_ms: u64,
@@ -104,7 +107,7 @@ impl EventStore for SledStore {
             .collect()
     }
 
-    fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError> {
+    async fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError> {
         let prefix = queue_prefix(subscription);
         let mut depth = 0;
         for key in self.queue.range(prefix.clone()..prefix_end(&prefix)).keys() {
@@ -114,7 +117,7 @@ impl EventStore for SledStore {
         Ok(depth)
     }
 
-    fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError> {
+    async fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError> {
         let prefix = queue_prefix(subscription);
         let Some(item) = self.queue.range(prefix.clone()..prefix_end(&prefix)).next() else {
             return Ok(None);
@@ -127,21 +130,21 @@ impl EventStore for SledStore {
         Ok(due)
     }
 
-    fn dequeue(&self, delivery: &Delivery) -> Result<(), StoreError> {
+    async fn dequeue(&self, delivery: &Delivery) -> Result<(), StoreError> {
         self.queue
             .remove(queue_key(delivery))
             .map_err(io("dequeue a delivery"))?;
         Ok(())
     }
 
-    fn bury(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+    async fn bury(&self, letter: &DeadLetter) -> Result<(), StoreError> {
         self.dead_letters
             .insert(letter.id.as_bytes(), encode(letter)?)
             .map_err(io("store a dead letter"))?;
         Ok(())
     }
 
-    fn dead_letters(
+    async fn dead_letters(
         &self,
         limit: usize,
         cursor: Option<&str>,
@@ -160,7 +163,7 @@ impl EventStore for SledStore {
             .collect()
     }
 
-    fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
         match self
             .dead_letters
             .get(id.as_bytes())
@@ -171,7 +174,7 @@ impl EventStore for SledStore {
         }
     }
 
-    fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+    async fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
         match self
             .dead_letters
             .remove(id.as_bytes())
@@ -182,7 +185,11 @@ impl EventStore for SledStore {
         }
     }
 
-    fn dead_letters_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<String>, StoreError> {
+    async fn dead_letters_before(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
         // Ids are ULIDs: their first 48 bits are the time they were given up on, and their
         // text sorts as their time does. The bound is the smallest id of the cutoff's ms.
         let bound = ulid::Ulid::from_parts(cutoff_ms, 0).to_string();
@@ -227,8 +234,8 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_outbox_keeps_the_first_of_an_id_in_id_order() {
+    #[tokio::test]
+    async fn the_outbox_keeps_the_first_of_an_id_in_id_order() {
         let (store, _dir) = store();
         let entry = |id: &str, seq| OutboxEntry {
             event: event(id),
@@ -237,39 +244,45 @@ mod tests {
                 seq,
             }),
         };
-        store.outbox_put(&[entry("b", 1), entry("a", 2)]).unwrap();
-        store.outbox_put(&[entry("a", 9)]).unwrap();
-        let pending = store.outbox_pending(None, 10).unwrap();
+        store
+            .outbox_put(&[entry("b", 1), entry("a", 2)])
+            .await
+            .unwrap();
+        store.outbox_put(&[entry("a", 9)]).await.unwrap();
+        let pending = store.outbox_pending(None, 10).await.unwrap();
         assert_eq!(pending, [entry("a", 2), entry("b", 1)]);
         assert_eq!(
-            store.outbox_pending(Some("a"), 10).unwrap(),
+            store.outbox_pending(Some("a"), 10).await.unwrap(),
             [entry("b", 1)]
         );
-        store.outbox_remove("a").unwrap();
-        assert_eq!(store.outbox_pending(None, 10).unwrap(), [entry("b", 1)]);
+        store.outbox_remove("a").await.unwrap();
+        assert_eq!(
+            store.outbox_pending(None, 10).await.unwrap(),
+            [entry("b", 1)]
+        );
     }
 
-    #[test]
-    fn queues_hand_out_what_is_due_per_subscription_earliest_first() {
+    #[tokio::test]
+    async fn queues_hand_out_what_is_due_per_subscription_earliest_first() {
         let (store, _dir) = store();
         for d in [
             delivery("s", "late", 300),
             delivery("s", "early", 100),
             delivery("t", "other", 50),
         ] {
-            store.enqueue(&d).unwrap();
+            store.enqueue(&d).await.unwrap();
         }
-        let due = store.due("s", 200, 10).unwrap();
+        let due = store.due("s", 200, 10).await.unwrap();
         assert_eq!(due, [delivery("s", "early", 100)]);
-        assert_eq!(store.next_due("s").unwrap(), Some(100));
-        store.dequeue(&due[0]).unwrap();
-        assert_eq!(store.next_due("s").unwrap(), Some(300));
-        assert_eq!(store.due("s", 300, 10).unwrap().len(), 1);
-        assert_eq!(store.next_due("u").unwrap(), None);
+        assert_eq!(store.next_due("s").await.unwrap(), Some(100));
+        store.dequeue(&due[0]).await.unwrap();
+        assert_eq!(store.next_due("s").await.unwrap(), Some(300));
+        assert_eq!(store.due("s", 300, 10).await.unwrap().len(), 1);
+        assert_eq!(store.next_due("u").await.unwrap(), None);
     }
 
-    #[test]
-    fn dead_letters_page_newest_first_and_leave_when_exhumed() {
+    #[tokio::test]
+    async fn dead_letters_page_newest_first_and_leave_when_exhumed() {
         let (store, _dir) = store();
         for id in ["1", "2", "3"] {
             store
@@ -281,25 +294,27 @@ mod tests {
                     error: "no".into(),
                     dead_ms: 1,
                 })
+                .await
                 .unwrap();
         }
         let first: Vec<String> = store
             .dead_letters(2, None)
+            .await
             .unwrap()
             .into_iter()
             .map(|l| l.id)
             .collect();
         assert_eq!(first, ["3", "2"]);
-        let rest = store.dead_letters(2, Some("2")).unwrap();
+        let rest = store.dead_letters(2, Some("2")).await.unwrap();
         assert_eq!(rest.len(), 1);
-        assert_eq!(store.dead_letter("2").unwrap().unwrap().event.id, "2");
-        assert_eq!(store.exhume("2").unwrap().unwrap().event.id, "2");
-        assert!(store.dead_letter("2").unwrap().is_none());
-        assert!(store.exhume("2").unwrap().is_none());
+        assert_eq!(store.dead_letter("2").await.unwrap().unwrap().event.id, "2");
+        assert_eq!(store.exhume("2").await.unwrap().unwrap().event.id, "2");
+        assert!(store.dead_letter("2").await.unwrap().is_none());
+        assert!(store.exhume("2").await.unwrap().is_none());
     }
 
-    #[test]
-    fn dead_letters_before_a_time_are_listed_by_their_ulid() {
+    #[tokio::test]
+    async fn dead_letters_before_a_time_are_listed_by_their_ulid() {
         let (store, _dir) = store();
         for ms in [100, 200, 300] {
             let id = ulid::Ulid::from_parts(ms, 7).to_string();
@@ -312,15 +327,16 @@ mod tests {
                     error: "no".into(),
                     dead_ms: ms,
                 })
+                .await
                 .unwrap();
         }
-        let old = store.dead_letters_before(300, 10).unwrap();
+        let old = store.dead_letters_before(300, 10).await.unwrap();
         let times: Vec<u64> = old
             .iter()
             .map(|id| ulid::Ulid::from_string(id).unwrap().timestamp_ms())
             .collect();
         assert_eq!(times, [100, 200]);
-        assert_eq!(store.dead_letters_before(300, 1).unwrap().len(), 1);
-        assert!(store.dead_letters_before(100, 10).unwrap().is_empty());
+        assert_eq!(store.dead_letters_before(300, 1).await.unwrap().len(), 1);
+        assert!(store.dead_letters_before(100, 10).await.unwrap().is_empty());
     }
 }

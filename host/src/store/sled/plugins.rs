@@ -1,5 +1,7 @@
 //! [`PluginStore`] on [`SledStore`]: components by digest, versions and heads by name.
 
+use async_trait::async_trait;
+
 use super::{SledStore, decode, encode, io, name_prefix, versions_of};
 use crate::model::{Head, PluginVersion};
 use crate::store::{PluginStore, StoreError};
@@ -10,8 +12,9 @@ fn version_key(name: &str, digest: &str) -> Vec<u8> {
     key
 }
 
+#[async_trait]
 impl PluginStore for SledStore {
-    fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
+    async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
         if !self
             .components
             .contains_key(digest)
@@ -24,7 +27,7 @@ impl PluginStore for SledStore {
         Ok(())
     }
 
-    fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
+    async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         Ok(self
             .components
             .get(digest)
@@ -32,7 +35,7 @@ impl PluginStore for SledStore {
             .map(|bytes| bytes.to_vec()))
     }
 
-    fn put_version(&self, version: &PluginVersion) -> Result<(), StoreError> {
+    async fn put_version(&self, version: &PluginVersion) -> Result<(), StoreError> {
         self.plugin_versions
             .insert(
                 version_key(&version.name, &version.digest),
@@ -42,7 +45,7 @@ impl PluginStore for SledStore {
         Ok(())
     }
 
-    fn version(&self, name: &str, digest: &str) -> Result<Option<PluginVersion>, StoreError> {
+    async fn version(&self, name: &str, digest: &str) -> Result<Option<PluginVersion>, StoreError> {
         let key = version_key(name, digest);
         self.plugin_versions
             .get(&key)
@@ -51,13 +54,13 @@ impl PluginStore for SledStore {
             .transpose()
     }
 
-    fn versions(&self, name: &str) -> Result<Vec<PluginVersion>, StoreError> {
+    async fn versions(&self, name: &str) -> Result<Vec<PluginVersion>, StoreError> {
         versions_of(&self.plugin_versions, name, |v: &PluginVersion| {
             v.registered_ms
         })
     }
 
-    fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError> {
+    async fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError> {
         self.plugin_versions
             .remove(version_key(name, digest))
             .map_err(io("plugin registry"))?;
@@ -75,7 +78,7 @@ impl PluginStore for SledStore {
         Ok(true)
     }
 
-    fn head(&self, name: &str) -> Result<Option<Head>, StoreError> {
+    async fn head(&self, name: &str) -> Result<Option<Head>, StoreError> {
         self.plugin_heads
             .get(name)
             .map_err(io("plugin registry"))?
@@ -83,7 +86,7 @@ impl PluginStore for SledStore {
             .transpose()
     }
 
-    fn put_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
+    async fn put_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
         self.plugin_heads
             .insert(name, encode(head)?)
             .map_err(io("plugin registry"))?;
@@ -114,22 +117,26 @@ mod tests {
     async fn a_component_shared_by_two_names_lives_until_its_last_version_goes() {
         let dir = tempfile::tempdir().unwrap();
         let store = SledStore::open(dir.path()).unwrap();
-        store.put_component("d1", b"abc").unwrap();
-        store.put_version(&version("a", "d1", 2)).unwrap();
-        store.put_version(&version("b", "d1", 1)).unwrap();
-        store.put_version(&version("a", "d0", 1)).unwrap();
+        store.put_component("d1", b"abc").await.unwrap();
+        store.put_version(&version("a", "d1", 2)).await.unwrap();
+        store.put_version(&version("b", "d1", 1)).await.unwrap();
+        store.put_version(&version("a", "d0", 1)).await.unwrap();
         let digests: Vec<_> = store
             .versions("a")
+            .await
             .unwrap()
             .into_iter()
             .map(|v| v.digest)
             .collect();
         assert_eq!(digests, ["d0", "d1"], "oldest registration first");
-        assert!(!store.remove_version("a", "d1").unwrap());
-        assert_eq!(store.component("d1").unwrap().as_deref(), Some(&b"abc"[..]));
-        assert!(store.remove_version("b", "d1").unwrap());
-        assert_eq!(store.component("d1").unwrap(), None);
-        assert!(store.version("b", "d1").unwrap().is_none());
+        assert!(!store.remove_version("a", "d1").await.unwrap());
+        assert_eq!(
+            store.component("d1").await.unwrap().as_deref(),
+            Some(&b"abc"[..])
+        );
+        assert!(store.remove_version("b", "d1").await.unwrap());
+        assert_eq!(store.component("d1").await.unwrap(), None);
+        assert!(store.version("b", "d1").await.unwrap().is_none());
     }
 
     #[tokio::test]
@@ -141,13 +148,13 @@ mod tests {
             head.make_current("d1");
             head.make_current("d2");
             head.make_current("d1");
-            store.put_head("a", &head).unwrap();
+            store.put_head("a", &head).await.unwrap();
             store.flush().await.unwrap();
         }
         let store = SledStore::open(dir.path()).expect("dropping the store closed it");
-        let head = store.head("a").unwrap().unwrap();
+        let head = store.head("a").await.unwrap().unwrap();
         assert_eq!(head.history, ["d2", "d1"]);
         assert_eq!(head.current(), Some("d1"));
-        assert!(store.head("b").unwrap().is_none());
+        assert!(store.head("b").await.unwrap().is_none());
     }
 }

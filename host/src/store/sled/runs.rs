@@ -12,6 +12,8 @@
 
 use std::collections::BTreeMap;
 
+use async_trait::async_trait;
+
 use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
 use crate::model::run::OLDEST_RUN_FORMAT;
 use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
@@ -113,6 +115,37 @@ impl SledStore {
         Ok(Some((bytes, run)))
     }
 
+    /// [`RunStore::find`]: the run with `run`'s id, or with its idempotency key.
+    fn find_run(&self, run: &Run) -> Result<Option<Run>, StoreError> {
+        if let Some(existing) = self.read_run(&run.id)? {
+            return Ok(Some(existing));
+        }
+        let Some(client_key) = &run.idempotency_key else {
+            return Ok(None);
+        };
+        let key = idempotency_key(&run.workflow, client_key);
+        match self.idempotency.get(key).map_err(io("read a key"))? {
+            Some(owner) => self.read_run(&RunId::from_stored(
+                String::from_utf8_lossy(&owner).into_owned(),
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// [`RunStore::get`]: the record with the journal entries written since it applied.
+    fn read_run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        let Some((_, mut run)) = self.record(id.as_bytes())? else {
+            return Ok(None);
+        };
+        // The entries written since the record: usually none once a run has finished.
+        let since = journal_key(id, run.journaled);
+        for item in self.journal.range(since..prefix_end(&journal_prefix(id))) {
+            let (key, value) = item.map_err(io("read a journal"))?;
+            run.apply(&decode::<JournalEntry>(&key, &value)?);
+        }
+        Ok(Some(run))
+    }
+
     /// Every index entry of `run` in `status`, with the tree it goes in.
     fn index_entries(&self, run: &Run, status: RunStatus) -> [(&sled::Tree, Vec<u8>); 2] {
         [
@@ -206,10 +239,11 @@ fn split_index_key(key: &[u8], prefix_len: usize) -> Option<(u64, RunId)> {
     ))
 }
 
+#[async_trait]
 impl RunStore for SledStore {
-    fn create(&self, run: &Run) -> Result<Created, StoreError> {
+    async fn create(&self, run: &Run) -> Result<Created, StoreError> {
         let _creating = self.creation.lock().expect("creation lock");
-        if let Some(existing) = self.find(run)? {
+        if let Some(existing) = self.find_run(run)? {
             return Ok(Created::Existing(Box::new(existing)));
         }
         let write = io("create a run");
@@ -239,7 +273,7 @@ impl RunStore for SledStore {
         Ok(Created::New)
     }
 
-    fn discard(&self, run: &Run) -> Result<(), StoreError> {
+    async fn discard(&self, run: &Run) -> Result<(), StoreError> {
         let _creating = self.creation.lock().expect("creation lock");
         let remove = io("discard a run");
         self.runs.remove(&run.id).map_err(&remove)?;
@@ -260,7 +294,7 @@ impl RunStore for SledStore {
         Ok(())
     }
 
-    fn save(&self, run: &Run) -> Result<(), StoreError> {
+    async fn save(&self, run: &Run) -> Result<(), StoreError> {
         let conflict = || StoreError::Conflict(run.id.clone());
         let Some((bytes, stored)) = self.record_head(run.id.as_bytes())? else {
             return Err(conflict());
@@ -296,36 +330,15 @@ impl RunStore for SledStore {
         Ok(())
     }
 
-    fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
-        if let Some(existing) = self.get(&run.id)? {
-            return Ok(Some(existing));
-        }
-        let Some(client_key) = &run.idempotency_key else {
-            return Ok(None);
-        };
-        let key = idempotency_key(&run.workflow, client_key);
-        match self.idempotency.get(key).map_err(io("read a key"))? {
-            Some(owner) => self.get(&RunId::from_stored(
-                String::from_utf8_lossy(&owner).into_owned(),
-            )),
-            None => Ok(None),
-        }
+    async fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
+        self.find_run(run)
     }
 
-    fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
-        let Some((_, mut run)) = self.record(id.as_bytes())? else {
-            return Ok(None);
-        };
-        // The entries written since the record: usually none once a run has finished.
-        let since = journal_key(id, run.journaled);
-        for item in self.journal.range(since..prefix_end(&journal_prefix(id))) {
-            let (key, value) = item.map_err(io("read a journal"))?;
-            run.apply(&decode::<JournalEntry>(&key, &value)?);
-        }
-        Ok(Some(run))
+    async fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        self.read_run(id)
     }
 
-    fn append_journal(
+    async fn append_journal(
         &self,
         run_id: &RunId,
         seq: u32,
@@ -337,7 +350,7 @@ impl RunStore for SledStore {
         Ok(())
     }
 
-    fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
+    async fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
         self.journal
             .scan_prefix(journal_prefix(run_id))
             .map(|item| {
@@ -347,7 +360,7 @@ impl RunStore for SledStore {
             .collect()
     }
 
-    fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError> {
+    async fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError> {
         let mut key = name_prefix(run_id);
         key.extend_from_slice(message.id.as_bytes());
         self.inbox
@@ -356,7 +369,7 @@ impl RunStore for SledStore {
         Ok(())
     }
 
-    fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError> {
+    async fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError> {
         self.inbox
             .scan_prefix(name_prefix(run_id))
             .map(|item| {
@@ -366,14 +379,14 @@ impl RunStore for SledStore {
             .collect()
     }
 
-    fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError> {
+    async fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError> {
         let mut key = name_prefix(run_id);
         key.extend_from_slice(id.as_bytes());
         self.inbox.remove(key).map_err(io("remove a message"))?;
         Ok(())
     }
 
-    fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
         // Every index ends its keys with `created ms, run id`: walking a range of one
         // backwards is newest first, and a listing that needs several ranges (every status)
         // merges them newest first. The cursor is the `created ms, run id` of the last run
@@ -458,7 +471,7 @@ impl RunStore for SledStore {
             let Some((created_ms, id)) = split_index_key(&created, 0) else {
                 continue;
             };
-            let Some(run) = self.get(&id)? else {
+            let Some(run) = self.read_run(&id)? else {
                 continue;
             };
             // An entry a crash left behind may be stale, and a search field's index knows
@@ -483,7 +496,7 @@ impl RunStore for SledStore {
         }
     }
 
-    fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
+    async fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
         let mut ids = Vec::new();
         for status in [
             RunStatus::Pending,
@@ -500,7 +513,7 @@ impl RunStore for SledStore {
         Ok(ids)
     }
 
-    fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {
+    async fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {
         let mut counts = BTreeMap::new();
         for status in PINNING {
             for item in self.by_status.scan_prefix([status.index_byte()]).keys() {
@@ -532,7 +545,11 @@ impl RunStore for SledStore {
         Ok(counts)
     }
 
-    fn ended_before(&self, cutoff_ms: u64, limit: usize) -> Result<Vec<(u64, RunId)>, StoreError> {
+    async fn ended_before(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RunId)>, StoreError> {
         self.by_ended
             .range(..cutoff_ms.to_be_bytes())
             .keys()
@@ -544,7 +561,7 @@ impl RunStore for SledStore {
             .collect()
     }
 
-    fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError> {
+    async fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError> {
         let remove = io("delete a run");
         if let Some((_, run)) = self.record(id.as_bytes())?
             && run.closed

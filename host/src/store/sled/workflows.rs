@@ -1,5 +1,7 @@
 //! [`WorkflowStore`] on [`SledStore`]: definition versions and heads by name.
 
+use async_trait::async_trait;
+
 use super::{SledStore, decode, encode, io, name_prefix, versions_of};
 use crate::model::{Head, WorkflowVersion};
 use crate::store::{StoreError, WorkflowStore};
@@ -10,8 +12,9 @@ fn version_key(name: &str, digest: &str) -> Vec<u8> {
     key
 }
 
+#[async_trait]
 impl WorkflowStore for SledStore {
-    fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError> {
+    async fn put_workflow_version(&self, version: &WorkflowVersion) -> Result<(), StoreError> {
         let key = version_key(&version.name, &version.digest);
         // Insert if absent: the first registration's time and source stand.
         let _ = self
@@ -21,7 +24,7 @@ impl WorkflowStore for SledStore {
         Ok(())
     }
 
-    fn workflow_version(
+    async fn workflow_version(
         &self,
         name: &str,
         digest: &str,
@@ -34,20 +37,20 @@ impl WorkflowStore for SledStore {
             .transpose()
     }
 
-    fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
+    async fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
         versions_of(&self.workflow_versions, name, |v: &WorkflowVersion| {
             v.registered_ms
         })
     }
 
-    fn remove_workflow_version(&self, name: &str, digest: &str) -> Result<(), StoreError> {
+    async fn remove_workflow_version(&self, name: &str, digest: &str) -> Result<(), StoreError> {
         self.workflow_versions
             .remove(version_key(name, digest))
             .map_err(io("remove a workflow version"))?;
         Ok(())
     }
 
-    fn workflow_heads(&self) -> Result<Vec<(String, Head)>, StoreError> {
+    async fn workflow_heads(&self) -> Result<Vec<(String, Head)>, StoreError> {
         self.workflow_heads
             .iter()
             .map(|item| {
@@ -60,14 +63,14 @@ impl WorkflowStore for SledStore {
             .collect()
     }
 
-    fn put_workflow_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
+    async fn put_workflow_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
         self.workflow_heads
             .insert(name, encode(head)?)
             .map_err(io("store a workflow head"))?;
         Ok(())
     }
 
-    fn schedule_mark(&self, name: &str) -> Result<Option<u64>, StoreError> {
+    async fn schedule_mark(&self, name: &str) -> Result<Option<u64>, StoreError> {
         let mark = self
             .schedules
             .get(name)
@@ -75,7 +78,7 @@ impl WorkflowStore for SledStore {
         Ok(mark.and_then(|bytes| Some(u64::from_be_bytes(bytes.as_ref().try_into().ok()?))))
     }
 
-    fn put_schedule_mark(&self, name: &str, ms: u64) -> Result<(), StoreError> {
+    async fn put_schedule_mark(&self, name: &str, ms: u64) -> Result<(), StoreError> {
         self.schedules
             .insert(name, &ms.to_be_bytes())
             .map_err(io("store a schedule mark"))?;
@@ -101,36 +104,43 @@ mod tests {
         }
     }
 
-    #[test]
-    fn versions_keep_their_first_registration_and_heads_list_by_name() {
+    #[tokio::test]
+    async fn versions_keep_their_first_registration_and_heads_list_by_name() {
         let (store, _dir) = store();
         let one = version("w", r#"[{"name":"a","plugin":"p"}]"#, 1);
         let two = version("w", r#"[{"name":"b","plugin":"p"}]"#, 2);
-        store.put_workflow_version(&two).unwrap();
-        store.put_workflow_version(&one).unwrap();
+        store.put_workflow_version(&two).await.unwrap();
+        store.put_workflow_version(&one).await.unwrap();
         let again = WorkflowVersion {
             registered_ms: 9,
             ..one.clone()
         };
-        store.put_workflow_version(&again).unwrap();
+        store.put_workflow_version(&again).await.unwrap();
         assert_eq!(
-            store.workflow_versions("w").unwrap(),
+            store.workflow_versions("w").await.unwrap(),
             [one.clone(), two.clone()]
         );
         assert_eq!(
             store
                 .workflow_version("w", &one.digest)
+                .await
                 .unwrap()
                 .unwrap()
                 .registered_ms,
             1
         );
-        assert!(store.workflow_versions("other").unwrap().is_empty());
+        assert!(store.workflow_versions("other").await.unwrap().is_empty());
         let mut head = Head::default();
         head.make_current(&one.digest);
-        store.put_workflow_head("w", &head).unwrap();
-        assert_eq!(store.workflow_heads().unwrap(), [("w".to_owned(), head)]);
-        store.remove_workflow_version("w", &two.digest).unwrap();
-        assert_eq!(store.workflow_versions("w").unwrap(), [one]);
+        store.put_workflow_head("w", &head).await.unwrap();
+        assert_eq!(
+            store.workflow_heads().await.unwrap(),
+            [("w".to_owned(), head)]
+        );
+        store
+            .remove_workflow_version("w", &two.digest)
+            .await
+            .unwrap();
+        assert_eq!(store.workflow_versions("w").await.unwrap(), [one]);
     }
 }

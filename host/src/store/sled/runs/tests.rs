@@ -1,5 +1,7 @@
 use std::collections::{BTreeMap, HashSet};
-use std::sync::{Arc, Barrier};
+use std::sync::Arc;
+
+use tokio::sync::Barrier;
 
 use super::*;
 use crate::model::{Direction, Outcome, StepState, StepStatus};
@@ -40,7 +42,7 @@ fn ids(page: &Page) -> Vec<&str> {
     page.runs.iter().map(|r| r.id.as_str()).collect()
 }
 
-fn list(store: &SledStore, status: Option<RunStatus>, workflow: Option<&str>) -> Vec<String> {
+async fn list(store: &SledStore, status: Option<RunStatus>, workflow: Option<&str>) -> Vec<String> {
     let page = store
         .list(&ListQuery {
             status,
@@ -48,56 +50,57 @@ fn list(store: &SledStore, status: Option<RunStatus>, workflow: Option<&str>) ->
             limit: 100,
             ..ListQuery::default()
         })
+        .await
         .unwrap();
     ids(&page).into_iter().map(str::to_owned).collect()
 }
 
 /// `run` saved in `status`, one revision on.
-fn saved(store: &SledStore, run: &Run, status: RunStatus) -> Run {
+async fn saved(store: &SledStore, run: &Run, status: RunStatus) -> Run {
     let mut next = run.clone();
     next.status = status;
     next.revision += 1;
-    store.save(&next).unwrap();
+    store.save(&next).await.unwrap();
     next
 }
 
 /// `run` saved in `status` and closed, as done for good at `ended_ms`.
-fn closed(store: &SledStore, run: &Run, status: RunStatus, ended_ms: u64) -> Run {
+async fn closed(store: &SledStore, run: &Run, status: RunStatus, ended_ms: u64) -> Run {
     let mut next = run.clone();
     next.status = status;
     next.ended_ms = Some(ended_ms);
     next.closed = true;
     next.revision += 1;
-    store.save(&next).unwrap();
+    store.save(&next).await.unwrap();
     next
 }
 
-#[test]
-fn creates_once_per_id_and_per_idempotency_key() {
+#[tokio::test]
+async fn creates_once_per_id_and_per_idempotency_key() {
     let (store, _dir) = store();
     assert!(matches!(
-        store.create(&run("a", 1, Some("k"))).unwrap(),
+        store.create(&run("a", 1, Some("k"))).await.unwrap(),
         Created::New
     ));
-    let Created::Existing(same_key) = store.create(&run("b", 2, Some("k"))).unwrap() else {
+    let Created::Existing(same_key) = store.create(&run("b", 2, Some("k"))).await.unwrap() else {
         panic!()
     };
     assert_eq!(same_key.id.as_str(), "a");
-    let Created::Existing(same_id) = store.create(&run("a", 3, None)).unwrap() else {
+    let Created::Existing(same_id) = store.create(&run("a", 3, None)).await.unwrap() else {
         panic!()
     };
     assert_eq!(same_id.created_ms, 1);
     assert!(
-        store.get(&id("b")).unwrap().is_none(),
+        store.get(&id("b")).await.unwrap().is_none(),
         "nothing of the repeat was stored"
     );
-    assert_eq!(list(&store, None, None), ["a"]);
+    assert_eq!(list(&store, None, None).await, ["a"]);
 }
 
 /// Finding 1 of issue 10: eight callers creating a run with the same key at the same moment
 /// got two runs for some keys, because one took over a key whose run was not written yet.
-#[test]
-fn eight_racing_creators_of_one_key_make_one_run() {
+#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
+async fn eight_racing_creators_of_one_key_make_one_run() {
     let (store, _dir) = store();
     let store = Arc::new(store);
     const KEYS: usize = 200;
@@ -106,14 +109,14 @@ fn eight_racing_creators_of_one_key_make_one_run() {
     let threads: Vec<_> = (0..RACERS)
         .map(|racer| {
             let (store, barrier) = (store.clone(), barrier.clone());
-            std::thread::spawn(move || {
+            tokio::spawn(async move {
                 let mut answers = Vec::new();
                 for key in 0..KEYS {
                     let mine = run(&format!("r{racer}-{key}"), 1, Some(&format!("k{key}")));
                     if key % 20 == 0 {
-                        barrier.wait();
+                        barrier.wait().await;
                     }
-                    let owner = match store.create(&mine).unwrap() {
+                    let owner = match store.create(&mine).await.unwrap() {
                         Created::New => mine.id.to_string(),
                         Created::Existing(existing) => existing.id.to_string(),
                     };
@@ -123,7 +126,10 @@ fn eight_racing_creators_of_one_key_make_one_run() {
             })
         })
         .collect();
-    let answers: Vec<Vec<String>> = threads.into_iter().map(|t| t.join().unwrap()).collect();
+    let mut answers: Vec<Vec<String>> = Vec::new();
+    for thread in threads {
+        answers.push(thread.await.unwrap());
+    }
     for key in 0..KEYS {
         let named: HashSet<&str> = answers.iter().map(|a| a[key].as_str()).collect();
         assert_eq!(
@@ -137,12 +143,13 @@ fn eight_racing_creators_of_one_key_make_one_run() {
             limit: 500,
             ..ListQuery::default()
         })
+        .await
         .unwrap();
     assert_eq!(all.runs.len(), KEYS, "one run per key");
 }
 
-#[test]
-fn a_key_whose_run_was_never_written_is_free_and_a_discarded_run_leaves_nothing() {
+#[tokio::test]
+async fn a_key_whose_run_was_never_written_is_free_and_a_discarded_run_leaves_nothing() {
     let (store, _dir) = store();
     // As if a crash came between the key and the record.
     store
@@ -150,32 +157,38 @@ fn a_key_whose_run_was_never_written_is_free_and_a_discarded_run_leaves_nothing(
         .insert(idempotency_key("w", "k"), "ghost")
         .unwrap();
     let first = run("a", 1, Some("k"));
-    assert!(matches!(store.create(&first).unwrap(), Created::New));
-    store.discard(&first).unwrap();
-    assert!(store.get(&first.id).unwrap().is_none());
-    assert!(list(&store, None, None).is_empty());
-    assert!(store.unfinished().unwrap().is_empty());
-    assert!(store.pins(PinKind::Plugin, "p").unwrap().is_empty());
+    assert!(matches!(store.create(&first).await.unwrap(), Created::New));
+    store.discard(&first).await.unwrap();
+    assert!(store.get(&first.id).await.unwrap().is_none());
+    assert!(list(&store, None, None).await.is_empty());
+    assert!(store.unfinished().await.unwrap().is_empty());
+    assert!(store.pins(PinKind::Plugin, "p").await.unwrap().is_empty());
     let retry = run("b", 2, Some("k"));
-    assert!(matches!(store.create(&retry).unwrap(), Created::New));
+    assert!(matches!(store.create(&retry).await.unwrap(), Created::New));
 }
 
-#[test]
-fn save_is_a_compare_and_swap_on_the_revision() {
+#[tokio::test]
+async fn save_is_a_compare_and_swap_on_the_revision() {
     let (store, _dir) = store();
     let a = run("a", 1, None);
-    store.create(&a).unwrap();
-    let running = saved(&store, &a, RunStatus::Running);
+    store.create(&a).await.unwrap();
+    let running = saved(&store, &a, RunStatus::Running).await;
     // A second writer that read revision 0 too loses.
     let mut stale = a.clone();
     stale.status = RunStatus::Compensating;
     stale.revision = 1;
-    assert!(matches!(store.save(&stale), Err(StoreError::Conflict(_))));
-    let again = saved(&store, &running, RunStatus::Completed);
-    assert_eq!(store.get(&a.id).unwrap().unwrap(), again);
+    assert!(matches!(
+        store.save(&stale).await,
+        Err(StoreError::Conflict(_))
+    ));
+    let again = saved(&store, &running, RunStatus::Completed).await;
+    assert_eq!(store.get(&a.id).await.unwrap().unwrap(), again);
     let mut skipped = again.clone();
     skipped.revision += 2;
-    assert!(matches!(store.save(&skipped), Err(StoreError::Conflict(_))));
+    assert!(matches!(
+        store.save(&skipped).await,
+        Err(StoreError::Conflict(_))
+    ));
 }
 
 #[tokio::test]
@@ -184,13 +197,13 @@ async fn indexes_follow_saves_and_survive_reopening() {
     {
         let store = SledStore::open(dir.path()).unwrap();
         for (name, at) in [("a", 1), ("b", 2), ("c", 3)] {
-            store.create(&run(name, at, None)).unwrap();
+            store.create(&run(name, at, None)).await.unwrap();
         }
         let mut other = run("d", 4, None);
         other.workflow = "v".into();
-        store.create(&other).unwrap();
-        let b = store.get(&id("b")).unwrap().unwrap();
-        saved(&store, &b, RunStatus::Completed);
+        store.create(&other).await.unwrap();
+        let b = store.get(&id("b")).await.unwrap().unwrap();
+        saved(&store, &b, RunStatus::Completed).await;
         store.flush().await.unwrap();
     }
     let store = SledStore::open(dir.path()).expect("dropping the store closed the database");
@@ -199,6 +212,7 @@ async fn indexes_follow_saves_and_survive_reopening() {
             limit: 2,
             ..ListQuery::default()
         })
+        .await
         .unwrap();
     assert_eq!(ids(&all), ["d", "c"]);
     let rest = store
@@ -207,21 +221,23 @@ async fn indexes_follow_saves_and_survive_reopening() {
             cursor: all.next_cursor.clone(),
             ..ListQuery::default()
         })
+        .await
         .unwrap();
     assert_eq!(ids(&rest), ["b", "a"]);
     assert_eq!(rest.next_cursor, None);
-    assert_eq!(list(&store, Some(RunStatus::Completed), None), ["b"]);
+    assert_eq!(list(&store, Some(RunStatus::Completed), None).await, ["b"]);
     assert_eq!(
-        list(&store, Some(RunStatus::Pending), Some("w")),
+        list(&store, Some(RunStatus::Pending), Some("w")).await,
         ["c", "a"]
     );
     assert_eq!(
-        list(&store, Some(RunStatus::Completed), Some("v")),
+        list(&store, Some(RunStatus::Completed), Some("v")).await,
         Vec::<String>::new()
     );
-    assert_eq!(list(&store, None, Some("v")), ["d"]);
+    assert_eq!(list(&store, None, Some("v")).await, ["d"]);
     let mut unfinished: Vec<String> = store
         .unfinished()
+        .await
         .unwrap()
         .into_iter()
         .map(|r| r.to_string())
@@ -248,22 +264,24 @@ fn entry(direction: Direction, attempt: u32, outcome: Outcome) -> JournalEntry {
     }
 }
 
-#[test]
-fn get_applies_the_journal_written_since_the_record_once() {
+#[tokio::test]
+async fn get_applies_the_journal_written_since_the_record_once() {
     let (store, _dir) = store();
     let a = id("a");
-    store.create(&run("a", 1, None)).unwrap();
+    store.create(&run("a", 1, None)).await.unwrap();
     store
         .append_journal(&a, 0, &entry(Direction::Execute, 1, Outcome::Retryable))
+        .await
         .unwrap();
-    let after_retry = store.get(&a).unwrap().unwrap();
+    let after_retry = store.get(&a).await.unwrap().unwrap();
     assert_eq!(after_retry.steps[0].status, StepStatus::Running);
     assert_eq!(after_retry.steps[0].error.as_deref(), Some("busy"));
     assert_eq!(after_retry.steps[0].attempt_ended_ms, Some(20));
     store
         .append_journal(&a, 1, &entry(Direction::Execute, 2, Outcome::Ok))
+        .await
         .unwrap();
-    let run = store.get(&a).unwrap().unwrap();
+    let run = store.get(&a).await.unwrap().unwrap();
     assert_eq!(run.journaled, 2);
     assert_eq!(run.steps[0].status, StepStatus::Completed);
     assert_eq!(run.steps[0].attempts, 2);
@@ -271,11 +289,12 @@ fn get_applies_the_journal_written_since_the_record_once() {
     assert_eq!(run.context()["x"], 1);
 
     // A record saved with its entries applied is not folded again.
-    let run = saved(&store, &run, RunStatus::Compensating);
+    let run = saved(&store, &run, RunStatus::Compensating).await;
     store
         .append_journal(&a, 2, &entry(Direction::Compensate, 1, Outcome::Ok))
+        .await
         .unwrap();
-    let after = store.get(&a).unwrap().unwrap();
+    let after = store.get(&a).await.unwrap().unwrap();
     assert_eq!(after.journaled, 3);
     assert_eq!(after.steps[0].status, StepStatus::Compensated);
     assert_eq!(
@@ -286,11 +305,11 @@ fn get_applies_the_journal_written_since_the_record_once() {
         (2, 1)
     );
     assert_eq!(run.revision, after.revision);
-    assert_eq!(store.journal(&a).unwrap().len(), 3);
+    assert_eq!(store.journal(&a).await.unwrap().len(), 3);
 }
 
-#[test]
-fn records_of_format_2_read_and_others_are_refused_by_name() {
+#[tokio::test]
+async fn records_of_format_2_read_and_others_are_refused_by_name() {
     let (store, _dir) = store();
     let mut old = serde_json::to_value(run("a", 1, None)).unwrap();
     for field in ["workflow_version", "revision", "cancelled"] {
@@ -301,7 +320,7 @@ fn records_of_format_2_read_and_others_are_refused_by_name() {
         .runs
         .insert("a", serde_json::to_vec(&old).unwrap())
         .unwrap();
-    let read = store.get(&id("a")).unwrap().unwrap();
+    let read = store.get(&id("a")).await.unwrap().unwrap();
     assert_eq!(
         (read.format, read.workflow_version, read.revision),
         (3, None, 0)
@@ -311,18 +330,18 @@ fn records_of_format_2_read_and_others_are_refused_by_name() {
         .runs
         .insert("b", serde_json::to_vec(&old).unwrap())
         .unwrap();
-    let error = store.get(&id("b")).unwrap_err().to_string();
+    let error = store.get(&id("b")).await.unwrap_err().to_string();
     assert!(
         error.contains("`b`") && error.contains("format 1"),
         "{error}"
     );
 }
 
-#[test]
-fn a_stale_index_entry_is_ignored() {
+#[tokio::test]
+async fn a_stale_index_entry_is_ignored() {
     let (store, _dir) = store();
     let mut a = run("a", 1, None);
-    store.create(&a).unwrap();
+    store.create(&a).await.unwrap();
     // As if a crash hit between writing the record and removing the old entry.
     a.status = RunStatus::Completed;
     store
@@ -334,37 +353,39 @@ fn a_stale_index_entry_is_ignored() {
         .insert("a", serde_json::to_vec(&a).unwrap())
         .unwrap();
     assert!(
-        list(&store, Some(RunStatus::Pending), None).is_empty(),
+        list(&store, Some(RunStatus::Pending), None)
+            .await
+            .is_empty(),
         "the pending entry is stale"
     );
-    assert_eq!(list(&store, Some(RunStatus::Completed), None), ["a"]);
+    assert_eq!(list(&store, Some(RunStatus::Completed), None).await, ["a"]);
 }
 
 /// A listing of every status walks one range per status, newest first. A run that moves
 /// to a status whose range the listing already walked past is found from its old entry; a
 /// run with entries in two statuses is listed once.
-#[test]
-fn a_run_that_changes_status_while_listed_is_listed_once() {
+#[tokio::test]
+async fn a_run_that_changes_status_while_listed_is_listed_once() {
     let (store, _dir) = store();
     for (i, name) in ["a", "b", "c"].into_iter().enumerate() {
-        store.create(&run(name, i as u64 + 1, None)).unwrap();
+        store.create(&run(name, i as u64 + 1, None)).await.unwrap();
     }
-    let b = store.get(&id("b")).unwrap().unwrap();
-    let b = saved(&store, &b, RunStatus::Completed);
+    let b = store.get(&id("b")).await.unwrap().unwrap();
+    let b = saved(&store, &b, RunStatus::Completed).await;
     // Both of b's entries there (its old one not yet removed): listed once.
     store
         .by_status
         .insert(status_key(RunStatus::Pending, &b), &[])
         .unwrap();
-    assert_eq!(list(&store, None, None), ["c", "b", "a"]);
+    assert_eq!(list(&store, None, None).await, ["c", "b", "a"]);
     // Only the old entry there (as seen by a listing that had walked past the new one's
     // place): still listed, as the record says it is.
     store
         .by_status
         .remove(status_key(RunStatus::Completed, &b))
         .unwrap();
-    assert_eq!(list(&store, None, None), ["c", "b", "a"]);
-    assert!(list(&store, Some(RunStatus::Pending), None).len() == 2);
+    assert_eq!(list(&store, None, None).await, ["c", "b", "a"]);
+    assert!(list(&store, Some(RunStatus::Pending), None).await.len() == 2);
     // Paged one at a time, still each once.
     let pages = all_pages(
         &store,
@@ -372,19 +393,20 @@ fn a_run_that_changes_status_while_listed_is_listed_once() {
             limit: 1,
             ..ListQuery::default()
         },
-    );
+    )
+    .await;
     assert_eq!(pages, ["c", "b", "a"]);
 }
 
-#[test]
-fn pins_are_counted_from_the_runs_that_can_still_call_a_plugin() {
+#[tokio::test]
+async fn pins_are_counted_from_the_runs_that_can_still_call_a_plugin() {
     let (store, _dir) = store();
     let a = run("a", 1, None);
     let mut b = run("b", 2, None);
     b.plugins.insert("p".into(), "pd2".into());
     b.plugins.insert("q".into(), "qd1".into());
-    store.create(&a).unwrap();
-    store.create(&b).unwrap();
+    store.create(&a).await.unwrap();
+    store.create(&b).await.unwrap();
     // An index entry a crashed creation left behind, without its record, does not count;
     // nor does a stale entry of a status the run has left.
     let mut ghost = run("ghost", 3, None);
@@ -398,59 +420,76 @@ fn pins_are_counted_from_the_runs_that_can_still_call_a_plugin() {
         .insert(status_key(RunStatus::Compensating, &b), &[])
         .unwrap();
     assert_eq!(
-        store.pins(PinKind::Plugin, "p").unwrap(),
+        store.pins(PinKind::Plugin, "p").await.unwrap(),
         BTreeMap::from([("pd1".into(), 1), ("pd2".into(), 1)])
     );
     assert_eq!(
-        store.pins(PinKind::Workflow, "w").unwrap(),
+        store.pins(PinKind::Workflow, "w").await.unwrap(),
         BTreeMap::from([("wd1".into(), 2)])
     );
-    assert!(store.pins(PinKind::Workflow, "other").unwrap().is_empty());
+    assert!(
+        store
+            .pins(PinKind::Workflow, "other")
+            .await
+            .unwrap()
+            .is_empty()
+    );
     // Waiting for an operator, it still pins; closed, it pins no more.
-    let waiting = saved(&store, &a, RunStatus::CompensationFailed);
-    assert_eq!(store.pins(PinKind::Plugin, "p").unwrap().len(), 2);
-    closed(&store, &waiting, RunStatus::Compensated, 50);
+    let waiting = saved(&store, &a, RunStatus::CompensationFailed).await;
+    assert_eq!(store.pins(PinKind::Plugin, "p").await.unwrap().len(), 2);
+    closed(&store, &waiting, RunStatus::Compensated, 50).await;
     assert_eq!(
-        store.pins(PinKind::Plugin, "p").unwrap(),
+        store.pins(PinKind::Plugin, "p").await.unwrap(),
         BTreeMap::from([("pd2".into(), 1)])
     );
-    assert_eq!(store.pins(PinKind::Plugin, "q").unwrap().len(), 1);
-    assert!(store.pins(PinKind::Plugin, "none").unwrap().is_empty());
+    assert_eq!(store.pins(PinKind::Plugin, "q").await.unwrap().len(), 1);
+    assert!(
+        store
+            .pins(PinKind::Plugin, "none")
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }
 
-#[test]
-fn closed_runs_are_deleted_with_everything_they_had() {
+#[tokio::test]
+async fn closed_runs_are_deleted_with_everything_they_had() {
     let (store, _dir) = store();
     let keep = run("keep", 1, None);
-    store.create(&keep).unwrap();
+    store.create(&keep).await.unwrap();
     let mut old = run("old", 2, Some("k"));
-    store.create(&old).unwrap();
+    store.create(&old).await.unwrap();
     store
         .append_journal(&old.id, 0, &entry(Direction::Execute, 1, Outcome::Ok))
+        .await
         .unwrap();
-    old = store.get(&old.id).unwrap().unwrap();
-    let old = closed(&store, &old, RunStatus::Completed, 100);
+    old = store.get(&old.id).await.unwrap().unwrap();
+    let old = closed(&store, &old, RunStatus::Completed, 100).await;
     // A listing whose run is not closed (a crash before its save) deletes nothing.
     store.by_ended.insert(ended_key(90, &keep.id), &[]).unwrap();
     assert_eq!(
-        store.ended_before(100, 10).unwrap(),
+        store.ended_before(100, 10).await.unwrap(),
         [(90, keep.id.clone())]
     );
-    store.delete(&keep.id, 90).unwrap();
-    assert!(store.get(&keep.id).unwrap().is_some());
-    assert!(store.ended_before(100, 10).unwrap().is_empty());
-    let due = store.ended_before(101, 10).unwrap();
+    store.delete(&keep.id, 90).await.unwrap();
+    assert!(store.get(&keep.id).await.unwrap().is_some());
+    assert!(store.ended_before(100, 10).await.unwrap().is_empty());
+    let due = store.ended_before(101, 10).await.unwrap();
     assert_eq!(due, [(100, old.id.clone())]);
-    store.delete(&old.id, 100).unwrap();
-    store.delete(&old.id, 100).unwrap();
-    assert!(store.get(&old.id).unwrap().is_none());
-    assert!(store.journal(&old.id).unwrap().is_empty());
-    assert_eq!(list(&store, None, None), ["keep"]);
-    assert!(list(&store, Some(RunStatus::Completed), Some("w")).is_empty());
-    assert!(store.ended_before(u64::MAX, 10).unwrap().is_empty());
+    store.delete(&old.id, 100).await.unwrap();
+    store.delete(&old.id, 100).await.unwrap();
+    assert!(store.get(&old.id).await.unwrap().is_none());
+    assert!(store.journal(&old.id).await.unwrap().is_empty());
+    assert_eq!(list(&store, None, None).await, ["keep"]);
+    assert!(
+        list(&store, Some(RunStatus::Completed), Some("w"))
+            .await
+            .is_empty()
+    );
+    assert!(store.ended_before(u64::MAX, 10).await.unwrap().is_empty());
     // Its key is free again.
     assert!(matches!(
-        store.create(&run("new", 3, Some("k"))).unwrap(),
+        store.create(&run("new", 3, Some("k"))).await.unwrap(),
         Created::New
     ));
 }
@@ -478,21 +517,21 @@ async fn a_database_of_the_previous_release_gains_its_indexes_when_opened() {
     }
     let store = SledStore::open(dir.path()).unwrap();
     assert_eq!(
-        list(&store, Some(RunStatus::Completed), Some("w")),
+        list(&store, Some(RunStatus::Completed), Some("w")).await,
         ["done"]
     );
     assert_eq!(
-        list(&store, Some(RunStatus::Pending), Some("w")),
+        list(&store, Some(RunStatus::Pending), Some("w")).await,
         ["waiting"]
     );
     assert_eq!(
-        store.pins(PinKind::Plugin, "p").unwrap(),
+        store.pins(PinKind::Plugin, "p").await.unwrap(),
         BTreeMap::from([("pd1".into(), 1)]),
         "the waiting run keeps its plugin"
     );
-    assert_eq!(store.ended_before(10, 10).unwrap(), [(5, id("done"))]);
-    assert!(store.get(&id("done")).unwrap().unwrap().closed);
-    assert!(!store.get(&id("waiting")).unwrap().unwrap().closed);
+    assert_eq!(store.ended_before(10, 10).await.unwrap(), [(5, id("done"))]);
+    assert!(store.get(&id("done")).await.unwrap().unwrap().closed);
+    assert!(!store.get(&id("waiting")).await.unwrap().unwrap().closed);
 }
 
 /// A run of workflow `workflow` indexed by `search`.
@@ -508,10 +547,10 @@ fn searchable(id: &str, workflow: &str, created_ms: u64, search: &[(&str, &str)]
 }
 
 /// Every page of `query`, `limit` runs at a time, as one list of ids.
-fn all_pages(store: &SledStore, mut query: ListQuery) -> Vec<String> {
+async fn all_pages(store: &SledStore, mut query: ListQuery) -> Vec<String> {
     let mut found = Vec::new();
     loop {
-        let page = store.list(&query).unwrap();
+        let page = store.list(&query).await.unwrap();
         assert!(page.runs.len() <= query.limit);
         found.extend(ids(&page).into_iter().map(str::to_owned));
         match page.next_cursor {
@@ -521,8 +560,8 @@ fn all_pages(store: &SledStore, mut query: ListQuery) -> Vec<String> {
     }
 }
 
-#[test]
-fn runs_are_found_by_their_search_fields_and_creation_time() {
+#[tokio::test]
+async fn runs_are_found_by_their_search_fields_and_creation_time() {
     let (store, _dir) = store();
     let runs = [
         searchable("a", "orders", 10, &[("order_id", "o-1"), ("user_id", "7")]),
@@ -532,9 +571,9 @@ fn runs_are_found_by_their_search_fields_and_creation_time() {
         searchable("e", "orders", 50, &[]),
     ];
     for run in &runs {
-        store.create(run).unwrap();
+        store.create(run).await.unwrap();
     }
-    saved(&store, &runs[2], RunStatus::Completed);
+    saved(&store, &runs[2], RunStatus::Completed).await;
     let query = |search: &[(&str, &str)]| ListQuery {
         search: search
             .iter()
@@ -545,7 +584,7 @@ fn runs_are_found_by_their_search_fields_and_creation_time() {
     };
     // Newest first, every page, across workflows unless one is asked for.
     assert_eq!(
-        all_pages(&store, query(&[("order_id", "o-1")])),
+        all_pages(&store, query(&[("order_id", "o-1")])).await,
         ["d", "c", "a"]
     );
     assert_eq!(
@@ -555,12 +594,13 @@ fn runs_are_found_by_their_search_fields_and_creation_time() {
                 workflow: Some("orders".into()),
                 ..query(&[("order_id", "o-1")])
             }
-        ),
+        )
+        .await,
         ["c", "a"]
     );
     // Every filter holds: a second field, the status, the time.
     assert_eq!(
-        all_pages(&store, query(&[("order_id", "o-1"), ("user_id", "7")])),
+        all_pages(&store, query(&[("order_id", "o-1"), ("user_id", "7")])).await,
         ["a"]
     );
     assert_eq!(
@@ -570,7 +610,8 @@ fn runs_are_found_by_their_search_fields_and_creation_time() {
                 status: Some(RunStatus::Completed),
                 ..query(&[("order_id", "o-1")])
             }
-        ),
+        )
+        .await,
         ["c"]
     );
     assert_eq!(
@@ -581,11 +622,20 @@ fn runs_are_found_by_their_search_fields_and_creation_time() {
                 created_before: Some(40),
                 ..query(&[("order_id", "o-1")])
             }
-        ),
+        )
+        .await,
         ["c"]
     );
-    assert!(all_pages(&store, query(&[("order_id", "o-9")])).is_empty());
-    assert!(all_pages(&store, query(&[("nope", "o-1")])).is_empty());
+    assert!(
+        all_pages(&store, query(&[("order_id", "o-9")]))
+            .await
+            .is_empty()
+    );
+    assert!(
+        all_pages(&store, query(&[("nope", "o-1")]))
+            .await
+            .is_empty()
+    );
     // Creation time alone bounds the status indexes' ranges: [after, before).
     let window = |after, before| ListQuery {
         created_after: after,
@@ -594,13 +644,21 @@ fn runs_are_found_by_their_search_fields_and_creation_time() {
         ..ListQuery::default()
     };
     assert_eq!(
-        all_pages(&store, window(Some(20), Some(50))),
+        all_pages(&store, window(Some(20), Some(50))).await,
         ["d", "c", "b"]
     );
-    assert_eq!(all_pages(&store, window(Some(50), None)), ["e"]);
-    assert_eq!(all_pages(&store, window(None, Some(11))), ["a"]);
-    assert!(all_pages(&store, window(Some(40), Some(40))).is_empty());
-    assert!(all_pages(&store, window(Some(41), Some(20))).is_empty());
+    assert_eq!(all_pages(&store, window(Some(50), None)).await, ["e"]);
+    assert_eq!(all_pages(&store, window(None, Some(11))).await, ["a"]);
+    assert!(
+        all_pages(&store, window(Some(40), Some(40)))
+            .await
+            .is_empty()
+    );
+    assert!(
+        all_pages(&store, window(Some(41), Some(20)))
+            .await
+            .is_empty()
+    );
     assert_eq!(
         all_pages(
             &store,
@@ -609,15 +667,19 @@ fn runs_are_found_by_their_search_fields_and_creation_time() {
                 status: Some(RunStatus::Pending),
                 ..window(Some(15), None)
             }
-        ),
+        )
+        .await,
         ["e", "b"]
     );
 
     // A run that goes leaves no search entry behind; a discarded one neither.
-    let c = store.get(&id("c")).unwrap().unwrap();
-    let c = closed(&store, &c, RunStatus::Completed, 100);
-    store.delete(&c.id, 100).unwrap();
-    store.discard(&runs[0]).unwrap();
-    assert_eq!(all_pages(&store, query(&[("order_id", "o-1")])), ["d"]);
+    let c = store.get(&id("c")).await.unwrap().unwrap();
+    let c = closed(&store, &c, RunStatus::Completed, 100).await;
+    store.delete(&c.id, 100).await.unwrap();
+    store.discard(&runs[0]).await.unwrap();
+    assert_eq!(
+        all_pages(&store, query(&[("order_id", "o-1")])).await,
+        ["d"]
+    );
     assert_eq!(store.by_field.len(), 3, "b's two fields and d's one");
 }
