@@ -5,6 +5,7 @@
 //! - [`plugins`]: [`PluginStore`]: plugin components and versions;
 //! - [`workflows`]: [`WorkflowStore`]: workflow definitions and versions;
 //! - [`sled`]: the embedded backend, one database for all of them (group commit);
+//! - [`postgres`]: the backend several nodes share;
 //! - [`faults`]: a wrapper that fails or panics on chosen writes and flushes, for tests.
 //!
 //! The traits are async (`async_trait`, so that the host holds them as `dyn`): a backend
@@ -17,8 +18,11 @@
 pub mod events;
 pub mod faults;
 pub mod plugins;
+pub mod postgres;
 pub mod runs;
 pub mod sled;
+#[cfg(test)]
+mod tests;
 pub mod workflows;
 
 use std::error::Error;
