@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::{Flush, StoreError};
-use crate::model::{JournalEntry, Message, Run, RunId, RunStatus};
+use crate::model::run::OLDEST_RUN_FORMAT;
+use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
 
 /// Filters and paging of [`RunStore::list`].
 #[derive(Debug, Clone, Default)]
@@ -136,4 +137,22 @@ pub trait RunStore: Flush {
     /// and only the listing goes. Idempotent; a crash half-way leaves it listed, to be
     /// deleted again.
     async fn delete(&self, id: &RunId, ended_ms: u64) -> Result<(), StoreError>;
+}
+
+/// Why a record was refused: a format this release does not read.
+#[derive(Debug, thiserror::Error)]
+#[error("format {found} (this release reads formats {OLDEST_RUN_FORMAT} to {RUN_FORMAT})")]
+struct UnknownFormat {
+    found: u32,
+}
+
+/// Whether a run record of `format`, stored under `id`, is one this release reads.
+pub(crate) fn check_format(id: &[u8], format: u32) -> Result<(), StoreError> {
+    if (OLDEST_RUN_FORMAT..=RUN_FORMAT).contains(&format) {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        key: String::from_utf8_lossy(id).into_owned(),
+        cause: UnknownFormat { found: format }.into(),
+    })
 }

@@ -9,11 +9,18 @@ use super::pg;
 use crate::store::StoreError;
 
 /// The migrations, by version (consecutive from 1), with what each adds.
-const MIGRATIONS: &[(i32, &str, &str)] = &[(
-    1,
-    "the registry",
-    include_str!("migrations/0001_registry.sql"),
-)];
+const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (
+        1,
+        "the registry",
+        include_str!("migrations/0001_registry.sql"),
+    ),
+    (
+        2,
+        "runs, journals, inboxes",
+        include_str!("migrations/0002_runs.sql"),
+    ),
+];
 
 /// The key of the advisory lock migrations take: "flowhost" in ASCII.
 const LOCK: i64 = 0x666c_6f77_686f_7374;

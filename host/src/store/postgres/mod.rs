@@ -1,6 +1,7 @@
 //! The shared store on PostgreSQL, for several nodes: what one node writes, every node
-//! reads. Built up trait by trait; the registry ([`PluginStore`](super::PluginStore),
-//! [`WorkflowStore`](super::WorkflowStore)) is here so far, runs and events follow.
+//! reads. Built up trait by trait: runs ([`RunStore`](super::RunStore)) and the registry
+//! ([`PluginStore`](super::PluginStore), [`WorkflowStore`](super::WorkflowStore)) are here;
+//! events, leases and fencing follow.
 //!
 //! Connections come from a pool (deadpool-postgres over tokio-postgres). The schema is
 //! applied at connection by [`migrations`], under an advisory lock.
@@ -13,6 +14,9 @@
 //! | `workflow_versions` | workflow name, digest | a [`WorkflowVersion`](crate::model::WorkflowVersion) |
 //! | `workflow_heads` | workflow name | a [`Head`](crate::model::Head) |
 //! | `schedule_marks` | workflow name | the latest firing of its schedule that was started (ms) |
+//! | `runs` | run id | the [`Run`](crate::model::Run), with the columns listings, pins, retention and saves need; its idempotency key (unique per workflow) |
+//! | `journal` | run id, sequence | a [`JournalEntry`](crate::model::JournalEntry) |
+//! | `inbox` | run id, message id (a ULID) | a [`Message`](crate::model::Message) |
 //! | `flowhost_schema` | version | the migrations applied, when |
 //!
 //! Each write is one statement or one transaction, committed before it returns: durable
@@ -20,6 +24,7 @@
 
 mod migrations;
 mod plugins;
+mod runs;
 mod workflows;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -55,6 +60,73 @@ impl PgStore {
         let mut client = store.client("migrate the schema").await?;
         migrations::apply(&mut client).await?;
         Ok(store)
+    }
+
+    /// One version of `name` in `table` (`plugin_versions`, `workflow_versions`).
+    async fn version_in<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+        name: &str,
+        digest: &str,
+    ) -> Result<Option<T>, StoreError> {
+        let op = "read a version";
+        let row = self
+            .client(op)
+            .await?
+            .query_opt(
+                &format!("SELECT version FROM {table} WHERE name = $1 AND digest = $2"),
+                &[&name, &digest],
+            )
+            .await
+            .map_err(pg(op))?;
+        row.map(|row| decode(&format!("{name}/{digest}"), row.get(0)))
+            .transpose()
+    }
+
+    /// Every version of `name` in `table`, oldest registration first.
+    async fn versions_in<T: serde::de::DeserializeOwned>(
+        &self,
+        table: &'static str,
+        name: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let op = "read versions";
+        let rows = self
+            .client(op)
+            .await?
+            .query(
+                &format!(
+                    "SELECT digest, version FROM {table} WHERE name = $1
+                     ORDER BY registered_ms, digest"
+                ),
+                &[&name],
+            )
+            .await
+            .map_err(pg(op))?;
+        rows.into_iter()
+            .map(|row| decode(&format!("{name}/{}", row.get::<_, &str>(0)), row.get(1)))
+            .collect()
+    }
+
+    /// Replaces the head of `name` in `table` (`plugin_heads`, `workflow_heads`).
+    async fn put_head_in(
+        &self,
+        table: &'static str,
+        name: &str,
+        head: &crate::model::Head,
+    ) -> Result<(), StoreError> {
+        let op = "store a head";
+        self.client(op)
+            .await?
+            .execute(
+                &format!(
+                    "INSERT INTO {table} (name, head) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET head = excluded.head"
+                ),
+                &[&name, &tokio_postgres::types::Json(head)],
+            )
+            .await
+            .map_err(pg(op))?;
+        Ok(())
     }
 
     /// A pooled connection, for `op`.

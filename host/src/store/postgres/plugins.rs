@@ -55,35 +55,11 @@ impl PluginStore for PgStore {
     }
 
     async fn version(&self, name: &str, digest: &str) -> Result<Option<PluginVersion>, StoreError> {
-        let op = "read a plugin version";
-        let row = self
-            .client(op)
-            .await?
-            .query_opt(
-                "SELECT version FROM plugin_versions WHERE name = $1 AND digest = $2",
-                &[&name, &digest],
-            )
-            .await
-            .map_err(pg(op))?;
-        row.map(|row| decode(&format!("{name}/{digest}"), row.get(0)))
-            .transpose()
+        self.version_in("plugin_versions", name, digest).await
     }
 
     async fn versions(&self, name: &str) -> Result<Vec<PluginVersion>, StoreError> {
-        let op = "read plugin versions";
-        let rows = self
-            .client(op)
-            .await?
-            .query(
-                "SELECT digest, version FROM plugin_versions WHERE name = $1
-                 ORDER BY registered_ms, digest",
-                &[&name],
-            )
-            .await
-            .map_err(pg(op))?;
-        rows.into_iter()
-            .map(|row| decode(&format!("{name}/{}", row.get::<_, &str>(0)), row.get(1)))
-            .collect()
+        self.versions_in("plugin_versions", name).await
     }
 
     async fn remove_version(&self, name: &str, digest: &str) -> Result<bool, StoreError> {
@@ -129,16 +105,6 @@ impl PluginStore for PgStore {
     }
 
     async fn put_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
-        let op = "store a plugin head";
-        self.client(op)
-            .await?
-            .execute(
-                "INSERT INTO plugin_heads (name, head) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET head = excluded.head",
-                &[&name, &Json(head)],
-            )
-            .await
-            .map_err(pg(op))?;
-        Ok(())
+        self.put_head_in("plugin_heads", name, head).await
     }
 }

@@ -34,35 +34,11 @@ impl WorkflowStore for PgStore {
         name: &str,
         digest: &str,
     ) -> Result<Option<WorkflowVersion>, StoreError> {
-        let op = "read a workflow version";
-        let row = self
-            .client(op)
-            .await?
-            .query_opt(
-                "SELECT version FROM workflow_versions WHERE name = $1 AND digest = $2",
-                &[&name, &digest],
-            )
-            .await
-            .map_err(pg(op))?;
-        row.map(|row| decode(&format!("{name}/{digest}"), row.get(0)))
-            .transpose()
+        self.version_in("workflow_versions", name, digest).await
     }
 
     async fn workflow_versions(&self, name: &str) -> Result<Vec<WorkflowVersion>, StoreError> {
-        let op = "read workflow versions";
-        let rows = self
-            .client(op)
-            .await?
-            .query(
-                "SELECT digest, version FROM workflow_versions WHERE name = $1
-                 ORDER BY registered_ms, digest",
-                &[&name],
-            )
-            .await
-            .map_err(pg(op))?;
-        rows.into_iter()
-            .map(|row| decode(&format!("{name}/{}", row.get::<_, &str>(0)), row.get(1)))
-            .collect()
+        self.versions_in("workflow_versions", name).await
     }
 
     async fn remove_workflow_version(&self, name: &str, digest: &str) -> Result<(), StoreError> {
@@ -96,17 +72,7 @@ impl WorkflowStore for PgStore {
     }
 
     async fn put_workflow_head(&self, name: &str, head: &Head) -> Result<(), StoreError> {
-        let op = "store a workflow head";
-        self.client(op)
-            .await?
-            .execute(
-                "INSERT INTO workflow_heads (name, head) VALUES ($1, $2)
-                 ON CONFLICT (name) DO UPDATE SET head = excluded.head",
-                &[&name, &Json(head)],
-            )
-            .await
-            .map_err(pg(op))?;
-        Ok(())
+        self.put_head_in("workflow_heads", name, head).await
     }
 
     async fn schedule_mark(&self, name: &str) -> Result<Option<u64>, StoreError> {

@@ -15,16 +15,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
-use crate::model::run::OLDEST_RUN_FORMAT;
 use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
+use crate::store::runs::check_format;
 use crate::store::{Created, ListQuery, Page, PinKind, RunStore, StoreError};
-
-/// Why a record was refused: a format this release does not read.
-#[derive(Debug, thiserror::Error)]
-#[error("format {found} (this release reads formats {OLDEST_RUN_FORMAT} to {RUN_FORMAT})")]
-struct UnknownFormat {
-    found: u32,
-}
 
 /// What saves and gates need of a record, read without the rest of it (serde skips the
 /// other fields without building them).
@@ -156,16 +149,6 @@ impl SledStore {
 }
 
 /// A record of a format this release reads, or [`StoreError::Corrupt`].
-fn check_format(id: &[u8], format: u32) -> Result<(), StoreError> {
-    if (OLDEST_RUN_FORMAT..=RUN_FORMAT).contains(&format) {
-        return Ok(());
-    }
-    Err(StoreError::Corrupt {
-        key: String::from_utf8_lossy(id).into_owned(),
-        cause: UnknownFormat { found: format }.into(),
-    })
-}
-
 fn created_key(run: &Run) -> Vec<u8> {
     let mut key = run.created_ms.to_be_bytes().to_vec();
     key.extend_from_slice(run.id.as_bytes());

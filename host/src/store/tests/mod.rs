@@ -6,18 +6,19 @@
 
 mod migrations;
 mod registry;
+pub(crate) mod runs;
 
 use std::sync::Arc;
 
 use super::postgres::PgStore;
 use super::sled::SledStore;
-use super::{PluginStore, WorkflowStore};
+use super::{PluginStore, RunStore, WorkflowStore};
 
-/// The keyspaces every backend has so far: PostgreSQL gains runs and events next, and then
-/// this is [`super::Store`].
-pub(crate) trait Keyspaces: PluginStore + WorkflowStore {}
+/// The keyspaces every backend has so far: PostgreSQL gains events next, and then this is
+/// [`super::Store`].
+pub(crate) trait Keyspaces: RunStore + PluginStore + WorkflowStore {}
 
-impl<T: PluginStore + WorkflowStore> Keyspaces for T {}
+impl<T: RunStore + PluginStore + WorkflowStore> Keyspaces for T {}
 
 /// Where the backends' tests create their databases.
 fn admin_url() -> String {
@@ -146,7 +147,7 @@ macro_rules! on_every_backend {
             use super::*;
             $(
                 $(#[$meta])*
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let $store = $crate::store::tests::TestStore::sled();
                     $body
@@ -158,7 +159,7 @@ macro_rules! on_every_backend {
             use super::*;
             $(
                 $(#[$meta])*
-                #[tokio::test]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
                 async fn $name() {
                     let $store = $crate::store::tests::TestStore::postgres().await;
                     $body

@@ -1,152 +1,11 @@
-use std::collections::{BTreeMap, HashSet};
-use std::sync::Arc;
-
-use tokio::sync::Barrier;
+use std::collections::BTreeMap;
 
 use super::*;
-use crate::model::{Direction, Outcome, StepState, StepStatus};
+use crate::model::{Direction, Outcome};
 use crate::store::Flush;
 use crate::store::sled::encode;
 use crate::store::sled::testing::store;
-
-fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
-    Run {
-        format: RUN_FORMAT,
-        id: RunId::parse(id).unwrap(),
-        workflow: "w".into(),
-        workflow_version: Some("wd1".into()),
-        status: RunStatus::Pending,
-        input: serde_json::Map::new(),
-        steps: vec![StepState::pending("s")],
-        error: None,
-        plugins: BTreeMap::from([("p".into(), "pd1".into())]),
-        idempotency_key: key.map(Into::into),
-        parent: None,
-        traceparent: None,
-        search: Default::default(),
-        cancelled: false,
-        closed: false,
-        created_ms,
-        updated_ms: created_ms,
-        ended_ms: None,
-        journaled: 0,
-        revision: 0,
-    }
-}
-
-fn id(id: &str) -> RunId {
-    RunId::parse(id).unwrap()
-}
-
-fn ids(page: &Page) -> Vec<&str> {
-    page.runs.iter().map(|r| r.id.as_str()).collect()
-}
-
-async fn list(store: &SledStore, status: Option<RunStatus>, workflow: Option<&str>) -> Vec<String> {
-    let page = store
-        .list(&ListQuery {
-            status,
-            workflow: workflow.map(Into::into),
-            limit: 100,
-            ..ListQuery::default()
-        })
-        .await
-        .unwrap();
-    ids(&page).into_iter().map(str::to_owned).collect()
-}
-
-/// `run` saved in `status`, one revision on.
-async fn saved(store: &SledStore, run: &Run, status: RunStatus) -> Run {
-    let mut next = run.clone();
-    next.status = status;
-    next.revision += 1;
-    store.save(&next).await.unwrap();
-    next
-}
-
-/// `run` saved in `status` and closed, as done for good at `ended_ms`.
-async fn closed(store: &SledStore, run: &Run, status: RunStatus, ended_ms: u64) -> Run {
-    let mut next = run.clone();
-    next.status = status;
-    next.ended_ms = Some(ended_ms);
-    next.closed = true;
-    next.revision += 1;
-    store.save(&next).await.unwrap();
-    next
-}
-
-#[tokio::test]
-async fn creates_once_per_id_and_per_idempotency_key() {
-    let (store, _dir) = store();
-    assert!(matches!(
-        store.create(&run("a", 1, Some("k"))).await.unwrap(),
-        Created::New
-    ));
-    let Created::Existing(same_key) = store.create(&run("b", 2, Some("k"))).await.unwrap() else {
-        panic!()
-    };
-    assert_eq!(same_key.id.as_str(), "a");
-    let Created::Existing(same_id) = store.create(&run("a", 3, None)).await.unwrap() else {
-        panic!()
-    };
-    assert_eq!(same_id.created_ms, 1);
-    assert!(
-        store.get(&id("b")).await.unwrap().is_none(),
-        "nothing of the repeat was stored"
-    );
-    assert_eq!(list(&store, None, None).await, ["a"]);
-}
-
-/// Finding 1 of issue 10: eight callers creating a run with the same key at the same moment
-/// got two runs for some keys, because one took over a key whose run was not written yet.
-#[tokio::test(flavor = "multi_thread", worker_threads = 8)]
-async fn eight_racing_creators_of_one_key_make_one_run() {
-    let (store, _dir) = store();
-    let store = Arc::new(store);
-    const KEYS: usize = 200;
-    const RACERS: usize = 8;
-    let barrier = Arc::new(Barrier::new(RACERS));
-    let threads: Vec<_> = (0..RACERS)
-        .map(|racer| {
-            let (store, barrier) = (store.clone(), barrier.clone());
-            tokio::spawn(async move {
-                let mut answers = Vec::new();
-                for key in 0..KEYS {
-                    let mine = run(&format!("r{racer}-{key}"), 1, Some(&format!("k{key}")));
-                    if key % 20 == 0 {
-                        barrier.wait().await;
-                    }
-                    let owner = match store.create(&mine).await.unwrap() {
-                        Created::New => mine.id.to_string(),
-                        Created::Existing(existing) => existing.id.to_string(),
-                    };
-                    answers.push(owner);
-                }
-                answers
-            })
-        })
-        .collect();
-    let mut answers: Vec<Vec<String>> = Vec::new();
-    for thread in threads {
-        answers.push(thread.await.unwrap());
-    }
-    for key in 0..KEYS {
-        let named: HashSet<&str> = answers.iter().map(|a| a[key].as_str()).collect();
-        assert_eq!(
-            named.len(),
-            1,
-            "key {key}: every answer names one run: {named:?}"
-        );
-    }
-    let all = store
-        .list(&ListQuery {
-            limit: 500,
-            ..ListQuery::default()
-        })
-        .await
-        .unwrap();
-    assert_eq!(all.runs.len(), KEYS, "one run per key");
-}
+use crate::store::tests::runs::{closed, entry, id, ids, list, run, saved};
 
 #[tokio::test]
 async fn a_key_whose_run_was_never_written_is_free_and_a_discarded_run_leaves_nothing() {
@@ -165,30 +24,6 @@ async fn a_key_whose_run_was_never_written_is_free_and_a_discarded_run_leaves_no
     assert!(store.pins(PinKind::Plugin, "p").await.unwrap().is_empty());
     let retry = run("b", 2, Some("k"));
     assert!(matches!(store.create(&retry).await.unwrap(), Created::New));
-}
-
-#[tokio::test]
-async fn save_is_a_compare_and_swap_on_the_revision() {
-    let (store, _dir) = store();
-    let a = run("a", 1, None);
-    store.create(&a).await.unwrap();
-    let running = saved(&store, &a, RunStatus::Running).await;
-    // A second writer that read revision 0 too loses.
-    let mut stale = a.clone();
-    stale.status = RunStatus::Compensating;
-    stale.revision = 1;
-    assert!(matches!(
-        store.save(&stale).await,
-        Err(StoreError::Conflict(_))
-    ));
-    let again = saved(&store, &running, RunStatus::Completed).await;
-    assert_eq!(store.get(&a.id).await.unwrap().unwrap(), again);
-    let mut skipped = again.clone();
-    skipped.revision += 2;
-    assert!(matches!(
-        store.save(&skipped).await,
-        Err(StoreError::Conflict(_))
-    ));
 }
 
 #[tokio::test]
@@ -244,68 +79,6 @@ async fn indexes_follow_saves_and_survive_reopening() {
         .collect();
     unfinished.sort();
     assert_eq!(unfinished, ["a", "c", "d"]);
-}
-
-fn entry(direction: Direction, attempt: u32, outcome: Outcome) -> JournalEntry {
-    JournalEntry {
-        step: "s".into(),
-        direction,
-        attempt,
-        started_ms: 10,
-        ended_ms: 20,
-        outcome,
-        error: (outcome != Outcome::Ok).then(|| "busy".into()),
-        output: (outcome == Outcome::Ok && direction == Direction::Execute)
-            .then(|| serde_json::json!({"x": 1}).as_object().unwrap().clone()),
-        due_ms: None,
-        message: None,
-        branch: None,
-        child: None,
-    }
-}
-
-#[tokio::test]
-async fn get_applies_the_journal_written_since_the_record_once() {
-    let (store, _dir) = store();
-    let a = id("a");
-    store.create(&run("a", 1, None)).await.unwrap();
-    store
-        .append_journal(&a, 0, &entry(Direction::Execute, 1, Outcome::Retryable))
-        .await
-        .unwrap();
-    let after_retry = store.get(&a).await.unwrap().unwrap();
-    assert_eq!(after_retry.steps[0].status, StepStatus::Running);
-    assert_eq!(after_retry.steps[0].error.as_deref(), Some("busy"));
-    assert_eq!(after_retry.steps[0].attempt_ended_ms, Some(20));
-    store
-        .append_journal(&a, 1, &entry(Direction::Execute, 2, Outcome::Ok))
-        .await
-        .unwrap();
-    let run = store.get(&a).await.unwrap().unwrap();
-    assert_eq!(run.journaled, 2);
-    assert_eq!(run.steps[0].status, StepStatus::Completed);
-    assert_eq!(run.steps[0].attempts, 2);
-    assert_eq!(run.steps[0].error, None);
-    assert_eq!(run.context()["x"], 1);
-
-    // A record saved with its entries applied is not folded again.
-    let run = saved(&store, &run, RunStatus::Compensating).await;
-    store
-        .append_journal(&a, 2, &entry(Direction::Compensate, 1, Outcome::Ok))
-        .await
-        .unwrap();
-    let after = store.get(&a).await.unwrap().unwrap();
-    assert_eq!(after.journaled, 3);
-    assert_eq!(after.steps[0].status, StepStatus::Compensated);
-    assert_eq!(
-        (
-            after.steps[0].attempts,
-            after.steps[0].compensation_attempts
-        ),
-        (2, 1)
-    );
-    assert_eq!(run.revision, after.revision);
-    assert_eq!(store.journal(&a).await.unwrap().len(), 3);
 }
 
 #[tokio::test]

@@ -1,0 +1,444 @@
+//! [`RunStore`] on [`PgStore`]: a row per run (its record and the columns listings need),
+//! its journal and inbox in tables of their own. A run's row holds its idempotency key and
+//! its index entries, so creating, saving and deleting it are each one statement: there is
+//! no order of writes to get right.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use tokio_postgres::Row;
+use tokio_postgres::types::{Json, ToSql};
+
+use super::{PgStore, decode, ms, pg};
+use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
+use crate::store::runs::check_format;
+use crate::store::{Created, ListQuery, Page, PinKind, RunStore, StoreError};
+
+/// The statuses from which a run may still call a plugin: the runs that pin versions.
+const PINNING: [&str; 4] = ["pending", "running", "compensating", "compensation_failed"];
+
+/// A run's record with the journal entries written since it: what [`read`] folds.
+const SELECT_RUN: &str = "SELECT r.id, r.record,
+        coalesce((SELECT json_agg(j.entry ORDER BY j.seq) FROM journal j
+                  WHERE j.run_id = r.id AND j.seq >= r.journaled), '[]'::json)
+    FROM runs r";
+
+/// The run a [`SELECT_RUN`] row holds, its journal applied.
+fn read(row: &Row) -> Result<Run, StoreError> {
+    let id: &str = row.get(0);
+    let mut run: Run = decode(id, row.get(1))?;
+    check_format(id.as_bytes(), run.format)?;
+    run.format = RUN_FORMAT;
+    let entries: Vec<JournalEntry> = decode(id, row.get(2))?;
+    for entry in &entries {
+        run.apply(entry);
+    }
+    Ok(run)
+}
+
+/// When a closed run ended, for retention; none while it is open.
+fn ended(run: &Run) -> Option<i64> {
+    run.closed
+        .then(|| ms(run.ended_ms.unwrap_or(run.updated_ms)))
+}
+
+/// A page's cursor: the creation time and id of the last run given, as the embedded store
+/// writes it (hex of the time's 8 bytes, big-endian, and the id).
+fn cursor_of(run: &Run) -> String {
+    let mut key = run.created_ms.to_be_bytes().to_vec();
+    key.extend_from_slice(run.id.as_bytes());
+    hex::encode(key)
+}
+
+fn parse_cursor(cursor: &str) -> Result<(i64, String), StoreError> {
+    let key = hex::decode(cursor).map_err(|_| StoreError::InvalidCursor)?;
+    if key.len() <= 8 {
+        return Err(StoreError::InvalidCursor);
+    }
+    let created = u64::from_be_bytes(key[..8].try_into().expect("8 bytes"));
+    let id = String::from_utf8(key[8..].to_vec()).map_err(|_| StoreError::InvalidCursor)?;
+    Ok((ms(created), id))
+}
+
+/// The conditions of a listing, with their parameters, numbered as they are added.
+#[derive(Default)]
+struct Filters<'a> {
+    conditions: Vec<String>,
+    params: Vec<&'a (dyn ToSql + Sync)>,
+}
+
+impl<'a> Filters<'a> {
+    /// Adds `condition`, each `?` in it standing for the next of `values`.
+    fn add(&mut self, condition: &str, values: &[&'a (dyn ToSql + Sync)]) {
+        let mut parts = condition.split('?');
+        let mut sql = parts.next().unwrap_or_default().to_owned();
+        for (part, value) in parts.zip(values) {
+            self.params.push(*value);
+            sql.push_str(&format!("${}{part}", self.params.len()));
+        }
+        self.conditions.push(sql);
+    }
+
+    /// All the conditions, as one.
+    fn condition(&self) -> String {
+        if self.conditions.is_empty() {
+            return "true".to_owned();
+        }
+        self.conditions.join(" AND ")
+    }
+}
+
+impl PgStore {
+    async fn select_one(
+        &self,
+        op: &'static str,
+        filter: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Run>, StoreError> {
+        let row = self
+            .client(op)
+            .await?
+            .query_opt(&format!("{SELECT_RUN} WHERE {filter}"), params)
+            .await
+            .map_err(pg(op))?;
+        row.as_ref().map(read).transpose()
+    }
+}
+
+#[async_trait]
+impl RunStore for PgStore {
+    async fn create(&self, run: &Run) -> Result<Created, StoreError> {
+        let op = "create a run";
+        loop {
+            let inserted = self
+                .client(op)
+                .await?
+                .execute(
+                    "INSERT INTO runs (id, workflow, status, created_ms, revision, journaled,
+                         closed, ended_ms, idempotency_key, search, record)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &run.id.as_str(),
+                        &run.workflow,
+                        &run.status.as_str(),
+                        &ms(run.created_ms),
+                        &i64::from(run.revision),
+                        &(run.journaled as i32),
+                        &run.closed,
+                        &ended(run),
+                        &run.idempotency_key,
+                        &Json(&run.search),
+                        &Json(run),
+                    ],
+                )
+                .await
+                .map_err(pg(op))?;
+            if inserted == 1 {
+                return Ok(Created::New);
+            }
+            // Its id or key is taken: by the run we answer with, unless that one was
+            // discarded meanwhile, and then the id or key is free again.
+            if let Some(existing) = self.find(run).await? {
+                return Ok(Created::Existing(Box::new(existing)));
+            }
+        }
+    }
+
+    async fn discard(&self, run: &Run) -> Result<(), StoreError> {
+        let op = "discard a run";
+        let mut client = self.client(op).await?;
+        let tx = client.transaction().await.map_err(pg(op))?;
+        for table in ["journal", "inbox"] {
+            tx.execute(
+                &format!("DELETE FROM {table} WHERE run_id = $1"),
+                &[&run.id.as_str()],
+            )
+            .await
+            .map_err(pg(op))?;
+        }
+        tx.execute("DELETE FROM runs WHERE id = $1", &[&run.id.as_str()])
+            .await
+            .map_err(pg(op))?;
+        tx.commit().await.map_err(pg(op))
+    }
+
+    async fn save(&self, run: &Run) -> Result<(), StoreError> {
+        let op = "save a run";
+        let saved = self
+            .client(op)
+            .await?
+            .execute(
+                "UPDATE runs SET status = $2, revision = $3::bigint, journaled = $4, closed = $5,
+                     ended_ms = $6, record = $7
+                 WHERE id = $1 AND revision = $3::bigint - 1",
+                &[
+                    &run.id.as_str(),
+                    &run.status.as_str(),
+                    &i64::from(run.revision),
+                    &(run.journaled as i32),
+                    &run.closed,
+                    &ended(run),
+                    &Json(run),
+                ],
+            )
+            .await
+            .map_err(pg(op))?;
+        if saved == 0 {
+            return Err(StoreError::Conflict(run.id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
+        let op = "find a run";
+        match &run.idempotency_key {
+            None => self.select_one(op, "r.id = $1", &[&run.id.as_str()]).await,
+            Some(key) => {
+                // The run with this id, else the one with this key.
+                self.select_one(
+                    op,
+                    "r.id = $1 OR (r.workflow = $2 AND r.idempotency_key = $3)
+                     ORDER BY r.id = $1 DESC LIMIT 1",
+                    &[&run.id.as_str(), &run.workflow, key],
+                )
+                .await
+            }
+        }
+    }
+
+    async fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        self.select_one("read a run", "r.id = $1", &[&id.as_str()])
+            .await
+    }
+
+    async fn append_journal(
+        &self,
+        run_id: &RunId,
+        seq: u32,
+        entry: &JournalEntry,
+    ) -> Result<(), StoreError> {
+        let op = "write a journal entry";
+        self.client(op)
+            .await?
+            .execute(
+                "INSERT INTO journal (run_id, seq, entry) VALUES ($1, $2, $3)
+                 ON CONFLICT (run_id, seq) DO UPDATE SET entry = excluded.entry",
+                &[&run_id.as_str(), &(seq as i32), &Json(entry)],
+            )
+            .await
+            .map_err(pg(op))?;
+        Ok(())
+    }
+
+    async fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
+        let op = "read a journal";
+        let rows = self
+            .client(op)
+            .await?
+            .query(
+                "SELECT entry FROM journal WHERE run_id = $1 ORDER BY seq",
+                &[&run_id.as_str()],
+            )
+            .await
+            .map_err(pg(op))?;
+        rows.iter()
+            .map(|row| decode(run_id.as_str(), row.get(0)))
+            .collect()
+    }
+
+    async fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError> {
+        let op = "write a message";
+        self.client(op)
+            .await?
+            .execute(
+                "INSERT INTO inbox (run_id, message_id, message) VALUES ($1, $2, $3)
+                 ON CONFLICT (run_id, message_id) DO UPDATE SET message = excluded.message",
+                &[&run_id.as_str(), &message.id, &Json(message)],
+            )
+            .await
+            .map_err(pg(op))?;
+        Ok(())
+    }
+
+    async fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError> {
+        let op = "read an inbox";
+        let rows = self
+            .client(op)
+            .await?
+            .query(
+                "SELECT message FROM inbox WHERE run_id = $1 ORDER BY message_id",
+                &[&run_id.as_str()],
+            )
+            .await
+            .map_err(pg(op))?;
+        rows.iter()
+            .map(|row| decode(run_id.as_str(), row.get(0)))
+            .collect()
+    }
+
+    async fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError> {
+        let op = "remove a message";
+        self.client(op)
+            .await?
+            .execute(
+                "DELETE FROM inbox WHERE run_id = $1 AND message_id = $2",
+                &[&run_id.as_str(), &id],
+            )
+            .await
+            .map_err(pg(op))?;
+        Ok(())
+    }
+
+    async fn list(&self, query: &ListQuery) -> Result<Page, StoreError> {
+        let op = "list runs";
+        let cursor = query.cursor.as_deref().map(parse_cursor).transpose()?;
+        let status = query.status.map(RunStatus::as_str);
+        let after = query.created_after.map(ms);
+        let before = query.created_before.map(ms);
+        let search = (!query.search.is_empty()).then(|| {
+            Json(
+                query
+                    .search
+                    .iter()
+                    .map(|(field, value)| (field.as_str(), value.as_str()))
+                    .collect::<BTreeMap<_, _>>(),
+            )
+        });
+        let limit = i64::try_from(query.limit)
+            .unwrap_or(i64::MAX)
+            .saturating_add(1);
+        // Every filter in one statement; the planner picks the index that holds just the
+        // runs asked for (by status, workflow and status, search field, creation time).
+        let mut filters = Filters::default();
+        if let Some(workflow) = &query.workflow {
+            filters.add("r.workflow = ?", &[workflow]);
+        }
+        if let Some(status) = &status {
+            filters.add("r.status = ?", &[status]);
+        }
+        if let Some(after) = &after {
+            filters.add("r.created_ms >= ?", &[after]);
+        }
+        if let Some(before) = &before {
+            filters.add("r.created_ms < ?", &[before]);
+        }
+        if let Some(search) = &search {
+            filters.add("r.search @> ?", &[search]);
+        }
+        if let Some((created, id)) = &cursor {
+            filters.add("(r.created_ms, r.id) < (?, ?)", &[created, id]);
+        }
+        filters.params.push(&limit);
+        let sql = format!(
+            "{SELECT_RUN} WHERE {} ORDER BY r.created_ms DESC, r.id DESC LIMIT ${}",
+            filters.condition(),
+            filters.params.len()
+        );
+        let rows = self
+            .client(op)
+            .await?
+            .query(&sql, &filters.params)
+            .await
+            .map_err(pg(op))?;
+        let mut runs = rows.iter().map(read).collect::<Result<Vec<_>, _>>()?;
+        let more = runs.len() > query.limit;
+        runs.truncate(query.limit);
+        let next_cursor = more.then(|| runs.last().map(cursor_of)).flatten();
+        Ok(Page { runs, next_cursor })
+    }
+
+    async fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
+        let op = "list unfinished runs";
+        let rows = self
+            .client(op)
+            .await?
+            .query(
+                "SELECT id FROM runs WHERE status IN ('pending', 'running', 'compensating')",
+                &[],
+            )
+            .await
+            .map_err(pg(op))?;
+        Ok(rows
+            .iter()
+            .map(|row| RunId::from_stored(row.get::<_, String>(0)))
+            .collect())
+    }
+
+    async fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {
+        let op = "count pins";
+        let statuses: Vec<&str> = PINNING.to_vec();
+        let sql = match kind {
+            PinKind::Plugin => {
+                "SELECT record->'plugins'->>$1, count(*) FROM runs
+                 WHERE status = ANY($2) AND NOT closed AND record->'plugins' ? $1
+                 GROUP BY 1"
+            }
+            PinKind::Workflow => {
+                "SELECT record->>'workflow_version', count(*) FROM runs
+                 WHERE workflow = $1 AND status = ANY($2) AND NOT closed
+                     AND record->>'workflow_version' IS NOT NULL
+                 GROUP BY 1"
+            }
+        };
+        let rows = self
+            .client(op)
+            .await?
+            .query(sql, &[&name, &statuses])
+            .await
+            .map_err(pg(op))?;
+        Ok(rows
+            .iter()
+            .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as usize))
+            .collect())
+    }
+
+    async fn ended_before(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<(u64, RunId)>, StoreError> {
+        let op = "list ended runs";
+        let rows = self
+            .client(op)
+            .await?
+            .query(
+                "SELECT ended_ms, id FROM runs WHERE closed AND ended_ms < $1
+                 ORDER BY ended_ms, id LIMIT $2",
+                &[&ms(cutoff_ms), &i64::try_from(limit).unwrap_or(i64::MAX)],
+            )
+            .await
+            .map_err(pg(op))?;
+        Ok(rows
+            .iter()
+            .map(|row| {
+                (
+                    row.get::<_, i64>(0).max(0) as u64,
+                    RunId::from_stored(row.get::<_, String>(1)),
+                )
+            })
+            .collect())
+    }
+
+    async fn delete(&self, id: &RunId, _ended_ms: u64) -> Result<(), StoreError> {
+        let op = "delete a run";
+        let mut client = self.client(op).await?;
+        let tx = client.transaction().await.map_err(pg(op))?;
+        // Only a closed run goes; its row is locked until its journal and inbox went too.
+        let deleted = tx
+            .execute("DELETE FROM runs WHERE id = $1 AND closed", &[&id.as_str()])
+            .await
+            .map_err(pg(op))?;
+        if deleted == 1 {
+            for table in ["journal", "inbox"] {
+                tx.execute(
+                    &format!("DELETE FROM {table} WHERE run_id = $1"),
+                    &[&id.as_str()],
+                )
+                .await
+                .map_err(pg(op))?;
+            }
+        }
+        tx.commit().await.map_err(pg(op))
+    }
+}
