@@ -28,7 +28,8 @@ mod runs;
 mod workflows;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
-use tokio_postgres::NoTls;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{NoTls, Row};
 
 pub use self::migrations::SCHEMA;
 use super::{BoxFuture, Flush, StoreError};
@@ -71,14 +72,12 @@ impl PgStore {
     ) -> Result<Option<T>, StoreError> {
         let op = "read a version";
         let row = self
-            .client(op)
-            .await?
             .query_opt(
+                op,
                 &format!("SELECT version FROM {table} WHERE name = $1 AND digest = $2"),
                 &[&name, &digest],
             )
-            .await
-            .map_err(pg(op))?;
+            .await?;
         row.map(|row| decode(&format!("{name}/{digest}"), row.get(0)))
             .transpose()
     }
@@ -91,17 +90,15 @@ impl PgStore {
     ) -> Result<Vec<T>, StoreError> {
         let op = "read versions";
         let rows = self
-            .client(op)
-            .await?
             .query(
+                op,
                 &format!(
                     "SELECT digest, version FROM {table} WHERE name = $1
                      ORDER BY registered_ms, digest"
                 ),
                 &[&name],
             )
-            .await
-            .map_err(pg(op))?;
+            .await?;
         rows.into_iter()
             .map(|row| decode(&format!("{name}/{}", row.get::<_, &str>(0)), row.get(1)))
             .collect()
@@ -115,18 +112,58 @@ impl PgStore {
         head: &crate::model::Head,
     ) -> Result<(), StoreError> {
         let op = "store a head";
+        self.execute(
+            op,
+            &format!(
+                "INSERT INTO {table} (name, head) VALUES ($1, $2)
+                     ON CONFLICT (name) DO UPDATE SET head = excluded.head"
+            ),
+            &[&name, &tokio_postgres::types::Json(head)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Runs one statement of `op`; how many rows it changed.
+    async fn execute(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<u64, StoreError> {
         self.client(op)
             .await?
-            .execute(
-                &format!(
-                    "INSERT INTO {table} (name, head) VALUES ($1, $2)
-                     ON CONFLICT (name) DO UPDATE SET head = excluded.head"
-                ),
-                &[&name, &tokio_postgres::types::Json(head)],
-            )
+            .execute(sql, params)
             .await
-            .map_err(pg(op))?;
-        Ok(())
+            .map_err(pg(op))
+    }
+
+    /// The rows of one query of `op`.
+    async fn query(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Vec<Row>, StoreError> {
+        self.client(op)
+            .await?
+            .query(sql, params)
+            .await
+            .map_err(pg(op))
+    }
+
+    /// The row of one query of `op`, if there is one.
+    async fn query_opt(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Option<Row>, StoreError> {
+        self.client(op)
+            .await?
+            .query_opt(sql, params)
+            .await
+            .map_err(pg(op))
     }
 
     /// A pooled connection, for `op`.

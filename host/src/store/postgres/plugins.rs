@@ -11,46 +11,43 @@ use crate::store::{PluginStore, StoreError};
 impl PluginStore for PgStore {
     async fn put_component(&self, digest: &str, wasm: &[u8]) -> Result<(), StoreError> {
         let op = "store a component";
-        self.client(op)
-            .await?
-            .execute(
-                "INSERT INTO components (digest, wasm) VALUES ($1, $2) ON CONFLICT DO NOTHING",
-                &[&digest, &wasm],
-            )
-            .await
-            .map_err(pg(op))?;
+        self.execute(
+            op,
+            "INSERT INTO components (digest, wasm) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            &[&digest, &wasm],
+        )
+        .await?;
         Ok(())
     }
 
     async fn component(&self, digest: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let op = "read a component";
         let row = self
-            .client(op)
-            .await?
-            .query_opt("SELECT wasm FROM components WHERE digest = $1", &[&digest])
-            .await
-            .map_err(pg(op))?;
+            .query_opt(
+                op,
+                "SELECT wasm FROM components WHERE digest = $1",
+                &[&digest],
+            )
+            .await?;
         Ok(row.map(|row| row.get(0)))
     }
 
     async fn put_version(&self, version: &PluginVersion) -> Result<(), StoreError> {
         let op = "store a plugin version";
-        self.client(op)
-            .await?
-            .execute(
-                "INSERT INTO plugin_versions (name, digest, registered_ms, version)
+        self.execute(
+            op,
+            "INSERT INTO plugin_versions (name, digest, registered_ms, version)
                  VALUES ($1, $2, $3, $4)
                  ON CONFLICT (name, digest)
                  DO UPDATE SET registered_ms = excluded.registered_ms, version = excluded.version",
-                &[
-                    &version.name,
-                    &version.digest,
-                    &ms(version.registered_ms),
-                    &Json(version),
-                ],
-            )
-            .await
-            .map_err(pg(op))?;
+            &[
+                &version.name,
+                &version.digest,
+                &ms(version.registered_ms),
+                &Json(version),
+            ],
+        )
+        .await?;
         Ok(())
     }
 
@@ -96,11 +93,12 @@ impl PluginStore for PgStore {
     async fn head(&self, name: &str) -> Result<Option<Head>, StoreError> {
         let op = "read a plugin head";
         let row = self
-            .client(op)
-            .await?
-            .query_opt("SELECT head FROM plugin_heads WHERE name = $1", &[&name])
-            .await
-            .map_err(pg(op))?;
+            .query_opt(
+                op,
+                "SELECT head FROM plugin_heads WHERE name = $1",
+                &[&name],
+            )
+            .await?;
         row.map(|row| decode(name, row.get(0))).transpose()
     }
 

@@ -96,11 +96,8 @@ impl PgStore {
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Run>, StoreError> {
         let row = self
-            .client(op)
-            .await?
-            .query_opt(&format!("{SELECT_RUN} WHERE {filter}"), params)
-            .await
-            .map_err(pg(op))?;
+            .query_opt(op, &format!("{SELECT_RUN} WHERE {filter}"), params)
+            .await?;
         row.as_ref().map(read).transpose()
     }
 }
@@ -111,9 +108,8 @@ impl RunStore for PgStore {
         let op = "create a run";
         loop {
             let inserted = self
-                .client(op)
-                .await?
                 .execute(
+                    op,
                     "INSERT INTO runs (id, workflow, status, created_ms, revision, journaled,
                          closed, ended_ms, idempotency_key, search, record)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
@@ -132,8 +128,7 @@ impl RunStore for PgStore {
                         &Json(run),
                     ],
                 )
-                .await
-                .map_err(pg(op))?;
+                .await?;
             if inserted == 1 {
                 return Ok(Created::New);
             }
@@ -166,9 +161,8 @@ impl RunStore for PgStore {
     async fn save(&self, run: &Run) -> Result<(), StoreError> {
         let op = "save a run";
         let saved = self
-            .client(op)
-            .await?
             .execute(
+                op,
                 "UPDATE runs SET status = $2, revision = $3::bigint, journaled = $4, closed = $5,
                      ended_ms = $6, record = $7
                  WHERE id = $1 AND revision = $3::bigint - 1",
@@ -182,8 +176,7 @@ impl RunStore for PgStore {
                     &Json(run),
                 ],
             )
-            .await
-            .map_err(pg(op))?;
+            .await?;
         if saved == 0 {
             return Err(StoreError::Conflict(run.id.clone()));
         }
@@ -219,29 +212,25 @@ impl RunStore for PgStore {
         entry: &JournalEntry,
     ) -> Result<(), StoreError> {
         let op = "write a journal entry";
-        self.client(op)
-            .await?
-            .execute(
-                "INSERT INTO journal (run_id, seq, entry) VALUES ($1, $2, $3)
+        self.execute(
+            op,
+            "INSERT INTO journal (run_id, seq, entry) VALUES ($1, $2, $3)
                  ON CONFLICT (run_id, seq) DO UPDATE SET entry = excluded.entry",
-                &[&run_id.as_str(), &(seq as i32), &Json(entry)],
-            )
-            .await
-            .map_err(pg(op))?;
+            &[&run_id.as_str(), &(seq as i32), &Json(entry)],
+        )
+        .await?;
         Ok(())
     }
 
     async fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError> {
         let op = "read a journal";
         let rows = self
-            .client(op)
-            .await?
             .query(
+                op,
                 "SELECT entry FROM journal WHERE run_id = $1 ORDER BY seq",
                 &[&run_id.as_str()],
             )
-            .await
-            .map_err(pg(op))?;
+            .await?;
         rows.iter()
             .map(|row| decode(run_id.as_str(), row.get(0)))
             .collect()
@@ -249,29 +238,25 @@ impl RunStore for PgStore {
 
     async fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError> {
         let op = "write a message";
-        self.client(op)
-            .await?
-            .execute(
-                "INSERT INTO inbox (run_id, message_id, message) VALUES ($1, $2, $3)
+        self.execute(
+            op,
+            "INSERT INTO inbox (run_id, message_id, message) VALUES ($1, $2, $3)
                  ON CONFLICT (run_id, message_id) DO UPDATE SET message = excluded.message",
-                &[&run_id.as_str(), &message.id, &Json(message)],
-            )
-            .await
-            .map_err(pg(op))?;
+            &[&run_id.as_str(), &message.id, &Json(message)],
+        )
+        .await?;
         Ok(())
     }
 
     async fn inbox(&self, run_id: &RunId) -> Result<Vec<Message>, StoreError> {
         let op = "read an inbox";
         let rows = self
-            .client(op)
-            .await?
             .query(
+                op,
                 "SELECT message FROM inbox WHERE run_id = $1 ORDER BY message_id",
                 &[&run_id.as_str()],
             )
-            .await
-            .map_err(pg(op))?;
+            .await?;
         rows.iter()
             .map(|row| decode(run_id.as_str(), row.get(0)))
             .collect()
@@ -279,14 +264,12 @@ impl RunStore for PgStore {
 
     async fn remove_message(&self, run_id: &RunId, id: &str) -> Result<(), StoreError> {
         let op = "remove a message";
-        self.client(op)
-            .await?
-            .execute(
-                "DELETE FROM inbox WHERE run_id = $1 AND message_id = $2",
-                &[&run_id.as_str(), &id],
-            )
-            .await
-            .map_err(pg(op))?;
+        self.execute(
+            op,
+            "DELETE FROM inbox WHERE run_id = $1 AND message_id = $2",
+            &[&run_id.as_str(), &id],
+        )
+        .await?;
         Ok(())
     }
 
@@ -335,12 +318,7 @@ impl RunStore for PgStore {
             filters.condition(),
             filters.params.len()
         );
-        let rows = self
-            .client(op)
-            .await?
-            .query(&sql, &filters.params)
-            .await
-            .map_err(pg(op))?;
+        let rows = self.query(op, &sql, &filters.params).await?;
         let mut runs = rows.iter().map(read).collect::<Result<Vec<_>, _>>()?;
         let more = runs.len() > query.limit;
         runs.truncate(query.limit);
@@ -351,14 +329,12 @@ impl RunStore for PgStore {
     async fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
         let op = "list unfinished runs";
         let rows = self
-            .client(op)
-            .await?
             .query(
+                op,
                 "SELECT id FROM runs WHERE status IN ('pending', 'running', 'compensating')",
                 &[],
             )
-            .await
-            .map_err(pg(op))?;
+            .await?;
         Ok(rows
             .iter()
             .map(|row| RunId::from_stored(row.get::<_, String>(0)))
@@ -381,12 +357,7 @@ impl RunStore for PgStore {
                  GROUP BY 1"
             }
         };
-        let rows = self
-            .client(op)
-            .await?
-            .query(sql, &[&name, &statuses])
-            .await
-            .map_err(pg(op))?;
+        let rows = self.query(op, sql, &[&name, &statuses]).await?;
         Ok(rows
             .iter()
             .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as usize))
@@ -400,15 +371,13 @@ impl RunStore for PgStore {
     ) -> Result<Vec<(u64, RunId)>, StoreError> {
         let op = "list ended runs";
         let rows = self
-            .client(op)
-            .await?
             .query(
+                op,
                 "SELECT ended_ms, id FROM runs WHERE closed AND ended_ms < $1
                  ORDER BY ended_ms, id LIMIT $2",
                 &[&ms(cutoff_ms), &i64::try_from(limit).unwrap_or(i64::MAX)],
             )
-            .await
-            .map_err(pg(op))?;
+            .await?;
         Ok(rows
             .iter()
             .map(|row| {
