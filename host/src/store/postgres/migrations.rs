@@ -20,6 +20,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "runs, journals, inboxes",
         include_str!("migrations/0002_runs.sql"),
     ),
+    (
+        3,
+        "the outbox, queues, dead letters",
+        include_str!("migrations/0003_events.sql"),
+    ),
 ];
 
 /// The key of the advisory lock migrations take: "flowhost" in ASCII.

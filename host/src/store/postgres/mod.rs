@@ -1,7 +1,7 @@
 //! The shared store on PostgreSQL, for several nodes: what one node writes, every node
-//! reads. Built up trait by trait: runs ([`RunStore`](super::RunStore)) and the registry
-//! ([`PluginStore`](super::PluginStore), [`WorkflowStore`](super::WorkflowStore)) are here;
-//! events, leases and fencing follow.
+//! reads: runs ([`RunStore`](super::RunStore)), events ([`EventStore`](super::EventStore))
+//! and the registry ([`PluginStore`](super::PluginStore),
+//! [`WorkflowStore`](super::WorkflowStore)). Leases and fencing follow.
 //!
 //! Connections come from a pool (deadpool-postgres over tokio-postgres). The schema is
 //! applied at connection by [`migrations`], under an advisory lock.
@@ -17,11 +17,15 @@
 //! | `runs` | run id | the [`Run`](crate::model::Run), with the columns listings, pins, retention and saves need; its idempotency key (unique per workflow) |
 //! | `journal` | run id, sequence | a [`JournalEntry`](crate::model::JournalEntry) |
 //! | `inbox` | run id, message id (a ULID) | a [`Message`](crate::model::Message) |
+//! | `outbox` | event id (a ULID) | an [`OutboxEntry`](crate::model::OutboxEntry) |
+//! | `queue` | subscription, due ms, event id | a [`Delivery`](crate::model::Delivery) of the embedded transport |
+//! | `dead_letters` | dead letter id (a ULID) | a [`DeadLetter`](crate::model::DeadLetter) |
 //! | `flowhost_schema` | version | the migrations applied, when |
 //!
 //! Each write is one statement or one transaction, committed before it returns: durable
 //! once it returns, so [`Flush::flush`] has nothing left to do.
 
+mod events;
 mod migrations;
 mod plugins;
 mod runs;

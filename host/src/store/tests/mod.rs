@@ -4,21 +4,16 @@
 //! PostgreSQL is the machine's: `FLOWHOST_TEST_POSTGRES` names a database to connect to
 //! for creating the test's own (default `postgres://postgres@127.0.0.1:5432/postgres`).
 
+mod events;
 mod migrations;
 mod registry;
 pub(crate) mod runs;
 
 use std::sync::Arc;
 
+use super::Store;
 use super::postgres::PgStore;
 use super::sled::SledStore;
-use super::{PluginStore, RunStore, WorkflowStore};
-
-/// The keyspaces every backend has so far: PostgreSQL gains events next, and then this is
-/// [`super::Store`].
-pub(crate) trait Keyspaces: RunStore + PluginStore + WorkflowStore {}
-
-impl<T: RunStore + PluginStore + WorkflowStore> Keyspaces for T {}
 
 /// Where the backends' tests create their databases.
 fn admin_url() -> String {
@@ -28,7 +23,7 @@ fn admin_url() -> String {
 
 /// A store of one backend, fresh, with what keeps it alive and cleans it up.
 pub(crate) struct TestStore {
-    pub store: Arc<dyn Keyspaces>,
+    pub store: Arc<dyn Store>,
     place: Place,
 }
 
@@ -60,7 +55,7 @@ impl TestStore {
     pub async fn reopen(self) -> Self {
         let Self { store, place } = self;
         drop(store);
-        let store: Arc<dyn Keyspaces> = match &place {
+        let store: Arc<dyn Store> = match &place {
             Place::Sled(dir) => Arc::new(SledStore::open(dir.path()).unwrap()),
             Place::Postgres(database) => {
                 Arc::new(PgStore::connect(&database.url, 4).await.unwrap())

@@ -1,0 +1,239 @@
+//! [`EventStore`] on [`PgStore`]: the outbox, the embedded transport's queues and the dead
+//! letters, each a table keyed as the embedded store keys its trees.
+
+use async_trait::async_trait;
+use tokio_postgres::types::Json;
+
+use super::{PgStore, decode, ms};
+use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry};
+use crate::store::{EventStore, StoreError};
+
+/// A count from PostgreSQL's `bigint`.
+fn count(value: i64) -> usize {
+    usize::try_from(value).unwrap_or(0)
+}
+
+/// A page size as PostgreSQL's `bigint`.
+fn bigint(value: usize) -> i64 {
+    i64::try_from(value).unwrap_or(i64::MAX)
+}
+
+#[async_trait]
+impl EventStore for PgStore {
+    async fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+        let ids: Vec<&str> = entries.iter().map(|e| e.event.id.as_str()).collect();
+        let values: Vec<Json<&OutboxEntry>> = entries.iter().map(Json).collect();
+        // One statement for all of them; a repeat of an id keeps the first.
+        self.execute(
+            "write the outbox",
+            "INSERT INTO outbox (event_id, entry)
+             SELECT * FROM unnest($1::text[], $2::jsonb[])
+             ON CONFLICT DO NOTHING",
+            &[&ids, &values],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn outbox_pending(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let rows = self
+            .query(
+                "read the outbox",
+                "SELECT event_id, entry FROM outbox
+                 WHERE $1::text IS NULL OR event_id > $1
+                 ORDER BY event_id LIMIT $2",
+                &[&after, &bigint(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| decode(row.get(0), row.get(1)))
+            .collect()
+    }
+
+    async fn outbox_depth(&self) -> Result<usize, StoreError> {
+        let rows = self
+            .query("count the outbox", "SELECT count(*) FROM outbox", &[])
+            .await?;
+        Ok(count(rows[0].get(0)))
+    }
+
+    async fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError> {
+        self.execute(
+            "remove from the outbox",
+            "DELETE FROM outbox WHERE event_id = $1",
+            &[&event_id],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError> {
+        let rows = match gate {
+            Gate::Journal { run_id, seq } => {
+                self.query(
+                    "check a gate",
+                    "SELECT EXISTS (SELECT 1 FROM journal WHERE run_id = $1 AND seq = $2)",
+                    &[&run_id.as_str(), &(*seq as i32)],
+                )
+                .await?
+            }
+            Gate::Record { run_id, revision } => {
+                self.query(
+                    "check a gate",
+                    "SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1 AND revision >= $2)",
+                    &[&run_id.as_str(), &i64::from(*revision)],
+                )
+                .await?
+            }
+        };
+        Ok(rows[0].get(0))
+    }
+
+    async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        self.execute(
+            "queue a delivery",
+            "INSERT INTO queue (subscription, due_ms, event_id, delivery) VALUES ($1, $2, $3, $4)
+             ON CONFLICT (subscription, due_ms, event_id) DO UPDATE SET delivery = excluded.delivery",
+            &[
+                &delivery.subscription,
+                &ms(delivery.due_ms),
+                &delivery.event.id,
+                &Json(delivery),
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn due(
+        &self,
+        subscription: &str,
+        now_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<Delivery>, StoreError> {
+        let rows = self
+            .query(
+                "read a queue",
+                "SELECT event_id, delivery FROM queue
+                 WHERE subscription = $1 AND due_ms <= $2
+                 ORDER BY due_ms, event_id LIMIT $3",
+                &[&subscription, &ms(now_ms), &bigint(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| decode(row.get(0), row.get(1)))
+            .collect()
+    }
+
+    async fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError> {
+        let rows = self
+            .query(
+                "read a queue",
+                "SELECT min(due_ms) FROM queue WHERE subscription = $1",
+                &[&subscription],
+            )
+            .await?;
+        Ok(rows[0]
+            .get::<_, Option<i64>>(0)
+            .map(|due| due.max(0) as u64))
+    }
+
+    async fn queue_depth(&self, subscription: &str) -> Result<usize, StoreError> {
+        let rows = self
+            .query(
+                "count a queue",
+                "SELECT count(*) FROM queue WHERE subscription = $1",
+                &[&subscription],
+            )
+            .await?;
+        Ok(count(rows[0].get(0)))
+    }
+
+    async fn dequeue(&self, delivery: &Delivery) -> Result<(), StoreError> {
+        self.execute(
+            "dequeue a delivery",
+            "DELETE FROM queue WHERE subscription = $1 AND due_ms = $2 AND event_id = $3",
+            &[
+                &delivery.subscription,
+                &ms(delivery.due_ms),
+                &delivery.event.id,
+            ],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn bury(&self, letter: &DeadLetter) -> Result<(), StoreError> {
+        self.execute(
+            "store a dead letter",
+            "INSERT INTO dead_letters (id, letter) VALUES ($1, $2)
+             ON CONFLICT (id) DO UPDATE SET letter = excluded.letter",
+            &[&letter.id, &Json(letter)],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn dead_letters(
+        &self,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = self
+            .query(
+                "read dead letters",
+                "SELECT id, letter FROM dead_letters
+                 WHERE $1::text IS NULL OR id < $1
+                 ORDER BY id DESC LIMIT $2",
+                &[&cursor, &bigint(limit)],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| decode(row.get(0), row.get(1)))
+            .collect()
+    }
+
+    async fn dead_letter(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let row = self
+            .query_opt(
+                "read a dead letter",
+                "SELECT letter FROM dead_letters WHERE id = $1",
+                &[&id],
+            )
+            .await?;
+        row.map(|row| decode(id, row.get(0))).transpose()
+    }
+
+    async fn exhume(&self, id: &str) -> Result<Option<DeadLetter>, StoreError> {
+        let row = self
+            .query_opt(
+                "remove a dead letter",
+                "DELETE FROM dead_letters WHERE id = $1 RETURNING letter",
+                &[&id],
+            )
+            .await?;
+        row.map(|row| decode(id, row.get(0))).transpose()
+    }
+
+    async fn dead_letters_before(
+        &self,
+        cutoff_ms: u64,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        // Ids are ULIDs: their text sorts as the time they were given up on. The bound is
+        // the smallest id of the cutoff's ms.
+        let bound = ulid::Ulid::from_parts(cutoff_ms, 0).to_string();
+        let rows = self
+            .query(
+                "read dead letters",
+                "SELECT id FROM dead_letters WHERE id < $1 ORDER BY id LIMIT $2",
+                &[&bound, &bigint(limit)],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+}
