@@ -41,6 +41,7 @@ pub use crate::plugins::{PluginConfig, RegistryConfig};
 pub use crate::retention::RetentionConfig;
 pub use crate::runtime::RuntimeConfig;
 use crate::runtime::{RuntimeSetup, World};
+pub use crate::store::StoreConfig;
 pub use crate::telemetry::TelemetryConfig;
 
 /// `FLOWHOST_` variables that the CLI reads and the configuration does not:
@@ -74,6 +75,8 @@ pub struct Config {
     pub registry: RegistryConfig,
     /// The HTTP server and admission.
     pub server: ServerConfig,
+    /// Which backend holds runs, events and the registry: sled (default) or PostgreSQL.
+    pub store: StoreConfig,
     /// How long finished runs, dead letters and unreleased events are kept.
     pub retention: RetentionConfig,
     /// Metrics and traces: `/metrics`, trace context, OTLP export.
@@ -180,6 +183,9 @@ impl Config {
         self.telemetry
             .validate()
             .map_err(|e| invalid(format!("telemetry.{}", e.key), e.reason))?;
+        self.store
+            .validate()
+            .map_err(|e| invalid(format!("store.{}", e.key), e.reason.into()))?;
         self.retention.validate().map_err(|e| {
             invalid(
                 format!("retention.{}", e.0),

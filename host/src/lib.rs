@@ -53,20 +53,32 @@ use crate::capabilities::events::EventSink;
 use crate::model::{Clock, SystemClock};
 use crate::store::Store;
 
-/// Serves the API on `listener` with everything `config` describes, on the sled store in
-/// its data directory, until `shutdown` resolves; then stops accepting, lets in-flight steps
-/// finish for up to `server.shutdown-grace`, and returns. Unfinished runs resume on the next
-/// start.
+/// Serves the API on `listener` with everything `config` describes, on the store `[store]`
+/// names (sled in the data directory, or PostgreSQL), until `shutdown` resolves; then stops
+/// accepting, lets in-flight steps finish for up to `server.shutdown-grace`, and returns.
+/// Unfinished runs resume on the next start.
 pub async fn run(
     listener: tokio::net::TcpListener,
     config: Config,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let runs_dir = config.runs_dir();
-    let store = Arc::new(
-        store::sled::SledStore::open(&runs_dir)
-            .with_context(|| format!("opening the run store in {}", runs_dir.display()))?,
-    );
+    let store: Arc<dyn Store> = match config.store.kind {
+        store::StoreKind::Sled => {
+            let runs_dir = config.runs_dir();
+            Arc::new(
+                store::sled::SledStore::open(&runs_dir)
+                    .with_context(|| format!("opening the run store in {}", runs_dir.display()))?,
+            )
+        }
+        store::StoreKind::Postgres => {
+            let url = config.store.url.as_deref().unwrap_or_default();
+            Arc::new(
+                store::postgres::PgStore::connect(url, config.store.pool_size)
+                    .await
+                    .context("opening the PostgreSQL store (store.url)")?,
+            )
+        }
+    };
     serve(listener, config, store, Arc::new(SystemClock), shutdown).await
 }
 

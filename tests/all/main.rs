@@ -15,6 +15,7 @@ mod layers;
 mod openapi;
 mod parallel;
 mod polyglot;
+mod postgres;
 mod races;
 mod runtime;
 mod sagas;

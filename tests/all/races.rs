@@ -51,7 +51,7 @@ where
 
 /// Sends one start per (client, request) with `CLIENTS` clients, all clients sending
 /// request `i` at the same moment; returns, per request, the run id each client got.
-async fn race<const CLIENTS: usize>(
+pub async fn race<const CLIENTS: usize>(
     requests: usize,
     start: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
 ) -> Vec<Vec<String>> {

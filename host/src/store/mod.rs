@@ -6,6 +6,7 @@
 //! - [`workflows`]: [`WorkflowStore`]: workflow definitions and versions;
 //! - [`sled`]: the embedded backend, one database for all of them (group commit);
 //! - [`postgres`]: the backend several nodes share;
+//! - [`config`]: `[store]`, which backend;
 //! - [`faults`]: a wrapper that fails or panics on chosen writes and flushes, for tests.
 //!
 //! The traits are async (`async_trait`, so that the host holds them as `dyn`): a backend
@@ -15,6 +16,7 @@
 //! the backend (group commit), so durability does not serialise throughput. Errors say
 //! what the caller can do next ([`StoreError::is_retryable`]).
 
+pub mod config;
 pub mod events;
 pub mod faults;
 pub mod plugins;
@@ -29,6 +31,7 @@ use std::error::Error;
 use std::future::Future;
 use std::pin::Pin;
 
+pub use self::config::{StoreConfig, StoreKind};
 pub use self::events::EventStore;
 pub use self::plugins::PluginStore;
 pub use self::runs::{Created, ListQuery, Page, PinKind, RunStore};

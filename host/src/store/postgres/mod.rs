@@ -29,6 +29,7 @@ mod events;
 mod migrations;
 mod plugins;
 mod runs;
+mod scratch;
 mod workflows;
 
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
@@ -36,6 +37,7 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 pub use self::migrations::SCHEMA;
+pub use self::scratch::ScratchDatabase;
 use super::{BoxFuture, Flush, StoreError};
 
 /// The PostgreSQL-backed store.

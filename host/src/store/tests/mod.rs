@@ -1,8 +1,7 @@
 //! The store's behaviour, one test body run on every backend (sled in a fresh directory,
 //! PostgreSQL in a fresh database that the test creates and drops).
 //!
-//! PostgreSQL is the machine's: `FLOWHOST_TEST_POSTGRES` names a database to connect to
-//! for creating the test's own (default `postgres://postgres@127.0.0.1:5432/postgres`).
+//! PostgreSQL is the machine's ([`ScratchDatabase`](super::postgres::ScratchDatabase)).
 
 mod events;
 mod migrations;
@@ -12,14 +11,8 @@ pub(crate) mod runs;
 use std::sync::Arc;
 
 use super::Store;
-use super::postgres::PgStore;
+use super::postgres::{PgStore, ScratchDatabase as Database};
 use super::sled::SledStore;
-
-/// Where the backends' tests create their databases.
-fn admin_url() -> String {
-    std::env::var("FLOWHOST_TEST_POSTGRES")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
-}
 
 /// A store of one backend, fresh, with what keeps it alive and cleans it up.
 pub(crate) struct TestStore {
@@ -62,71 +55,6 @@ impl TestStore {
             }
         };
         Self { store, place }
-    }
-}
-
-/// A database of its own for one test, dropped with it.
-struct Database {
-    name: String,
-    url: String,
-}
-
-impl Database {
-    async fn create() -> Self {
-        let name = format!(
-            "flowhost_test_{}",
-            ulid::Ulid::new().to_string().to_lowercase()
-        );
-        let admin = admin_url();
-        let (client, connection) = tokio_postgres::connect(&admin, tokio_postgres::NoTls)
-            .await
-            .unwrap_or_else(|e| panic!("PostgreSQL at {admin} (FLOWHOST_TEST_POSTGRES): {e}"));
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!("CREATE DATABASE {name}"))
-            .await
-            .unwrap();
-        let mut config: tokio_postgres::Config = admin.parse().unwrap();
-        config.dbname(&name);
-        let url = format!(
-            "postgres://{}@{}:{}/{name}",
-            config.get_user().unwrap_or("postgres"),
-            match config.get_hosts().first() {
-                Some(tokio_postgres::config::Host::Tcp(host)) => host.clone(),
-                _ => "127.0.0.1".to_owned(),
-            },
-            config.get_ports().first().copied().unwrap_or(5432),
-        );
-        Self { name, url }
-    }
-}
-
-impl Drop for Database {
-    fn drop(&mut self) {
-        // Drop is not async: a thread of its own with a runtime of its own drops the
-        // database, forcing off the connections the store's pool still holds.
-        let name = self.name.clone();
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let (client, connection) =
-                    tokio_postgres::connect(&admin_url(), tokio_postgres::NoTls).await?;
-                tokio::spawn(connection);
-                client
-                    .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-                    .await
-            })
-        })
-        .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!(
-                "could not drop the test database {}: {dropped:?}",
-                self.name
-            );
-        }
     }
 }
 
