@@ -40,6 +40,9 @@
 //! mode, the ratio flowhost/baseline, and telemetry's cost: 1 - on/off in throughput (the
 //! issue's bound is 5%), and the cost of exporting every span as well. It fails (exit status 1) if any measurement's errors exceed 1%.
 //!
+//! `BENCH_STORE=postgres` runs flowhost on the machine's PostgreSQL instead (a scratch
+//! database per measurement, on the server `FLOWHOST_TEST_POSTGRES` names) with a pool of 16.
+//!
 //! Caveats, printed too: the load generator, the server, sled's threads and wasmtime's epoch
 //! ticker share this machine's cores, so the figures are a lower bound of what a server
 //! alone would do.
@@ -375,6 +378,8 @@ struct Flowhost {
     address: SocketAddr,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
+    /// With `BENCH_STORE=postgres`: the database it runs on, dropped after it.
+    _database: Option<flowhost::store::postgres::ScratchDatabase>,
 }
 
 impl Flowhost {
@@ -407,6 +412,19 @@ steps = [
         );
         let mut config = flowhost::Config::from_toml(&toml)?;
         config.telemetry = telemetry.clone();
+        let database = match std::env::var("BENCH_STORE").as_deref() {
+            Err(_) | Ok("sled") => None,
+            Ok("postgres") => {
+                let database = flowhost::store::postgres::ScratchDatabase::create().await;
+                config.store = flowhost::store::StoreConfig {
+                    kind: flowhost::store::StoreKind::Postgres,
+                    url: Some(database.url.clone()),
+                    pool_size: 16,
+                };
+                Some(database)
+            }
+            Ok(other) => bail!("BENCH_STORE={other:?}: sled or postgres"),
+        };
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let address = listener.local_addr()?;
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -433,6 +451,7 @@ steps = [
             address,
             stop,
             task,
+            _database: database,
         })
     }
 
