@@ -25,6 +25,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "the outbox, queues, dead letters",
         include_str!("migrations/0003_events.sql"),
     ),
+    (
+        4,
+        "group commit",
+        include_str!("migrations/0004_flushes.sql"),
+    ),
 ];
 
 /// The key of the advisory lock migrations take: "flowhost" in ASCII.

@@ -22,8 +22,12 @@
 //! | `dead_letters` | dead letter id (a ULID) | a [`DeadLetter`](crate::model::DeadLetter) |
 //! | `flowhost_schema` | version | the migrations applied, when |
 //!
-//! Each write is one statement or one transaction, committed before it returns: durable
-//! once it returns, so [`Flush::flush`] has nothing left to do.
+//! Each write is one statement or one transaction, committed before it returns and visible
+//! at once, to every node, but committed asynchronously (`synchronous_commit = off`): it is
+//! durable after a [`Flush::flush`] that started after it, as on sled. A flush is one
+//! transaction that writes this store's row of `flush_marks` and commits synchronously,
+//! which makes PostgreSQL flush its WAL up to that commit, and so every write committed
+//! before it; concurrent callers share one (group commit), from a task of its own.
 
 mod events;
 mod migrations;
@@ -32,26 +36,39 @@ mod runs;
 mod scratch;
 mod workflows;
 
+use std::sync::Arc;
+
 use deadpool_postgres::{Manager, ManagerConfig, Object, Pool, RecyclingMethod};
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{NoTls, Row};
 
 pub use self::migrations::SCHEMA;
 pub use self::scratch::ScratchDatabase;
 use super::{BoxFuture, Flush, StoreError};
+use crate::telemetry::metrics::{STORE_FLUSH_BATCH, STORE_FLUSH_DURATION};
 
 /// The PostgreSQL-backed store.
 pub struct PgStore {
     pool: Pool,
+    /// Requests to the group-commit task.
+    flushes: mpsc::UnboundedSender<FlushWaiter>,
 }
+
+type FlushWaiter = oneshot::Sender<Result<(), FlushFailure>>;
+
+/// Why a flush failed, shared by every caller it served.
+type FlushFailure = Arc<dyn std::error::Error + Send + Sync>;
 
 impl PgStore {
     /// Connects to the database `url` names (`postgres://user@host:port/db`), with up to
     /// `pool_size` connections, and brings its schema up to date.
     pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
-        let config: tokio_postgres::Config = url
+        let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::unavailable("read the PostgreSQL url", e))?;
+        // Writes do not wait for the disk; flushes do, for all of them at once.
+        config.options("-c synchronous_commit=off");
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -63,10 +80,21 @@ impl PgStore {
             .max_size(pool_size.max(1))
             .build()
             .map_err(|e| StoreError::unavailable("build the connection pool", e))?;
-        let store = Self { pool };
-        let mut client = store.client("migrate the schema").await?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| StoreError::unavailable("migrate the schema", e))?;
         migrations::apply(&mut client).await?;
-        Ok(store)
+        // This instance's row of `flush_marks`; rows of instances gone a day are dropped.
+        let id = ulid::Ulid::new().to_string();
+        client
+            .batch_execute("DELETE FROM flush_marks WHERE at < now() - interval '1 day'")
+            .await
+            .map_err(pg("clear old flush marks"))?;
+        drop(client);
+        let (flushes, requests) = mpsc::unbounded_channel();
+        tokio::spawn(group_commit(pool.clone(), id, requests));
+        Ok(Self { pool, flushes })
     }
 
     /// One version of `name` in `table` (`plugin_versions`, `workflow_versions`).
@@ -183,8 +211,46 @@ impl PgStore {
 
 impl Flush for PgStore {
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
-        // Every write committed before it returned.
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(async move {
+            let stopped = || StoreError::unavailable("flush", "the commit task stopped");
+            let (tx, rx) = oneshot::channel();
+            self.flushes.send(tx).map_err(|_| stopped())?;
+            rx.await
+                .map_err(|_| stopped())?
+                .map_err(|e| StoreError::unavailable("flush", e))
+        })
+    }
+}
+
+/// Makes every write committed so far durable, once for every waiter queued when the
+/// previous flush ended; ends when the store is dropped.
+async fn group_commit(pool: Pool, id: String, mut requests: mpsc::UnboundedReceiver<FlushWaiter>) {
+    // A ULID: nothing in it needs quoting.
+    let sql = format!(
+        "BEGIN;
+         SET LOCAL synchronous_commit = on;
+         INSERT INTO flush_marks (store, flushes) VALUES ('{id}', 1)
+             ON CONFLICT (store) DO UPDATE SET flushes = flush_marks.flushes + 1, at = now();
+         COMMIT;"
+    );
+    while let Some(first) = requests.recv().await {
+        let mut waiters = vec![first];
+        while let Ok(more) = requests.try_recv() {
+            waiters.push(more);
+        }
+        let started = std::time::Instant::now();
+        let result: Result<(), FlushFailure> = match pool.get().await {
+            Ok(client) => client
+                .batch_execute(&sql)
+                .await
+                .map_err(|e| Arc::new(e) as FlushFailure),
+            Err(e) => Err(Arc::new(e)),
+        };
+        metrics::histogram!(STORE_FLUSH_DURATION).record(started.elapsed());
+        metrics::histogram!(STORE_FLUSH_BATCH).record(waiters.len() as f64);
+        for waiter in waiters {
+            let _ = waiter.send(result.clone());
+        }
     }
 }
 

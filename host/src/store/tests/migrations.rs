@@ -71,3 +71,31 @@ async fn an_unreachable_database_is_a_retryable_error() {
     };
     assert!(error.to_string().contains("url"), "{error}");
 }
+
+/// A flush is a synchronous commit of this store's flush mark; concurrent flushes share one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_flushes_share_synchronous_commits() {
+    use crate::store::Flush;
+    let database = Database::create().await;
+    let store = std::sync::Arc::new(PgStore::connect(&database.url, 4).await.unwrap());
+    let flushes: Vec<_> = (0..32)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.flush().await })
+        })
+        .collect();
+    for flush in flushes {
+        flush.await.unwrap().unwrap();
+    }
+    let rows = client(&database)
+        .await
+        .query("SELECT flushes FROM flush_marks", &[])
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 1, "one row for this store");
+    let commits: i64 = rows[0].get(0);
+    assert!(
+        (1..=32).contains(&commits),
+        "{commits} commits for 32 flushes"
+    );
+}
