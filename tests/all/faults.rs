@@ -65,10 +65,11 @@ async fn a_failed_flush_on_create_answers_503_and_leaves_nothing_a_retry_gets_st
     assert_eq!(run["status"], "completed", "{run}");
 }
 
-/// Deliver 4: a failed journal write stops the run cleanly, and a restart finishes it.
+/// Deliver 4: a failed journal write stops the run cleanly; the run is taken up again by
+/// itself after a pause (the store may be back), as a restart would take it up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_journal_write_stops_the_run_and_a_restart_finishes_it() {
-    let mut host = InProcess::start(TWO_STEPS).await;
+async fn a_failed_journal_write_halts_the_run_and_it_goes_on_by_itself() {
+    let host = InProcess::start(TWO_STEPS).await;
     host.faults
         .fail(1, |op| matches!(op, Op::AppendJournal { seq: 1, .. }));
     let (status, run) = host.post("/v1/workflows/two/runs", &json!({})).await;
@@ -82,7 +83,6 @@ async fn a_failed_journal_write_stops_the_run_and_a_restart_finishes_it() {
     assert_eq!(stopped["status"], "running", "{stopped}");
     assert_eq!(stopped["steps"][1]["attempts"], 0, "{stopped}");
 
-    host.restart().await;
     let run = host.until_terminal(&id).await;
     assert_eq!(run["status"], "completed", "{run}");
     assert_eq!(

@@ -66,6 +66,11 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// again.
 const AFTER_PANIC: Duration = Duration::from_secs(1);
 
+/// How long a run halted by a store error that may pass (the store unreachable, a write
+/// that lost a race) waits before it is taken up again: doubling from the first to the
+/// last, for as long as the drives keep halting.
+const AFTER_HALT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
+
 /// Why the engine refused a request.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -174,6 +179,9 @@ struct Inner {
     awaits: Awaits,
     /// Panics per run, while it keeps panicking outside its attempts.
     panics: Mutex<HashMap<RunId, u32>>,
+    /// Drives of each run halted in a row by store errors that may pass, for the pause
+    /// before the next ([`AFTER_HALT`]).
+    halts: Mutex<HashMap<RunId, u32>>,
     /// The step attempt histograms, by workflow and step.
     attempt_histograms: AttemptHistograms,
     /// Runs that hold no task while they wait, by what they wait for: what the sleeping and
@@ -206,6 +214,18 @@ enum Halt {
     Store(#[from] StoreError),
     #[error(transparent)]
     Workflow(#[from] WorkflowError),
+}
+
+impl Halt {
+    /// Whether the same drive may go through later: the store was unreachable, or a write
+    /// lost a compare-and-swap.
+    fn may_pass(&self) -> bool {
+        match self {
+            Halt::Shutdown => false,
+            Halt::Store(e) | Halt::Workflow(WorkflowError::Store(e)) => e.is_retryable(),
+            Halt::Workflow(_) => false,
+        }
+    }
 }
 
 /// What a run that holds no task waits for.
@@ -329,6 +349,7 @@ impl Engine {
                 recovering: Mutex::default(),
                 awaits: Awaits::default(),
                 panics: Mutex::default(),
+                halts: Mutex::default(),
                 resting: Mutex::default(),
                 attempt_histograms: AttemptHistograms::default(),
                 shutdown: CancellationToken::new(),
@@ -1114,9 +1135,18 @@ impl Inner {
             match drive.await {
                 Ok(Ok(())) => {
                     inner.panics.lock().expect("panics lock").remove(&id);
+                    inner.halts.lock().expect("halts lock").remove(&id);
                 }
                 Ok(Err(Halt::Shutdown)) => {
                     tracing::info!(run_id = %id, "run halted for shutdown; it resumes on the next start");
+                }
+                Ok(Err(halt)) if halt.may_pass() => {
+                    // The store is down or a write lost a race: nothing was lost (the run is
+                    // where its last durable write left it), so it is taken up again later,
+                    // by itself.
+                    let pause = inner.after_halt(&id);
+                    tracing::warn!(run_id = %id, reason = %halt, ?pause, "run halted by the store; it is taken up again after a pause");
+                    inner.resume_after(id.clone(), pause);
                 }
                 Ok(Err(halt)) => {
                     tracing::error!(run_id = %id, reason = %halt, "run halted; it resumes on the next start");
@@ -1129,6 +1159,34 @@ impl Inner {
             }
             drop(driving);
         });
+    }
+
+    /// Takes run `id` up again after `pause` as a restart would: an attempt in flight when
+    /// its drive halted left no journal entry and runs again, before any cancel.
+    fn resume_after(self: &Arc<Self>, id: RunId, pause: Duration) {
+        self.recovering
+            .lock()
+            .expect("recovering lock")
+            .insert(id.clone());
+        let inner = self.clone();
+        self.tasks.spawn(async move {
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {
+                    inner.scheduler.enqueue(id, Resume::Recovered, None);
+                }
+                () = inner.shutdown.cancelled() => {}
+            }
+        });
+    }
+
+    /// The pause before run `id`, halted by the store again, is taken up again.
+    fn after_halt(&self, id: &RunId) -> Duration {
+        let mut halts = self.halts.lock().expect("halts lock");
+        let count = halts.entry(id.clone()).or_default();
+        let (first, last) = AFTER_HALT;
+        let pause = first.saturating_mul(1 << (*count).min(16)).min(last);
+        *count += 1;
+        pause
     }
 
     /// A drive panicked. During an attempt (before its journal entry was written), that
