@@ -104,3 +104,174 @@ async fn eight_clients_sending_one_start_at_once_get_one_run_on_postgres() {
         assert_eq!(run["status"], "completed", "{run}");
     }
 }
+
+/// A PostgreSQL cluster of this test's own (Debian's binaries, run as the `postgres` user,
+/// on a free port of loopback), so that it can be stopped and started without touching the
+/// machine's.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl PrivatePostgres {
+    fn bin(tool: &str) -> std::path::PathBuf {
+        let versions = std::fs::read_dir("/usr/lib/postgresql").expect("Debian's PostgreSQL");
+        let mut versions: Vec<_> = versions.flatten().map(|e| e.path()).collect();
+        versions.sort();
+        versions
+            .last()
+            .expect("a PostgreSQL version")
+            .join("bin")
+            .join(tool)
+    }
+
+    fn as_postgres(args: &[&str]) {
+        let status = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .args(args)
+            .stdout(std::process::Stdio::null())
+            .status()
+            .unwrap();
+        assert!(status.success(), "{args:?}: {status}");
+    }
+
+    fn start_new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let owner = std::process::Command::new("chown")
+            .args(["postgres", dir.path().to_str().unwrap()])
+            .status()
+            .unwrap();
+        assert!(owner.success());
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let data = dir.path().join("data");
+        Self::as_postgres(&[
+            Self::bin("initdb").to_str().unwrap(),
+            "-D",
+            data.to_str().unwrap(),
+            "-A",
+            "trust",
+            "-U",
+            "postgres",
+        ]);
+        let cluster = Self { dir, port };
+        cluster.start();
+        cluster
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self, args: &[&str]) {
+        let data = self.dir.path().join("data");
+        let mut all = vec![
+            Self::bin("pg_ctl").to_str().unwrap().to_owned(),
+            "-D".into(),
+            data.to_str().unwrap().to_owned(),
+        ];
+        all.extend(args.iter().map(|a| (*a).to_owned()));
+        Self::as_postgres(&all.iter().map(String::as_str).collect::<Vec<_>>());
+    }
+
+    fn start(&self) {
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("log");
+        self.pg_ctl(&["-o", &options, "-l", log.to_str().unwrap(), "-w", "start"]);
+    }
+
+    /// Stops it as a crash would: no checkpoint, what is not in the WAL on disk is gone.
+    fn crash(&self) {
+        self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let _ = std::process::Command::new("runuser")
+            .args(["-u", "postgres", "--"])
+            .arg(Self::bin("pg_ctl"))
+            .args(["-D", data.to_str().unwrap(), "-m", "immediate", "stop"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// PostgreSQL crashes under load and comes back: while it is down the API answers 503
+/// (never another 5xx) and readiness says so; every start that was acknowledged survives
+/// the crash and completes, with no restart of the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_crash_under_load_loses_nothing_acknowledged_and_work_resumes_by_itself() {
+    let postgres = PrivatePostgres::start_new();
+    let config = format!(
+        "{}\n[store]\nkind = \"postgres\"\nurl = {:?}\npool-size = 8\n",
+        with_plugins(TWO_STEPS),
+        postgres.url()
+    );
+    let server = Server::start(&config).await;
+    let url = format!("{}/v1/workflows/two/runs", server.url);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let (url, stop) = (url.clone(), stop.clone());
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let (mut acknowledged, mut refused) = (Vec::new(), 0);
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let answer = http
+                        .post(&url)
+                        .header("Idempotency-Key", format!("c{client}-{i}"))
+                        .json(&json!({ "i": i }))
+                        .send()
+                        .await;
+                    let Ok(answer) = answer else { continue };
+                    match answer.status().as_u16() {
+                        200 | 202 => {
+                            let run: serde_json::Value = answer.json().await.unwrap();
+                            acknowledged.push(run["id"].as_str().unwrap().to_owned());
+                        }
+                        503 => {
+                            refused += 1;
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                        other => panic!("{other}: {}", answer.text().await.unwrap()),
+                    }
+                }
+                (acknowledged, refused)
+            })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    postgres.crash();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let (ready, checks) = server.get("/readyz").await;
+    assert_eq!(ready, 503, "{checks}");
+    postgres.start();
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut acknowledged, mut refused) = (Vec::new(), 0);
+    for client in clients {
+        let (ids, no) = client.await.unwrap();
+        acknowledged.extend(ids);
+        refused += no;
+    }
+    assert!(refused > 0, "nothing was refused while PostgreSQL was down");
+    assert!(acknowledged.len() > 16, "{} runs", acknowledged.len());
+    for id in &acknowledged {
+        let run = server.until_terminal(id).await;
+        assert_eq!(run["status"], "completed", "{run}");
+    }
+    let (ready, checks) = server.get("/readyz").await;
+    assert_eq!(ready, 200, "{checks}");
+}
