@@ -156,8 +156,12 @@ fn main() -> anyhow::Result<()> {
         REQUEST_BODY.len(),
         run_body.len()
     );
+    let store = match std::env::var("BENCH_STORE").as_deref() {
+        Ok("postgres") => "PostgreSQL on loopback, a pool of 16, group commit",
+        _ => "sled on disk, group commit",
+    };
     println!(
-        "flowhost: workflow noop5 (5 no-op steps), max-concurrent-runs 64, durable (sled on disk, group commit); telemetry off and on, {} rounds each, alternating, each in a fresh process",
+        "flowhost: workflow noop5 (5 no-op steps), max-concurrent-runs 64, durable ({store}); telemetry off and on, {} rounds each, alternating, each in a fresh process",
         settings.rounds
     );
     println!();
