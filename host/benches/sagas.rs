@@ -41,7 +41,8 @@
 //! issue's bound is 5%), and the cost of exporting every span as well. It fails (exit status 1) if any measurement's errors exceed 1%.
 //!
 //! `BENCH_STORE=postgres` runs flowhost on the machine's PostgreSQL instead (a scratch
-//! database per measurement, on the server `FLOWHOST_TEST_POSTGRES` names) with a pool of 16.
+//! database per measurement, on the server `FLOWHOST_TEST_POSTGRES` names) with a pool of
+//! `BENCH_PG_POOL` connections (default 16).
 //!
 //! Caveats, printed too: the load generator, the server, sled's threads and wasmtime's epoch
 //! ticker share this machine's cores, so the figures are a lower bound of what a server
@@ -157,7 +158,7 @@ fn main() -> anyhow::Result<()> {
         run_body.len()
     );
     let store = match std::env::var("BENCH_STORE").as_deref() {
-        Ok("postgres") => "PostgreSQL on loopback, a pool of 16, group commit",
+        Ok("postgres") => "PostgreSQL on loopback, group commit",
         _ => "sled on disk, group commit",
     };
     println!(
@@ -423,7 +424,10 @@ steps = [
                 config.store = flowhost::store::StoreConfig {
                     kind: flowhost::store::StoreKind::Postgres,
                     url: Some(database.url.clone()),
-                    pool_size: 16,
+                    pool_size: std::env::var("BENCH_PG_POOL")
+                        .ok()
+                        .and_then(|v| v.parse().ok())
+                        .unwrap_or(16),
                 };
                 Some(database)
             }

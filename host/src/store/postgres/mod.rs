@@ -158,6 +158,10 @@ impl PgStore {
         Ok(())
     }
 
+    // Statements are prepared once per connection and kept (deadpool's statement cache):
+    // a statement sent as text is parsed and planned every time, which cost PostgreSQL more
+    // than running it.
+
     /// Runs one statement of `op`; how many rows it changed.
     async fn execute(
         &self,
@@ -165,11 +169,9 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<u64, StoreError> {
-        self.client(op)
-            .await?
-            .execute(sql, params)
-            .await
-            .map_err(pg(op))
+        let client = self.client(op).await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg(op))?;
+        client.execute(&statement, params).await.map_err(pg(op))
     }
 
     /// The rows of one query of `op`.
@@ -179,11 +181,9 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Vec<Row>, StoreError> {
-        self.client(op)
-            .await?
-            .query(sql, params)
-            .await
-            .map_err(pg(op))
+        let client = self.client(op).await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg(op))?;
+        client.query(&statement, params).await.map_err(pg(op))
     }
 
     /// The row of one query of `op`, if there is one.
@@ -193,11 +193,9 @@ impl PgStore {
         sql: &str,
         params: &[&(dyn ToSql + Sync)],
     ) -> Result<Option<Row>, StoreError> {
-        self.client(op)
-            .await?
-            .query_opt(sql, params)
-            .await
-            .map_err(pg(op))
+        let client = self.client(op).await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg(op))?;
+        client.query_opt(&statement, params).await.map_err(pg(op))
     }
 
     /// A pooled connection, for `op`.
