@@ -66,9 +66,9 @@ const RETRY_AFTER: Duration = Duration::from_secs(1);
 /// again.
 const AFTER_PANIC: Duration = Duration::from_secs(1);
 
-/// How long a run halted by a store error that may pass (the store unreachable, a write
-/// that lost a race) waits before it is taken up again: doubling from the first to the
-/// last, for as long as the drives keep halting.
+/// How long a run halted by a store error that may pass (the store unreachable) waits
+/// before it is taken up again: doubling from the first to the last, for as long as the
+/// drives keep halting.
 const AFTER_HALT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 
 /// Why the engine refused a request.
@@ -217,12 +217,14 @@ enum Halt {
 }
 
 impl Halt {
-    /// Whether the same drive may go through later: the store was unreachable, or a write
-    /// lost a compare-and-swap.
+    /// Whether the same drive may go through later: the store was unreachable.
     fn may_pass(&self) -> bool {
         match self {
             Halt::Shutdown => false,
-            Halt::Store(e) | Halt::Workflow(WorkflowError::Store(e)) => e.is_retryable(),
+            // Not a lost compare-and-swap: another writer of the run drives it.
+            Halt::Store(e) | Halt::Workflow(WorkflowError::Store(e)) => {
+                matches!(e, StoreError::Unavailable { .. })
+            }
             Halt::Workflow(_) => false,
         }
     }

@@ -66,6 +66,15 @@ pub enum StoreError {
         /// Why.
         cause: Cause,
     },
+    /// The backend refused what was written (a value it cannot hold, over one of its
+    /// limits): the same write would be refused again.
+    #[error("store: {op} refused: {cause}")]
+    Rejected {
+        /// What was being done.
+        op: &'static str,
+        /// The backend's error.
+        cause: Cause,
+    },
     /// A compare-and-swap lost: the run's record changed since the caller read it. Read it
     /// again and decide anew.
     #[error("store: run `{0}` changed since it was read")]

@@ -30,6 +30,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "group commit",
         include_str!("migrations/0004_flushes.sql"),
     ),
+    (
+        5,
+        "runs by workflow",
+        include_str!("migrations/0005_workflow_index.sql"),
+    ),
 ];
 
 /// The key of the advisory lock migrations take: "flowhost" in ASCII.

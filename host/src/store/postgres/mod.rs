@@ -223,27 +223,13 @@ impl Flush for PgStore {
 /// Makes every write committed so far durable, once for every waiter queued when the
 /// previous flush ended; ends when the store is dropped.
 async fn group_commit(pool: Pool, id: String, mut requests: mpsc::UnboundedReceiver<FlushWaiter>) {
-    // A ULID: nothing in it needs quoting.
-    let sql = format!(
-        "BEGIN;
-         SET LOCAL synchronous_commit = on;
-         INSERT INTO flush_marks (store, flushes) VALUES ('{id}', 1)
-             ON CONFLICT (store) DO UPDATE SET flushes = flush_marks.flushes + 1, at = now();
-         COMMIT;"
-    );
     while let Some(first) = requests.recv().await {
         let mut waiters = vec![first];
         while let Ok(more) = requests.try_recv() {
             waiters.push(more);
         }
         let started = std::time::Instant::now();
-        let result: Result<(), FlushFailure> = match pool.get().await {
-            Ok(client) => client
-                .batch_execute(&sql)
-                .await
-                .map_err(|e| Arc::new(e) as FlushFailure),
-            Err(e) => Err(Arc::new(e)),
-        };
+        let result = flush_once(&pool, &id).await;
         metrics::histogram!(STORE_FLUSH_DURATION).record(started.elapsed());
         metrics::histogram!(STORE_FLUSH_BATCH).record(waiters.len() as f64);
         for waiter in waiters {
@@ -252,9 +238,43 @@ async fn group_commit(pool: Pool, id: String, mut requests: mpsc::UnboundedRecei
     }
 }
 
-/// Maps a PostgreSQL error of `op` to a [`StoreError`].
+/// One synchronous commit of store `id`'s flush mark. A transaction of tokio-postgres's, so
+/// that one that fails half-way is rolled back, never handed back to the pool open.
+async fn flush_once(pool: &Pool, id: &str) -> Result<(), FlushFailure> {
+    let shared = |e: tokio_postgres::Error| Arc::new(e) as FlushFailure;
+    let mut client = pool.get().await.map_err(|e| Arc::new(e) as FlushFailure)?;
+    let tx = client.transaction().await.map_err(shared)?;
+    tx.batch_execute("SET LOCAL synchronous_commit = on")
+        .await
+        .map_err(shared)?;
+    tx.execute(
+        "INSERT INTO flush_marks (store, flushes) VALUES ($1, 1)
+         ON CONFLICT (store) DO UPDATE SET flushes = flush_marks.flushes + 1, at = now()",
+        &[&id],
+    )
+    .await
+    .map_err(shared)?;
+    tx.commit().await.map_err(shared)
+}
+
+/// Maps a PostgreSQL error of `op` to a [`StoreError`]: data PostgreSQL refuses (class 22,
+/// a data exception such as a NUL in JSON; class 54, over a limit such as an index row's
+/// size) is [`StoreError::Rejected`], for a retry would be refused again; the rest (the
+/// connection, the server going away) may pass.
 fn pg(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
-    move |e| StoreError::unavailable(op, e)
+    move |e| {
+        let refused = e
+            .code()
+            .is_some_and(|code| matches!(&code.code()[..2], "22" | "54"));
+        if refused {
+            StoreError::Rejected {
+                op,
+                cause: Box::new(e),
+            }
+        } else {
+            StoreError::unavailable(op, e)
+        }
+    }
 }
 
 /// A record read back from a `jsonb` column, or [`StoreError::Corrupt`] naming `key`.

@@ -99,3 +99,17 @@ async fn concurrent_flushes_share_synchronous_commits() {
         "{commits} commits for 32 flushes"
     );
 }
+
+/// What PostgreSQL cannot hold (a NUL in JSON) is refused for good, not "try again later".
+#[tokio::test]
+async fn a_value_postgres_cannot_hold_is_rejected_not_retryable() {
+    use crate::store::RunStore;
+    let database = Database::create().await;
+    let store = PgStore::connect(&database.url, 1).await.unwrap();
+    let mut run = crate::store::tests::runs::run("a", 1, None);
+    run.input
+        .insert("x".into(), serde_json::Value::String("a\u{0}b".into()));
+    let error = store.create(&run).await.unwrap_err();
+    assert!(matches!(error, StoreError::Rejected { .. }), "{error}");
+    assert!(!error.is_retryable());
+}
