@@ -34,6 +34,7 @@ use serde::{Deserialize, Serialize};
 pub use crate::api::ServerConfig;
 pub use crate::capabilities::cache::CacheConfig;
 pub use crate::capabilities::services::ServiceConfig;
+pub use crate::cluster::ClusterConfig;
 pub use crate::events::{EventsConfig, SubscriptionConfig};
 pub use crate::model::{Secret, WorkflowDefinition};
 use crate::plugins::Use;
@@ -77,6 +78,8 @@ pub struct Config {
     pub server: ServerConfig,
     /// Which backend holds runs, events and the registry: sled (default) or PostgreSQL.
     pub store: StoreConfig,
+    /// This node among those sharing the store: its id, address and lease.
+    pub cluster: ClusterConfig,
     /// How long finished runs, dead letters and unreleased events are kept.
     pub retention: RetentionConfig,
     /// Metrics and traces: `/metrics`, trace context, OTLP export.
@@ -186,6 +189,9 @@ impl Config {
         self.store
             .validate()
             .map_err(|e| invalid(format!("store.{}", e.key), e.reason.into()))?;
+        self.cluster
+            .validate()
+            .map_err(|e| invalid(format!("cluster.{}", e.key), e.reason.into()))?;
         self.retention.validate().map_err(|e| {
             invalid(
                 format!("retention.{}", e.0),

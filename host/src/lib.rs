@@ -9,7 +9,8 @@
 //! 0. [`telemetry`]: metric names and trace context, which every layer may record;
 //! 1. [`model`]: plain data — ids, runs and their journal, events, versions, workflow
 //!    definitions, the retry policy, the clock;
-//! 2. [`store`]: persistence of the model behind traits, sled first; [`retention`] deletes
+//! 2. [`store`]: persistence of the model behind traits, sled or PostgreSQL (which
+//!    several nodes share, under leases with fencing); [`retention`] deletes
 //!    what outlived its time;
 //! 3. [`bindings`] and [`capabilities`]: the host side of the WIT contract, one module per
 //!    interface, each with its own configuration;
@@ -18,7 +19,8 @@
 //!    swaps, pinning, collection;
 //! 6. [`events`] (outbox, relay, delivery, transports) and [`saga`] (the run state machine,
 //!    admission and the engine that drives runs); [`schedules`] starts the runs of cron
-//!    schedules through the engine;
+//!    schedules through the engine, and [`cluster`] (membership, heartbeat) hands it the
+//!    runs of nodes whose lease expired;
 //! 7. [`api`] (the HTTP routes) and [`config`] (which only gathers each subsystem's
 //!    section).
 //!
@@ -28,6 +30,7 @@
 pub mod api;
 pub mod bindings;
 pub mod capabilities;
+pub mod cluster;
 pub mod config;
 pub mod events;
 pub mod model;
@@ -72,8 +75,9 @@ pub async fn run(
         }
         store::StoreKind::Postgres => {
             let url = config.store.url.as_deref().unwrap_or_default();
+            let node = config.cluster.id(listener.local_addr()?);
             Arc::new(
-                store::postgres::PgStore::connect(url, config.store.pool_size)
+                store::postgres::PgStore::connect(url, config.store.pool_size, &node)
                     .await
                     .context("opening the PostgreSQL store (store.url)")?,
             )
@@ -126,7 +130,6 @@ pub async fn serve(
         &config.workflows,
         plugins.clone(),
     )?);
-    dispatcher.drop_orphans().await?;
     let engine = saga::Engine::new(
         store.clone(),
         outbox,
@@ -136,12 +139,31 @@ pub async fn serve(
         config.server.limits(),
         clock.clone(),
     );
+    // Registered before it claims its own runs back, so that no other node claims them
+    // meanwhile.
+    let membership = Arc::new(
+        cluster::Membership::join(
+            store.clone(),
+            config.cluster.node(listener.local_addr()?),
+            &config.cluster,
+        )
+        .await
+        .context("joining the cluster")?,
+    );
     engine.recover().await?;
     dispatcher
         .start(runtime, Arc::new(engine.clone()))
         .await
         .context("declaring the subscriptions' queues")?;
     let stop_retention = tokio_util::sync::CancellationToken::new();
+    // Renewed until the engine stopped: steps finishing in the grace period are still
+    // this node's to record.
+    let stop_membership = tokio_util::sync::CancellationToken::new();
+    let heartbeat = tokio::spawn({
+        let membership = membership.clone();
+        let (engine, stop) = (engine.clone(), stop_membership.clone());
+        async move { membership.run(engine, stop).await }
+    });
     let schedules = tokio::spawn(schedules::run(
         engine.clone(),
         store.clone(),
@@ -161,6 +183,7 @@ pub async fn serve(
         engine.clone(),
         dispatcher.clone(),
         plugins,
+        membership.clone(),
         &config.server,
         &tokens,
         config.registry.max_upload_mib.saturating_mul(1024 * 1024),
@@ -182,6 +205,9 @@ pub async fn serve(
         );
     }
     engine.shutdown(grace).await;
+    stop_membership.cancel();
+    let _ = heartbeat.await;
+    membership.leave().await;
     Ok(())
 }
 

@@ -86,6 +86,9 @@ enum Command {
     /// List dead letters and redeliver them.
     #[command(subcommand)]
     DeadLetters(cli::events::DeadLettersCommand),
+    /// List the nodes sharing the host's store.
+    #[command(subcommand, alias = "node")]
+    Nodes(cli::nodes::NodesCommand),
 }
 
 fn main() -> ExitCode {
@@ -142,6 +145,7 @@ fn run_client(connection: &cli::Connection, command: &Command) -> anyhow::Result
             Command::Plugins(command) => cli::registry::run_plugin(&client, command).await,
             Command::Events(command) => cli::events::run_events(&client, command).await,
             Command::DeadLetters(command) => cli::events::run_dead_letters(&client, command).await,
+            Command::Nodes(command) => cli::nodes::run(&client, command).await,
             Command::Serve { .. } | Command::Check { .. } => {
                 unreachable!("serve and check run the host in this process")
             }

@@ -234,6 +234,7 @@ mod tests {
             ended_ms: Some(ended_ms),
             journaled: 0,
             revision: 0,
+            epoch: 0,
         }
     }
 
@@ -273,8 +274,9 @@ mod tests {
                 ..PublishedEvent::new("t", "plugin/p", "{}".into(), None, time_ms)
             },
             gate: Some(Gate::Journal {
-                run_id: RunId::parse("nowhere").unwrap(),
+                run_id: RunId::parse("stuck").unwrap(),
                 seq: 0,
+                epoch: 0,
             }),
         };
         store

@@ -70,8 +70,10 @@ async fn a_failed_flush_on_create_answers_503_and_leaves_nothing_a_retry_gets_st
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_journal_write_halts_the_run_and_it_goes_on_by_itself() {
     let host = InProcess::start(TWO_STEPS).await;
-    host.faults
-        .fail(1, |op| matches!(op, Op::AppendJournal { seq: 1, .. }));
+    host.faults.fail(
+        1,
+        |op| matches!(op, Op::AppendJournal { run, .. } if run.journaled == 1),
+    );
     let (status, run) = host.post("/v1/workflows/two/runs", &json!({})).await;
     assert_eq!(status, 202, "{run}");
     let id = run["id"].as_str().unwrap().to_owned();
@@ -95,8 +97,10 @@ async fn a_failed_journal_write_halts_the_run_and_it_goes_on_by_itself() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panic_in_an_attempt_fails_the_attempt_as_a_trap_would_and_the_run_goes_on() {
     let host = InProcess::start(TWO_STEPS).await;
-    host.faults
-        .panic(1, |op| matches!(op, Op::AppendJournal { seq: 0, .. }));
+    host.faults.panic(
+        1,
+        |op| matches!(op, Op::AppendJournal { run, .. } if run.journaled == 0),
+    );
     let (status, run) = host
         .post("/v1/workflows/two/runs?wait=20s", &json!({}))
         .await;

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Each top-level module's layer: lower numbers are lower layers.
-const LAYERS: [(&str, u8); 15] = [
+const LAYERS: [(&str, u8); 16] = [
     // Metric names and trace context: recorded from every layer, using none.
     ("telemetry", 0),
     ("model", 0),
@@ -20,12 +20,13 @@ const LAYERS: [(&str, u8); 15] = [
     ("workflows", 4),
     ("events", 5),
     ("saga", 6),
-    // Starts runs through the engine.
+    // Start runs through the engine: cron schedules, and takeovers of dead nodes' runs.
     ("schedules", 7),
-    ("api", 7),
-    ("config", 8),
+    ("cluster", 7),
+    ("api", 8),
+    ("config", 9),
     // What `lib.rs` itself defines (`run`, `serve`, `runtime_for`): the top.
-    ("lib", 9),
+    ("lib", 10),
 ];
 
 /// Items `lib.rs` re-exports, by the module they come from.

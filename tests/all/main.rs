@@ -5,6 +5,7 @@ mod bounds;
 mod capabilities;
 mod children;
 mod cli;
+mod cluster;
 mod console;
 mod definitions;
 mod events;

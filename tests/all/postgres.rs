@@ -13,7 +13,7 @@ use crate::server::{Server, Services, order};
 use crate::support::{TWO_STEPS, with_plugins};
 
 /// `config` on the PostgreSQL store in `database`.
-fn on(database: &ScratchDatabase, config: &str) -> String {
+pub fn on(database: &ScratchDatabase, config: &str) -> String {
     format!(
         "{config}\n[store]\nkind = \"postgres\"\nurl = {:?}\npool-size = 8\n",
         database.url

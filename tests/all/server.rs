@@ -111,6 +111,16 @@ impl Server {
         }
     }
 
+    /// Sends `signal` (`STOP`, `CONT`) to the process.
+    pub fn signal(&self, signal: &str) {
+        let child = self.child.as_ref().expect("running");
+        let status = Command::new("kill")
+            .args([&format!("-{signal}"), &child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
     /// SIGTERM, then waits for the process to exit; how long that took and whether it
     /// exited cleanly.
     pub fn terminate(&mut self) -> (Duration, bool) {

@@ -24,6 +24,7 @@
 //! | `POST /v1/plugins/{name}/rollback` | make the previous (or a given) version current |
 //! | `DELETE /v1/plugins/{name}/versions/{digest}` | remove a version no run pins |
 //! | `GET /v1/subscriptions` | every subscription with its backlog |
+//! | `GET /v1/nodes` | the nodes sharing the store: address, version, lease, runs owned |
 //! | `GET /openapi.json` | this API's OpenAPI 3.1 document ([`openapi`]) |
 //! | `GET /ui`, `GET /ui/{file}` | the web console ([`console`]); `GET /` leads there |
 //! | `GET /healthz` | liveness: the process serves requests |
@@ -40,6 +41,7 @@ mod console;
 mod error;
 mod events;
 mod extract;
+mod nodes;
 mod observe;
 pub mod openapi;
 mod plugins;
@@ -62,6 +64,7 @@ use self::auth::Guard;
 pub use self::config::ServerConfig;
 pub use self::error::{Problem, ProblemDetails};
 pub use self::views::RunView;
+use crate::cluster::Membership;
 use crate::events::Dispatcher;
 use crate::model::Secret;
 use crate::plugins::PluginRegistry;
@@ -91,6 +94,8 @@ pub struct AppState {
     pub dispatcher: Arc<Dispatcher>,
     /// The plugin registry.
     pub plugins: Arc<PluginRegistry>,
+    /// This node among those sharing the store.
+    pub membership: Arc<Membership>,
     /// The longest `?wait=` honoured.
     pub max_wait: Duration,
     /// The largest component an upload may carry.
@@ -152,6 +157,7 @@ fn routes(tokens: &Tokens) -> OpenApiRouter<AppState> {
         .routes(routes!(runs::journal))
         .routes(routes!(events::subscriptions))
         .routes(routes!(events::dead_letters))
+        .routes(routes!(nodes::list))
         .routes(routes!(workflows::schema))
         .routes(routes!(observe::healthz))
         .routes(routes!(observe::readyz))
@@ -168,12 +174,14 @@ pub fn openapi_document() -> serde_json::Value {
     openapi::document(openapi, workflows::definition_schema())
 }
 
-/// The API's router over `engine`, `dispatcher` and `plugins`, configured by `server`;
-/// uploads may carry up to `max_upload_bytes`; `/metrics` renders `metrics`.
+/// The API's router over `engine`, `dispatcher`, `plugins` and `membership`, configured by
+/// `server`; uploads may carry up to `max_upload_bytes`; `/metrics` renders `metrics`.
+#[allow(clippy::too_many_arguments)]
 pub fn router(
     engine: Engine,
     dispatcher: Arc<Dispatcher>,
     plugins: Arc<PluginRegistry>,
+    membership: Arc<Membership>,
     server: &ServerConfig,
     tokens: &Tokens,
     max_upload_bytes: usize,
@@ -183,6 +191,7 @@ pub fn router(
         engine,
         dispatcher,
         plugins,
+        membership,
         max_wait: server.max_wait,
         max_upload_bytes,
         metrics,

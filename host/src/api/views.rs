@@ -702,3 +702,53 @@ string_schema!(
         VersionSource::Watch
     ]
 );
+
+/// The nodes sharing the store.
+#[derive(Serialize, ToSchema)]
+pub struct Nodes {
+    /// The id of the node that answered.
+    pub this: String,
+    /// Every node, by id.
+    pub nodes: Vec<NodeView>,
+}
+
+/// A node sharing the store.
+#[derive(Serialize, ToSchema)]
+pub struct NodeView {
+    /// Its id (`[cluster] node-id`).
+    id: String,
+    /// Where its API answers.
+    address: String,
+    /// The flowhost release it runs.
+    version: String,
+    /// Whether its lease holds: it renewed it in time. Runs of a node whose lease ran out
+    /// are taken over by the others.
+    live: bool,
+    /// Whether it is the node that answered.
+    this: bool,
+    /// The unfinished runs it owns.
+    runs: u64,
+    /// When its process started, RFC 3339.
+    started_at: String,
+    /// Its last heartbeat, RFC 3339 (the store's clock).
+    heartbeat_at: String,
+    /// When its lease ends unless renewed, RFC 3339.
+    expires_at: String,
+}
+
+impl NodeView {
+    /// `node`, as the node that answers (`this`) or another sees it.
+    pub fn new(node: &crate::store::Node, this: bool) -> Self {
+        Self {
+            id: node.info.id.clone(),
+            address: node.info.address.clone(),
+            version: node.info.version.clone(),
+            live: node.live,
+            this,
+            runs: node.runs,
+            started_at: rfc3339(node.info.started_ms),
+            heartbeat_at: rfc3339(node.heartbeat_ms),
+            expires_at: rfc3339(node.expires_ms),
+        }
+    }
+}

@@ -6,10 +6,12 @@
 //! - [`runs`]: `runs start | get | list | watch | journal | retry | cancel | signal`;
 //! - [`registry`]: `workflows` and `plugins`;
 //! - [`events`]: `events publish | subscriptions`, `dead-letters list | redeliver`;
+//! - [`nodes`]: `nodes list`;
 //! - [`table`]: the tables they print.
 
 pub mod client;
 pub mod events;
+pub mod nodes;
 pub mod registry;
 pub mod runs;
 pub mod table;

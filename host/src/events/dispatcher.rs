@@ -132,36 +132,6 @@ impl Dispatcher {
         &self.outbox
     }
 
-    /// Drops outbox entries a crash left behind: events of step attempts whose result was
-    /// never written. Call before anything writes to the outbox in this process.
-    pub async fn drop_orphans(&self) -> Result<usize, StoreError> {
-        let store = self.store();
-        let mut dropped = 0;
-        let mut after: Option<String> = None;
-        loop {
-            let page = store.outbox_pending(after.as_deref(), RELAY_BATCH).await?;
-            let Some(last) = page.last() else {
-                break;
-            };
-            after = Some(last.event.id.clone());
-            for entry in &page {
-                if let Some(gate) = &entry.gate
-                    && !store.gate_open(gate).await?
-                {
-                    store.outbox_remove(&entry.event.id).await?;
-                    dropped += 1;
-                }
-            }
-        }
-        if dropped > 0 {
-            tracing::info!(
-                dropped,
-                "dropped events of step attempts whose result was lost"
-            );
-        }
-        Ok(dropped)
-    }
-
     /// Declares every subscription's queue on the transport, then starts the relay and one
     /// worker per subscription.
     pub async fn start(

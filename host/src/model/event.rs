@@ -75,6 +75,11 @@ pub enum Gate {
         run_id: RunId,
         /// The entry's sequence number in the run's journal.
         seq: u32,
+        /// The lease epoch of the run's owner that staged the events
+        /// ([`Run::epoch`](super::Run::epoch)): only an entry written under it opens
+        /// the gate, and only that owner may stage them.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        epoch: u64,
     },
     /// A lifecycle event (`flowhost.run.<status>`): the run's record at this revision or
     /// later, which holds the status the event announces. A crash before the record is
@@ -84,7 +89,25 @@ pub enum Gate {
         run_id: RunId,
         /// The record's revision that holds the end.
         revision: u32,
+        /// The lease epoch of the run's owner that staged the event: only that owner may.
+        #[serde(default, skip_serializing_if = "is_zero")]
+        epoch: u64,
     },
+}
+
+impl Gate {
+    /// The run the gate waits on, and the lease epoch its events were staged under.
+    pub fn run(&self) -> (&RunId, u64) {
+        match self {
+            Gate::Journal { run_id, epoch, .. } | Gate::Record { run_id, epoch, .. } => {
+                (run_id, *epoch)
+            }
+        }
+    }
+}
+
+fn is_zero(epoch: &u64) -> bool {
+    *epoch == 0
 }
 
 /// An event queued for one subscription (the embedded transport).

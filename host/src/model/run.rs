@@ -290,6 +290,12 @@ pub struct Run {
     /// revision `n - 1` with revision `n`, and fails if someone else wrote in between.
     #[serde(default)]
     pub revision: u32,
+    /// The lease epoch under which this node holds the run, as read from a shared store:
+    /// it grows with every new owner, and every write of the run is conditional on it
+    /// (fencing), so that a node that lost the run writes nothing more. Not part of the
+    /// record; 0 on the embedded store, which has one node.
+    #[serde(skip)]
+    pub epoch: u64,
 }
 
 impl Run {

@@ -51,10 +51,14 @@ use crate::model::{
 };
 use crate::plugins::{PluginRegistry, RegistryError};
 use crate::runtime::{CallError, Plugin, WarmInstance};
-use crate::store::{BoxFuture, Created, RunStore, StoreError};
+use crate::store::{BoxFuture, Claim, Created, RunStore, StoreError};
 use crate::telemetry::metrics::{ADMISSION_REJECTIONS, RUNS_ENDED, RUNS_STARTED};
 use crate::telemetry::trace::{self, Kind};
 use crate::workflows::{InvalidInput, Workflow, WorkflowError, WorkflowRegistry};
+
+/// How often a caller waiting for a run's end looks at the store, for a run that ends
+/// on another node.
+const WAIT_POLL: Duration = Duration::from_secs(1);
 
 /// How long a child workflow step waits for room to start its child, when there is none.
 const CHILD_RETRY: Duration = Duration::from_secs(1);
@@ -217,6 +221,15 @@ enum Halt {
 }
 
 impl Halt {
+    /// Whether another node owns the run now: this one must let it go.
+    fn fenced(&self) -> bool {
+        matches!(
+            self,
+            Halt::Store(StoreError::Fenced(_))
+                | Halt::Workflow(WorkflowError::Store(StoreError::Fenced(_)))
+        )
+    }
+
     /// Whether the same drive may go through later: the store was unreachable.
     fn may_pass(&self) -> bool {
         match self {
@@ -450,18 +463,34 @@ impl Engine {
         detached(async move { inner.signal(&id, &name, data).await }).await
     }
 
-    /// Queues every run that was pending, running or compensating when the host stopped;
-    /// each resumes where its journal ends, a backoff waiting only for what is left of it.
-    /// Before it returns, every such run that awaits events is in the index the relay asks,
-    /// so that no event is missed while the runs are taken up. Returns how many.
+    /// Claims this node's runs that were pending, running or compensating when it stopped,
+    /// and queues each: it resumes where its journal ends, a backoff waiting only for what
+    /// is left of it. Before it returns, every such run that awaits events is in the index
+    /// the relay asks, so that no event is missed while the runs are taken up. Returns how
+    /// many.
     pub async fn recover(&self) -> Result<usize, EngineError> {
-        let ids = self.inner.store.unfinished().await?;
+        let ids = self.inner.store.claim(Claim::Own).await?;
+        let count = self.adopt(ids).await;
+        if count > 0 {
+            tracing::info!(count, "resuming unfinished runs");
+        }
+        Ok(count)
+    }
+
+    /// Takes up runs this node has just claimed (its own on start, or another node's whose
+    /// lease expired), as [`Self::recover`] does. Returns how many.
+    pub async fn adopt(&self, ids: Vec<RunId>) -> usize {
         let count = ids.len();
         for id in ids {
-            if let Some(mut run) = self.inner.store.get(&id).await?
-                && let Ok(workflow) = self.inner.workflow_of(&mut run).await
-            {
-                self.inner.note_interests(&run, &workflow.definition);
+            match self.inner.store.get(&id).await {
+                Ok(Some(mut run)) => {
+                    if let Ok(workflow) = self.inner.workflow_of(&mut run).await {
+                        self.inner.note_interests(&run, &workflow.definition);
+                    }
+                }
+                Ok(None) => continue,
+                // Its drive notes what it awaits, once it reads it.
+                Err(error) => tracing::warn!(run_id = %id, %error, "could not read a claimed run"),
             }
             self.inner
                 .recovering
@@ -470,10 +499,7 @@ impl Engine {
                 .insert(id.clone());
             self.inner.scheduler.enqueue(id, Resume::Recovered, None);
         }
-        if count > 0 {
-            tracing::info!(count, "resuming unfinished runs");
-        }
-        Ok(count)
+        count
     }
 
     /// Starts nothing new, lets in-flight steps finish for up to `grace`, and returns;
@@ -637,6 +663,7 @@ impl Inner {
             ended_ms: None,
             journaled: 0,
             revision: 0,
+            epoch: 0,
         };
         loop {
             let creation = if claimed {
@@ -1142,6 +1169,10 @@ impl Inner {
                 Ok(Err(Halt::Shutdown)) => {
                     tracing::info!(run_id = %id, "run halted for shutdown; it resumes on the next start");
                 }
+                Ok(Err(halt)) if halt.fenced() => {
+                    tracing::warn!(run_id = %id, "run claimed by another node (this one's lease lapsed); letting it go");
+                    inner.let_go(&id);
+                }
                 Ok(Err(halt)) if halt.may_pass() => {
                     // The store is down or a write lost a race: nothing was lost (the run is
                     // where its last durable write left it), so it is taken up again later,
@@ -1161,6 +1192,15 @@ impl Inner {
             }
             drop(driving);
         });
+    }
+
+    /// Forgets run `id`, now another node's: it no longer rests, waits or retries here.
+    fn let_go(&self, id: &RunId) {
+        self.panics.lock().expect("panics lock").remove(id);
+        self.halts.lock().expect("halts lock").remove(id);
+        self.resting.lock().expect("resting lock").remove(id);
+        self.recovering.lock().expect("recovering lock").remove(id);
+        self.awaits.forget(id);
     }
 
     /// Takes run `id` up again after `pause` as a restart would: an attempt in flight when
@@ -1219,9 +1259,7 @@ impl Inner {
                     None,
                     (now, now),
                 );
-                self.store
-                    .append_journal(&run.id, run.journaled, &entry)
-                    .await?;
+                self.store.append_journal(&run, &entry).await?;
                 return Ok(Some(Duration::ZERO));
             }
             // Not in an attempt: try again a little later, a few times.
@@ -1257,7 +1295,7 @@ impl Inner {
         let (mut run, event) = match work {
             Work::New(run) => (*run, Event::Start),
             Work::Queued(id, resume) => {
-                let Some(run) = self.store.get(&id).await? else {
+                let Some(run) = self.store.owned(&id).await? else {
                     return Ok(());
                 };
                 let event = match resume {
@@ -1642,14 +1680,25 @@ impl Inner {
             waiting.push(tx);
         }
         let unknown = || EngineError::UnknownRun(id.to_string());
-        let run = self.store.get(id).await?.ok_or_else(unknown)?;
-        if !run.status.is_terminal() {
-            // A driver wakes waiters only once the end is durable.
-            if let Ok(Ok(run)) = tokio::time::timeout(timeout, rx).await {
-                return Ok(run);
+        let mut run = self.store.get(id).await?.ok_or_else(unknown)?;
+        let deadline = tokio::time::Instant::now() + timeout;
+        let (mut rx, mut gone) = (rx, false);
+        while !run.status.is_terminal() && tokio::time::Instant::now() < deadline {
+            // A driver here wakes waiters only once the end is durable; a run another
+            // node took over ends there, and is seen in the store.
+            let look = deadline.min(tokio::time::Instant::now() + WAIT_POLL);
+            if !gone {
+                match tokio::time::timeout_at(look, &mut rx).await {
+                    Ok(Ok(run)) => return Ok(run),
+                    Ok(Err(_)) => gone = true,
+                    Err(_) => {}
+                }
             }
+            if gone {
+                tokio::time::sleep_until(look).await;
+            }
+            run = self.store.get(id).await?.ok_or_else(unknown)?;
         }
-        let run = self.store.get(id).await?.ok_or_else(unknown)?;
         if run.status.is_terminal() {
             // Read from the store, the end may not be durable yet: an end is not told
             // before it is.
@@ -1873,11 +1922,10 @@ impl Inner {
         let gate = Gate::Journal {
             run_id: run.id.clone(),
             seq: run.journaled,
+            epoch: run.epoch,
         };
         self.outbox.stage(events, Some(gate)).await?;
-        self.store
-            .append_journal(&run.id, run.journaled, entry)
-            .await?;
+        self.store.append_journal(run, entry).await?;
         if published {
             self.outbox.wake();
         }
@@ -1913,6 +1961,7 @@ impl Inner {
         let gate = Gate::Record {
             run_id: run.id.clone(),
             revision: run.revision + 1,
+            epoch: run.epoch,
         };
         self.outbox.stage(vec![event], Some(gate)).await?;
         // A child stays open while its parent may still undo it: its record and pins are

@@ -11,7 +11,7 @@
 //! // The next flush fails, as a full disk would make it.
 //! faults.fail(1, |op| matches!(op, Op::Flush));
 //! // The second journal entry of any run is never written: the engine must stop cleanly.
-//! faults.fail(1, |op| matches!(op, Op::AppendJournal { seq: 1, .. }));
+//! faults.fail(1, |op| matches!(op, Op::AppendJournal { run, .. } if run.journaled == 1));
 //! ```
 //!
 //! Reads are never failed: a plan is about what a crash or a broken disk does to writes.
@@ -21,12 +21,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
 use super::{
-    BoxFuture, Created, EventStore, Flush, ListQuery, Page, PinKind, PluginStore, RunStore, Store,
-    StoreError, WorkflowStore,
+    BoxFuture, Claim, Created, EventStore, Flush, ListQuery, Node, NodeInfo, NodeStore, Page,
+    PinKind, PluginStore, RunStore, Store, StoreError, WorkflowStore,
 };
 use crate::model::{
     DeadLetter, Delivery, Gate, Head, JournalEntry, Message, OutboxEntry, PluginVersion, Run,
@@ -44,10 +45,8 @@ pub enum Op<'a> {
     Save(&'a Run),
     /// [`RunStore::append_journal`].
     AppendJournal {
-        /// The run.
-        run_id: &'a RunId,
-        /// The entry's sequence number.
-        seq: u32,
+        /// The run, as of before the entry (its `journaled` is the entry's number).
+        run: &'a Run,
         /// The entry.
         entry: &'a JournalEntry,
     },
@@ -69,6 +68,10 @@ pub enum Op<'a> {
     Exhume(&'a str),
     /// A write of the plugin or workflow registry.
     Registry,
+    /// [`RunStore::claim`].
+    Claim,
+    /// [`NodeStore::heartbeat`] and [`NodeStore::leave`].
+    Membership,
     /// [`Flush::flush`].
     Flush,
 }
@@ -205,17 +208,14 @@ impl RunStore for FaultyStore {
         self.inner.get(id).await
     }
 
-    async fn append_journal(
-        &self,
-        run_id: &RunId,
-        seq: u32,
-        entry: &JournalEntry,
-    ) -> Result<(), StoreError> {
-        self.faults.check(
-            "write a journal entry",
-            &Op::AppendJournal { run_id, seq, entry },
-        )?;
-        self.inner.append_journal(run_id, seq, entry).await
+    async fn owned(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        self.inner.owned(id).await
+    }
+
+    async fn append_journal(&self, run: &Run, entry: &JournalEntry) -> Result<(), StoreError> {
+        self.faults
+            .check("write a journal entry", &Op::AppendJournal { run, entry })?;
+        self.inner.append_journal(run, entry).await
     }
 
     async fn put_message(&self, run_id: &RunId, message: &Message) -> Result<(), StoreError> {
@@ -240,8 +240,9 @@ impl RunStore for FaultyStore {
         self.inner.list(query).await
     }
 
-    async fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
-        self.inner.unfinished().await
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<RunId>, StoreError> {
+        self.faults.check("claim runs", &Op::Claim)?;
+        self.inner.claim(claim).await
     }
 
     async fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
@@ -439,6 +440,23 @@ impl WorkflowStore for FaultyStore {
     async fn put_schedule_mark(&self, name: &str, ms: u64) -> Result<(), StoreError> {
         self.faults.check("store a schedule mark", &Op::Registry)?;
         self.inner.put_schedule_mark(name, ms).await
+    }
+}
+
+#[async_trait]
+impl NodeStore for FaultyStore {
+    async fn heartbeat(&self, node: &NodeInfo, lease: Duration) -> Result<bool, StoreError> {
+        self.faults.check("renew a node's lease", &Op::Membership)?;
+        self.inner.heartbeat(node, lease).await
+    }
+
+    async fn leave(&self, id: &str) -> Result<(), StoreError> {
+        self.faults.check("end a node's lease", &Op::Membership)?;
+        self.inner.leave(id).await
+    }
+
+    async fn nodes(&self, forgotten_after: Duration) -> Result<Vec<Node>, StoreError> {
+        self.inner.nodes(forgotten_after).await
     }
 }
 

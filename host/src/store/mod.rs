@@ -4,6 +4,7 @@
 //! - [`events`]: [`EventStore`]: the outbox, the embedded delivery queues, dead letters;
 //! - [`plugins`]: [`PluginStore`]: plugin components and versions;
 //! - [`workflows`]: [`WorkflowStore`]: workflow definitions and versions;
+//! - [`nodes`]: [`NodeStore`]: the nodes sharing the store, their heartbeats and leases;
 //! - [`sled`]: the embedded backend, one database for all of them (group commit);
 //! - [`postgres`]: the backend several nodes share;
 //! - [`config`]: `[store]`, which backend;
@@ -19,6 +20,7 @@
 pub mod config;
 pub mod events;
 pub mod faults;
+pub mod nodes;
 pub mod plugins;
 pub mod postgres;
 pub mod runs;
@@ -33,8 +35,9 @@ use std::pin::Pin;
 
 pub use self::config::{StoreConfig, StoreKind};
 pub use self::events::EventStore;
+pub use self::nodes::{Node, NodeInfo, NodeStore};
 pub use self::plugins::PluginStore;
-pub use self::runs::{Created, ListQuery, Page, PinKind, RunStore};
+pub use self::runs::{Claim, Created, ListQuery, Page, PinKind, RunStore};
 pub use self::workflows::WorkflowStore;
 use crate::model::RunId;
 
@@ -79,6 +82,11 @@ pub enum StoreError {
     /// again and decide anew.
     #[error("store: run `{0}` changed since it was read")]
     Conflict(RunId),
+    /// The run has a new owner: another node claimed it (this one's lease expired, or a
+    /// request there took the run over), so this node's lease epoch no longer writes it.
+    /// Drop the run; its owner drives it now.
+    #[error("store: run `{0}` is owned by another node now")]
+    Fenced(RunId),
     /// The cursor was not one this store handed out: the client's mistake.
     #[error("invalid cursor")]
     InvalidCursor,
@@ -108,6 +116,6 @@ pub trait Flush: Send + Sync {
 }
 
 /// All the stores the host needs, in one backend.
-pub trait Store: RunStore + EventStore + PluginStore + WorkflowStore {}
+pub trait Store: RunStore + EventStore + PluginStore + WorkflowStore + NodeStore {}
 
-impl<T: RunStore + EventStore + PluginStore + WorkflowStore> Store for T {}
+impl<T: RunStore + EventStore + PluginStore + WorkflowStore + NodeStore> Store for T {}

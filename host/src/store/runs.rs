@@ -47,6 +47,22 @@ pub enum Created {
     Existing(Box<Run>),
 }
 
+/// Which runs [`RunStore::claim`] takes over.
+#[derive(Debug, Clone, Copy)]
+pub enum Claim<'a> {
+    /// This node's unfinished runs (pending, running, compensating), when it starts: a
+    /// process of this node that is still about (paused, not dead) is fenced off them.
+    Own,
+    /// Unfinished runs whose owner's lease expired (it died, or stopped renewing), at most
+    /// this many, skipping any another node is claiming now.
+    Expired {
+        /// The most to take in one call: claims go at a bounded rate.
+        limit: usize,
+    },
+    /// This run, whoever holds it: one halted here, or that a request here takes over.
+    Run(&'a RunId),
+}
+
 /// What a pin holds on to: a plugin version or a workflow definition version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PinKind {
@@ -88,14 +104,12 @@ pub trait RunStore: Flush {
     /// The run with this id, with the journal entries written since its record applied.
     async fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError>;
 
-    /// Writes entry number `seq` of a run's journal: the run's [`Run::journaled`] before
-    /// the entry is applied to it.
-    async fn append_journal(
-        &self,
-        run_id: &RunId,
-        seq: u32,
-        entry: &JournalEntry,
-    ) -> Result<(), StoreError>;
+    /// The run with this id, to drive it: [`StoreError::Fenced`] if another node owns it.
+    async fn owned(&self, id: &RunId) -> Result<Option<Run>, StoreError>;
+
+    /// Writes entry number [`Run::journaled`] of `run`'s journal, as its owner at
+    /// [`Run::epoch`]: [`StoreError::Fenced`] if the run has another owner since.
+    async fn append_journal(&self, run: &Run, entry: &JournalEntry) -> Result<(), StoreError>;
 
     /// A run's journal, oldest first.
     async fn journal(&self, run_id: &RunId) -> Result<Vec<JournalEntry>, StoreError>;
@@ -115,9 +129,12 @@ pub trait RunStore: Flush {
     /// both; the creation time bounds the index's range.
     async fn list(&self, query: &ListQuery) -> Result<Page, StoreError>;
 
-    /// The ids of every run the engine must drive on start: pending, running or
-    /// compensating (a few may turn out to be finished: the engine checks each record).
-    async fn unfinished(&self) -> Result<Vec<RunId>, StoreError>;
+    /// Takes runs over for this node, each under a new lease epoch, so that whoever held
+    /// them before writes nothing more of them; drops the outbox entries their earlier
+    /// owners staged whose causes were never written (orphans). Returns their ids: the
+    /// runs the engine must drive now (a few may turn out to be finished: it checks each
+    /// record).
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<RunId>, StoreError>;
 
     /// How many runs pin each version of `name`, by digest: runs created and not closed,
     /// that is unfinished or waiting for an operator's retry. Counted from an index of just

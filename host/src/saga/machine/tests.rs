@@ -297,6 +297,7 @@ fn new_run(definition: &WorkflowDefinition, status: RunStatus) -> Run {
         ended_ms: None,
         journaled: 0,
         revision: 0,
+        epoch: 0,
     }
 }
 

@@ -18,20 +18,69 @@ fn bigint(value: usize) -> i64 {
     i64::try_from(value).unwrap_or(i64::MAX)
 }
 
+impl PgStore {
+    /// Writes `entries`, which share `gate`, in one statement.
+    async fn put_gated(
+        &self,
+        gate: Option<&Gate>,
+        entries: &[OutboxEntry],
+    ) -> Result<(), StoreError> {
+        let op = "write the outbox";
+        let ids: Vec<&str> = entries.iter().map(|e| e.event.id.as_str()).collect();
+        let values: Vec<Json<&OutboxEntry>> = entries.iter().map(Json).collect();
+        let Some(gate) = gate else {
+            // A repeat of an id keeps the first.
+            self.execute(
+                op,
+                "INSERT INTO outbox (event_id, entry)
+                 SELECT * FROM unnest($1::text[], $2::jsonb[])
+                 ON CONFLICT DO NOTHING",
+                &[&ids, &values],
+            )
+            .await?;
+            return Ok(());
+        };
+        let (run_id, epoch) = gate.run();
+        let held = self
+            .query(
+                op,
+                "WITH fence AS (SELECT 1 FROM runs WHERE id = $3 AND epoch = $4 FOR KEY SHARE),
+                      written AS (
+                          INSERT INTO outbox (event_id, entry)
+                          SELECT u.* FROM unnest($1::text[], $2::jsonb[]) u, fence
+                          ON CONFLICT DO NOTHING RETURNING 1)
+                 SELECT EXISTS (SELECT 1 FROM fence)",
+                &[
+                    &ids,
+                    &values,
+                    &run_id.as_str(),
+                    &i64::try_from(epoch).unwrap_or(i64::MAX),
+                ],
+            )
+            .await?;
+        if !held[0].get::<_, bool>(0) {
+            return Err(StoreError::Fenced(run_id.clone()));
+        }
+        Ok(())
+    }
+}
+
 #[async_trait]
 impl EventStore for PgStore {
     async fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
-        let ids: Vec<&str> = entries.iter().map(|e| e.event.id.as_str()).collect();
-        let values: Vec<Json<&OutboxEntry>> = entries.iter().map(Json).collect();
-        // One statement for all of them; a repeat of an id keeps the first.
-        self.execute(
-            "write the outbox",
-            "INSERT INTO outbox (event_id, entry)
-             SELECT * FROM unnest($1::text[], $2::jsonb[])
-             ON CONFLICT DO NOTHING",
-            &[&ids, &values],
-        )
-        .await?;
+        // One statement per gate (a step's events share theirs): the entries of a run's
+        // gate are written only under the run's epoch, holding its row against a claim.
+        let mut start = 0;
+        while start < entries.len() {
+            let gate = entries[start].gate.as_ref();
+            let end = start
+                + entries[start..]
+                    .iter()
+                    .take_while(|e| e.gate.as_ref() == gate)
+                    .count();
+            self.put_gated(gate, &entries[start..end]).await?;
+            start = end;
+        }
         Ok(())
     }
 
@@ -73,15 +122,24 @@ impl EventStore for PgStore {
 
     async fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError> {
         let rows = match gate {
-            Gate::Journal { run_id, seq } => {
+            Gate::Journal { run_id, seq, epoch } => {
+                // The entry written under the epoch that staged the events: not a later
+                // owner's, made after the first one's was lost.
                 self.query(
                     "check a gate",
-                    "SELECT EXISTS (SELECT 1 FROM journal WHERE run_id = $1 AND seq = $2)",
-                    &[&run_id.as_str(), &(*seq as i32)],
+                    "SELECT EXISTS (SELECT 1 FROM journal
+                                    WHERE run_id = $1 AND seq = $2 AND epoch = $3)",
+                    &[
+                        &run_id.as_str(),
+                        &(*seq as i32),
+                        &i64::try_from(*epoch).unwrap_or(i64::MAX),
+                    ],
                 )
                 .await?
             }
-            Gate::Record { run_id, revision } => {
+            Gate::Record {
+                run_id, revision, ..
+            } => {
                 self.query(
                     "check a gate",
                     "SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1 AND revision >= $2)",

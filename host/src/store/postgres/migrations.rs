@@ -35,6 +35,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "runs by workflow",
         include_str!("migrations/0005_workflow_index.sql"),
     ),
+    (
+        6,
+        "nodes and leases",
+        include_str!("migrations/0006_leases.sql"),
+    ),
 ];
 
 /// The key of the advisory lock migrations take: "flowhost" in ASCII.

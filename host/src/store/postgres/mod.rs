@@ -1,7 +1,18 @@
 //! The shared store on PostgreSQL, for several nodes: what one node writes, every node
 //! reads: runs ([`RunStore`](super::RunStore)), events ([`EventStore`](super::EventStore))
 //! and the registry ([`PluginStore`](super::PluginStore),
-//! [`WorkflowStore`](super::WorkflowStore)). Leases and fencing follow.
+//! [`WorkflowStore`](super::WorkflowStore)), and the nodes ([`NodeStore`](super::NodeStore)).
+//!
+//! Each node connects with its own id: the runs it creates or claims are stored with it
+//! as their owner, and with this connection's incarnation (a ULID, new with each process,
+//! so that a process of the same node left paused is not taken for the new one), under an
+//! epoch that grows with every new owner. Every write of a run
+//! (its record, a journal entry, a gated outbox entry) names the epoch and holds the run's
+//! row for it (`FOR KEY SHARE`), and a claim locks the row (`FOR UPDATE`) before it moves
+//! the epoch: a write is either in before the claim, and seen by the new owner, or refused
+//! ([`StoreError::Fenced`](super::StoreError::Fenced)). A claim then drops the outbox
+//! entries of the run whose gates are closed: events its earlier owners staged for writes
+//! that never happened.
 //!
 //! Connections come from a pool (deadpool-postgres over tokio-postgres). The schema is
 //! applied at connection by [`migrations`], under an advisory lock.
@@ -14,12 +25,13 @@
 //! | `workflow_versions` | workflow name, digest | a [`WorkflowVersion`](crate::model::WorkflowVersion) |
 //! | `workflow_heads` | workflow name | a [`Head`](crate::model::Head) |
 //! | `schedule_marks` | workflow name | the latest firing of its schedule that was started (ms) |
-//! | `runs` | run id | the [`Run`](crate::model::Run), with the columns listings, pins, retention and saves need; its idempotency key (unique per workflow) |
-//! | `journal` | run id, sequence | a [`JournalEntry`](crate::model::JournalEntry) |
+//! | `runs` | run id | the [`Run`](crate::model::Run), with the columns listings, pins, retention and saves need; its idempotency key (unique per workflow); its owner and lease epoch |
+//! | `journal` | run id, sequence | a [`JournalEntry`](crate::model::JournalEntry), with the epoch it was written under |
 //! | `inbox` | run id, message id (a ULID) | a [`Message`](crate::model::Message) |
-//! | `outbox` | event id (a ULID) | an [`OutboxEntry`](crate::model::OutboxEntry) |
+//! | `outbox` | event id (a ULID) | an [`OutboxEntry`](crate::model::OutboxEntry), and the run its gate waits on |
 //! | `queue` | subscription, due ms, event id | a [`Delivery`](crate::model::Delivery) of the embedded transport |
 //! | `dead_letters` | dead letter id (a ULID) | a [`DeadLetter`](crate::model::DeadLetter) |
+//! | `nodes` | node id | its address, version, start, last heartbeat, lease end (ms, PostgreSQL's clock) |
 //! | `flowhost_schema` | version | the migrations applied, when |
 //!
 //! Each write is one statement or one transaction, committed before it returns and visible
@@ -31,6 +43,7 @@
 
 mod events;
 mod migrations;
+mod nodes;
 mod plugins;
 mod runs;
 mod scratch;
@@ -51,6 +64,11 @@ use crate::telemetry::metrics::{STORE_FLUSH_BATCH, STORE_FLUSH_DURATION};
 /// The PostgreSQL-backed store.
 pub struct PgStore {
     pool: Pool,
+    /// This node's id: the owner of the runs it creates and claims.
+    node: String,
+    /// This process's incarnation of the node: a run is driven only by the incarnation
+    /// that created or claimed it.
+    incarnation: String,
     /// Requests to the group-commit task.
     flushes: mpsc::UnboundedSender<FlushWaiter>,
 }
@@ -61,9 +79,9 @@ type FlushWaiter = oneshot::Sender<Result<(), FlushFailure>>;
 type FlushFailure = Arc<dyn std::error::Error + Send + Sync>;
 
 impl PgStore {
-    /// Connects to the database `url` names (`postgres://user@host:port/db`), with up to
-    /// `pool_size` connections, and brings its schema up to date.
-    pub async fn connect(url: &str, pool_size: usize) -> Result<Self, StoreError> {
+    /// Connects node `node` to the database `url` names (`postgres://user@host:port/db`),
+    /// with up to `pool_size` connections, and brings its schema up to date.
+    pub async fn connect(url: &str, pool_size: usize, node: &str) -> Result<Self, StoreError> {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::unavailable("read the PostgreSQL url", e))?;
@@ -94,7 +112,12 @@ impl PgStore {
         drop(client);
         let (flushes, requests) = mpsc::unbounded_channel();
         tokio::spawn(group_commit(pool.clone(), id, requests));
-        Ok(Self { pool, flushes })
+        Ok(Self {
+            pool,
+            node: node.to_owned(),
+            incarnation: ulid::Ulid::new().to_string(),
+            flushes,
+        })
     }
 
     /// One version of `name` in `table` (`plugin_versions`, `workflow_versions`).

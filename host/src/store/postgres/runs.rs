@@ -12,16 +12,40 @@ use tokio_postgres::types::{Json, ToSql};
 use super::{PgStore, decode, ms, pg};
 use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
 use crate::store::runs::check_format;
-use crate::store::{Created, ListQuery, Page, PinKind, RunStore, StoreError};
+use crate::store::{Claim, Created, ListQuery, Page, PinKind, RunStore, StoreError};
 
 /// The statuses from which a run may still call a plugin: the runs that pin versions.
 const PINNING: [&str; 4] = ["pending", "running", "compensating", "compensation_failed"];
 
-/// A run's record with the journal entries written since it: what [`read`] folds.
+/// The statuses of the runs a node drives: those it claims, and whose owner's lease
+/// matters. (The same list as the index `runs_unfinished_by_owner`'s.)
+const UNFINISHED: &str = "('pending', 'running', 'compensating')";
+
+/// A run's record with the journal entries written since it, its epoch and owner: what
+/// [`read`] folds.
 const SELECT_RUN: &str = "SELECT r.id, r.record,
         coalesce((SELECT json_agg(j.entry ORDER BY j.seq) FROM journal j
-                  WHERE j.run_id = r.id AND j.seq >= r.journaled), '[]'::json)
+                  WHERE j.run_id = r.id AND j.seq >= r.journaled), '[]'::json),
+        r.epoch, r.owner, r.incarnation
     FROM runs r";
+
+/// Removes the outbox entries of runs `$1` whose gates are closed: the journal entry the
+/// events wait for was not written under the epoch that staged them, or the record never
+/// reached the revision.
+const DROP_ORPHANS: &str = "DELETE FROM outbox o WHERE o.run_id = ANY($1) AND NOT CASE
+        WHEN o.entry -> 'gate' ? 'seq' THEN EXISTS (
+            SELECT 1 FROM journal j WHERE j.run_id = o.run_id
+                AND j.seq = (o.entry -> 'gate' ->> 'seq')::integer
+                AND j.epoch = coalesce((o.entry -> 'gate' ->> 'epoch')::bigint, 0))
+        ELSE EXISTS (
+            SELECT 1 FROM runs r WHERE r.id = o.run_id
+                AND r.revision >= (o.entry -> 'gate' ->> 'revision')::bigint)
+    END";
+
+/// A run's lease epoch as PostgreSQL's `bigint`.
+pub(super) fn epoch(run: &Run) -> i64 {
+    i64::try_from(run.epoch).unwrap_or(i64::MAX)
+}
 
 /// The run a [`SELECT_RUN`] row holds, its journal applied.
 fn read(row: &Row) -> Result<Run, StoreError> {
@@ -29,6 +53,7 @@ fn read(row: &Row) -> Result<Run, StoreError> {
     let mut run: Run = decode(id, row.get(1))?;
     check_format(id.as_bytes(), run.format)?;
     run.format = RUN_FORMAT;
+    run.epoch = row.get::<_, i64>(3) as u64;
     let entries: Vec<JournalEntry> = decode(id, row.get(2))?;
     for entry in &entries {
         run.apply(entry);
@@ -111,8 +136,9 @@ impl RunStore for PgStore {
                 .execute(
                     op,
                     "INSERT INTO runs (id, workflow, status, created_ms, revision, journaled,
-                         closed, ended_ms, idempotency_key, search, record)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+                         closed, ended_ms, idempotency_key, search, record, owner, epoch,
+                         incarnation)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
                      ON CONFLICT DO NOTHING",
                     &[
                         &run.id.as_str(),
@@ -126,6 +152,9 @@ impl RunStore for PgStore {
                         &run.idempotency_key,
                         &Json(&run.search),
                         &Json(run),
+                        &self.node,
+                        &epoch(run),
+                        &self.incarnation,
                     ],
                 )
                 .await?;
@@ -165,7 +194,7 @@ impl RunStore for PgStore {
                 op,
                 "UPDATE runs SET status = $2, revision = $3::bigint, journaled = $4, closed = $5,
                      ended_ms = $6, record = $7
-                 WHERE id = $1 AND revision = $3::bigint - 1",
+                 WHERE id = $1 AND revision = $3::bigint - 1 AND epoch = $8",
                 &[
                     &run.id.as_str(),
                     &run.status.as_str(),
@@ -174,13 +203,25 @@ impl RunStore for PgStore {
                     &run.closed,
                     &ended(run),
                     &Json(run),
+                    &epoch(run),
                 ],
             )
             .await?;
-        if saved == 0 {
-            return Err(StoreError::Conflict(run.id.clone()));
+        if saved == 1 {
+            return Ok(());
         }
-        Ok(())
+        // Lost: to another owner, or to another writer under the same one.
+        let now = self
+            .query_opt(
+                op,
+                "SELECT epoch FROM runs WHERE id = $1",
+                &[&run.id.as_str()],
+            )
+            .await?;
+        match now.map(|row| row.get::<_, i64>(0)) {
+            Some(now) if now != epoch(run) => Err(StoreError::Fenced(run.id.clone())),
+            _ => Err(StoreError::Conflict(run.id.clone())),
+        }
     }
 
     async fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
@@ -205,20 +246,45 @@ impl RunStore for PgStore {
             .await
     }
 
-    async fn append_journal(
-        &self,
-        run_id: &RunId,
-        seq: u32,
-        entry: &JournalEntry,
-    ) -> Result<(), StoreError> {
+    async fn owned(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        let row = self
+            .query_opt(
+                "read a run",
+                &format!("{SELECT_RUN} WHERE r.id = $1"),
+                &[&id.as_str()],
+            )
+            .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let holder = (row.get::<_, Option<&str>>(4), row.get::<_, Option<&str>>(5));
+        if holder != (Some(self.node.as_str()), Some(self.incarnation.as_str())) {
+            return Err(StoreError::Fenced(id.clone()));
+        }
+        read(&row).map(Some)
+    }
+
+    async fn append_journal(&self, run: &Run, entry: &JournalEntry) -> Result<(), StoreError> {
         let op = "write a journal entry";
-        self.execute(
-            op,
-            "INSERT INTO journal (run_id, seq, entry) VALUES ($1, $2, $3)
-                 ON CONFLICT (run_id, seq) DO UPDATE SET entry = excluded.entry",
-            &[&run_id.as_str(), &(seq as i32), &Json(entry)],
-        )
-        .await?;
+        // Written only under the run's epoch, holding its row against a claim meanwhile.
+        let written = self
+            .execute(
+                op,
+                "INSERT INTO journal (run_id, seq, epoch, entry)
+                 SELECT id, $2, epoch, $4 FROM runs WHERE id = $1 AND epoch = $3 FOR KEY SHARE
+                 ON CONFLICT (run_id, seq) DO UPDATE SET entry = excluded.entry,
+                     epoch = excluded.epoch",
+                &[
+                    &run.id.as_str(),
+                    &(run.journaled as i32),
+                    &epoch(run),
+                    &Json(entry),
+                ],
+            )
+            .await?;
+        if written == 0 {
+            return Err(StoreError::Fenced(run.id.clone()));
+        }
         Ok(())
     }
 
@@ -326,19 +392,70 @@ impl RunStore for PgStore {
         Ok(Page { runs, next_cursor })
     }
 
-    async fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
-        let op = "list unfinished runs";
-        let rows = self
-            .query(
-                op,
-                "SELECT id FROM runs WHERE status IN ('pending', 'running', 'compensating')",
-                &[],
-            )
-            .await?;
-        Ok(rows
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<RunId>, StoreError> {
+        let op = "claim runs";
+        // The rows are locked before their epochs move: a write of an earlier owner is in
+        // before, or refused after.
+        let (sql, params): (String, Vec<&(dyn ToSql + Sync)>);
+        let (limit, run_id): (i64, &str);
+        match claim {
+            Claim::Own => {
+                sql = format!(
+                    "UPDATE runs r SET incarnation = $2, epoch = r.epoch + 1
+                     FROM (SELECT id FROM runs WHERE owner = $1 AND status IN {UNFINISHED}
+                           FOR UPDATE) c
+                     WHERE r.id = c.id RETURNING r.id"
+                );
+                params = vec![&self.node, &self.incarnation];
+            }
+            Claim::Expired { limit: most } => {
+                limit = i64::try_from(most).unwrap_or(i64::MAX);
+                // Another node's (or none's), whose lease is not live; any a claimer or a
+                // writer holds now are skipped, for the next pass.
+                sql = format!(
+                    "UPDATE runs r SET owner = $1, incarnation = $3, epoch = r.epoch + 1
+                     FROM (SELECT id FROM runs
+                           WHERE status IN {UNFINISHED} AND owner IS DISTINCT FROM $1
+                               AND (owner IS NULL OR owner NOT IN
+                                    (SELECT id FROM nodes WHERE expires_ms >= flowhost_now_ms()))
+                           ORDER BY created_ms LIMIT $2
+                           FOR UPDATE SKIP LOCKED) c
+                     WHERE r.id = c.id RETURNING r.id"
+                );
+                params = vec![&self.node, &limit, &self.incarnation];
+            }
+            Claim::Run(id) => {
+                sql = "UPDATE runs r SET owner = $1, incarnation = $3, epoch = r.epoch + 1
+                       FROM (SELECT id FROM runs WHERE id = $2 FOR UPDATE) c
+                       WHERE r.id = c.id RETURNING r.id"
+                    .to_owned();
+                run_id = id.as_str();
+                params = vec![&self.node, &run_id, &self.incarnation];
+            }
+        }
+        let mut client = self.client(op).await?;
+        let tx = client.transaction().await.map_err(pg(op))?;
+        let statement = tx.prepare_cached(&sql).await.map_err(pg(op))?;
+        let ids: Vec<String> = tx
+            .query(&statement, &params)
+            .await
+            .map_err(pg(op))?
             .iter()
-            .map(|row| RunId::from_stored(row.get::<_, String>(0)))
-            .collect())
+            .map(|row| row.get(0))
+            .collect();
+        if !ids.is_empty() {
+            // A statement of its own, so that it sees every write that got in before the
+            // rows were locked.
+            let dropped = tx.execute(DROP_ORPHANS, &[&ids]).await.map_err(pg(op))?;
+            if dropped > 0 {
+                tracing::info!(
+                    dropped,
+                    "dropped events of step attempts whose result was lost"
+                );
+            }
+        }
+        tx.commit().await.map_err(pg(op))?;
+        Ok(ids.into_iter().map(RunId::from_stored).collect())
     }
 
     async fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {

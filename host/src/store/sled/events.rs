@@ -4,7 +4,7 @@ use async_trait::async_trait;
 
 use super::runs::journal_key;
 use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
-use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry};
+use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry, RunId};
 use crate::store::{EventStore, StoreError};
 
 fn queue_prefix(subscription: &str) -> Vec<u8> {
@@ -18,9 +18,61 @@ fn queue_key(delivery: &Delivery) -> Vec<u8> {
     key
 }
 
+impl SledStore {
+    /// Removes the outbox entries (of run `run`, or of every run) whose gates are closed:
+    /// events of step attempts whose result was never written, or of ends never saved.
+    /// Only while nothing drives those runs.
+    pub(super) fn drop_orphans(&self, run: Option<&RunId>) -> Result<(), StoreError> {
+        let mut dropped = 0;
+        for item in self.outbox.iter() {
+            let (key, value) = item.map_err(io("read the outbox"))?;
+            let entry: OutboxEntry = decode(&key, &value)?;
+            let Some(gate) = &entry.gate else {
+                continue;
+            };
+            if run.is_some_and(|run| gate.run().0 != run) {
+                continue;
+            }
+            if !self.is_open(gate)? {
+                self.outbox.remove(key).map_err(io("drop an orphan"))?;
+                dropped += 1;
+            }
+        }
+        if dropped > 0 {
+            tracing::info!(
+                dropped,
+                "dropped events of step attempts whose result was lost"
+            );
+        }
+        Ok(())
+    }
+
+    /// Whether what `gate` waits for is there.
+    fn is_open(&self, gate: &Gate) -> Result<bool, StoreError> {
+        match gate {
+            Gate::Journal { run_id, seq, .. } => self
+                .journal
+                .contains_key(journal_key(run_id, *seq))
+                .map_err(io("check a gate")),
+            Gate::Record {
+                run_id, revision, ..
+            } => Ok(self
+                .record_head(run_id.as_bytes())?
+                .is_some_and(|(_, head)| head.revision >= *revision)),
+        }
+    }
+}
+
 #[async_trait]
 impl EventStore for SledStore {
     async fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
+        // One node, one epoch: the fence is that the run is there.
+        for gate in entries.iter().filter_map(|e| e.gate.as_ref()) {
+            let (run_id, _) = gate.run();
+            if self.record_head(run_id.as_bytes())?.is_none() {
+                return Err(StoreError::Fenced(run_id.clone()));
+            }
+        }
         for entry in entries {
             let key = entry.event.id.as_bytes();
             // Insert if absent: a repeat of an id keeps the first.
@@ -70,15 +122,7 @@ impl EventStore for SledStore {
     }
 
     async fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError> {
-        match gate {
-            Gate::Journal { run_id, seq } => self
-                .journal
-                .contains_key(journal_key(run_id, *seq))
-                .map_err(io("check a gate")),
-            Gate::Record { run_id, revision } => Ok(self
-                .record_head(run_id.as_bytes())?
-                .is_some_and(|(_, head)| head.revision >= *revision)),
-        }
+        self.is_open(gate)
     }
 
     async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError> {

@@ -21,6 +21,7 @@
 //! | `workflow_heads` | workflow name | a [`Head`](crate::model::Head), JSON |
 //! | `schedules` | workflow name | the latest firing of its schedule that was started (ms, u64 BE) |
 //! | `meta` | `schema` | the layout's version (u32 BE): 3 since the indexes above |
+//! | `meta` | `node` | the one node: what it said of itself, its last heartbeat and lease end (ms) |
 //!
 //! A database from before schema 3 (runs in format 2) gains the indexes it lacks when it
 //! is opened: the workflow-and-status index for every run, and the ended index (with the
@@ -35,6 +36,7 @@
 //! waiting at that moment (group commit).
 
 mod events;
+mod nodes;
 mod plugins;
 mod runs;
 mod workflows;

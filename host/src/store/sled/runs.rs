@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
 use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
 use crate::store::runs::check_format;
-use crate::store::{Created, ListQuery, Page, PinKind, RunStore, StoreError};
+use crate::store::{Claim, Created, ListQuery, Page, PinKind, RunStore, StoreError};
 
 /// What saves and gates need of a record, read without the rest of it (serde skips the
 /// other fields without building them).
@@ -126,6 +126,24 @@ impl SledStore {
     }
 
     /// [`RunStore::get`]: the record with the journal entries written since it applied.
+    /// The ids of the runs pending, running or compensating.
+    pub(super) fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
+        let mut ids = Vec::new();
+        for status in [
+            RunStatus::Pending,
+            RunStatus::Running,
+            RunStatus::Compensating,
+        ] {
+            for item in self.by_status.scan_prefix([status.index_byte()]).keys() {
+                let key = item.map_err(io("list unfinished runs"))?;
+                if let Some((_, id)) = split_index_key(&key, 1) {
+                    ids.push(id);
+                }
+            }
+        }
+        Ok(ids)
+    }
+
     fn read_run(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
         let Some((_, mut run)) = self.record(id.as_bytes())? else {
             return Ok(None);
@@ -321,14 +339,14 @@ impl RunStore for SledStore {
         self.read_run(id)
     }
 
-    async fn append_journal(
-        &self,
-        run_id: &RunId,
-        seq: u32,
-        entry: &JournalEntry,
-    ) -> Result<(), StoreError> {
+    async fn owned(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
+        // One node: it owns every run.
+        self.read_run(id)
+    }
+
+    async fn append_journal(&self, run: &Run, entry: &JournalEntry) -> Result<(), StoreError> {
         self.journal
-            .insert(journal_key(run_id, seq), encode(entry)?)
+            .insert(journal_key(&run.id, run.journaled), encode(entry)?)
             .map_err(io("write a journal entry"))?;
         Ok(())
     }
@@ -479,20 +497,18 @@ impl RunStore for SledStore {
         }
     }
 
-    async fn unfinished(&self) -> Result<Vec<RunId>, StoreError> {
-        let mut ids = Vec::new();
-        for status in [
-            RunStatus::Pending,
-            RunStatus::Running,
-            RunStatus::Compensating,
-        ] {
-            for item in self.by_status.scan_prefix([status.index_byte()]).keys() {
-                let key = item.map_err(io("list unfinished runs"))?;
-                if let Some((_, id)) = split_index_key(&key, 1) {
-                    ids.push(id);
-                }
-            }
-        }
+    async fn claim(&self, claim: Claim<'_>) -> Result<Vec<RunId>, StoreError> {
+        // One node: nothing to fence, and no lease but its own.
+        let ids = match claim {
+            Claim::Own => self.unfinished()?,
+            Claim::Expired { .. } => return Ok(Vec::new()),
+            Claim::Run(id) => vec![id.clone()],
+        };
+        // A crash (or a halt) between a step's events and its journal entry left orphans.
+        self.drop_orphans(match claim {
+            Claim::Run(id) => Some(id),
+            _ => None,
+        })?;
         Ok(ids)
     }
 

@@ -29,11 +29,13 @@ fn delivery(subscription: &str, id: &str, due_ms: u64) -> Delivery {
 on_every_backend! {
     async fn the_outbox_keeps_the_first_of_an_id_in_id_order(t: TestStore) {
         let store = &*t.store;
+        store.create(&crate::store::tests::runs::run("r", 1, None)).await.unwrap();
         let entry = |id: &str, seq| OutboxEntry {
             event: event(id),
             gate: Some(Gate::Journal {
                 run_id: RunId::parse("r").unwrap(),
                 seq,
+                epoch: 0,
             }),
         };
         store
@@ -135,14 +137,14 @@ on_every_backend! {
         let store = &*t.store;
         let a = run("a", 1, None);
         store.create(&a).await.unwrap();
-        let journal = Gate::Journal { run_id: a.id.clone(), seq: 0 };
-        let record = Gate::Record { run_id: a.id.clone(), revision: 1 };
-        let elsewhere = Gate::Record { run_id: RunId::parse("b").unwrap(), revision: 0 };
+        let journal = Gate::Journal { run_id: a.id.clone(), seq: 0, epoch: 0 };
+        let record = Gate::Record { run_id: a.id.clone(), revision: 1, epoch: 0 };
+        let elsewhere = Gate::Record { run_id: RunId::parse("b").unwrap(), revision: 0, epoch: 0 };
         assert!(!store.gate_open(&journal).await.unwrap());
         assert!(!store.gate_open(&record).await.unwrap());
         assert!(!store.gate_open(&elsewhere).await.unwrap(), "no such run");
         store
-            .append_journal(&a.id, 0, &entry(Direction::Execute, 1, Outcome::Ok))
+            .append_journal(&a, &entry(Direction::Execute, 1, Outcome::Ok))
             .await
             .unwrap();
         assert!(store.gate_open(&journal).await.unwrap());

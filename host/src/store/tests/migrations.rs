@@ -19,7 +19,7 @@ async fn eight_nodes_starting_at_once_apply_the_schema_once() {
     let starts: Vec<_> = (0..8)
         .map(|_| {
             let url = database.url.clone();
-            tokio::spawn(async move { PgStore::connect(&url, 1).await.map(drop) })
+            tokio::spawn(async move { PgStore::connect(&url, 1, "test").await.map(drop) })
         })
         .collect();
     for start in starts {
@@ -33,13 +33,13 @@ async fn eight_nodes_starting_at_once_apply_the_schema_once() {
     let versions: Vec<i32> = rows.iter().map(|row| row.get(0)).collect();
     assert_eq!(versions, (1..=SCHEMA).collect::<Vec<_>>());
     // And once more, later: nothing to do.
-    PgStore::connect(&database.url, 1).await.unwrap();
+    PgStore::connect(&database.url, 1, "test").await.unwrap();
 }
 
 #[tokio::test]
 async fn a_schema_newer_than_this_release_is_refused() {
     let database = Database::create().await;
-    PgStore::connect(&database.url, 1).await.unwrap();
+    PgStore::connect(&database.url, 1, "test").await.unwrap();
     client(&database)
         .await
         .execute(
@@ -48,7 +48,7 @@ async fn a_schema_newer_than_this_release_is_refused() {
         )
         .await
         .unwrap();
-    let Err(error) = PgStore::connect(&database.url, 1).await else {
+    let Err(error) = PgStore::connect(&database.url, 1, "test").await else {
         panic!("a newer schema was accepted");
     };
     assert!(matches!(error, StoreError::Corrupt { .. }), "{error}");
@@ -61,12 +61,17 @@ async fn an_unreachable_database_is_a_retryable_error() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
     drop(listener);
-    let Err(error) = PgStore::connect(&format!("postgres://postgres@127.0.0.1:{port}/x"), 1).await
+    let Err(error) = PgStore::connect(
+        &format!("postgres://postgres@127.0.0.1:{port}/x"),
+        1,
+        "test",
+    )
+    .await
     else {
         panic!("connected to nothing");
     };
     assert!(error.is_retryable(), "{error}");
-    let Err(error) = PgStore::connect("not a url", 1).await else {
+    let Err(error) = PgStore::connect("not a url", 1, "test").await else {
         panic!("connected to a typo");
     };
     assert!(error.to_string().contains("url"), "{error}");
@@ -77,7 +82,7 @@ async fn an_unreachable_database_is_a_retryable_error() {
 async fn concurrent_flushes_share_synchronous_commits() {
     use crate::store::Flush;
     let database = Database::create().await;
-    let store = std::sync::Arc::new(PgStore::connect(&database.url, 4).await.unwrap());
+    let store = std::sync::Arc::new(PgStore::connect(&database.url, 4, "test").await.unwrap());
     let flushes: Vec<_> = (0..32)
         .map(|_| {
             let store = store.clone();
@@ -105,7 +110,7 @@ async fn concurrent_flushes_share_synchronous_commits() {
 async fn a_value_postgres_cannot_hold_is_rejected_not_retryable() {
     use crate::store::RunStore;
     let database = Database::create().await;
-    let store = PgStore::connect(&database.url, 1).await.unwrap();
+    let store = PgStore::connect(&database.url, 1, "test").await.unwrap();
     let mut run = crate::store::tests::runs::run("a", 1, None);
     run.input
         .insert("x".into(), serde_json::Value::String("a\u{0}b".into()));

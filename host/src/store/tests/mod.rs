@@ -4,6 +4,7 @@
 //! PostgreSQL is the machine's ([`ScratchDatabase`](super::postgres::ScratchDatabase)).
 
 mod events;
+mod leases;
 mod migrations;
 mod registry;
 pub(crate) mod runs;
@@ -39,7 +40,7 @@ impl TestStore {
     pub async fn postgres() -> Self {
         let database = Database::create().await;
         Self {
-            store: Arc::new(PgStore::connect(&database.url, 4).await.unwrap()),
+            store: Arc::new(PgStore::connect(&database.url, 4, "test").await.unwrap()),
             place: Place::Postgres(database),
         }
     }
@@ -51,7 +52,7 @@ impl TestStore {
         let store: Arc<dyn Store> = match &place {
             Place::Sled(dir) => Arc::new(SledStore::open(dir.path()).unwrap()),
             Place::Postgres(database) => {
-                Arc::new(PgStore::connect(&database.url, 4).await.unwrap())
+                Arc::new(PgStore::connect(&database.url, 4, "test").await.unwrap())
             }
         };
         Self { store, place }

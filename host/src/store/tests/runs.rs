@@ -11,7 +11,7 @@ use crate::model::{
     Direction, JournalEntry, Message, MessageKind, Outcome, RUN_FORMAT, Run, RunId, RunStatus,
     StepState, StepStatus,
 };
-use crate::store::{Created, ListQuery, Page, PinKind, RunStore, StoreError};
+use crate::store::{Claim, Created, ListQuery, Page, PinKind, RunStore, StoreError};
 
 pub(crate) fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
     Run {
@@ -35,6 +35,7 @@ pub(crate) fn run(id: &str, created_ms: u64, key: Option<&str>) -> Run {
         ended_ms: None,
         journaled: 0,
         revision: 0,
+        epoch: 0,
     }
 }
 
@@ -203,9 +204,10 @@ on_every_backend! {
     async fn get_applies_the_journal_written_since_the_record_once(t: TestStore) {
         let store = &*t.store;
         let a = id("a");
-        store.create(&run("a", 1, None)).await.unwrap();
+        let created = run("a", 1, None);
+        store.create(&created).await.unwrap();
         store
-            .append_journal(&a, 0, &entry(Direction::Execute, 1, Outcome::Retryable))
+            .append_journal(&created, &entry(Direction::Execute, 1, Outcome::Retryable))
             .await
             .unwrap();
         let after_retry = store.get(&a).await.unwrap().unwrap();
@@ -213,7 +215,7 @@ on_every_backend! {
         assert_eq!(after_retry.steps[0].error.as_deref(), Some("busy"));
         assert_eq!(after_retry.steps[0].attempt_ended_ms, Some(20));
         store
-            .append_journal(&a, 1, &entry(Direction::Execute, 2, Outcome::Ok))
+            .append_journal(&after_retry, &entry(Direction::Execute, 2, Outcome::Ok))
             .await
             .unwrap();
         let run = store.get(&a).await.unwrap().unwrap();
@@ -226,7 +228,7 @@ on_every_backend! {
         // A record saved with its entries applied is not folded again.
         let run = saved(store, &run, RunStatus::Compensating).await;
         store
-            .append_journal(&a, 2, &entry(Direction::Compensate, 1, Outcome::Ok))
+            .append_journal(&run, &entry(Direction::Compensate, 1, Outcome::Ok))
             .await
             .unwrap();
         let after = store.get(&a).await.unwrap().unwrap();
@@ -336,7 +338,7 @@ on_every_backend! {
         assert_eq!(workflows, BTreeMap::from([("wd1".into(), 3)]));
         assert!(store.pins(PinKind::Plugin, "q").await.unwrap().is_empty());
         let mut unfinished: Vec<String> = store
-            .unfinished()
+            .claim(Claim::Own)
             .await
             .unwrap()
             .into_iter()
@@ -345,9 +347,11 @@ on_every_backend! {
         unfinished.sort();
         assert_eq!(unfinished, ["a", "b", "c"]);
 
-        // a ends and closes: its pins go, retention finds it once its time is past.
+        // a ends and closes: its pins go, retention finds it once its time is past. (Read
+        // again: the claim moved its epoch.)
+        let a = store.owned(&a.id).await.unwrap().unwrap();
         store
-            .append_journal(&a.id, 0, &entry(Direction::Execute, 1, Outcome::Ok))
+            .append_journal(&a, &entry(Direction::Execute, 1, Outcome::Ok))
             .await
             .unwrap();
         let done = closed(store, &store.get(&a.id).await.unwrap().unwrap(), RunStatus::Completed, 100).await;
@@ -376,7 +380,7 @@ on_every_backend! {
         store.discard(&first).await.unwrap();
         assert!(store.get(&first.id).await.unwrap().is_none());
         assert!(list(store, None, None).await.is_empty());
-        assert!(store.unfinished().await.unwrap().is_empty());
+        assert!(store.claim(Claim::Own).await.unwrap().is_empty());
         let retry = run("b", 2, Some("k"));
         assert!(matches!(store.create(&retry).await.unwrap(), Created::New));
         let message = |id: &str| Message {
@@ -403,7 +407,7 @@ on_every_backend! {
         let a = run("a", 1, Some("k"));
         t.store.create(&a).await.unwrap();
         t.store
-            .append_journal(&a.id, 0, &entry(Direction::Execute, 1, Outcome::Ok))
+            .append_journal(&a, &entry(Direction::Execute, 1, Outcome::Ok))
             .await
             .unwrap();
         t.store.flush().await.unwrap();

@@ -20,7 +20,7 @@ async fn a_key_whose_run_was_never_written_is_free_and_a_discarded_run_leaves_no
     store.discard(&first).await.unwrap();
     assert!(store.get(&first.id).await.unwrap().is_none());
     assert!(list(&store, None, None).await.is_empty());
-    assert!(store.unfinished().await.unwrap().is_empty());
+    assert!(store.unfinished().unwrap().is_empty());
     assert!(store.pins(PinKind::Plugin, "p").await.unwrap().is_empty());
     let retry = run("b", 2, Some("k"));
     assert!(matches!(store.create(&retry).await.unwrap(), Created::New));
@@ -72,7 +72,6 @@ async fn indexes_follow_saves_and_survive_reopening() {
     assert_eq!(list(&store, None, Some("v")).await, ["d"]);
     let mut unfinished: Vec<String> = store
         .unfinished()
-        .await
         .unwrap()
         .into_iter()
         .map(|r| r.to_string())
@@ -233,7 +232,7 @@ async fn closed_runs_are_deleted_with_everything_they_had() {
     let mut old = run("old", 2, Some("k"));
     store.create(&old).await.unwrap();
     store
-        .append_journal(&old.id, 0, &entry(Direction::Execute, 1, Outcome::Ok))
+        .append_journal(&old, &entry(Direction::Execute, 1, Outcome::Ok))
         .await
         .unwrap();
     old = store.get(&old.id).await.unwrap().unwrap();

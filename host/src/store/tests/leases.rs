@@ -1,0 +1,342 @@
+//! Nodes, leases and fencing: membership on every backend; claims and fencing between
+//! nodes on PostgreSQL, the backend nodes share (each test opens one store per node on one
+//! database).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::on_every_backend;
+use super::runs::{entry, run};
+use crate::model::{Direction, Gate, OutboxEntry, Outcome, PublishedEvent, Run, RunId, RunStatus};
+use crate::store::postgres::{PgStore, ScratchDatabase};
+use crate::store::{Claim, NodeInfo, StoreError};
+
+fn node(id: &str) -> NodeInfo {
+    NodeInfo {
+        id: id.into(),
+        address: format!("http://{id}.internal:8080"),
+        version: "0.1.0".into(),
+        started_ms: 7,
+    }
+}
+
+/// An event of `run`'s journal entry number `seq`, staged under `epoch`.
+fn staged(event_id: &str, run: &Run) -> OutboxEntry {
+    OutboxEntry {
+        event: PublishedEvent {
+            id: event_id.into(),
+            ..PublishedEvent::new("t", "plugin/p", "{}".into(), None, 1)
+        },
+        gate: Some(Gate::Journal {
+            run_id: run.id.clone(),
+            seq: run.journaled,
+            epoch: run.epoch,
+        }),
+    }
+}
+
+fn fenced<T: std::fmt::Debug>(result: Result<T, StoreError>) -> bool {
+    matches!(result, Err(StoreError::Fenced(_)))
+}
+
+on_every_backend! {
+    async fn nodes_register_renew_and_leave(t: TestStore) {
+        let store = &*t.store;
+        assert!(store.nodes(Duration::from_secs(60)).await.unwrap().is_empty());
+        // The test stores' node.
+        let a = node("test");
+        assert!(!store.heartbeat(&a, Duration::from_secs(60)).await.unwrap(), "new");
+        store.create(&run("r", 1, None)).await.unwrap();
+        let nodes = store.nodes(Duration::from_secs(60)).await.unwrap();
+        assert_eq!(nodes.len(), 1);
+        assert_eq!(nodes[0].info, a);
+        assert!(nodes[0].live);
+        assert_eq!(nodes[0].runs, 1);
+        assert!(nodes[0].expires_ms >= nodes[0].heartbeat_ms + 59_000);
+        assert!(!store.heartbeat(&a, Duration::from_secs(60)).await.unwrap(), "renewed in time");
+
+        store.leave("test").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        let nodes = store.nodes(Duration::from_secs(60)).await.unwrap();
+        assert!(!nodes[0].live, "{nodes:?}");
+        // Back after its lease ended: told so.
+        assert!(store.heartbeat(&a, Duration::from_secs(60)).await.unwrap());
+        // Long gone and owning nothing: forgotten.
+        saved_terminal(store, "r").await;
+        store.leave("test").await.unwrap();
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(store.nodes(Duration::ZERO).await.unwrap().is_empty());
+        assert_eq!(store.nodes(Duration::from_secs(60)).await.unwrap().len(), 1);
+    }
+}
+
+async fn saved_terminal(store: &dyn crate::store::Store, id: &str) {
+    let run = store
+        .get(&RunId::parse(id).unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    super::runs::saved(store, &run, RunStatus::Completed).await;
+}
+
+/// Node `id`'s store on `database`.
+async fn open(database: &ScratchDatabase, id: &str) -> PgStore {
+    PgStore::connect(&database.url, 4, id).await.unwrap()
+}
+
+async fn journal_epochs(database: &ScratchDatabase, run: &RunId) -> Vec<(i32, i64)> {
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+        .query(
+            "SELECT seq, epoch FROM journal WHERE run_id = $1 ORDER BY seq",
+            &[&run.as_str()],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lapsed_nodes_runs_are_claimed_and_it_writes_nothing_more_of_them() {
+    use crate::store::{EventStore, NodeStore, RunStore};
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database, "a").await, open(&database, "b").await);
+    a.heartbeat(&node("a"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    b.heartbeat(&node("b"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let (one, two) = (run("one", 1, None), run("two", 2, None));
+    a.create(&one).await.unwrap();
+    a.create(&two).await.unwrap();
+    // one: a step's events staged, its entry never written (a's crash): an orphan.
+    a.outbox_put(&[staged("e-lost", &one)]).await.unwrap();
+    // two: a step's events staged and its entry written.
+    a.outbox_put(&[staged("e-kept", &two)]).await.unwrap();
+    a.append_journal(&two, &entry(Direction::Execute, 1, Outcome::Ok))
+        .await
+        .unwrap();
+
+    // Nothing to claim while a's lease holds.
+    assert!(
+        b.claim(Claim::Expired { limit: 10 })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(fenced(b.owned(&one.id).await));
+    // What a holds of two, as it would in its memory.
+    let two_then = a.owned(&two.id).await.unwrap().unwrap();
+    a.leave("a").await.unwrap();
+    // At a bounded rate: one per call here.
+    let first = b.claim(Claim::Expired { limit: 1 }).await.unwrap();
+    let second = b.claim(Claim::Expired { limit: 1 }).await.unwrap();
+    assert_eq!(
+        [first, second].concat(),
+        [one.id.clone(), two.id.clone()],
+        "oldest first"
+    );
+    assert!(
+        b.claim(Claim::Expired { limit: 10 })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let pending: Vec<String> = b
+        .outbox_pending(None, 10)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.event.id)
+        .collect();
+    assert_eq!(pending, ["e-kept"], "the orphan went with the claim");
+
+    // a, back, is fenced off both: no record, journal entry or event of its gets in.
+    assert!(fenced(a.owned(&two.id).await));
+    assert!(fenced(
+        a.append_journal(&two_then, &entry(Direction::Execute, 2, Outcome::Ok))
+            .await
+    ));
+    assert!(fenced(a.outbox_put(&[staged("e-late", &two_then)]).await));
+    let mut later = two_then.clone();
+    later.revision += 1;
+    later.status = RunStatus::Completed;
+    assert!(fenced(a.save(&later).await));
+    assert!(
+        a.claim(Claim::Own).await.unwrap().is_empty(),
+        "a owns nothing now"
+    );
+    assert!(
+        a.heartbeat(&node("a"), Duration::from_secs(60))
+            .await
+            .unwrap(),
+        "lapsed"
+    );
+
+    // b drives them under the new epoch.
+    let mut two_now = b.owned(&two.id).await.unwrap().unwrap();
+    assert_eq!(two_now.epoch, two_then.epoch + 1);
+    b.outbox_put(&[staged("e-b", &two_now)]).await.unwrap();
+    b.append_journal(&two_now, &entry(Direction::Execute, 2, Outcome::Ok))
+        .await
+        .unwrap();
+    two_now = b.get(&two.id).await.unwrap().unwrap();
+    two_now.revision += 1;
+    two_now.status = RunStatus::Completed;
+    b.save(&two_now).await.unwrap();
+    assert_eq!(journal_epochs(&database, &two.id).await, [(0, 0), (1, 1)]);
+    for gate in b.outbox_pending(None, 10).await.unwrap() {
+        assert!(
+            b.gate_open(gate.gate.as_ref().unwrap()).await.unwrap(),
+            "{gate:?}"
+        );
+    }
+    let nodes = b.nodes(Duration::from_secs(60)).await.unwrap();
+    let runs: Vec<(&str, u64)> = nodes.iter().map(|n| (&*n.info.id, n.runs)).collect();
+    assert_eq!(runs, [("a", 0), ("b", 1)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_lease_runs_out_by_the_databases_clock_and_a_restart_takes_its_runs_back() {
+    use crate::store::{NodeStore, RunStore};
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database, "a").await, open(&database, "b").await);
+    a.heartbeat(&node("a"), Duration::from_millis(300))
+        .await
+        .unwrap();
+    let one = run("one", 1, None);
+    a.create(&one).await.unwrap();
+    assert!(
+        b.claim(Claim::Expired { limit: 10 })
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // Restarted under its id, a takes its own back at once, under a new epoch.
+    let restarted = open(&database, "a").await;
+    assert_eq!(
+        restarted.claim(Claim::Own).await.unwrap(),
+        std::slice::from_ref(&one.id)
+    );
+    assert!(
+        fenced(a.owned(&one.id).await),
+        "the earlier process of the same node"
+    );
+    assert!(fenced(
+        a.append_journal(&one, &entry(Direction::Execute, 1, Outcome::Ok))
+            .await
+    ));
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(
+        b.claim(Claim::Expired { limit: 10 }).await.unwrap(),
+        std::slice::from_ref(&one.id)
+    );
+    // And one node takes a run from whoever holds it, when asked.
+    assert_eq!(
+        a.claim(Claim::Run(&one.id)).await.unwrap(),
+        std::slice::from_ref(&one.id)
+    );
+    assert_eq!(a.owned(&one.id).await.unwrap().unwrap().epoch, 3);
+    assert!(fenced(b.owned(&one.id).await));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn eight_nodes_claiming_at_once_take_each_run_once() {
+    use crate::store::{NodeStore, RunStore};
+    let database = ScratchDatabase::create().await;
+    let dead = open(&database, "dead").await;
+    dead.heartbeat(&node("dead"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    for i in 0..60 {
+        dead.create(&run(&format!("r{i:02}"), i, None))
+            .await
+            .unwrap();
+    }
+    dead.leave("dead").await.unwrap();
+    let mut claimers = Vec::new();
+    for n in 0..8 {
+        let store = open(&database, &format!("n{n}")).await;
+        store
+            .heartbeat(&node(&format!("n{n}")), Duration::from_secs(60))
+            .await
+            .unwrap();
+        claimers.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let ids = store.claim(Claim::Expired { limit: 4 }).await.unwrap();
+                assert!(ids.len() <= 4);
+                if ids.is_empty() {
+                    return mine;
+                }
+                mine.extend(ids);
+            }
+        }));
+    }
+    let mut seen = HashSet::new();
+    for claimer in claimers {
+        for id in claimer.await.unwrap() {
+            assert!(seen.insert(id.clone()), "{id} claimed twice");
+        }
+    }
+    assert_eq!(seen.len(), 60);
+    let check = open(&database, "check").await;
+    for id in &seen {
+        assert_eq!(check.get(id).await.unwrap().unwrap().epoch, 1, "{id}");
+    }
+}
+
+/// The old owner keeps staging events and writing their journal entries while another node
+/// takes the run: each event's entry is in before the claim (and its event kept) or
+/// refused (and its event dropped, or refused too). No event is left whose gate is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_claim_racing_the_old_owners_writes_leaves_no_event_behind_that_cannot_go() {
+    use crate::store::{EventStore, RunStore};
+    let database = ScratchDatabase::create().await;
+    let old = std::sync::Arc::new(open(&database, "old").await);
+    let new = open(&database, "new").await;
+    for round in 0..20 {
+        let mut current = run(&format!("race{round:02}"), round, None);
+        old.create(&current).await.unwrap();
+        let writer = tokio::spawn({
+            let old = old.clone();
+            async move {
+                for seq in 0.. {
+                    let event = format!("race{round:02}-{seq:03}");
+                    if fenced(old.outbox_put(&[staged(&event, &current)]).await) {
+                        return seq;
+                    }
+                    let step = entry(Direction::Execute, seq + 1, Outcome::Retryable);
+                    if fenced(old.append_journal(&current, &step).await) {
+                        return seq;
+                    }
+                    current.apply(&step);
+                }
+                unreachable!()
+            }
+        });
+        tokio::time::sleep(Duration::from_millis((round % 5) * 3)).await;
+        let id = RunId::parse(&format!("race{round:02}")).unwrap();
+        assert_eq!(
+            new.claim(Claim::Run(&id)).await.unwrap(),
+            std::slice::from_ref(&id)
+        );
+        let written = writer.await.unwrap();
+        let journal = new.journal(&id).await.unwrap();
+        assert_eq!(
+            journal.len() as u32,
+            written,
+            "every entry written before the fence"
+        );
+        for staged in new.outbox_pending(None, 10_000).await.unwrap() {
+            let gate = staged.gate.unwrap();
+            assert!(new.gate_open(&gate).await.unwrap(), "{gate:?} left behind");
+        }
+    }
+}

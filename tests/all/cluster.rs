@@ -1,0 +1,248 @@
+//! Several nodes on one PostgreSQL database: a dead node's runs finish on the others, and a
+//! node that lost its lease writes nothing more of the runs it held.
+
+use std::time::Duration;
+
+use flowhost::store::postgres::ScratchDatabase;
+use serde_json::Value;
+
+use crate::postgres::on;
+use crate::sagas::count;
+use crate::server::{Server, Services, order};
+
+/// `config` for one node of a cluster on `database`, with a short lease.
+fn node(database: &ScratchDatabase, config: &str, lease: &str) -> String {
+    format!("{}\n[cluster]\nlease = {lease:?}\n", on(database, config))
+}
+
+/// A client of the scratch database, to look at what the nodes wrote.
+async fn sql(database: &ScratchDatabase) -> tokio_postgres::Client {
+    let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    client
+}
+
+/// Every acknowledged order ended as its total says, and the ledger agrees: nobody charged
+/// twice, nothing left reserved or charged for a compensated run.
+async fn check_orders(api: &Server, services: &Services, acknowledged: &[(String, String, bool)]) {
+    for (order_id, run_id, declined) in acknowledged {
+        let run = api.until_terminal(run_id).await;
+        let ledger = services.order(order_id).await;
+        let payments =
+            count(&ledger, "payments", "captured") + count(&ledger, "payments", "refunded");
+        assert!(payments <= 1, "charged twice: {ledger}");
+        match (run["status"].as_str().unwrap(), declined) {
+            ("completed", false) => {
+                assert_eq!(count(&ledger, "payments", "captured"), 1, "{run} {ledger}");
+                assert_eq!(count(&ledger, "orders", "active"), 1, "{ledger}");
+            }
+            ("compensated", true) => {
+                assert_eq!(count(&ledger, "payments", "captured"), 0, "{ledger}");
+                assert_eq!(count(&ledger, "reservations", "active"), 0, "{ledger}");
+                assert_eq!(count(&ledger, "orders", "active"), 0, "{ledger}");
+            }
+            (status, _) => panic!("order {order_id} (run {run_id}) ended {status}: {run}"),
+        }
+    }
+}
+
+/// Journal entries of each run, in order, name epochs that never go back: one owner after
+/// another, none writing once the next took over.
+async fn check_one_owner_per_epoch(database: &ScratchDatabase) -> usize {
+    let rows = sql(database)
+        .await
+        .query(
+            "SELECT run_id, array_agg(epoch ORDER BY seq) FROM journal GROUP BY run_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    let mut taken_over = 0;
+    for row in &rows {
+        let (run, epochs): (&str, Vec<i64>) = (row.get(0), row.get(1));
+        assert!(epochs.is_sorted(), "run {run}: entries by epoch {epochs:?}");
+        if epochs.last() > epochs.first() {
+            taken_over += 1;
+        }
+    }
+    taken_over
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_killed_under_load_has_its_runs_finished_by_the_others() {
+    let database = ScratchDatabase::create().await;
+    let services = Services::start().await;
+    let config = node(&database, &services.config(), "2s");
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Server::start(&config).await);
+    }
+    // Every service call takes a while: runs are in flight when the node dies.
+    services.delay(100).await;
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let clients: Vec<_> = (0..16)
+        .map(|client| {
+            let urls = urls.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let mut at = client % urls.len();
+                let mut acknowledged = Vec::new();
+                for i in 0..12 {
+                    let order_id = format!("k-{client}-{i}");
+                    let declined = i % 5 == 0;
+                    let total = if declined { 5000.0 } else { 20.0 };
+                    // A client whose node is gone goes to the next one, with the same key:
+                    // a start the dead node took before it died is that run.
+                    for _ in 0..urls.len() {
+                        let answer = http
+                            .post(format!("{}/v1/workflows/order_processing/runs", urls[at]))
+                            .header("Idempotency-Key", &order_id)
+                            .json(&order(&order_id, 7, total))
+                            .send()
+                            .await;
+                        match answer {
+                            Ok(answer) if [200, 202].contains(&answer.status().as_u16()) => {
+                                let run: Value = answer.json().await.unwrap();
+                                let id = run["id"].as_str().unwrap().to_owned();
+                                acknowledged.push((order_id, id, declined));
+                                break;
+                            }
+                            Ok(answer) => {
+                                panic!("{}: {}", answer.status(), answer.text().await.unwrap())
+                            }
+                            Err(_) => at = (at + 1) % urls.len(),
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(60)).await;
+                }
+                acknowledged
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    nodes[0].kill();
+    let mut acknowledged = Vec::new();
+    for client in clients {
+        acknowledged.extend(client.await.unwrap());
+    }
+    assert_eq!(acknowledged.len(), 16 * 12);
+    check_orders(&nodes[1], &services, &acknowledged).await;
+    let ledger = services.ledger().await;
+    let completed = acknowledged
+        .iter()
+        .filter(|(_, _, declined)| !declined)
+        .count();
+    assert_eq!(
+        count(&ledger, "payments", "captured"),
+        completed,
+        "{ledger}"
+    );
+
+    let taken_over = check_one_owner_per_epoch(&database).await;
+    assert!(
+        taken_over > 0,
+        "no run of the dead node was finished elsewhere"
+    );
+    assert!(
+        nodes[1].logged("took over runs") + nodes[2].logged("took over runs") > 0,
+        "{}",
+        nodes[1].log()
+    );
+    let (status, listed) = nodes[2].get("/v1/nodes").await;
+    assert_eq!(status, 200, "{listed}");
+    let listed = listed["nodes"].as_array().unwrap().clone();
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    let dead = nodes[0].url.trim_start_matches("http://");
+    for node in &listed {
+        let live = node["id"] != dead;
+        assert_eq!(node["live"], live, "{node}");
+        assert_eq!(node["runs"], 0, "every run is finished: {node}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_node_paused_past_its_lease_writes_nothing_more_of_its_runs() {
+    let database = ScratchDatabase::create().await;
+    let services = Services::start().await;
+    let config = node(&database, &services.config(), "1s");
+    let (paused, other) = (Server::start(&config).await, Server::start(&config).await);
+    services.delay(250).await;
+    let mut acknowledged = Vec::new();
+    for i in 0..8 {
+        let order_id = format!("p-{i}");
+        let declined = i % 4 == 0;
+        let total = if declined { 5000.0 } else { 20.0 };
+        let (status, run) = paused
+            .post(
+                "/v1/workflows/order_processing/runs",
+                &order(&order_id, 7, total),
+            )
+            .await;
+        assert_eq!(status, 202, "{run}");
+        acknowledged.push((order_id, run["id"].as_str().unwrap().to_owned(), declined));
+    }
+    // Mid-step, every run: then the node stops, past its lease.
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    paused.signal("STOP");
+    check_orders(&other, &services, &acknowledged).await;
+    let journal = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, i32, i64)> {
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let client = sql(&database).await;
+    let before = journal(
+        client
+            .query(
+                "SELECT run_id, seq, epoch FROM journal ORDER BY run_id, seq",
+                &[],
+            )
+            .await
+            .unwrap(),
+    );
+    let revisions = "SELECT id, revision, status FROM runs ORDER BY id";
+    let records = |rows: Vec<tokio_postgres::Row>| -> Vec<(String, i64, String)> {
+        rows.iter()
+            .map(|r| (r.get(0), r.get(1), r.get(2)))
+            .collect()
+    };
+    let ended = records(client.query(revisions, &[]).await.unwrap());
+
+    // Woken, it finishes the steps it was in, and is refused every write of them.
+    paused.signal("CONT");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while paused.logged("letting it go") == 0 {
+        assert!(std::time::Instant::now() < deadline, "{}", paused.log());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(paused.logged("lease had run out") > 0, "{}", paused.log());
+    // Long enough for what else it would write.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = journal(
+        client
+            .query(
+                "SELECT run_id, seq, epoch FROM journal ORDER BY run_id, seq",
+                &[],
+            )
+            .await
+            .unwrap(),
+    );
+    assert_eq!(
+        after, before,
+        "the paused node wrote journal entries after it lost them"
+    );
+    assert_eq!(records(client.query(revisions, &[]).await.unwrap()), ended);
+    assert!(
+        check_one_owner_per_epoch(&database).await > 0,
+        "nothing was taken over"
+    );
+    check_orders(&other, &services, &acknowledged).await;
+    // And it is a live node again, owning nothing.
+    let (_, listed) = paused.get("/v1/nodes").await;
+    for node in listed["nodes"].as_array().unwrap() {
+        assert_eq!(node["live"], true, "{node}");
+        assert_eq!(node["runs"], 0, "{node}");
+    }
+}
