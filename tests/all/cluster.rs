@@ -8,7 +8,8 @@ use serde_json::Value;
 
 use crate::postgres::on;
 use crate::sagas::count;
-use crate::server::{Server, Services, order};
+use crate::server::{Server, Services, WAITING_WORKFLOWS, order};
+use crate::support::with_plugins;
 
 /// `config` for one node of a cluster on `database`, with a short lease.
 fn node(database: &ScratchDatabase, config: &str, lease: &str) -> String {
@@ -244,5 +245,193 @@ async fn a_node_paused_past_its_lease_writes_nothing_more_of_its_runs() {
     for node in listed["nodes"].as_array().unwrap() {
         assert_eq!(node["live"], true, "{node}");
         assert_eq!(node["runs"], 0, "{node}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_signal_or_cancel_sent_to_any_node_reaches_a_run_another_node_holds() {
+    let database = ScratchDatabase::create().await;
+    let services = Services::start().await;
+    let config = node(
+        &database,
+        &format!("{}{}", services.config(), WAITING_WORKFLOWS),
+        "10s",
+    );
+    let (a, b) = (Server::start(&config).await, Server::start(&config).await);
+    let start = |workflow: &'static str, i: usize| {
+        let a = &a;
+        async move {
+            let (status, run) = a
+                .post(
+                    &format!("/v1/workflows/{workflow}/runs"),
+                    &order(&format!("{workflow}-{i}"), 7, 20.0),
+                )
+                .await;
+            assert_eq!(status, 202, "{run}");
+            run["id"].as_str().unwrap().to_owned()
+        }
+    };
+    let mut approvals = Vec::new();
+    for i in 0..4 {
+        approvals.push(start("approval", i).await);
+    }
+    let naps = [start("nap", 0).await, start("nap", 1).await];
+    for id in approvals.iter().chain(&naps) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let (_, run) = b.get(&format!("/v1/runs/{id}")).await;
+            let waiting = run["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|step| step["status"] == "waiting");
+            if waiting {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "{run}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    // Held by a, asked of b.
+    for id in &approvals[..2] {
+        let (status, answer) = b
+            .post(
+                &format!("/v1/runs/{id}/signals/approved"),
+                &serde_json::json!({"by": "b"}),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    for id in [&approvals[2], &naps[0]] {
+        let (status, answer) = b.post(&format!("/v1/runs/{id}/cancel"), &Value::Null).await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    for id in &approvals[..2] {
+        assert_eq!(b.until_terminal(id).await["status"], "completed");
+    }
+    for id in [&approvals[2], &naps[0]] {
+        assert_eq!(a.until_terminal(id).await["status"], "cancelled");
+    }
+    assert!(check_one_owner_per_epoch(&database).await > 0);
+    // The rest wait on a still.
+    let (_, listed) = b.get("/v1/nodes").await;
+    let owned: Vec<(String, u64)> = listed["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            (
+                n["address"].as_str().unwrap().to_owned(),
+                n["runs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(owned.len(), 2, "{listed}");
+    for (address, runs) in owned {
+        let expected = if address == a.url { 2 } else { 0 };
+        assert_eq!(runs, expected, "{address}: {listed}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn timers_and_a_schedule_on_three_nodes_fire_once_each_through_a_restart_of_all() {
+    const TIMERS: usize = 1000;
+    let database = ScratchDatabase::create().await;
+    let config = node(
+        &database,
+        &with_plugins(
+            r#"
+[plugins.noop]
+path = "{NOOP}"
+[workflows.timer]
+steps = [{ name = "a", plugin = "noop" }, { name = "nap", sleep = "8s" }, { name = "b", plugin = "noop" }]
+[workflows.tick]
+schedule = "* * * * * *"
+catch-up = "none"
+steps = [{ name = "a", plugin = "noop" }]
+"#,
+        ),
+        "10s",
+    );
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Server::start(&config).await);
+    }
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let clients: Vec<_> = (0..8)
+        .map(|client| {
+            let urls = urls.clone();
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                for i in (client..TIMERS).step_by(8) {
+                    let answer = http
+                        .post(format!("{}/v1/workflows/timer/runs", urls[i % 3]))
+                        .json(&serde_json::json!({ "i": i }))
+                        .send()
+                        .await
+                        .unwrap();
+                    assert_eq!(answer.status(), 202, "{}", answer.text().await.unwrap());
+                }
+            })
+        })
+        .collect();
+    for client in clients {
+        client.await.unwrap();
+    }
+    // Every timer is set; every node dies and comes back, with the timers still to fire.
+    for node in &mut nodes {
+        node.kill();
+    }
+    for node in &mut nodes {
+        node.restart().await;
+    }
+    let client = sql(&database).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let done: i64 = client
+            .query_one(
+                "SELECT count(*) FROM runs WHERE workflow = 'timer' AND status = 'completed'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if done as usize == TIMERS {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{done} of {TIMERS} completed"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The step after each timer ran once: each timer fired once, on one node.
+    let fired = client
+        .query(
+            "SELECT j.run_id, count(*) FROM journal j JOIN runs r ON r.id = j.run_id
+             WHERE r.workflow = 'timer' AND j.entry ->> 'step' = 'b' GROUP BY j.run_id",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fired.len(), TIMERS);
+    for row in &fired {
+        let (run, times): (&str, i64) = (row.get(0), row.get(1));
+        assert_eq!(times, 1, "run {run} fired {times} times");
+    }
+    // Each firing of the schedule is one run that ran its step once, whichever node
+    // started it.
+    let ticks = client
+        .query(
+            "SELECT r.id, (SELECT count(*) FROM journal j WHERE j.run_id = r.id)
+             FROM runs r WHERE r.workflow = 'tick' AND r.status = 'completed'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert!(ticks.len() >= 3, "{} ticks", ticks.len());
+    for row in &ticks {
+        let (run, entries): (&str, i64) = (row.get(0), row.get(1));
+        assert_eq!(entries, 1, "tick {run}");
     }
 }

@@ -470,7 +470,7 @@ impl Engine {
     /// many.
     pub async fn recover(&self) -> Result<usize, EngineError> {
         let ids = self.inner.store.claim(Claim::Own).await?;
-        let count = self.adopt(ids).await;
+        let count = self.inner.adopt(ids).await;
         if count > 0 {
             tracing::info!(count, "resuming unfinished runs");
         }
@@ -480,26 +480,7 @@ impl Engine {
     /// Takes up runs this node has just claimed (its own on start, or another node's whose
     /// lease expired), as [`Self::recover`] does. Returns how many.
     pub async fn adopt(&self, ids: Vec<RunId>) -> usize {
-        let count = ids.len();
-        for id in ids {
-            match self.inner.store.get(&id).await {
-                Ok(Some(mut run)) => {
-                    if let Ok(workflow) = self.inner.workflow_of(&mut run).await {
-                        self.inner.note_interests(&run, &workflow.definition);
-                    }
-                }
-                Ok(None) => continue,
-                // Its drive notes what it awaits, once it reads it.
-                Err(error) => tracing::warn!(run_id = %id, %error, "could not read a claimed run"),
-            }
-            self.inner
-                .recovering
-                .lock()
-                .expect("recovering lock")
-                .insert(id.clone());
-            self.inner.scheduler.enqueue(id, Resume::Recovered, None);
-        }
-        count
+        self.inner.adopt(ids).await
     }
 
     /// Starts nothing new, lets in-flight steps finish for up to `grace`, and returns;
@@ -788,6 +769,52 @@ impl Inner {
         Ok((run, true))
     }
 
+    /// Takes up runs this node has just claimed: each resumes as after a restart (the
+    /// attempt its earlier owner may have had in flight runs again), its awaits noted
+    /// first, so that no event is missed meanwhile. Returns how many.
+    async fn adopt(&self, ids: Vec<RunId>) -> usize {
+        let count = ids.len();
+        for id in ids {
+            match self.store.get(&id).await {
+                Ok(Some(mut run)) => {
+                    if let Ok(workflow) = self.workflow_of(&mut run).await {
+                        self.note_interests(&run, &workflow.definition);
+                    }
+                }
+                Ok(None) => continue,
+                // Its drive notes what it awaits, once it reads it.
+                Err(error) => tracing::warn!(run_id = %id, %error, "could not read a claimed run"),
+            }
+            self.recovering
+                .lock()
+                .expect("recovering lock")
+                .insert(id.clone());
+            self.scheduler.enqueue(id, Resume::Recovered, None);
+        }
+        count
+    }
+
+    /// Makes run `id` this node's before a request changes it: a run another node holds
+    /// (on a store several nodes share) is claimed from it, which fences that node off it,
+    /// and taken up here as [`Self::adopt`] does when it is unfinished. Returns whether it
+    /// was claimed.
+    async fn hold(&self, id: &RunId) -> Result<bool, StoreError> {
+        match self.store.owned(id).await {
+            Err(StoreError::Fenced(_)) => {}
+            other => return other.map(|_| false),
+        }
+        let claimed = self.store.claim(Claim::Run(id)).await?;
+        let unfinished = match self.store.get(id).await? {
+            Some(run) => !run.status.is_terminal(),
+            None => false,
+        };
+        if unfinished {
+            tracing::info!(run_id = %id, "took over a run another node held, for a request here");
+            self.adopt(claimed).await;
+        }
+        Ok(true)
+    }
+
     /// Drives `run` in its slot now, or queues it with its ticket.
     fn hand_over(self: &Arc<Self>, run: &Run, admitted: Admitted) {
         match admitted {
@@ -802,6 +829,7 @@ impl Inner {
     async fn retry(self: &Arc<Self>, id: &str) -> Result<Run, EngineError> {
         let unknown = || EngineError::UnknownRun(id.to_owned());
         let id = RunId::parse(id).map_err(|_| unknown())?;
+        self.hold(&id).await?;
         let mut run = self.store.get(&id).await?.ok_or_else(unknown)?;
         let workflow = self.workflow_of(&mut run).await?;
         let not_retryable = |run: &Run| EngineError::NotRetryable {
@@ -832,6 +860,7 @@ impl Inner {
         let unknown = || EngineError::UnknownRun(id.to_owned());
         let id = RunId::parse(id).map_err(|_| unknown())?;
         self.created(&id).await;
+        self.hold(&id).await?;
         loop {
             // Either the run's driver records the cancel before its next step, or no one
             // drives it and this request does, holding the run as a driver would.
@@ -986,8 +1015,12 @@ impl Inner {
         };
         self.store.put_message(&id, &message).await?;
         self.store.flush().await?;
-        // Taken up now: if it waits for this signal, its driver takes the message.
-        self.scheduler.enqueue(id, Resume::Due, None);
+        // Taken up now: if it waits for this signal, its driver takes the message. A run
+        // another node holds moves here (its owner is fenced off it): signals wake runs
+        // that rest, so it seldom has an attempt in flight to lose.
+        if !self.hold(&id).await? {
+            self.scheduler.enqueue(id, Resume::Due, None);
+        }
         Ok(message)
     }
 
