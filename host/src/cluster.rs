@@ -12,6 +12,9 @@
 //! On sled there is one node, and these passes find nothing to claim; on PostgreSQL the
 //! lease is measured by the database's clock, so the nodes' clocks need not agree.
 //!
+//! The registries follow the store too ([`follow_registries`]): a plugin or workflow
+//! version made current on one node is current on every node within [`REGISTRY_SYNC`].
+//!
 //! ```toml
 //! [cluster]
 //! node-id = "node-a"                 # default: the address it advertises
@@ -27,8 +30,14 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
+use crate::plugins::PluginRegistry;
 use crate::saga::Engine;
 use crate::store::{Claim, Node, NodeInfo, Store, StoreError};
+use crate::workflows::WorkflowRegistry;
+
+/// How often a node looks for the registry changes other nodes made: a plugin or
+/// workflow pushed to one node serves on every node within about this long.
+pub const REGISTRY_SYNC: Duration = Duration::from_secs(1);
 
 /// How long a node that left stays listed by [`crate::store::NodeStore::nodes`].
 pub const FORGOTTEN_AFTER: Duration = Duration::from_secs(60 * 60);
@@ -219,6 +228,30 @@ impl Membership {
         match self.store.leave(&self.node.id).await {
             Ok(()) => tracing::info!(node = %self.node.id, "left"),
             Err(error) => tracing::warn!(%error, "could not end this node's lease"),
+        }
+    }
+}
+
+/// Keeps this node's registries current with the store, which other nodes push to, every
+/// [`REGISTRY_SYNC`], until `stop`. Compiled code stays a per-node cache: a version new
+/// here is compiled here (or read from this node's compiled cache).
+pub async fn follow_registries(
+    plugins: Arc<PluginRegistry>,
+    workflows: Arc<WorkflowRegistry>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(REGISTRY_SYNC);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            () = stop.cancelled() => return,
+        }
+        if let Err(error) = plugins.refresh().await {
+            tracing::warn!(%error, "could not look for plugin versions other nodes made current");
+        }
+        if let Err(error) = workflows.refresh().await {
+            tracing::warn!(%error, "could not look for workflow versions other nodes made current");
         }
     }
 }

@@ -159,6 +159,11 @@ pub async fn serve(
     // Renewed until the engine stopped: steps finishing in the grace period are still
     // this node's to record.
     let stop_membership = tokio_util::sync::CancellationToken::new();
+    let registries = tokio::spawn(cluster::follow_registries(
+        plugins.clone(),
+        engine.workflows().clone(),
+        stop_retention.clone(),
+    ));
     let heartbeat = tokio::spawn({
         let membership = membership.clone();
         let (engine, stop) = (engine.clone(), stop_membership.clone());
@@ -195,6 +200,7 @@ pub async fn serve(
     stop_retention.cancel();
     let _ = retention.await;
     let _ = schedules.await;
+    let _ = registries.await;
     let grace = config.server.shutdown_grace;
     if tokio::time::timeout(grace, dispatcher.shutdown())
         .await

@@ -927,3 +927,53 @@ handler = "notifier"
     logged(publish("o-3").await).await;
     assert_eq!(notified("o-3").await, 0);
 }
+
+/// Three nodes on one PostgreSQL database: a version pushed to one serves on the others
+/// within about a second; a run started on v1 and taken over after its node died finishes
+/// on v1 on the node that took it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_push_to_one_node_serves_on_every_node_and_a_pinned_run_finishes_on_its_version_wherever_it_resumes()
+ {
+    let database = flowhost::store::postgres::ScratchDatabase::create().await;
+    let marks = Marks::start().await;
+    let config = format!(
+        "{}\n[cluster]\nlease = \"1s\"\n",
+        crate::postgres::on(
+            &database,
+            &config(flowhost_test_artifacts::MARKED_V1, &marks, "")
+        )
+    );
+    let mut a = Server::start(&config).await;
+    let (b, c) = (Server::start(&config).await, Server::start(&config).await);
+    let (v1, v2) = (digest(&wasm_v1()), digest(&wasm_v2()));
+    marks.hold("moved");
+    start(&a, "moved", json!({})).await;
+    marks.until_called("moved", "a").await;
+
+    let (status, pushed) = push(&a, wasm_v2(), "2.0.0").await;
+    assert_eq!(status, 201, "{pushed}");
+    for other in [&b, &c] {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while current(other).await != v2 {
+            assert!(Instant::now() < deadline, "{}", other.log());
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let (status, new) = other
+            .post("/v1/workflows/w/runs?wait=30s", &json!({}))
+            .await;
+        assert_eq!(status, 200, "{new}");
+        assert_eq!(marks_of(&new), ["v2", "v2", "v2"], "{new}");
+    }
+
+    // a dies with the run in its first step; another node takes it over, on v1.
+    a.kill();
+    marks.release("moved");
+    let moved = b.until_terminal("moved").await;
+    assert_eq!(moved["status"], "completed", "{moved}");
+    assert_eq!(marks_of(&moved), ["v1", "v1", "v1"]);
+    assert_eq!(moved["plugins"]["marked"], v1.as_str());
+    assert!(
+        b.logged("took over runs") + c.logged("took over runs") > 0,
+        "the run was taken over"
+    );
+}

@@ -364,6 +364,34 @@ impl PluginRegistry {
         Ok(plugin)
     }
 
+    /// Makes current here what the store says is current (a push or rollback on another
+    /// node sharing the store), loading each new current version from the store. Returns
+    /// how many plugins changed.
+    pub async fn refresh(&self) -> Result<usize, RegistryError> {
+        let _change = self.changes.lock().await;
+        let mut changed = 0;
+        for name in self.entries.keys() {
+            let Some(head) = self.store.head(name).await? else {
+                continue;
+            };
+            let Some(digest) = head.current() else {
+                continue;
+            };
+            if self.current(name).is_some_and(|p| p.digest() == digest) {
+                continue;
+            }
+            let plugin = self.pinned(name, digest).await?;
+            self.swap(name, plugin).await;
+            tracing::info!(
+                plugin = name.as_str(),
+                digest = &digest[..12.min(digest.len())],
+                "current version changed on another node"
+            );
+            changed += 1;
+        }
+        Ok(changed)
+    }
+
     /// Validates `wasm` as a version of `name` and makes it current, durably, then in
     /// memory. Nothing changes if it is refused. Compiles on a blocking thread.
     pub async fn register(

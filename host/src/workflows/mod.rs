@@ -265,7 +265,9 @@ impl WorkflowRegistry {
         // pushed stays.
         for (name, mut head) in heads {
             if head.retired || head.config_digest.is_none() {
-                if let Some(digest) = head.current() {
+                if !head.retired
+                    && let Some(digest) = head.current()
+                {
                     current.insert(name.clone(), registry.pinned(&name, digest).await?);
                 }
                 continue;
@@ -451,6 +453,39 @@ impl WorkflowRegistry {
         self.store.flush().await?;
         tracing::info!(workflow = name, "workflow deleted: new starts are refused");
         Ok(())
+    }
+
+    /// Makes current here what the store says is current (a push, rollback or retirement
+    /// on another node sharing the store). Returns how many workflows changed.
+    pub async fn refresh(&self) -> Result<usize, WorkflowError> {
+        let _change = self.changes.lock().await;
+        let mut changed = 0;
+        for (name, head) in self.store.workflow_heads().await? {
+            let there = head.current().filter(|_| !head.retired);
+            let here = self.current(&name);
+            if here.as_ref().map(|w| w.digest.as_str()) == there {
+                continue;
+            }
+            match there {
+                Some(digest) => {
+                    let workflow = self.pinned(&name, digest).await?;
+                    self.current
+                        .write()
+                        .expect("workflows lock")
+                        .insert(name.clone(), workflow);
+                }
+                None => {
+                    self.current.write().expect("workflows lock").remove(&name);
+                }
+            }
+            tracing::info!(
+                workflow = name.as_str(),
+                current = there.map_or("none (retired)", |d| &d[..12.min(d.len())]),
+                "current version changed on another node"
+            );
+            changed += 1;
+        }
+        Ok(changed)
     }
 
     fn restore(&self, name: &str, current: Option<Arc<Workflow>>) {
