@@ -193,6 +193,7 @@ export function signalRun(id, name, dataText) {
 // --- events -----------------------------------------------------------------------------
 
 export const subscriptions = () => request('GET', '/v1/subscriptions');
+export const nodes = () => request('GET', '/v1/nodes');
 export const deadLetters = (cursor, limit) => request('GET', '/v1/dead-letters', { query: { cursor, limit } });
 export const redeliver = (id) => request('POST', `/v1/dead-letters/${seg(id)}/redeliver`, { auth: 'trigger' });
 export const publish = (topic, dataText) =>

@@ -1,6 +1,6 @@
 // The console: the layout (left nav, header with the token indicator) and a hash router
-// (#/runs, #/runs/<id>, #/workflows[/<name>], #/plugins[/<name>], #/events, #/dashboard,
-// #/settings). Each page module exports `render(root, {params, query})`, which returns
+// (#/runs, #/runs/<id>, #/workflows[/<name>], #/plugins[/<name>], #/events, #/nodes,
+// #/dashboard, #/settings). Each page module exports `render(root, {params, query})`, which returns
 // `{cleanup, update}`: `cleanup` stops its timers when the page goes, `update(query)` takes a
 // new query of the same route without rebuilding the page (filters in the hash).
 
@@ -11,6 +11,7 @@ import * as run from './run.js';
 import * as workflows from './workflows.js';
 import * as plugins from './plugins.js';
 import * as events from './events.js';
+import * as nodes from './nodes.js';
 import * as dashboard from './dashboard.js';
 import * as settings from './settings.js';
 
@@ -22,6 +23,7 @@ const ROUTES = [
   { name: 'plugin', pattern: /^\/plugins\/(.+)$/, page: plugins, nav: 'plugins', title: 'Plugin', detail: true },
   { name: 'plugins', pattern: /^\/plugins\/?$/, page: plugins, nav: 'plugins', title: 'Plugins' },
   { name: 'events', pattern: /^\/events\/?$/, page: events, nav: 'events', title: 'Events' },
+  { name: 'nodes', pattern: /^\/nodes\/?$/, page: nodes, nav: 'nodes', title: 'Nodes' },
   { name: 'dashboard', pattern: /^\/dashboard\/?$/, page: dashboard, nav: 'dashboard', title: 'Dashboard' },
   { name: 'settings', pattern: /^\/settings\/?$/, page: settings, nav: 'settings', title: 'Settings' },
 ];
@@ -32,6 +34,7 @@ const NAV = [
   { id: 'workflows', label: 'Workflows', icon: '⇶' },
   { id: 'plugins', label: 'Plugins', icon: '⬡' },
   { id: 'events', label: 'Events', icon: '⇄' },
+  { id: 'nodes', label: 'Nodes', icon: '⊞' },
   { id: 'settings', label: 'Settings', icon: '⚙' },
 ];
 

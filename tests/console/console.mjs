@@ -64,6 +64,8 @@
 //              dead-letters-empty dead-letters-result (data-status) dead-letters-older
 //              dead-letters-newest dead-letters-count; publish-topic publish-data
 //              publish-submit publish-result (data-status) publish-event-id; events-refresh
+//   nodes      nodes-table node-row (data-id, data-live, data-runs, data-this) node-lease
+//              node-runs nodes-refresh nodes-empty nodes-error
 //   dashboard  dashboard (the tiles); each value carries data-value (raw number, empty when
 //              unknown): dash-started-rate dash-ended-rate dash-failure-rate
 //              dash-failure-basis dash-step-p50 dash-step-p99 dash-step-basis (data-basis:
@@ -797,6 +799,21 @@ await check('h. dashboard: runs/s by status, failure rate, step and outbox-lag q
   const shownTotal = Number(await page.$eval(`${tid('dash-rate')}[data-status="completed"] td:last-child`, (td) => td.textContent));
   assert(shownTotal <= completed && shownTotal > 0, `completed runs: the page shows ${shownTotal}, /metrics ${completed}`);
   await shot('dashboard.png');
+});
+
+await check('i. nodes: this node, its lease live, with the runs it owns', async () => {
+  const listed = (await api('GET', '/v1/nodes')).data;
+  equal(listed.nodes.length, 1, 'nodes on the embedded store');
+  const me = listed.nodes[0];
+  equal(me.id, listed.this, 'the one node is the one that answered');
+  await open('/nodes');
+  const row = `${tid('node-row')}[data-id=${q(me.id)}]`;
+  await page.waitForSelector(row);
+  equal(await attr(row, 'data-live'), 'true', 'its lease');
+  equal(await attr(row, 'data-this'), 'true', 'marked as this node');
+  equal(await text(`${row} ${tid('node-lease')}`), 'live', 'the lease shown');
+  equal(await text(`${row} ${tid('node-runs')}`), await attr(row, 'data-runs'), 'the runs shown');
+  assert(/^\d+$/.test(await attr(row, 'data-runs')), 'runs owned is a count');
 });
 
 await check('metrics.js: label values with escapes and braces, histogram_quantile', async () => {
