@@ -13,7 +13,8 @@
 //! lease is measured by the database's clock, so the nodes' clocks need not agree.
 //!
 //! The registries follow the store too ([`follow_registries`]): a plugin or workflow
-//! version made current on one node is current on every node within [`REGISTRY_SYNC`].
+//! version made current on one node is current on every node as soon as the store tells
+//! them (PostgreSQL's LISTEN/NOTIFY), and within [`REGISTRY_SYNC`] should a notice be lost.
 //!
 //! ```toml
 //! [cluster]
@@ -32,11 +33,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::plugins::PluginRegistry;
 use crate::saga::Engine;
-use crate::store::{Claim, Node, NodeInfo, Store, StoreError};
+use crate::store::{Claim, Node, NodeInfo, NodeStore, Store, StoreError};
 use crate::workflows::WorkflowRegistry;
 
-/// How often a node looks for the registry changes other nodes made: a plugin or
-/// workflow pushed to one node serves on every node within about this long.
+/// How often a node looks for the registry changes other nodes made without being told
+/// of them: the safety net under the store's notices, and the pace where it sends none.
 pub const REGISTRY_SYNC: Duration = Duration::from_secs(1);
 
 /// How long a node that left stays listed by [`crate::store::NodeStore::nodes`].
@@ -232,19 +233,29 @@ impl Membership {
     }
 }
 
-/// Keeps this node's registries current with the store, which other nodes push to, every
-/// [`REGISTRY_SYNC`], until `stop`. Compiled code stays a per-node cache: a version new
-/// here is compiled here (or read from this node's compiled cache).
+/// Keeps this node's registries current with the store, which other nodes push to, until
+/// `stop`: at each of the store's notices ([`NodeStore::registry_changes`]), and every
+/// [`REGISTRY_SYNC`] in any case. Compiled code stays a per-node cache: a version new here
+/// is compiled here (or read from this node's compiled cache).
 pub async fn follow_registries(
     plugins: Arc<PluginRegistry>,
     workflows: Arc<WorkflowRegistry>,
+    store: Arc<dyn NodeStore>,
     stop: CancellationToken,
 ) {
+    let mut changes = store.registry_changes();
     let mut tick = tokio::time::interval(REGISTRY_SYNC);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        let noticed = async {
+            match &mut changes {
+                Some(changes) => changes.changed().await.is_ok(),
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
             _ = tick.tick() => {}
+            heard = noticed => if !heard { changes = None },
             () = stop.cancelled() => return,
         }
         if let Err(error) = plugins.refresh().await {

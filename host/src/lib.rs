@@ -162,6 +162,7 @@ pub async fn serve(
     let registries = tokio::spawn(cluster::follow_registries(
         plugins.clone(),
         engine.workflows().clone(),
+        store.clone(),
         stop_retention.clone(),
     ));
     let heartbeat = tokio::spawn({

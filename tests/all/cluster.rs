@@ -435,3 +435,178 @@ steps = [{ name = "a", plugin = "noop" }]
         assert_eq!(entries, 1, "tick {run}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_child_ended_on_another_node_wakes_its_parent_there_and_is_undone_from_the_first() {
+    let database = ScratchDatabase::create().await;
+    let services = Services::start().await;
+    // The child waits for a signal, so that a node other than its parent's can end it.
+    let workflows = r#"
+[workflows.fulfilment]
+steps = [
+    { name = "approve", await = { signal = "approved", timeout = "1h" } },
+    { name = "create_order", plugin = "order" },
+]
+[workflows.ordered]
+steps = [
+    { name = "validate_user", plugin = "validate_user", compensate = false },
+    { name = "reserve_inventory", plugin = "inventory" },
+    { name = "fulfil", workflow = "fulfilment" },
+    { name = "nap", sleep = "1h" },
+]
+"#;
+    let config = node(
+        &database,
+        &format!("{}{workflows}", services.config()),
+        "10s",
+    );
+    let (a, b) = (Server::start(&config).await, Server::start(&config).await);
+    let (status, run) = a
+        .post("/v1/workflows/ordered/runs", &order("o-child", 7, 20.0))
+        .await;
+    assert_eq!(status, 202, "{run}");
+    let parent = run["id"].as_str().unwrap().to_owned();
+    let child = format!("{parent}.fulfil");
+    let waits_at = |server: &'static str, id: String, at: &'static str| {
+        let server = if server == "a" { &a } else { &b };
+        async move {
+            let deadline = std::time::Instant::now() + Duration::from_secs(30);
+            loop {
+                let (_, run) = server.get(&format!("/v1/runs/{id}")).await;
+                let waiting = run["steps"].as_array().is_some_and(|steps| {
+                    steps
+                        .iter()
+                        .any(|s| s["name"] == at && s["status"] == "waiting")
+                });
+                if waiting {
+                    return;
+                }
+                assert!(std::time::Instant::now() < deadline, "never at {at}: {run}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    waits_at("a", child.clone(), "approve").await;
+    // Ended on b, which took it from a: the parent, which a held, goes on at b.
+    let (status, answer) = b
+        .post(
+            &format!("/v1/runs/{child}/signals/approved"),
+            &serde_json::json!({"by": "b"}),
+        )
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    assert_eq!(b.until_terminal(&child).await["status"], "completed");
+    waits_at("b", parent.clone(), "nap").await;
+    // Cancelled on a: the parent moves back, and undoes the child b ended.
+    let (status, answer) = a
+        .post(&format!("/v1/runs/{parent}/cancel"), &Value::Null)
+        .await;
+    assert_eq!(status, 202, "{answer}");
+    let run = a.until_terminal(&parent).await;
+    assert_eq!(run["status"], "cancelled", "{run}");
+    let (_, ended) = a.get(&format!("/v1/runs/{child}")).await;
+    assert_eq!(ended["status"], "compensated", "{ended}");
+    let ledger = services.order("o-child").await;
+    assert_eq!(count(&ledger, "orders", "active"), 0, "{ledger}");
+    assert_eq!(count(&ledger, "reservations", "active"), 0, "{ledger}");
+    assert!(check_one_owner_per_epoch(&database).await >= 2);
+}
+
+/// PostgreSQL stopped and started again under load on three nodes, for longer than their
+/// leases: every node answers 503 while it is down (never another 5xx), every start that was
+/// acknowledged completes once it is back, with no restart of a node, and the journal shows
+/// one owner per epoch through the claims that follow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_restarted_under_load_on_three_nodes_loses_nothing_acknowledged() {
+    use crate::postgres::PrivatePostgres;
+    use crate::support::{TWO_STEPS, with_plugins};
+    let postgres = PrivatePostgres::start_new();
+    let config = format!(
+        "{}\n[store]\nkind = \"postgres\"\nurl = {:?}\npool-size = 8\n[cluster]\nlease = \"2s\"\n",
+        with_plugins(TWO_STEPS),
+        postgres.url()
+    );
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Server::start(&config).await);
+    }
+    let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let clients: Vec<_> = (0..12)
+        .map(|client| {
+            let (url, stop) = (
+                format!("{}/v1/workflows/two/runs", urls[client % 3]),
+                stop.clone(),
+            );
+            tokio::spawn(async move {
+                let http = reqwest::Client::new();
+                let (mut acknowledged, mut refused) = (Vec::new(), 0);
+                let mut i = 0;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    i += 1;
+                    let answer = http
+                        .post(&url)
+                        .header("Idempotency-Key", format!("c{client}-{i}"))
+                        .json(&serde_json::json!({ "i": i }))
+                        .send()
+                        .await;
+                    let Ok(answer) = answer else { continue };
+                    match answer.status().as_u16() {
+                        200 | 202 => {
+                            let run: Value = answer.json().await.unwrap();
+                            acknowledged.push(run["id"].as_str().unwrap().to_owned());
+                        }
+                        503 => {
+                            refused += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                        other => panic!("{other}: {}", answer.text().await.unwrap()),
+                    }
+                }
+                (acknowledged, refused)
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    postgres.stop();
+    // Past every lease.
+    tokio::time::sleep(Duration::from_millis(3000)).await;
+    for node in &nodes {
+        let (ready, checks) = node.get("/readyz").await;
+        assert_eq!(ready, 503, "{checks}");
+    }
+    postgres.start();
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let (mut acknowledged, mut refused) = (Vec::new(), 0);
+    for client in clients {
+        let (ids, no) = client.await.unwrap();
+        acknowledged.extend(ids);
+        refused += no;
+    }
+    assert!(refused > 0, "nothing was refused while PostgreSQL was down");
+    assert!(acknowledged.len() > 16, "{} runs", acknowledged.len());
+    for (i, id) in acknowledged.iter().enumerate() {
+        let run = nodes[i % 3].until_terminal(id).await;
+        assert_eq!(run["status"], "completed", "{run}");
+    }
+    for node in &nodes {
+        let (ready, checks) = node.get("/readyz").await;
+        assert_eq!(ready, 200, "{checks}");
+    }
+    let (client, connection) = tokio_postgres::connect(&postgres.url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(connection);
+    for row in client
+        .query(
+            "SELECT run_id, array_agg(epoch ORDER BY seq) FROM journal GROUP BY run_id",
+            &[],
+        )
+        .await
+        .unwrap()
+    {
+        let (run, epochs): (&str, Vec<i64>) = (row.get(0), row.get(1));
+        assert!(epochs.is_sorted(), "run {run}: entries by epoch {epochs:?}");
+    }
+}

@@ -108,7 +108,7 @@ async fn eight_clients_sending_one_start_at_once_get_one_run_on_postgres() {
 /// A PostgreSQL cluster of this test's own (Debian's binaries, run as the `postgres` user,
 /// on a free port of loopback), so that it can be stopped and started without touching the
 /// machine's.
-struct PrivatePostgres {
+pub struct PrivatePostgres {
     dir: tempfile::TempDir,
     port: u16,
 }
@@ -135,7 +135,7 @@ impl PrivatePostgres {
         assert!(status.success(), "{args:?}: {status}");
     }
 
-    fn start_new() -> Self {
+    pub fn start_new() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let owner = std::process::Command::new("chown")
             .args(["postgres", dir.path().to_str().unwrap()])
@@ -162,7 +162,7 @@ impl PrivatePostgres {
         cluster
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
@@ -177,7 +177,7 @@ impl PrivatePostgres {
         Self::as_postgres(&all.iter().map(String::as_str).collect::<Vec<_>>());
     }
 
-    fn start(&self) {
+    pub fn start(&self) {
         let options = format!(
             "-p {} -k {} -c listen_addresses=127.0.0.1",
             self.port,
@@ -188,8 +188,13 @@ impl PrivatePostgres {
     }
 
     /// Stops it as a crash would: no checkpoint, what is not in the WAL on disk is gone.
-    fn crash(&self) {
+    pub fn crash(&self) {
         self.pg_ctl(&["-m", "immediate", "-w", "stop"]);
+    }
+
+    /// Stops it as an operator would: connections are closed, what is committed is kept.
+    pub fn stop(&self) {
+        self.pg_ctl(&["-m", "fast", "-w", "stop"]);
     }
 }
 

@@ -77,6 +77,8 @@ impl IntoResponse for Problem {
 fn store_status(e: &StoreError) -> StatusCode {
     match e {
         StoreError::InvalidCursor => StatusCode::BAD_REQUEST,
+        // Another node took the run over while the request worked on it.
+        StoreError::Fenced(_) => StatusCode::CONFLICT,
         e if e.is_retryable() => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }

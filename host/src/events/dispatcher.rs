@@ -26,6 +26,9 @@ use crate::telemetry::trace::{Kind, Span};
 const RELAY_BATCH: usize = 256;
 /// Most outbox entries one pass looks at to find some whose gate is open.
 const RELAY_SCAN: usize = 16 * RELAY_BATCH;
+/// How long the relay holds the outbox entries it read against the relays of other nodes
+/// sharing the store: what one that dies leaves waits this long for the others.
+const RELAY_HOLD: Duration = Duration::from_secs(30);
 /// How often the relay looks again while a gated entry waits for its journal entry.
 const GATE_POLL: Duration = Duration::from_millis(20);
 /// Longest the relay sleeps without looking, and a worker waits in one receive.
@@ -253,7 +256,9 @@ impl Dispatcher {
         let mut after: Option<String> = None;
         let mut scanned = 0;
         while released.is_empty() && scanned < RELAY_SCAN {
-            let page = store.outbox_pending(after.as_deref(), RELAY_BATCH).await?;
+            let page = store
+                .outbox_take(after.as_deref(), RELAY_BATCH, RELAY_HOLD)
+                .await?;
             let Some(last) = page.last() else {
                 break;
             };

@@ -75,6 +75,10 @@ const AFTER_PANIC: Duration = Duration::from_secs(1);
 /// drives keep halting.
 const AFTER_HALT: (Duration, Duration) = (Duration::from_secs(1), Duration::from_secs(30));
 
+/// How many times a request claims a run another node holds before it gives up: each try
+/// loses only to another claim of the same run that came in between.
+const HOLD_TRIES: usize = 3;
+
 /// Why the engine refused a request.
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
@@ -221,22 +225,24 @@ enum Halt {
 }
 
 impl Halt {
-    /// Whether another node owns the run now: this one must let it go.
-    fn fenced(&self) -> bool {
+    /// Whether another node owns run `id` now: this one must let it go.
+    fn fenced(&self, id: &RunId) -> bool {
         matches!(
             self,
-            Halt::Store(StoreError::Fenced(_))
-                | Halt::Workflow(WorkflowError::Store(StoreError::Fenced(_)))
+            Halt::Store(StoreError::Fenced(fenced))
+                | Halt::Workflow(WorkflowError::Store(StoreError::Fenced(fenced)))
+                if fenced == id
         )
     }
 
-    /// Whether the same drive may go through later: the store was unreachable.
+    /// Whether the same drive may go through later: the store was unreachable, or another
+    /// run the drive touched (a child) moved to another node meanwhile.
     fn may_pass(&self) -> bool {
         match self {
             Halt::Shutdown => false,
             // Not a lost compare-and-swap: another writer of the run drives it.
             Halt::Store(e) | Halt::Workflow(WorkflowError::Store(e)) => {
-                matches!(e, StoreError::Unavailable { .. })
+                matches!(e, StoreError::Unavailable { .. } | StoreError::Fenced(_))
             }
             Halt::Workflow(_) => false,
         }
@@ -269,6 +275,13 @@ pub struct Occupancy {
 enum Work {
     New(Box<Run>),
     Queued(RunId, Resume),
+}
+
+/// A run as this node holds it, for a request that changes it ([`Inner::hold`]).
+struct Held {
+    run: Run,
+    /// Claimed from another node for the request (and taken up here if unfinished).
+    taken_over: bool,
 }
 
 /// Removes its run from [`Inner::creating`] when dropped, waking whoever waits on it.
@@ -794,25 +807,41 @@ impl Inner {
         count
     }
 
-    /// Makes run `id` this node's before a request changes it: a run another node holds
-    /// (on a store several nodes share) is claimed from it, which fences that node off it,
-    /// and taken up here as [`Self::adopt`] does when it is unfinished. Returns whether it
-    /// was claimed.
-    async fn hold(&self, id: &RunId) -> Result<bool, StoreError> {
+    /// Makes run `id` this node's before a request changes it, and returns it as held here
+    /// (`None`: no such run). A run another node holds (on a store several nodes share) is
+    /// claimed from it, which fences that node off it, and taken up here as
+    /// [`Self::adopt`] does when it is unfinished.
+    async fn hold(&self, id: &RunId) -> Result<Option<Held>, StoreError> {
         match self.store.owned(id).await {
             Err(StoreError::Fenced(_)) => {}
-            other => return other.map(|_| false),
+            other => {
+                return other.map(|run| {
+                    run.map(|run| Held {
+                        run,
+                        taken_over: false,
+                    })
+                });
+            }
         }
-        let claimed = self.store.claim(Claim::Run(id)).await?;
-        let unfinished = match self.store.get(id).await? {
-            Some(run) => !run.status.is_terminal(),
-            None => false,
-        };
-        if unfinished {
-            tracing::info!(run_id = %id, "took over a run another node held, for a request here");
-            self.adopt(claimed).await;
+        for _ in 0..HOLD_TRIES {
+            let claimed = self.store.claim(Claim::Run(id)).await?;
+            let run = match self.store.owned(id).await {
+                Ok(Some(run)) => run,
+                Ok(None) => return Ok(None),
+                // Another node (or a request there) claimed it meanwhile: again.
+                Err(StoreError::Fenced(_)) => continue,
+                Err(e) => return Err(e),
+            };
+            if !run.status.is_terminal() {
+                tracing::info!(run_id = %id, "took over a run another node held, for a request here");
+                self.adopt(claimed).await;
+            }
+            return Ok(Some(Held {
+                run,
+                taken_over: true,
+            }));
         }
-        Ok(true)
+        Err(StoreError::Fenced(id.clone()))
     }
 
     /// Drives `run` in its slot now, or queues it with its ticket.
@@ -829,8 +858,7 @@ impl Inner {
     async fn retry(self: &Arc<Self>, id: &str) -> Result<Run, EngineError> {
         let unknown = || EngineError::UnknownRun(id.to_owned());
         let id = RunId::parse(id).map_err(|_| unknown())?;
-        self.hold(&id).await?;
-        let mut run = self.store.get(&id).await?.ok_or_else(unknown)?;
+        let mut run = self.hold(&id).await?.ok_or_else(unknown)?.run;
         let workflow = self.workflow_of(&mut run).await?;
         let not_retryable = |run: &Run| EngineError::NotRetryable {
             id: run.id.clone(),
@@ -908,7 +936,16 @@ impl Inner {
                 inner: self.clone(),
                 id: id.clone(),
             };
-            let mut run = self.store.get(&id).await?.ok_or_else(unknown)?;
+            let mut run = match self.store.owned(&id).await {
+                Ok(run) => run.ok_or_else(unknown)?,
+                // Another node took it over since: take it back, and look again.
+                Err(StoreError::Fenced(_)) => {
+                    drop(driving);
+                    self.hold(&id).await?;
+                    continue;
+                }
+                Err(e) => return Err(e.into()),
+            };
             if !matches!(run.status, RunStatus::Pending | RunStatus::Running) || run.cancelled {
                 drop(driving);
                 return self.cancelled(run).await;
@@ -1018,7 +1055,7 @@ impl Inner {
         // Taken up now: if it waits for this signal, its driver takes the message. A run
         // another node holds moves here (its owner is fenced off it): signals wake runs
         // that rest, so it seldom has an attempt in flight to lose.
-        if !self.hold(&id).await? {
+        if !self.hold(&id).await?.is_some_and(|held| held.taken_over) {
             self.scheduler.enqueue(id, Resume::Due, None);
         }
         Ok(message)
@@ -1202,7 +1239,7 @@ impl Inner {
                 Ok(Err(Halt::Shutdown)) => {
                     tracing::info!(run_id = %id, "run halted for shutdown; it resumes on the next start");
                 }
-                Ok(Err(halt)) if halt.fenced() => {
+                Ok(Err(halt)) if halt.fenced(&id) => {
                     tracing::warn!(run_id = %id, "run claimed by another node (this one's lease lapsed); letting it go");
                     inner.let_go(&id);
                 }
@@ -1237,7 +1274,9 @@ impl Inner {
     }
 
     /// Takes run `id` up again after `pause` as a restart would: an attempt in flight when
-    /// its drive halted left no journal entry and runs again, before any cancel.
+    /// its drive halted left no journal entry and runs again, before any cancel. The run is
+    /// claimed anew first, under a new epoch, which drops the events the halted attempt
+    /// staged: they must not go out with the ones its next attempt stages.
     fn resume_after(self: &Arc<Self>, id: RunId, pause: Duration) {
         self.recovering
             .lock()
@@ -1246,10 +1285,21 @@ impl Inner {
         let inner = self.clone();
         self.tasks.spawn(async move {
             tokio::select! {
-                () = tokio::time::sleep(pause) => {
-                    inner.scheduler.enqueue(id, Resume::Recovered, None);
-                }
-                () = inner.shutdown.cancelled() => {}
+                () = tokio::time::sleep(pause) => {}
+                () = inner.shutdown.cancelled() => return,
+            }
+            match inner.store.owned(&id).await {
+                Ok(Some(_)) => {}
+                Ok(None) => return,
+                Err(StoreError::Fenced(_)) => return inner.let_go(&id),
+                // Still down: the drive halts again, and comes back here.
+                Err(_) => return inner.scheduler.enqueue(id, Resume::Recovered, None),
+            }
+            match inner.store.claim(Claim::Run(&id)).await {
+                // Gone meanwhile.
+                Ok(claimed) if claimed.is_empty() => {}
+                // Claimed; or the store is down still, and the drive halts again.
+                Ok(_) | Err(_) => inner.scheduler.enqueue(id, Resume::Recovered, None),
             }
         });
     }
@@ -1271,7 +1321,7 @@ impl Inner {
     async fn after_panic(self: &Arc<Self>, id: &RunId, message: &str, during_attempt: bool) {
         tracing::error!(run_id = %id, panic = message, during_attempt, "the host panicked while driving a run");
         let outcome: Result<Option<Duration>, Halt> = async {
-            let Some(mut run) = self.store.get(id).await? else {
+            let Some(mut run) = self.store.owned(id).await? else {
                 return Ok(None);
             };
             let workflow = self.workflow_of(&mut run).await?;
@@ -1316,6 +1366,7 @@ impl Inner {
             Ok(None) => {
                 tracing::error!(run_id = %id, "the run keeps panicking outside its attempts; it waits for the next start");
             }
+            Err(halt) if halt.fenced(id) => self.let_go(id),
             Err(halt) => {
                 tracing::error!(run_id = %id, reason = %halt, "could not record the panic; the run resumes on the next start");
             }
@@ -1661,8 +1712,11 @@ impl Inner {
     async fn close_children(&self, run: &Run) {
         for id in run.steps.iter().filter_map(|s| s.child.as_ref()) {
             let closed: Result<(), StoreError> = async {
-                if let Some(mut child) = self.store.get(id).await?
+                // Held here first: it may have ended on another node.
+                if let Some(child) = self.store.get(id).await?
                     && child.status.is_terminal()
+                    && !child.closed
+                    && let Some(Held { run: mut child, .. }) = self.hold(id).await?
                     && !child.closed
                 {
                     child.closed = true;
@@ -1681,7 +1735,7 @@ impl Inner {
     /// `compensated`.
     async fn undo(self: &Arc<Self>, id: &RunId) -> Result<(), EngineError> {
         let unknown = || EngineError::UnknownRun(id.to_string());
-        let mut run = self.store.get(id).await?.ok_or_else(unknown)?;
+        let mut run = self.hold(id).await?.ok_or_else(unknown)?.run;
         let workflow = self.workflow_of(&mut run).await?;
         let lifecycle = Lifecycle::new(&workflow.definition);
         let admitted = self.admit()?;
@@ -2020,9 +2074,17 @@ impl Inner {
         for waiter in waiters {
             let _ = waiter.send(run.clone());
         }
-        // A child's end is its parent's next step.
+        // A child's end is its parent's next step, here: a parent another node holds
+        // (they parted in a takeover) is claimed, and driven here.
         if let Some(parent) = &run.parent {
-            self.scheduler.schedule(parent.clone(), self.clock.now_ms());
+            match self.hold(parent).await {
+                Ok(Some(held)) if held.taken_over => {}
+                Ok(_) => self.scheduler.schedule(parent.clone(), self.clock.now_ms()),
+                Err(error) => {
+                    tracing::warn!(run_id = %run.id, %parent, %error, "could not take up the parent run; its holder does when it next looks");
+                    self.scheduler.schedule(parent.clone(), self.clock.now_ms());
+                }
+            }
         }
         if run.closed {
             self.close_children(run).await;

@@ -24,6 +24,21 @@ pub trait EventStore: Flush {
         limit: usize,
     ) -> Result<Vec<OutboxEntry>, StoreError>;
 
+    /// Outbox entries for this process's relay to send, as [`Self::outbox_pending`] pages
+    /// them, but skipping those another process's relay took less than `hold` ago; those
+    /// returned are taken for this one's for `hold` (and taken again by its next call).
+    /// On a store several nodes share, so that their relays send each event once in the
+    /// normal case; where one process relays, this is [`Self::outbox_pending`].
+    async fn outbox_take(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        hold: std::time::Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        let _ = hold;
+        self.outbox_pending(after, limit).await
+    }
+
     /// How many events the outbox holds, gated or not. Walks the outbox: for gauges, not
     /// for the hot path.
     async fn outbox_depth(&self) -> Result<usize, StoreError>;

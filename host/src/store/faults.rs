@@ -287,6 +287,15 @@ impl EventStore for FaultyStore {
         self.inner.outbox_pending(after, limit).await
     }
 
+    async fn outbox_take(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        hold: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        self.inner.outbox_take(after, limit, hold).await
+    }
+
     async fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError> {
         self.faults
             .check("remove from the outbox", &Op::OutboxRemove(event_id))?;
@@ -457,6 +466,10 @@ impl NodeStore for FaultyStore {
 
     async fn nodes(&self, forgotten_after: Duration) -> Result<Vec<Node>, StoreError> {
         self.inner.nodes(forgotten_after).await
+    }
+
+    fn registry_changes(&self) -> Option<tokio::sync::watch::Receiver<()>> {
+        self.inner.registry_changes()
     }
 }
 

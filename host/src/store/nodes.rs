@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
 
 use super::StoreError;
 
@@ -54,4 +55,13 @@ pub trait NodeStore: Send + Sync {
     /// Every node registered whose lease ended less than `forgotten_after` ago or that
     /// still owns runs, by id.
     async fn nodes(&self, forgotten_after: Duration) -> Result<Vec<Node>, StoreError>;
+
+    /// The registry changes nodes make, as they make them: the receiver is marked changed
+    /// each time a node makes a plugin or workflow version current (or retires one), and
+    /// whenever changes may have gone unheard (the store was out of reach meanwhile).
+    /// Listens while the receiver lives. `None` where the store sends no such notices:
+    /// callers look for changes every so often anyway.
+    fn registry_changes(&self) -> Option<watch::Receiver<()>> {
+        None
+    }
 }

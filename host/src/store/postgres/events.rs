@@ -1,6 +1,8 @@
 //! [`EventStore`] on [`PgStore`]: the outbox, the embedded transport's queues and the dead
 //! letters, each a table keyed as the embedded store keys its trees.
 
+use std::time::Duration;
+
 use async_trait::async_trait;
 use tokio_postgres::types::Json;
 
@@ -44,7 +46,10 @@ impl PgStore {
         let held = self
             .query(
                 op,
-                "WITH fence AS (SELECT 1 FROM runs WHERE id = $3 AND epoch = $4 FOR KEY SHARE),
+                "WITH fence AS (SELECT 1 FROM runs
+                                 WHERE id = $3 AND epoch = $4 AND owner = $5
+                                     AND incarnation = $6
+                                 FOR KEY SHARE),
                       written AS (
                           INSERT INTO outbox (event_id, entry)
                           SELECT u.* FROM unnest($1::text[], $2::jsonb[]) u, fence
@@ -55,6 +60,8 @@ impl PgStore {
                     &values,
                     &run_id.as_str(),
                     &i64::try_from(epoch).unwrap_or(i64::MAX),
+                    &self.node,
+                    &self.incarnation,
                 ],
             )
             .await?;
@@ -101,6 +108,40 @@ impl EventStore for PgStore {
         rows.iter()
             .map(|row| decode(row.get(0), row.get(1)))
             .collect()
+    }
+
+    async fn outbox_take(
+        &self,
+        after: Option<&str>,
+        limit: usize,
+        hold: Duration,
+    ) -> Result<Vec<OutboxEntry>, StoreError> {
+        // Rows another relay is taking now are skipped, like those it took a while ago.
+        let rows = self
+            .query(
+                "take from the outbox",
+                "UPDATE outbox o SET relay_until = flowhost_now_ms() + $3, relay_by = $4
+                 FROM (SELECT event_id FROM outbox
+                       WHERE ($1::text IS NULL OR event_id > $1)
+                           AND (relay_until < flowhost_now_ms() OR relay_by = $4)
+                       ORDER BY event_id LIMIT $2
+                       FOR UPDATE SKIP LOCKED) t
+                 WHERE o.event_id = t.event_id
+                 RETURNING o.event_id, o.entry",
+                &[
+                    &after,
+                    &bigint(limit),
+                    &i64::try_from(hold.as_millis()).unwrap_or(i64::MAX),
+                    &self.incarnation,
+                ],
+            )
+            .await?;
+        let mut entries = rows
+            .iter()
+            .map(|row| decode(row.get(0), row.get(1)))
+            .collect::<Result<Vec<OutboxEntry>, _>>()?;
+        entries.sort_by(|a, b| a.event.id.cmp(&b.event.id));
+        Ok(entries)
     }
 
     async fn outbox_depth(&self) -> Result<usize, StoreError> {

@@ -40,6 +40,16 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "nodes and leases",
         include_str!("migrations/0006_leases.sql"),
     ),
+    (
+        7,
+        "registry notifications",
+        include_str!("migrations/0007_registry_notify.sql"),
+    ),
+    (
+        8,
+        "relay leases",
+        include_str!("migrations/0008_relay_leases.sql"),
+    ),
 ];
 
 /// The key of the advisory lock migrations take: "flowhost" in ASCII.

@@ -7,8 +7,8 @@
 //! as their owner, and with this connection's incarnation (a ULID, new with each process,
 //! so that a process of the same node left paused is not taken for the new one), under an
 //! epoch that grows with every new owner. Every write of a run
-//! (its record, a journal entry, a gated outbox entry) names the epoch and holds the run's
-//! row for it (`FOR KEY SHARE`), and a claim locks the row (`FOR UPDATE`) before it moves
+//! (its record, a journal entry, a gated outbox entry) names the epoch, is refused unless
+//! this incarnation holds the run, and holds the run's row for it (`FOR KEY SHARE`), and a claim locks the row (`FOR UPDATE`) before it moves
 //! the epoch: a write is either in before the claim, and seen by the new owner, or refused
 //! ([`StoreError::Fenced`](super::StoreError::Fenced)). A claim then drops the outbox
 //! entries of the run whose gates are closed: events its earlier owners staged for writes
@@ -28,7 +28,7 @@
 //! | `runs` | run id | the [`Run`](crate::model::Run), with the columns listings, pins, retention and saves need; its idempotency key (unique per workflow); its owner and lease epoch |
 //! | `journal` | run id, sequence | a [`JournalEntry`](crate::model::JournalEntry), with the epoch it was written under |
 //! | `inbox` | run id, message id (a ULID) | a [`Message`](crate::model::Message) |
-//! | `outbox` | event id (a ULID) | an [`OutboxEntry`](crate::model::OutboxEntry), and the run its gate waits on |
+//! | `outbox` | event id (a ULID) | an [`OutboxEntry`](crate::model::OutboxEntry), the run its gate waits on, and which relay took it until when |
 //! | `queue` | subscription, due ms, event id | a [`Delivery`](crate::model::Delivery) of the embedded transport |
 //! | `dead_letters` | dead letter id (a ULID) | a [`DeadLetter`](crate::model::DeadLetter) |
 //! | `nodes` | node id | its address, version, start, last heartbeat, lease end (ms, PostgreSQL's clock) |
@@ -64,6 +64,8 @@ use crate::telemetry::metrics::{STORE_FLUSH_BATCH, STORE_FLUSH_DURATION};
 /// The PostgreSQL-backed store.
 pub struct PgStore {
     pool: Pool,
+    /// How to connect, for the connection that listens for registry changes.
+    config: tokio_postgres::Config,
     /// This node's id: the owner of the runs it creates and claims.
     node: String,
     /// This process's incarnation of the node: a run is driven only by the incarnation
@@ -88,7 +90,7 @@ impl PgStore {
         // Writes do not wait for the disk; flushes do, for all of them at once.
         config.options("-c synchronous_commit=off");
         let manager = Manager::from_config(
-            config,
+            config.clone(),
             NoTls,
             ManagerConfig {
                 recycling_method: RecyclingMethod::Fast,
@@ -114,6 +116,7 @@ impl PgStore {
         tokio::spawn(group_commit(pool.clone(), id, requests));
         Ok(Self {
             pool,
+            config,
             node: node.to_owned(),
             incarnation: ulid::Ulid::new().to_string(),
             flushes,

@@ -1,12 +1,23 @@
 //! [`NodeStore`] on [`PgStore`]: a row per node in `nodes`, its lease measured by
 //! PostgreSQL's clock (`flowhost_now_ms()`).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use futures_util::StreamExt;
+use tokio::sync::watch;
+use tokio_postgres::{AsyncMessage, NoTls};
 
 use super::{PgStore, ms};
 use crate::store::{Node, NodeInfo, NodeStore, StoreError};
+
+/// The channel [`NodeStore::registry_changes`] listens on (schema 7 notifies it).
+const REGISTRY_CHANNEL: &str = "flowhost_registry";
+
+/// The pauses between attempts to listen again after the connection was lost: doubling,
+/// from the first to the last.
+const RELISTEN: (Duration, Duration) = (Duration::from_millis(100), Duration::from_secs(5));
 
 /// A duration in ms as PostgreSQL's `bigint`.
 fn millis(duration: Duration) -> i64 {
@@ -50,6 +61,12 @@ impl NodeStore for PgStore {
         Ok(())
     }
 
+    fn registry_changes(&self) -> Option<watch::Receiver<()>> {
+        let (changed, receiver) = watch::channel(());
+        tokio::spawn(listen(self.config.clone(), Arc::new(changed)));
+        Some(receiver)
+    }
+
     async fn nodes(&self, forgotten_after: Duration) -> Result<Vec<Node>, StoreError> {
         let rows = self
             .query(
@@ -81,5 +98,56 @@ impl NodeStore for PgStore {
                 runs: unsigned(row.get(7)),
             })
             .collect())
+    }
+}
+
+/// Listens for registry notices on a connection of its own, and marks `changed` for each,
+/// until no one holds its receiver. After each (re)connection it marks it once too: what
+/// changed while no one listened is looked for then.
+async fn listen(config: tokio_postgres::Config, changed: Arc<watch::Sender<()>>) {
+    let mut pause = RELISTEN.0;
+    loop {
+        let lost = async {
+            let (client, mut connection) = config.connect(NoTls).await?;
+            // The connection's messages are read by a task of its own, which must run for
+            // the LISTEN below to be answered too.
+            let notices = changed.clone();
+            let mut reader = tokio::spawn(async move {
+                let mut messages =
+                    futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
+                while let Some(message) = messages.next().await {
+                    match message {
+                        Ok(AsyncMessage::Notification(_)) => notices.send_replace(()),
+                        Ok(_) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                Ok(())
+            });
+            client
+                .batch_execute(&format!("LISTEN {REGISTRY_CHANNEL}"))
+                .await?;
+            changed.send_replace(());
+            pause = RELISTEN.0;
+            tokio::select! {
+                read = &mut reader => read.unwrap_or(Ok(())),
+                () = changed.closed() => {
+                    reader.abort();
+                    Ok(())
+                }
+            }
+        }
+        .await;
+        if changed.is_closed() {
+            return;
+        }
+        if let Err(error) = lost {
+            tracing::warn!(%error, ?pause, "lost the connection that listens for registry changes; listening again after a pause");
+        }
+        tokio::select! {
+            () = tokio::time::sleep(pause) => {}
+            () = changed.closed() => return,
+        }
+        pause = (pause * 2).min(RELISTEN.1);
     }
 }

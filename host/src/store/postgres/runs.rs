@@ -194,7 +194,8 @@ impl RunStore for PgStore {
                 op,
                 "UPDATE runs SET status = $2, revision = $3::bigint, journaled = $4, closed = $5,
                      ended_ms = $6, record = $7
-                 WHERE id = $1 AND revision = $3::bigint - 1 AND epoch = $8",
+                 WHERE id = $1 AND revision = $3::bigint - 1
+                     AND epoch = $8 AND owner = $9 AND incarnation = $10",
                 &[
                     &run.id.as_str(),
                     &run.status.as_str(),
@@ -204,6 +205,8 @@ impl RunStore for PgStore {
                     &ended(run),
                     &Json(run),
                     &epoch(run),
+                    &self.node,
+                    &self.incarnation,
                 ],
             )
             .await?;
@@ -214,13 +217,13 @@ impl RunStore for PgStore {
         let now = self
             .query_opt(
                 op,
-                "SELECT epoch FROM runs WHERE id = $1",
-                &[&run.id.as_str()],
+                "SELECT epoch = $2 AND owner = $3 AND incarnation = $4 FROM runs WHERE id = $1",
+                &[&run.id.as_str(), &epoch(run), &self.node, &self.incarnation],
             )
             .await?;
-        match now.map(|row| row.get::<_, i64>(0)) {
-            Some(now) if now != epoch(run) => Err(StoreError::Fenced(run.id.clone())),
-            _ => Err(StoreError::Conflict(run.id.clone())),
+        match now.map(|row| row.get::<_, Option<bool>>(0)) {
+            Some(Some(true)) | None => Err(StoreError::Conflict(run.id.clone())),
+            Some(_) => Err(StoreError::Fenced(run.id.clone())),
         }
     }
 
@@ -271,7 +274,9 @@ impl RunStore for PgStore {
             .execute(
                 op,
                 "INSERT INTO journal (run_id, seq, epoch, entry)
-                 SELECT id, $2, epoch, $4 FROM runs WHERE id = $1 AND epoch = $3 FOR KEY SHARE
+                 SELECT id, $2, epoch, $4 FROM runs
+                 WHERE id = $1 AND epoch = $3 AND owner = $5 AND incarnation = $6
+                 FOR KEY SHARE
                  ON CONFLICT (run_id, seq) DO UPDATE SET entry = excluded.entry,
                      epoch = excluded.epoch",
                 &[
@@ -279,6 +284,8 @@ impl RunStore for PgStore {
                     &(run.journaled as i32),
                     &epoch(run),
                     &Json(entry),
+                    &self.node,
+                    &self.incarnation,
                 ],
             )
             .await?;

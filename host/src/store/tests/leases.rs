@@ -340,3 +340,140 @@ async fn a_claim_racing_the_old_owners_writes_leaves_no_event_behind_that_cannot
         }
     }
 }
+
+/// A process that does not hold a run writes nothing of it, whatever epoch it names: not
+/// one that read the run (and its epoch) from the store, nor the run's earlier holder.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn only_the_process_holding_a_run_writes_it_whatever_epoch_it_names() {
+    use crate::store::{EventStore, RunStore};
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database, "a").await, open(&database, "b").await);
+    let one = run("one", 1, None);
+    a.create(&one).await.unwrap();
+    // b reads it as a holds it, epoch and all.
+    let read = b.get(&one.id).await.unwrap().unwrap();
+    assert!(fenced(
+        b.append_journal(&read, &entry(Direction::Execute, 1, Outcome::Ok))
+            .await
+    ));
+    assert!(fenced(b.outbox_put(&[staged("e-b", &read)]).await));
+    let mut saved = read.clone();
+    saved.revision += 1;
+    assert!(fenced(b.save(&saved).await));
+    // A restart of a (a new incarnation, the same node) holds nothing until it claims.
+    let again = open(&database, "a").await;
+    assert!(fenced(again.save(&saved).await));
+    // b claims it: b writes, a does not.
+    b.claim(Claim::Run(&one.id)).await.unwrap();
+    let held = b.owned(&one.id).await.unwrap().unwrap();
+    b.append_journal(&held, &entry(Direction::Execute, 1, Outcome::Ok))
+        .await
+        .unwrap();
+    let stale = a.get(&one.id).await.unwrap().unwrap();
+    assert!(fenced(
+        a.append_journal(&stale, &entry(Direction::Execute, 2, Outcome::Ok))
+            .await
+    ));
+    assert_eq!(journal_epochs(&database, &one.id).await, [(0, 1)]);
+}
+
+/// The relays of several nodes share the outbox: each entry is taken by one of them until
+/// its hold ends, and a relay takes its own entries again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn relays_of_eight_nodes_take_each_outbox_entry_once_while_held() {
+    use crate::store::EventStore;
+    let database = ScratchDatabase::create().await;
+    let mut stores = Vec::new();
+    for i in 0..8 {
+        stores.push(std::sync::Arc::new(open(&database, &format!("n{i}")).await));
+    }
+    let entries: Vec<OutboxEntry> = (0..200)
+        .map(|i| OutboxEntry {
+            event: PublishedEvent {
+                id: format!("e{i:03}"),
+                ..PublishedEvent::new("t", "plugin/p", "{}".into(), None, 1)
+            },
+            gate: None,
+        })
+        .collect();
+    stores[0].outbox_put(&entries).await.unwrap();
+    let hold = Duration::from_secs(60);
+    let takers = stores.iter().map(|store| {
+        let store = store.clone();
+        tokio::spawn(async move {
+            // Paging on, as the relay does.
+            let mut taken: Vec<String> = Vec::new();
+            loop {
+                let page = store
+                    .outbox_take(taken.last().map(String::as_str), 16, hold)
+                    .await
+                    .unwrap();
+                if page.is_empty() {
+                    return taken;
+                }
+                taken.extend(page.into_iter().map(|e| e.event.id));
+            }
+        })
+    });
+    let mut all = Vec::new();
+    for taker in takers {
+        all.extend(taker.await.unwrap());
+    }
+    all.sort();
+    assert_eq!(all.len(), 200, "each taken once");
+    all.dedup();
+    assert_eq!(all.len(), 200, "each taken once");
+    // Its own again, and no other's.
+    let mine = stores[3].outbox_take(None, 500, hold).await.unwrap();
+    assert!(mine.len() < 200);
+    assert!(mine.windows(2).all(|w| w[0].event.id < w[1].event.id));
+    // A hold that ended frees the entries for the others.
+    let late = open(&database, "late").await;
+    assert!(late.outbox_take(None, 500, hold).await.unwrap().is_empty());
+    stores[3]
+        .outbox_take(None, 500, Duration::ZERO)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    assert_eq!(
+        late.outbox_take(None, 500, hold).await.unwrap().len(),
+        mine.len()
+    );
+}
+
+/// A node hears at once that another made a plugin or workflow version current.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_registry_change_on_one_node_is_heard_on_the_others() {
+    use crate::model::Head;
+    use crate::store::{NodeStore, PluginStore, WorkflowStore};
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database, "a").await, open(&database, "b").await);
+    let mut changes = b.registry_changes().expect("PostgreSQL notifies");
+    let heard = |changes: &mut tokio::sync::watch::Receiver<()>| {
+        let mut changes = changes.clone();
+        async move {
+            tokio::time::timeout(Duration::from_secs(10), changes.changed())
+                .await
+                .expect("heard in time")
+                .unwrap();
+        }
+    };
+    // Once listening: what changed before is to be looked for.
+    heard(&mut changes).await;
+    changes.mark_unchanged();
+    let mut head = Head::default();
+    head.make_current("d1");
+    a.put_head("p", &head).await.unwrap();
+    heard(&mut changes).await;
+    changes.mark_unchanged();
+    a.put_workflow_head("w", &head).await.unwrap();
+    heard(&mut changes).await;
+    changes.mark_unchanged();
+    // Nothing else is news.
+    a.put_schedule_mark("w", 1).await.unwrap();
+    assert!(
+        tokio::time::timeout(Duration::from_millis(300), changes.changed())
+            .await
+            .is_err()
+    );
+}
