@@ -610,3 +610,73 @@ async fn postgres_restarted_under_load_on_three_nodes_loses_nothing_acknowledged
         assert!(epochs.is_sorted(), "run {run}: entries by epoch {epochs:?}");
     }
 }
+
+/// Events awaited by runs on three nodes, published through any node and carried by NATS
+/// JetStream to whichever node pulls them: each reaches the run it matches, wherever that
+/// run is held, and only that run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_awaited_event_reaches_its_run_whichever_node_takes_it() {
+    use crate::events::{NATS_URL, delete_stream, nats_section};
+    use crate::support::with_plugins;
+    use crate::workflows::until_step;
+    let database = ScratchDatabase::create().await;
+    let stream = format!("cluster_awaits_{}", std::process::id());
+    delete_stream(NATS_URL, &stream).await;
+    let workflows = with_plugins(&format!(
+        r#"
+[plugins.noop]
+path = "{{NOOP}}"
+[workflows.settle]
+steps = [
+    {{ name = "a", plugin = "noop" }},
+    {{ name = "settled", await = {{ topic = "payment.settled", match = "event.data.order_id == context.order_id", timeout = "1h" }} }},
+]
+{}"#,
+        nats_section(NATS_URL, &stream)
+    ));
+    let config = node(&database, &workflows, "10s");
+    let mut nodes = Vec::new();
+    for _ in 0..3 {
+        nodes.push(Server::start(&config).await);
+    }
+    let mut runs = Vec::new();
+    for i in 0..13 {
+        let (status, run) = nodes[i % 3]
+            .post(
+                "/v1/workflows/settle/runs",
+                &serde_json::json!({"order_id": format!("o-{i}")}),
+            )
+            .await;
+        assert_eq!(status, 202, "{run}");
+        runs.push(run["id"].as_str().unwrap().to_owned());
+    }
+    for (i, id) in runs.iter().enumerate() {
+        until_step(&nodes[i % 3], id, "settled", "waiting").await;
+    }
+    // Each published on another node than its run's; o-12's never is.
+    for i in 0..12 {
+        let (status, answer) = nodes[(i + 1) % 3]
+            .post(
+                "/v1/events/payment.settled",
+                &serde_json::json!({"order_id": format!("o-{i}"), "amount": i}),
+            )
+            .await;
+        assert_eq!(status, 202, "{answer}");
+    }
+    for (i, id) in runs.iter().enumerate().take(12) {
+        let run = nodes[i % 3].until_terminal(id).await;
+        assert_eq!(run["status"], "completed", "{run}");
+        assert_eq!(run["context"]["amount"], i, "{run}");
+    }
+    let (_, unsettled) = nodes[0].get(&format!("/v1/runs/{}", runs[12])).await;
+    let settled = unsettled["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "settled")
+        .unwrap()
+        .clone();
+    assert_eq!(settled["status"], "waiting", "{unsettled}");
+    drop(nodes);
+    delete_stream(NATS_URL, &stream).await;
+}

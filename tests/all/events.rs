@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::server::{Server, Services, order};
 
 /// The machine's NATS server.
-const NATS_URL: &str = "nats://127.0.0.1:4222";
+pub const NATS_URL: &str = "nats://127.0.0.1:4222";
 /// The machine's RabbitMQ.
 const RABBITMQ_URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The machine's Redis.
@@ -102,11 +102,11 @@ async fn delete_queues(exchange: &str) {
     let _ = connection.close(0, "".into()).await;
 }
 
-fn nats_section(url: &str, stream: &str) -> String {
+pub fn nats_section(url: &str, stream: &str) -> String {
     format!("[events.transport]\nkind = \"nats\"\nurl = \"{url}\"\nstream = \"{stream}\"\n")
 }
 
-async fn delete_stream(url: &str, stream: &str) {
+pub async fn delete_stream(url: &str, stream: &str) {
     let client = async_nats::connect(url).await.expect("NATS is up");
     let _ = async_nats::jetstream::new(client)
         .delete_stream(stream)

@@ -12,7 +12,7 @@ use crate::server::{Server, Services, order};
 use crate::support::with_plugins;
 
 /// Polls run `id` until step `name` is `status`.
-async fn until_step(server: &Server, id: &str, name: &str, status: &str) -> Value {
+pub async fn until_step(server: &Server, id: &str, name: &str, status: &str) -> Value {
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let (_, run) = server.get(&format!("/v1/runs/{id}")).await;

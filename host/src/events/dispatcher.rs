@@ -290,13 +290,23 @@ impl Dispatcher {
         // failure (or a crash before they left) the batch goes again: NATS drops a repeat
         // by its message id, the other transports deliver it again, with the same event id
         // (delivery is at least once).
+        // Whether runs await each topic of the batch, asked once per topic.
+        let mut awaited = std::collections::HashMap::new();
+        if let Some(trigger) = self.trigger.get() {
+            for event in &released {
+                if !awaited.contains_key(event.topic.as_str()) {
+                    let runs_await = trigger.awaits(&event.topic).await;
+                    awaited.insert(event.topic.as_str(), runs_await);
+                }
+            }
+        }
         let sends = released.iter().flat_map(|event| {
             self.subscriptions
                 .iter()
                 .filter(|subscription| {
                     subscription.pattern.matches(&event.topic)
                         && (!matches!(subscription.target, Target::Awaits)
-                            || self.trigger.get().is_some_and(|t| t.awaits(&event.topic)))
+                            || awaited.get(event.topic.as_str()) == Some(&true))
                 })
                 .map(move |subscription| async move {
                     let message_id = format!("{}/{}", subscription.name, event.id);

@@ -83,10 +83,11 @@ pub trait Trigger: Send + Sync {
         traceparent: Option<String>,
     ) -> BoxFuture<'a, Result<(), Box<dyn std::error::Error + Send + Sync>>>;
 
-    /// Whether a run awaits events on `topic` (or keeps them for a step ahead): the relay
-    /// asks before it queues an event for [`Self::resume`]. Called for every event relayed;
-    /// quick, in memory.
-    fn awaits(&self, topic: &str) -> bool;
+    /// Whether a run awaits events on `topic` (or keeps them for a step ahead), here or
+    /// on another node: the relay asks before it queues an event for [`Self::resume`].
+    /// Called for each topic of each batch relayed; in memory where one node holds every
+    /// run.
+    fn awaits<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, bool>;
 
     /// Hands `event` to the runs that await it, durably: on `Ok` it is in the inbox of each
     /// run it resumes (or that keeps it), and the delivery may be acknowledged.

@@ -9,6 +9,11 @@
 //! before the relay starts, so a restart misses nothing the store holds. Signals need no
 //! index: they name their run.
 //!
+//! On a store several nodes share, what each run awaits is also noted in the store
+//! ([`crate::store::RunStore::note_awaits`], when it changes), so that an event another node
+//! takes from the broker finds the runs held here, and one taken here finds theirs
+//! ([`crate::store::RunStore::awaiting`]).
+//!
 //! A `match` that requires `event.<a> == context.<b>` (the usual correlation by an order
 //! id) is indexed by the value of `context.<b>`: an event is checked only against the runs
 //! waiting for its value of `event.<a>`, so 10,000 parked runs cost one look-up per event,
@@ -20,6 +25,7 @@ use std::sync::Mutex;
 use serde_json::Value;
 
 use crate::model::{Expr, Message, RunId};
+use crate::store::Awaiting;
 
 /// What a run wants of a topic's events.
 pub(super) struct Interest {
@@ -42,6 +48,8 @@ pub(super) struct Awaits {
 struct Index {
     by_topic: HashMap<String, Topic>,
     topics_of: HashMap<RunId, Vec<String>>,
+    /// What each run was last noted as awaiting, as the store notes it.
+    noted: HashMap<RunId, Vec<Awaiting>>,
 }
 
 /// The runs that want one topic's events.
@@ -56,15 +64,19 @@ struct Topic {
     unkeyed: HashSet<RunId>,
 }
 
+impl Interest {
+    /// The event's path and the value it must have there, keyed, when the `match`
+    /// correlates and the context already holds the value (for a step ahead, usually the
+    /// run's input).
+    fn key(&self) -> Option<(Vec<String>, String)> {
+        let (event, path) = self.matches.as_ref()?.correlation()?;
+        Some((event, key(lookup(&self.context, &path)?)))
+    }
+}
+
 impl Topic {
     fn insert(&mut self, run: &RunId, interest: Interest) {
-        // Keyed when the context already holds the value the event must have (for a step
-        // ahead, usually the run's input).
-        let key = interest.matches.as_ref().and_then(|matches| {
-            let (event, path) = matches.correlation()?;
-            Some((event, key(lookup(&interest.context, &path)?)))
-        });
-        match key {
+        match interest.key() {
             Some((path, value)) => {
                 self.keyed
                     .entry(path.clone())
@@ -114,6 +126,12 @@ fn key(value: &Value) -> String {
     }
 }
 
+/// The key an event has at `path`, as the index keys values: what
+/// [`crate::store::RunStore::awaiting`] asks of it.
+pub(super) fn event_key(event: &Value, path: &[String]) -> Option<String> {
+    lookup(event, path).map(key)
+}
+
 impl Index {
     fn forget(&mut self, run: &RunId) {
         for name in self.topics_of.remove(run).unwrap_or_default() {
@@ -129,8 +147,13 @@ impl Index {
 
 impl Awaits {
     /// Replaces what `run` wants with `interests`, by topic; a waiting interest wins over
-    /// keeping on the same topic.
-    pub(super) fn set(&self, run: &RunId, interests: Vec<(String, Interest)>) {
+    /// keeping on the same topic. Returns what the store is to note of the run
+    /// ([`crate::store::RunStore::note_awaits`]) if that changed.
+    pub(super) fn set(
+        &self,
+        run: &RunId,
+        interests: Vec<(String, Interest)>,
+    ) -> Option<Vec<Awaiting>> {
         let mut index = self.index.lock().expect("awaits lock");
         index.forget(run);
         let mut topics = Vec::with_capacity(interests.len());
@@ -145,14 +168,51 @@ impl Awaits {
             topic.insert(run, interest);
             topics.push(name);
         }
+        let mut notes: Vec<Awaiting> = topics
+            .iter()
+            .map(|name| Awaiting {
+                topic: name.clone(),
+                key: index.by_topic[name].interests[run].key(),
+            })
+            .collect();
+        notes.sort();
         if !topics.is_empty() {
             index.topics_of.insert(run.clone(), topics);
         }
+        let before = index.noted.insert(run.clone(), notes.clone());
+        (before.as_ref() != Some(&notes)).then_some(notes)
     }
 
-    /// Removes `run`: it ended.
-    pub(super) fn forget(&self, run: &RunId) {
-        self.index.lock().expect("awaits lock").forget(run);
+    /// Removes `run`: it ended, or another node holds it now. Returns whether the store
+    /// was to note that it awaits something.
+    pub(super) fn forget(&self, run: &RunId) -> bool {
+        let mut index = self.index.lock().expect("awaits lock");
+        index.forget(run);
+        index
+            .noted
+            .remove(run)
+            .is_some_and(|notes| !notes.is_empty())
+    }
+
+    /// Whether `run` is in the index: held here, and awaiting events.
+    pub(super) fn has(&self, run: &RunId) -> bool {
+        self.index
+            .lock()
+            .expect("awaits lock")
+            .topics_of
+            .contains_key(run)
+    }
+
+    /// Whether any interest of `run` in `topic` waits at its step now (not only keeps
+    /// events for a step ahead).
+    pub(super) fn waits_for(&self, run: &RunId, topic: &str) -> bool {
+        self.index
+            .lock()
+            .expect("awaits lock")
+            .by_topic
+            .get(topic)
+            .and_then(|topic| topic.interests.get(run))
+            .is_some_and(|interest| interest.waiting)
     }
 
     /// Whether any run wants events on `topic`.

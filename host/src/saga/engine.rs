@@ -565,8 +565,14 @@ impl Trigger for Engine {
         })
     }
 
-    fn awaits(&self, topic: &str) -> bool {
-        self.inner.awaits.wants(topic)
+    fn awaits<'a>(&'a self, topic: &'a str) -> BoxFuture<'a, bool> {
+        Box::pin(async move {
+            if self.inner.awaits.wants(topic) {
+                return true;
+            }
+            // Or a run another node holds: it is worth a delivery whatever the store says.
+            self.inner.store.awaited(topic).await.unwrap_or(true)
+        })
     }
 
     fn resume<'a>(
@@ -790,8 +796,10 @@ impl Inner {
         for id in ids {
             match self.store.get(&id).await {
                 Ok(Some(mut run)) => {
-                    if let Ok(workflow) = self.workflow_of(&mut run).await {
-                        self.note_interests(&run, &workflow.definition);
+                    if let Ok(workflow) = self.workflow_of(&mut run).await
+                        && let Err(error) = self.note_interests(&run, &workflow.definition).await
+                    {
+                        tracing::warn!(run_id = %id, %error, "could not note what a claimed run awaits");
                     }
                 }
                 Ok(None) => continue,
@@ -1077,50 +1085,82 @@ impl Inner {
             data,
             received_ms: self.clock.now_ms(),
         };
-        let targets = self.awaits.targets(&event.topic, &message);
+        // Runs held here, from the index; those other nodes hold, from the store's notes,
+        // each checked here against its record.
+        let mut targets: Vec<(RunId, bool)> = self
+            .awaits
+            .targets(&event.topic, &message)
+            .into_iter()
+            .map(|id| (id, true))
+            .collect();
+        let seen = message.as_event();
+        let key_of = |path: &[String]| super::awaits::event_key(&seen, path);
+        for id in self.store.awaiting(&event.topic, &key_of).await? {
+            if self.awaits.has(&id) {
+                continue;
+            }
+            let Some(mut run) = self.store.get(&id).await? else {
+                continue;
+            };
+            if run.status.is_terminal() {
+                continue;
+            }
+            let Ok(workflow) = self.workflow_of(&mut run).await else {
+                continue;
+            };
+            let probe = Awaits::default();
+            probe.set(&id, interests(&run, &workflow.definition));
+            if !probe.targets(&event.topic, &message).is_empty() {
+                // One that only keeps events for a step ahead is not woken for them.
+                let waiting = probe.waits_for(&id, &event.topic);
+                targets.push((id, waiting));
+            }
+        }
         let mut delivered = Vec::with_capacity(targets.len());
-        for id in targets {
+        for (id, wake) in targets {
             if self.store.inbox(&id).await?.len() >= MAX_INBOX {
                 tracing::warn!(run_id = %id, event = %event.id, "the run's inbox is full; the event is not kept for it");
                 continue;
             }
             self.store.put_message(&id, &message).await?;
-            delivered.push(id);
+            delivered.push((id, wake));
         }
         if delivered.is_empty() {
             return Ok(());
         }
         self.store.flush().await?;
-        for id in delivered {
-            self.scheduler.enqueue(id, Resume::Due, None);
+        // Woken here: a run another node holds moves here (its holder is fenced off it),
+        // as with a signal.
+        for (id, _) in delivered.into_iter().filter(|(_, wake)| *wake) {
+            match self.hold(&id).await {
+                Ok(Some(held)) if held.taken_over => {}
+                Ok(Some(_)) => self.scheduler.enqueue(id, Resume::Due, None),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(run_id = %id, %error, "could not take up a run an event woke; it takes the event when next driven");
+                }
+            }
         }
         Ok(())
     }
 
-    /// Sets what `run` wants of events in the index: the topic its await step waits on,
-    /// and those its await steps ahead keep.
-    fn note_interests(&self, run: &Run, definition: &WorkflowDefinition) {
-        let interests = Lifecycle::new(definition)
-            .interests(run)
-            .into_iter()
-            .filter_map(|(step, awaits)| {
-                let topic = awaits.topic.clone()?;
-                let waiting = run
-                    .step(&step.name)
-                    .is_some_and(|s| s.status == StepStatus::Waiting);
-                if !waiting && !awaits.buffer {
-                    return None;
-                }
-                let context = machine::context_for(run, definition, &step.name, Direction::Execute);
-                let interest = Interest {
-                    waiting,
-                    matches: awaits.matches.clone(),
-                    context: Value::Object(context),
-                };
-                Some((topic, interest))
-            })
-            .collect();
-        self.awaits.set(&run.id, interests);
+    /// Sets what `run` wants of events in the index (the topic its await step waits on,
+    /// and those its await steps ahead keep), and, when that changed, in the store, for
+    /// the nodes that take events from the broker while this one holds the run.
+    async fn note_interests(
+        &self,
+        run: &Run,
+        definition: &WorkflowDefinition,
+    ) -> Result<(), StoreError> {
+        let Some(notes) = self.awaits.set(&run.id, interests(run, definition)) else {
+            return Ok(());
+        };
+        let noted = self.store.note_awaits(&run.id, &notes).await;
+        if noted.is_err() {
+            // Noted again next time.
+            self.awaits.forget(&run.id);
+        }
+        noted
     }
 
     /// The message of its inbox that `run`'s await step takes, journaled; then removed
@@ -1416,7 +1456,7 @@ impl Inner {
         // Instances kept warm for the next attempt of the same plugin, one per attempt
         // made at once.
         let mut warm = Vec::new();
-        self.note_interests(&run, &workflow.definition);
+        self.note_interests(&run, &workflow.definition).await?;
         let mut actions = lifecycle
             .on(&mut run, event, self.clock.now_ms())
             .unwrap_or_default();
@@ -1442,7 +1482,7 @@ impl Inner {
                 Some(Action::Wait { .. } | Action::Park | Action::Record(_))
             ) && lifecycle.awaiting(&run).is_some()
             {
-                self.note_interests(&run, &workflow.definition);
+                self.note_interests(&run, &workflow.definition).await?;
                 if let Some(entry) = self.take_message(&run, &lifecycle).await? {
                     actions = lifecycle
                         .on(&mut run, Event::Attempted(&entry), self.clock.now_ms())
@@ -1513,7 +1553,7 @@ impl Inner {
                         // so that an event sent on the strength of that is kept for it.
                         let mut waiting = run.clone();
                         waiting.apply(&entry);
-                        self.note_interests(&waiting, &workflow.definition);
+                        self.note_interests(&waiting, &workflow.definition).await?;
                     }
                     self.record(&run, &entry, Vec::new()).await?;
                     // A wait is durable once it begins: a sleep's due time is fixed then (a
@@ -2064,7 +2104,12 @@ impl Inner {
         self.store.flush().await?;
         metrics::counter!(RUNS_ENDED, "workflow" => run.workflow.clone(), "status" => status.as_str())
             .increment(1);
-        self.awaits.forget(&run.id);
+        if self.awaits.forget(&run.id)
+            && let Err(error) = self.store.note_awaits(&run.id, &[]).await
+        {
+            // Left noted: a node that looks finds the run ended.
+            tracing::debug!(run_id = %run.id, %error, "could not clear what an ended run awaited");
+        }
         let waiters = self
             .waiters
             .lock()
@@ -2092,6 +2137,31 @@ impl Inner {
         tracing::debug!(status = status.as_str(), "run finished");
         Ok(())
     }
+}
+
+/// What `run` wants of events, by topic: the topic its await step waits on, and those its
+/// await steps ahead keep (`buffer`).
+fn interests(run: &Run, definition: &WorkflowDefinition) -> Vec<(String, Interest)> {
+    Lifecycle::new(definition)
+        .interests(run)
+        .into_iter()
+        .filter_map(|(step, awaits)| {
+            let topic = awaits.topic.clone()?;
+            let waiting = run
+                .step(&step.name)
+                .is_some_and(|s| s.status == StepStatus::Waiting);
+            if !waiting && !awaits.buffer {
+                return None;
+            }
+            let context = machine::context_for(run, definition, &step.name, Direction::Execute);
+            let interest = Interest {
+                waiting,
+                matches: awaits.matches.clone(),
+                context: Value::Object(context),
+            };
+            Some((topic, interest))
+        })
+        .collect()
 }
 
 /// A new run's state of every step of `definition`, its branches' steps too.

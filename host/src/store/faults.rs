@@ -26,8 +26,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 
 use super::{
-    BoxFuture, Claim, Created, EventStore, Flush, ListQuery, Node, NodeInfo, NodeStore, Page,
-    PinKind, PluginStore, RunStore, Store, StoreError, WorkflowStore,
+    Awaiting, BoxFuture, Claim, Created, EventStore, Flush, ListQuery, Node, NodeInfo, NodeStore,
+    Page, PinKind, PluginStore, RunStore, Store, StoreError, WorkflowStore,
 };
 use crate::model::{
     DeadLetter, Delivery, Gate, Head, JournalEntry, Message, OutboxEntry, PluginVersion, Run,
@@ -247,6 +247,22 @@ impl RunStore for FaultyStore {
 
     async fn find(&self, run: &Run) -> Result<Option<Run>, StoreError> {
         self.inner.find(run).await
+    }
+
+    async fn note_awaits(&self, id: &RunId, awaits: &[Awaiting]) -> Result<(), StoreError> {
+        self.inner.note_awaits(id, awaits).await
+    }
+
+    async fn awaited(&self, topic: &str) -> Result<bool, StoreError> {
+        self.inner.awaited(topic).await
+    }
+
+    async fn awaiting(
+        &self,
+        topic: &str,
+        key_of: &(dyn for<'p> Fn(&'p [String]) -> Option<String> + Sync),
+    ) -> Result<Vec<RunId>, StoreError> {
+        self.inner.awaiting(topic, key_of).await
     }
 
     async fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {

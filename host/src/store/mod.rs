@@ -37,7 +37,7 @@ pub use self::config::{StoreConfig, StoreKind};
 pub use self::events::EventStore;
 pub use self::nodes::{Node, NodeInfo, NodeStore};
 pub use self::plugins::PluginStore;
-pub use self::runs::{Claim, Created, ListQuery, Page, PinKind, RunStore};
+pub use self::runs::{Awaiting, Claim, Created, ListQuery, Page, PinKind, RunStore};
 pub use self::workflows::WorkflowStore;
 use crate::model::RunId;
 

@@ -63,6 +63,17 @@ pub enum Claim<'a> {
     Run(&'a RunId),
 }
 
+/// A topic a run awaits events on, as [`RunStore::note_awaits`] notes it.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Awaiting {
+    /// The topic.
+    pub topic: String,
+    /// Only events whose field at this path (from the event's root: `["data",
+    /// "order_id"]`) has this value (keyed as the engine keys values) are for the run;
+    /// `None`: any event on the topic may be.
+    pub key: Option<(Vec<String>, String)>,
+}
+
 /// What a pin holds on to: a plugin version or a workflow definition version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PinKind {
@@ -135,6 +146,33 @@ pub trait RunStore: Flush {
     /// runs the engine must drive now (a few may turn out to be finished: it checks each
     /// record).
     async fn claim(&self, claim: Claim<'_>) -> Result<Vec<RunId>, StoreError>;
+
+    /// Notes what run `id` awaits events on, replacing what was noted of it; nothing: it
+    /// awaits none now. On a store several nodes share, so that an event any node takes
+    /// reaches the run wherever it is held ([`Self::awaiting`]); where one process drives
+    /// every run its own index is enough, and this notes nothing.
+    async fn note_awaits(&self, id: &RunId, awaits: &[Awaiting]) -> Result<(), StoreError> {
+        let _ = (id, awaits);
+        Ok(())
+    }
+
+    /// Whether any run is noted as awaiting events on `topic`.
+    async fn awaited(&self, topic: &str) -> Result<bool, StoreError> {
+        let _ = topic;
+        Ok(false)
+    }
+
+    /// The runs held by other processes that are noted as awaiting events on `topic` and
+    /// that an event may be for: those noted without a key, and those whose key `key_of`
+    /// (the event's value at a path, keyed) matches.
+    async fn awaiting(
+        &self,
+        topic: &str,
+        key_of: &(dyn for<'p> Fn(&'p [String]) -> Option<String> + Sync),
+    ) -> Result<Vec<RunId>, StoreError> {
+        let _ = (topic, key_of);
+        Ok(Vec::new())
+    }
 
     /// How many runs pin each version of `name`, by digest: runs created and not closed,
     /// that is unfinished or waiting for an operator's retry. Counted from an index of just

@@ -50,6 +50,7 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         "relay leases",
         include_str!("migrations/0008_relay_leases.sql"),
     ),
+    (9, "awaits", include_str!("migrations/0009_awaits.sql")),
 ];
 
 /// The key of the advisory lock migrations take: "flowhost" in ASCII.

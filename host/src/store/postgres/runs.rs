@@ -12,7 +12,7 @@ use tokio_postgres::types::{Json, ToSql};
 use super::{PgStore, decode, ms, pg};
 use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
 use crate::store::runs::check_format;
-use crate::store::{Claim, Created, ListQuery, Page, PinKind, RunStore, StoreError};
+use crate::store::{Awaiting, Claim, Created, ListQuery, Page, PinKind, RunStore, StoreError};
 
 /// The statuses from which a run may still call a plugin: the runs that pin versions.
 const PINNING: [&str; 4] = ["pending", "running", "compensating", "compensation_failed"];
@@ -41,6 +41,11 @@ const DROP_ORPHANS: &str = "DELETE FROM outbox o WHERE o.run_id = ANY($1) AND NO
             SELECT 1 FROM runs r WHERE r.id = o.run_id
                 AND r.revision >= (o.entry -> 'gate' ->> 'revision')::bigint)
     END";
+
+/// A correlation's path as the `awaits` table stores it: a JSON array.
+fn key_path(path: &[String]) -> String {
+    serde_json::to_string(path).expect("strings are JSON")
+}
 
 /// A run's lease epoch as PostgreSQL's `bigint`.
 pub(super) fn epoch(run: &Run) -> i64 {
@@ -463,6 +468,99 @@ impl RunStore for PgStore {
         }
         tx.commit().await.map_err(pg(op))?;
         Ok(ids.into_iter().map(RunId::from_stored).collect())
+    }
+
+    async fn note_awaits(&self, id: &RunId, awaits: &[Awaiting]) -> Result<(), StoreError> {
+        let topics: Vec<&str> = awaits.iter().map(|a| a.topic.as_str()).collect();
+        let paths: Vec<Option<String>> = awaits
+            .iter()
+            .map(|a| a.key.as_ref().map(|(path, _)| key_path(path)))
+            .collect();
+        let values: Vec<Option<&str>> = awaits
+            .iter()
+            .map(|a| a.key.as_ref().map(|(_, value)| value.as_str()))
+            .collect();
+        // Only by the run's holder; the topics it no longer awaits go, the rest are set.
+        let held = self
+            .query(
+                "note what a run awaits",
+                "WITH held AS (SELECT id FROM runs
+                               WHERE id = $1 AND owner = $2 AND incarnation = $3
+                               FOR KEY SHARE),
+                      gone AS (DELETE FROM awaits a USING held
+                               WHERE a.run_id = held.id AND NOT (a.topic = ANY($4))),
+                      noted AS (INSERT INTO awaits (run_id, topic, key_path, key_value)
+                                SELECT held.id, u.* FROM held,
+                                    unnest($4::text[], $5::text[], $6::text[]) u
+                                ON CONFLICT (run_id, topic) DO UPDATE
+                                SET key_path = excluded.key_path,
+                                    key_value = excluded.key_value)
+                 SELECT EXISTS (SELECT 1 FROM held)",
+                &[
+                    &id.as_str(),
+                    &self.node,
+                    &self.incarnation,
+                    &topics,
+                    &paths,
+                    &values,
+                ],
+            )
+            .await?;
+        if !held[0].get::<_, bool>(0) {
+            return Err(StoreError::Fenced(id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn awaited(&self, topic: &str) -> Result<bool, StoreError> {
+        let rows = self
+            .query(
+                "look for runs awaiting a topic",
+                "SELECT EXISTS (SELECT 1 FROM awaits WHERE topic = $1)",
+                &[&topic],
+            )
+            .await?;
+        Ok(rows[0].get(0))
+    }
+
+    async fn awaiting(
+        &self,
+        topic: &str,
+        key_of: &(dyn for<'p> Fn(&'p [String]) -> Option<String> + Sync),
+    ) -> Result<Vec<RunId>, StoreError> {
+        let op = "find the runs awaiting an event";
+        // The event's value at each path runs correlate by, then the runs it may be for.
+        let (mut paths, mut values) = (Vec::new(), Vec::new());
+        for row in self
+            .query(
+                op,
+                "SELECT DISTINCT key_path FROM awaits WHERE topic = $1 AND key_path IS NOT NULL",
+                &[&topic],
+            )
+            .await?
+        {
+            let stored: String = row.get(0);
+            let path: Vec<String> = serde_json::from_str(&stored).unwrap_or_default();
+            if let Some(value) = key_of(&path) {
+                paths.push(stored);
+                values.push(value);
+            }
+        }
+        let rows = self
+            .query(
+                op,
+                "SELECT a.run_id FROM awaits a JOIN runs r ON r.id = a.run_id
+                 WHERE a.topic = $1
+                     AND (r.owner IS DISTINCT FROM $2 OR r.incarnation IS DISTINCT FROM $3)
+                     AND (a.key_path IS NULL OR (a.key_path, a.key_value) IN
+                          (SELECT * FROM unnest($4::text[], $5::text[])))",
+                &[&topic, &self.node, &self.incarnation, &paths, &values],
+            )
+            .await?;
+        Ok(rows
+            .iter()
+            .map(|row| RunId::from_stored(row.get(0)))
+            .collect())
     }
 
     async fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {

@@ -477,3 +477,57 @@ async fn a_registry_change_on_one_node_is_heard_on_the_others() {
             .is_err()
     );
 }
+
+/// What runs await is noted for the other nodes: they find the runs an event may be for
+/// (by its key where the run correlates), never their own; only a run's holder notes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_runs_awaiting_an_event_are_found_from_any_other_node() {
+    use crate::store::{Awaiting, RunStore};
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database, "a").await, open(&database, "b").await);
+    let (keyed, open_one) = (run("keyed", 1, None), run("open", 2, None));
+    a.create(&keyed).await.unwrap();
+    a.create(&open_one).await.unwrap();
+    let by_order = |value: &str| Awaiting {
+        topic: "paid".into(),
+        key: Some((vec!["data".into(), "order_id".into()], value.into())),
+    };
+    a.note_awaits(&keyed.id, &[by_order("\"o-1\"")])
+        .await
+        .unwrap();
+    let any = Awaiting {
+        topic: "paid".into(),
+        key: None,
+    };
+    a.note_awaits(&open_one.id, std::slice::from_ref(&any))
+        .await
+        .unwrap();
+    assert!(b.awaited("paid").await.unwrap());
+    assert!(!b.awaited("shipped").await.unwrap());
+    let event = |order: &'static str| {
+        move |path: &[String]| {
+            (path == ["data".to_owned(), "order_id".to_owned()]).then(|| format!("\"{order}\""))
+        }
+    };
+    let mut found = b.awaiting("paid", &event("o-1")).await.unwrap();
+    found.sort();
+    assert_eq!(found, [keyed.id.clone(), open_one.id.clone()]);
+    assert_eq!(
+        b.awaiting("paid", &event("o-2")).await.unwrap(),
+        std::slice::from_ref(&open_one.id)
+    );
+    // Its holder finds them in its own index.
+    assert!(a.awaiting("paid", &event("o-1")).await.unwrap().is_empty());
+    // Only the holder notes; what it notes replaces what it noted.
+    assert!(fenced(b.note_awaits(&keyed.id, &[]).await));
+    a.note_awaits(&keyed.id, &[by_order("\"o-9\"")])
+        .await
+        .unwrap();
+    assert_eq!(
+        b.awaiting("paid", &event("o-1")).await.unwrap(),
+        std::slice::from_ref(&open_one.id)
+    );
+    a.note_awaits(&keyed.id, &[]).await.unwrap();
+    a.note_awaits(&open_one.id, &[]).await.unwrap();
+    assert!(!b.awaited("paid").await.unwrap());
+}
