@@ -17,6 +17,9 @@
 //! urls = ["http://127.0.0.1:9100"]
 //! token-env = "PAYMENTS_TOKEN"
 //!
+//! [services.ledger]
+//! discovery = { consul = "http://127.0.0.1:8500", service = "ledger" }
+//!
 //! [plugins.payment]
 //! path = "plugins/payment.wasm"
 //! services = ["payments"]
@@ -35,6 +38,7 @@ pub use crate::api::ServerConfig;
 pub use crate::capabilities::cache::CacheConfig;
 pub use crate::capabilities::services::ServiceConfig;
 pub use crate::cluster::ClusterConfig;
+pub use crate::discovery::DiscoveryConfig;
 pub use crate::events::{EventsConfig, SubscriptionConfig};
 pub use crate::model::{Secret, WorkflowDefinition};
 use crate::plugins::Use;
@@ -80,6 +84,8 @@ pub struct Config {
     pub store: StoreConfig,
     /// This node among those sharing the store: its id, address and lease.
     pub cluster: ClusterConfig,
+    /// This node in a service registry: registered with Consul while it serves.
+    pub discovery: DiscoveryConfig,
     /// How long finished runs, dead letters and unreleased events are kept.
     pub retention: RetentionConfig,
     /// Metrics and traces: `/metrics`, trace context, OTLP export.
@@ -192,6 +198,14 @@ impl Config {
         self.cluster
             .validate()
             .map_err(|e| invalid(format!("cluster.{}", e.key), e.reason.into()))?;
+        if let Some(register) = &self.discovery.register {
+            register.validate().map_err(|e| match e {
+                crate::discovery::RegisterError::Invalid { key, reason } => {
+                    invalid(format!("discovery.register.{key}"), reason)
+                }
+                other => invalid("discovery.register".into(), other.to_string()),
+            })?;
+        }
         self.retention.validate().map_err(|e| {
             invalid(
                 format!("retention.{}", e.0),
@@ -409,6 +423,31 @@ mod tests {
         assert_eq!(
             err.to_string(),
             "plugins.p.services: unknown service `nope`"
+        );
+    }
+
+    #[test]
+    fn discovery_is_read_and_checked() {
+        let config = Config::from_toml(
+            "[services.p]\ndiscovery = { dns-srv = \"_p._tcp.example.internal\" }\n[discovery.register]\nconsul = \"http://127.0.0.1:8500\"\n",
+        )
+        .unwrap();
+        assert_eq!(config.discovery.register.unwrap().service, "flowhost");
+        let err = Config::from_toml(
+            "[discovery.register]\nconsul = \"http://127.0.0.1:8500\"\ncheck-interval = \"10ms\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "discovery.register.check-interval: must be at least 1s"
+        );
+        let err = Config::from_toml(
+            "[services.p]\nurls = [\"http://a\"]\ndiscovery = { dns-srv = \"_p._tcp.x\" }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "services.p: urls and discovery: give one or the other, not both"
         );
     }
 

@@ -20,7 +20,8 @@
 //! 6. [`events`] (outbox, relay, delivery, transports) and [`saga`] (the run state machine,
 //!    admission and the engine that drives runs); [`schedules`] starts the runs of cron
 //!    schedules through the engine, and [`cluster`] (membership, heartbeat) hands it the
-//!    runs of nodes whose lease expired;
+//!    runs of nodes whose lease expired, and [`discovery`] registers the node in a service
+//!    registry (Consul) while it serves;
 //! 7. [`api`] (the HTTP routes) and [`config`] (which only gathers each subsystem's
 //!    section).
 //!
@@ -32,6 +33,7 @@ pub mod bindings;
 pub mod capabilities;
 pub mod cluster;
 pub mod config;
+pub mod discovery;
 pub mod events;
 pub mod model;
 pub mod plugins;
@@ -98,6 +100,21 @@ pub async fn serve(
     tracing::info!(config = %config.summary(), "starting");
     // First, so that nothing recorded while starting is lost.
     let metrics = config.telemetry.metrics.then(telemetry::metrics::install);
+    // This node in a service registry while it serves: checked before anything starts.
+    let listening = listener.local_addr()?;
+    let registration = config
+        .discovery
+        .register
+        .as_ref()
+        .map(|register| {
+            discovery::Registration::new(
+                register,
+                &config.cluster.address(listening),
+                &config.cluster.id(listening),
+            )
+        })
+        .transpose()
+        .context("discovery.register")?;
     let outbox = Arc::new(events::Outbox::new(store.clone()));
     let runtime = Arc::new(runtime_for(&config, outbox.clone())?);
     let plugins = Arc::new(
@@ -180,6 +197,23 @@ pub async fn serve(
         retention::Retention::new(store, config.retention.clone(), clock)
             .run(stop_retention.clone()),
     );
+    let registration = registration.map(|registration| {
+        let stop = tokio_util::sync::CancellationToken::new();
+        let task = tokio::spawn({
+            let stop = stop.clone();
+            async move { registration.run(stop).await }
+        });
+        (stop, task)
+    });
+    // Deregistered as soon as the host is asked to stop, before it stops accepting, so
+    // that clients move away first.
+    let shutdown = async move {
+        shutdown.await;
+        if let Some((stop, task)) = registration {
+            stop.cancel();
+            let _ = task.await;
+        }
+    };
     tracing::info!(address = %listener.local_addr()?, "listening");
     let tokens = api::Tokens {
         admin: config.admin_token.clone(),

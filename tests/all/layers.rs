@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Each top-level module's layer: lower numbers are lower layers.
-const LAYERS: [(&str, u8); 16] = [
+const LAYERS: [(&str, u8); 17] = [
     // Metric names and trace context: recorded from every layer, using none.
     ("telemetry", 0),
     ("model", 0),
@@ -23,6 +23,8 @@ const LAYERS: [(&str, u8); 16] = [
     // Start runs through the engine: cron schedules, and takeovers of dead nodes' runs.
     ("schedules", 7),
     ("cluster", 7),
+    // This node in a service registry (Consul), while it serves.
+    ("discovery", 7),
     ("api", 8),
     ("config", 9),
     // What `lib.rs` itself defines (`run`, `serve`, `runtime_for`): the top.

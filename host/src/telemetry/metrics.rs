@@ -45,6 +45,8 @@ pub const SERVICE_CALL_DURATION: &str = "flowhost_service_call_duration_seconds"
 /// Counter `{service}`: attempts made again after a 429, a 5xx, a timeout or a connection
 /// error.
 pub const SERVICE_RETRIES: &str = "flowhost_service_retries_total";
+/// Gauge `{service}`: the instances a discovered service's registry last reported healthy.
+pub const SERVICE_INSTANCES: &str = "flowhost_service_instances";
 /// Counter `{namespace}`: cache reads that found a live entry.
 pub const CACHE_HITS: &str = "flowhost_cache_hits_total";
 /// Counter `{namespace}`: cache reads that found none.
@@ -210,6 +212,10 @@ fn describe() {
         SERVICE_RETRIES,
         "Service call attempts made again (429, 5xx, timeout, connection error)."
     );
+    describe_gauge!(
+        SERVICE_INSTANCES,
+        "Instances of a discovered service its registry last reported healthy."
+    );
     describe_counter!(
         CACHE_HITS,
         "Cache reads that found a live entry, by namespace."
@@ -280,6 +286,7 @@ pub const FAMILIES: &[(&str, &str)] = &[
     (SERVICE_CALLS, "counter"),
     (SERVICE_CALL_DURATION, "histogram"),
     (SERVICE_RETRIES, "counter"),
+    (SERVICE_INSTANCES, "gauge"),
     (CACHE_HITS, "counter"),
     (CACHE_MISSES, "counter"),
     (CACHE_EVICTIONS, "counter"),

@@ -10,18 +10,26 @@
 //! or timed out within the cool-down; connection errors, timeouts, 429 and 5xx are retried
 //! with exponential backoff and jitter (the [`crate::model::RetryPolicy`] that steps and
 //! deliveries use too), or after `Retry-After` when the service sends one.
+//!
+//! A service's instances are listed in its configuration, or found in a registry (Consul,
+//! DNS SRV) and kept current by a task of its own: see [`discovery`]. `instances.rs` holds
+//! the set calls rotate over, which discovery swaps whole.
 
 mod config;
+mod discovery;
 mod host;
+mod instances;
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
+use tokio_util::sync::{CancellationToken, DropGuard};
 
-pub use self::config::{InvalidService, ServiceConfig};
+pub use self::config::{DiscoverySource, InvalidService, ServiceConfig, ServiceDiscovery};
+use self::discovery::Discovery;
+use self::instances::{Endpoint, Instance, Instances};
 pub use crate::bindings::services::{CallError, Method, Request, Response};
 use crate::telemetry::metrics::{SERVICE_CALL_DURATION, SERVICE_CALLS, SERVICE_RETRIES};
 use crate::telemetry::trace::{Kind, Span, TRACEPARENT};
@@ -70,23 +78,18 @@ pub enum ServicesError {
 pub struct Services {
     client: reqwest::Client,
     services: HashMap<String, Service>,
+    /// Stops the discovery watchers when the services are dropped.
+    _watchers: DropGuard,
 }
 
 struct Service {
     config: ServiceConfig,
     /// `Bearer <token>`, resolved once at start.
     authorization: Option<HeaderValue>,
-    instances: Vec<Instance>,
-    /// Round-robin cursor over `instances`.
-    next: AtomicUsize,
-}
-
-struct Instance {
-    /// The base URL without a trailing slash; a request's path is appended to it.
-    base: String,
-    /// Until when this instance is skipped after a connection error or timeout. A std
-    /// `Mutex`: it is held for a read or a write, never across an `.await`.
-    unhealthy_until: Mutex<Option<Instant>>,
+    /// The instances calls rotate over: the configured ones, or those discovery found.
+    instances: Arc<Instances>,
+    /// The watcher keeping `instances` current, for a service with `discovery`.
+    discovery: Option<Discovery>,
 }
 
 /// The ids a call carries to services.
@@ -110,12 +113,15 @@ enum Attempt {
 }
 
 impl Services {
-    /// Resolves tokens and URLs of every service in `configs`.
+    /// Resolves tokens and URLs of every service in `configs`, and starts the discovery of
+    /// those that name a registry (which needs a Tokio runtime); the watchers stop when the
+    /// services are dropped.
     pub fn new(configs: &BTreeMap<String, ServiceConfig>) -> Result<Self, ServicesError> {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .pool_idle_timeout(Duration::from_secs(60))
             .build()?;
+        let stop = CancellationToken::new();
         let mut services = HashMap::new();
         for (name, config) in configs {
             config.validate().map_err(|e| ServicesError::Invalid {
@@ -142,25 +148,43 @@ impl Services {
                     Some(value)
                 }
             };
-            let instances = config
-                .urls
-                .iter()
-                .map(|url| Instance {
-                    base: url.trim_end_matches('/').to_owned(),
-                    unhealthy_until: Mutex::new(None),
+            let instances = Arc::new(Instances::new(
+                config.urls.iter().map(|url| Endpoint::new(url)).collect(),
+            ));
+            let discovery = config
+                .discovery
+                .as_ref()
+                .map(|discovery| {
+                    Discovery::start(
+                        name,
+                        discovery,
+                        &client,
+                        instances.clone(),
+                        stop.child_token(),
+                    )
                 })
-                .collect();
+                .transpose()?;
             services.insert(
                 name.clone(),
                 Service {
                     config: config.clone(),
                     authorization,
                     instances,
-                    next: AtomicUsize::new(0),
+                    discovery,
                 },
             );
         }
-        Ok(Self { client, services })
+        Ok(Self {
+            client,
+            services,
+            _watchers: stop.drop_guard(),
+        })
+    }
+
+    /// The base URLs calls to `service` go to now, lowest priority first: its configured
+    /// URLs, or what discovery last found. None for a service not configured.
+    pub fn instances(&self, service: &str) -> Option<Vec<String>> {
+        self.services.get(service).map(|s| s.instances.bases())
     }
 
     /// Whether a service of this name is configured.
@@ -235,22 +259,28 @@ impl Services {
         let policy = service.config.retry_policy();
         // A call never outlives its attempts, so its jitter may be random.
         let seed = ulid::Ulid::new().random() as u64;
+        if let Some(discovery) = &service.discovery {
+            discovery.settled(timeout).await;
+        }
         let mut attempts = 0u32;
         loop {
             attempts += 1;
-            let instance = service.pick();
-            let url = format!("{}{}", instance.base, request.path);
-            let attempt = self
-                .attempt(
-                    service,
-                    instance,
-                    &url,
-                    request.method,
-                    &headers,
-                    body.clone(),
-                    timeout,
-                )
-                .await;
+            let attempt = match service.instances.pick() {
+                Some(instance) => {
+                    let url = format!("{}{}", instance.base, request.path);
+                    self.attempt(
+                        service,
+                        &instance,
+                        &url,
+                        request.method,
+                        &headers,
+                        body.clone(),
+                        timeout,
+                    )
+                    .await
+                }
+                None => service.no_instance(name),
+            };
             match attempt {
                 Attempt::Done(result) => return result,
                 Attempt::Retry { error, retry_after } => {
@@ -384,6 +414,12 @@ impl Attempt {
         if e.is_timeout() || e.is_connect() {
             instance.mark_unhealthy(service.config.cooldown);
         }
+        if e.is_connect()
+            && let Some(discovery) = &service.discovery
+        {
+            // The registry may not know yet that the instance is gone: ask again now.
+            discovery.reread();
+        }
         Attempt::Retry {
             error,
             retry_after: None,
@@ -392,24 +428,23 @@ impl Attempt {
 }
 
 impl Service {
-    /// The next instance in rotation that is not cooling down, or, when all are, the one
-    /// whose cool-down ends first.
-    fn pick(&self) -> &Instance {
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let count = self.instances.len();
-        let now = Instant::now();
-        let mut soonest: Option<(Instant, &Instance)> = None;
-        for i in 0..count {
-            let instance = &self.instances[(start + i) % count];
-            match instance.cooling_down_until(now) {
-                None => return instance,
-                Some(until) if soonest.is_none_or(|(s, _)| until < s) => {
-                    soonest = Some((until, instance))
-                }
-                Some(_) => {}
-            }
+    /// The attempt of a call that found no instance: only a discovered service has none,
+    /// while its registry lists none healthy. Retried as a refused connection is, since
+    /// instances may come back; the registry is asked again at once.
+    fn no_instance(&self, name: &str) -> Attempt {
+        let source = self
+            .discovery
+            .as_ref()
+            .map_or("configuration", |d| d.source.as_str());
+        if let Some(discovery) = &self.discovery {
+            discovery.reread();
         }
-        soonest.map_or(&self.instances[start % count], |(_, instance)| instance)
+        Attempt::Retry {
+            error: CallError::Connection(format!(
+                "service `{name}` has no healthy instance ({source})"
+            )),
+            retry_after: None,
+        }
     }
 
     /// The headers of every attempt: the plugin's, then the host's over them.
@@ -450,19 +485,6 @@ impl Service {
             headers.insert(reqwest::header::AUTHORIZATION, authorization.clone());
         }
         Ok(headers)
-    }
-}
-
-impl Instance {
-    fn cooling_down_until(&self, now: Instant) -> Option<Instant> {
-        let until = *self.unhealthy_until.lock().expect("health lock poisoned");
-        until.filter(|until| *until > now)
-    }
-
-    fn mark_unhealthy(&self, cooldown: Duration) {
-        tracing::warn!(instance = %self.base, ?cooldown, "service instance unreachable; skipping it");
-        *self.unhealthy_until.lock().expect("health lock poisoned") =
-            Some(Instant::now() + cooldown);
     }
 }
 
