@@ -126,6 +126,21 @@ impl ClusterConfig {
         })
     }
 
+    /// This node's id among nodes sharing a store, listening on `listening`: as
+    /// [`Self::id`], but refused when it would be the same on every machine (a node that
+    /// listens on every interface and says neither its id nor its address), since nodes
+    /// under one id take each other's runs.
+    pub fn shared_id(&self, listening: SocketAddr) -> Result<String, InvalidCluster> {
+        if self.node_id.is_none() && self.advertise.is_none() && listening.ip().is_unspecified() {
+            return Err(InvalidCluster {
+                key: "node-id",
+                reason: "a node listening on every interface needs an id (or an advertise \
+                         address) of its own among the nodes sharing the store",
+            });
+        }
+        Ok(self.id(listening))
+    }
+
     /// What this node says of itself, listening on `listening`.
     pub fn node(&self, listening: SocketAddr) -> NodeInfo {
         let started_ms = std::time::SystemTime::now()
@@ -264,5 +279,29 @@ pub async fn follow_registries(
         if let Err(error) = workflows.refresh().await {
             tracing::warn!(%error, "could not look for workflow versions other nodes made current");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_on_every_interface_must_name_itself_to_share_a_store() {
+        let any: SocketAddr = "0.0.0.0:8080".parse().unwrap();
+        let unnamed = ClusterConfig::default();
+        assert_eq!(unnamed.shared_id(any).unwrap_err().key, "node-id");
+        let named = ClusterConfig {
+            node_id: Some("a".into()),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(named.shared_id(any).unwrap(), "a");
+        let advertised = ClusterConfig {
+            advertise: Some("http://10.0.0.5:8080/".into()),
+            ..ClusterConfig::default()
+        };
+        assert_eq!(advertised.shared_id(any).unwrap(), "10.0.0.5:8080");
+        let loopback = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(unnamed.shared_id(loopback).unwrap(), "127.0.0.1:9");
     }
 }

@@ -77,7 +77,7 @@ pub async fn run(
         }
         store::StoreKind::Postgres => {
             let url = config.store.url.as_deref().unwrap_or_default();
-            let node = config.cluster.id(listener.local_addr()?);
+            let node = config.cluster.shared_id(listener.local_addr()?)?;
             Arc::new(
                 store::postgres::PgStore::connect(url, config.store.pool_size, &node)
                     .await

@@ -366,10 +366,12 @@ impl PluginRegistry {
 
     /// Makes current here what the store says is current (a push or rollback on another
     /// node sharing the store), loading each new current version from the store. Returns
-    /// how many plugins changed.
+    /// how many plugins changed. A version that cannot be loaded here (a store error, or
+    /// code this node cannot compile) leaves its plugin as it is and the others change;
+    /// the first such error is returned once all were looked at.
     pub async fn refresh(&self) -> Result<usize, RegistryError> {
         let _change = self.changes.lock().await;
-        let mut changed = 0;
+        let (mut changed, mut failed) = (0, None);
         for name in self.entries.keys() {
             let Some(head) = self.store.head(name).await? else {
                 continue;
@@ -380,7 +382,13 @@ impl PluginRegistry {
             if self.current(name).is_some_and(|p| p.digest() == digest) {
                 continue;
             }
-            let plugin = self.pinned(name, digest).await?;
+            let plugin = match self.pinned(name, digest).await {
+                Ok(plugin) => plugin,
+                Err(error) => {
+                    failed.get_or_insert(error);
+                    continue;
+                }
+            };
             self.swap(name, plugin).await;
             tracing::info!(
                 plugin = name.as_str(),
@@ -389,7 +397,7 @@ impl PluginRegistry {
             );
             changed += 1;
         }
-        Ok(changed)
+        failed.map_or(Ok(changed), Err)
     }
 
     /// Validates `wasm` as a version of `name` and makes it current, durably, then in

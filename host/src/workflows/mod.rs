@@ -456,10 +456,12 @@ impl WorkflowRegistry {
     }
 
     /// Makes current here what the store says is current (a push, rollback or retirement
-    /// on another node sharing the store). Returns how many workflows changed.
+    /// on another node sharing the store). Returns how many workflows changed. A version
+    /// that cannot be loaded here leaves its workflow as it is and the others change; the
+    /// first such error is returned once all were looked at.
     pub async fn refresh(&self) -> Result<usize, WorkflowError> {
         let _change = self.changes.lock().await;
-        let mut changed = 0;
+        let (mut changed, mut failed) = (0, None);
         for (name, head) in self.store.workflow_heads().await? {
             let there = head.current().filter(|_| !head.retired);
             let here = self.current(&name);
@@ -468,7 +470,13 @@ impl WorkflowRegistry {
             }
             match there {
                 Some(digest) => {
-                    let workflow = self.pinned(&name, digest).await?;
+                    let workflow = match self.pinned(&name, digest).await {
+                        Ok(workflow) => workflow,
+                        Err(error) => {
+                            failed.get_or_insert(error);
+                            continue;
+                        }
+                    };
                     self.current
                         .write()
                         .expect("workflows lock")
@@ -485,7 +493,7 @@ impl WorkflowRegistry {
             );
             changed += 1;
         }
-        Ok(changed)
+        failed.map_or(Ok(changed), Err)
     }
 
     fn restore(&self, name: &str, current: Option<Arc<Workflow>>) {

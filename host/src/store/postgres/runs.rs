@@ -447,6 +447,11 @@ impl RunStore for PgStore {
         }
         let mut client = self.client(op).await?;
         let tx = client.transaction().await.map_err(pg(op))?;
+        // A row held longer than this (a writer stuck mid-statement) fails the claim, which
+        // the next pass or request tries again, rather than holding up this one for ever.
+        tx.batch_execute("SET LOCAL lock_timeout = '10s'")
+            .await
+            .map_err(pg(op))?;
         let statement = tx.prepare_cached(&sql).await.map_err(pg(op))?;
         let ids: Vec<String> = tx
             .query(&statement, &params)
