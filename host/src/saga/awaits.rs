@@ -179,8 +179,9 @@ impl Awaits {
         if !topics.is_empty() {
             index.topics_of.insert(run.clone(), topics);
         }
+        // A run never noted is noted as awaiting nothing, as the store has it.
         let before = index.noted.insert(run.clone(), notes.clone());
-        (before.as_ref() != Some(&notes)).then_some(notes)
+        (before.unwrap_or_default() != notes).then_some(notes)
     }
 
     /// Removes `run`: it ended, or another node holds it now. Returns whether the store
@@ -192,6 +193,12 @@ impl Awaits {
             .noted
             .remove(run)
             .is_some_and(|notes| !notes.is_empty())
+    }
+
+    /// Forgets what the store was to note of `run`, so that the next [`Self::set`] asks
+    /// for it again (a note that failed).
+    pub(super) fn unnote(&self, run: &RunId) {
+        self.index.lock().expect("awaits lock").noted.remove(run);
     }
 
     /// Whether `run` is in the index: held here, and awaiting events.

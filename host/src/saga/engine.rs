@@ -1063,8 +1063,15 @@ impl Inner {
         // Taken up now: if it waits for this signal, its driver takes the message. A run
         // another node holds moves here (its owner is fenced off it): signals wake runs
         // that rest, so it seldom has an attempt in flight to lose.
-        if !self.hold(&id).await?.is_some_and(|held| held.taken_over) {
-            self.scheduler.enqueue(id, Resume::Due, None);
+        // The message is durable now: a retry of this request would send it twice. A run
+        // that cannot be taken up now takes it when next driven (at its await's timeout
+        // at the latest).
+        match self.hold(&id).await {
+            Ok(Some(held)) if held.taken_over => {}
+            Ok(_) => self.scheduler.enqueue(id, Resume::Due, None),
+            Err(error) => {
+                tracing::warn!(run_id = %id, %error, "could not take up a run for its signal; it takes it when next driven");
+            }
         }
         Ok(message)
     }
@@ -1085,63 +1092,107 @@ impl Inner {
             data,
             received_ms: self.clock.now_ms(),
         };
-        // Runs held here, from the index; those other nodes hold, from the store's notes,
-        // each checked here against its record.
-        let mut targets: Vec<(RunId, bool)> = self
-            .awaits
-            .targets(&event.topic, &message)
-            .into_iter()
-            .map(|id| (id, true))
-            .collect();
+        // Runs held here, by the index; runs other nodes hold (or this one has not indexed
+        // yet), by the store's notes, each checked against its record. An index entry of a
+        // run another node took meanwhile is dropped, and the run checked as theirs are.
         let seen = message.as_event();
         let key_of = |path: &[String]| super::awaits::event_key(&seen, path);
-        for id in self.store.awaiting(&event.topic, &key_of).await? {
-            if self.awaits.has(&id) {
-                continue;
-            }
-            let Some(mut run) = self.store.get(&id).await? else {
-                continue;
-            };
-            if run.status.is_terminal() {
-                continue;
-            }
-            let Ok(workflow) = self.workflow_of(&mut run).await else {
-                continue;
-            };
-            let probe = Awaits::default();
-            probe.set(&id, interests(&run, &workflow.definition));
-            if !probe.targets(&event.topic, &message).is_empty() {
-                // One that only keeps events for a step ahead is not woken for them.
-                let waiting = probe.waits_for(&id, &event.topic);
-                targets.push((id, waiting));
+        let mut noted = self.store.awaiting(&event.topic, &key_of).await?;
+        let mut here = Vec::new();
+        for id in self.awaits.targets(&event.topic, &message) {
+            match self.store.owned(&id).await {
+                Ok(Some(_)) => here.push(id),
+                Ok(None) => {}
+                Err(StoreError::Fenced(_)) => {
+                    self.let_go(&id);
+                    noted.push(id);
+                }
+                Err(e) => return Err(e.into()),
             }
         }
-        let mut delivered = Vec::with_capacity(targets.len());
-        for (id, wake) in targets {
-            if self.store.inbox(&id).await?.len() >= MAX_INBOX {
+        noted.sort();
+        noted.dedup();
+        let mut elsewhere = Vec::new();
+        for id in noted {
+            if here.contains(&id) {
+                continue;
+            }
+            if self.awaits.has(&id) {
+                // Indexed here and not for this event, if this node still holds it.
+                match self.store.owned(&id).await {
+                    Ok(_) => continue,
+                    Err(StoreError::Fenced(_)) => self.let_go(&id),
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            if self
+                .record_takes(&id, &event.topic, &message)
+                .await?
+                .is_some()
+            {
+                elsewhere.push(id);
+            }
+        }
+        let mut delivered = Vec::with_capacity(here.len() + elsewhere.len());
+        for id in here.iter().chain(&elsewhere) {
+            if self.store.inbox(id).await?.len() >= MAX_INBOX {
                 tracing::warn!(run_id = %id, event = %event.id, "the run's inbox is full; the event is not kept for it");
                 continue;
             }
-            self.store.put_message(&id, &message).await?;
-            delivered.push((id, wake));
+            self.store.put_message(id, &message).await?;
+            delivered.push(id.clone());
         }
         if delivered.is_empty() {
             return Ok(());
         }
         self.store.flush().await?;
-        // Woken here: a run another node holds moves here (its holder is fenced off it),
-        // as with a signal.
-        for (id, _) in delivered.into_iter().filter(|(_, wake)| *wake) {
-            match self.hold(&id).await {
-                Ok(Some(held)) if held.taken_over => {}
-                Ok(Some(_)) => self.scheduler.enqueue(id, Resume::Due, None),
-                Ok(None) => {}
-                Err(error) => {
-                    tracing::warn!(run_id = %id, %error, "could not take up a run an event woke; it takes the event when next driven");
+        for id in delivered {
+            if here.contains(&id) {
+                self.scheduler.enqueue(id, Resume::Due, None);
+                continue;
+            }
+            // Read again now that the message is in: a run that began to wait since the
+            // first read looked at its inbox before the message was there, and is woken.
+            // A waiting run another node holds moves here (its holder is fenced off it),
+            // as with a signal; one that only keeps events for a step ahead stays.
+            if self.record_takes(&id, &event.topic, &message).await? != Some(true) {
+                continue;
+            }
+            match self.hold(&id).await? {
+                Some(held) if !held.taken_over => {
+                    self.scheduler.enqueue(id, Resume::Due, None);
                 }
+                _ => {}
             }
         }
         Ok(())
+    }
+
+    /// Whether run `id`, as the store holds it now, takes `message` (an event on `topic`):
+    /// `Some(true)` if it waits for it, `Some(false)` if it keeps it for a step ahead.
+    async fn record_takes(
+        &self,
+        id: &RunId,
+        topic: &str,
+        message: &Message,
+    ) -> Result<Option<bool>, StoreError> {
+        let Some(mut run) = self.store.get(id).await? else {
+            return Ok(None);
+        };
+        if run.status.is_terminal() {
+            return Ok(None);
+        }
+        let workflow = match self.workflow_of(&mut run).await {
+            Ok(workflow) => workflow,
+            Err(WorkflowError::Store(e)) => return Err(e),
+            Err(_) => return Ok(None),
+        };
+        let probe = Awaits::default();
+        probe.set(id, interests(&run, &workflow.definition));
+        if probe.targets(topic, message).is_empty() {
+            return Ok(None);
+        }
+        Ok(Some(probe.waits_for(id, topic)))
     }
 
     /// Sets what `run` wants of events in the index (the topic its await step waits on,
@@ -1157,8 +1208,8 @@ impl Inner {
         };
         let noted = self.store.note_awaits(&run.id, &notes).await;
         if noted.is_err() {
-            // Noted again next time.
-            self.awaits.forget(&run.id);
+            // Noted again next time; the index keeps serving this node meanwhile.
+            self.awaits.unnote(&run.id);
         }
         noted
     }
@@ -1328,19 +1379,21 @@ impl Inner {
                 () = tokio::time::sleep(pause) => {}
                 () = inner.shutdown.cancelled() => return,
             }
-            match inner.store.owned(&id).await {
-                Ok(Some(_)) => {}
+            // Never driven under the old epoch: should the store still be out of reach, this
+            // waits again.
+            let again = match inner.store.owned(&id).await {
+                Ok(Some(_)) => match inner.store.claim(Claim::Run(&id)).await {
+                    Ok(claimed) if claimed.is_empty() => return,
+                    Ok(_) => return inner.scheduler.enqueue(id, Resume::Recovered, None),
+                    Err(error) => error,
+                },
                 Ok(None) => return,
                 Err(StoreError::Fenced(_)) => return inner.let_go(&id),
-                // Still down: the drive halts again, and comes back here.
-                Err(_) => return inner.scheduler.enqueue(id, Resume::Recovered, None),
-            }
-            match inner.store.claim(Claim::Run(&id)).await {
-                // Gone meanwhile.
-                Ok(claimed) if claimed.is_empty() => {}
-                // Claimed; or the store is down still, and the drive halts again.
-                Ok(_) | Err(_) => inner.scheduler.enqueue(id, Resume::Recovered, None),
-            }
+                Err(error) => error,
+            };
+            let pause = inner.after_halt(&id);
+            tracing::warn!(run_id = %id, error = %again, ?pause, "could not claim a halted run anew; trying again after a pause");
+            inner.resume_after(id, pause);
         });
     }
 

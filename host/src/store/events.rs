@@ -53,7 +53,10 @@ pub trait EventStore: Flush {
     /// Queues a delivery, due at its `due_ms`.
     async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError>;
 
-    /// Up to `limit` deliveries of `subscription` due at `now_ms`, earliest first.
+    /// Up to `limit` deliveries of `subscription` due at `now_ms`, earliest first. On a
+    /// store several nodes share, those another process took a while ago and has not
+    /// settled are skipped, and those returned are taken for this one's, so that each
+    /// delivery goes to one node (again to another should that one die holding it).
     async fn due(
         &self,
         subscription: &str,

@@ -10,6 +10,10 @@ use super::{PgStore, decode, ms};
 use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry};
 use crate::store::{EventStore, StoreError};
 
+/// How long a node holds the deliveries of the embedded transport it handed out, against
+/// the other nodes sharing the queue: what one that dies holding them leaves waits this long.
+const DELIVERY_HOLD: Duration = Duration::from_secs(60);
+
 /// A count from PostgreSQL's `bigint`.
 fn count(value: i64) -> usize {
     usize::try_from(value).unwrap_or(0)
@@ -116,18 +120,27 @@ impl EventStore for PgStore {
         limit: usize,
         hold: Duration,
     ) -> Result<Vec<OutboxEntry>, StoreError> {
-        // Rows another relay is taking now are skipped, like those it took a while ago.
+        // Rows another relay is taking now are skipped, like those it took a while ago;
+        // this relay's own are taken again only once half their hold is gone, so that an
+        // entry waiting for its gate is not rewritten at every look.
         let rows = self
             .query(
                 "take from the outbox",
-                "UPDATE outbox o SET relay_until = flowhost_now_ms() + $3, relay_by = $4
-                 FROM (SELECT event_id FROM outbox
-                       WHERE ($1::text IS NULL OR event_id > $1)
-                           AND (relay_until < flowhost_now_ms() OR relay_by = $4)
-                       ORDER BY event_id LIMIT $2
-                       FOR UPDATE SKIP LOCKED) t
-                 WHERE o.event_id = t.event_id
-                 RETURNING o.event_id, o.entry",
+                "WITH now AS (SELECT flowhost_now_ms() AS ms),
+                      taken AS (
+                          SELECT o.event_id, o.entry,
+                                 coalesce(o.relay_by = $4 AND o.relay_until > now.ms + $3::bigint / 2,
+                                          false) AS fresh
+                          FROM outbox o, now
+                          WHERE ($1::text IS NULL OR o.event_id > $1)
+                              AND (o.relay_until < now.ms OR o.relay_by = $4)
+                          ORDER BY o.event_id LIMIT $2
+                          FOR UPDATE OF o SKIP LOCKED),
+                      held AS (
+                          UPDATE outbox o SET relay_until = now.ms + $3::bigint, relay_by = $4
+                          FROM taken, now
+                          WHERE o.event_id = taken.event_id AND NOT taken.fresh)
+                 SELECT event_id, entry FROM taken",
                 &[
                     &after,
                     &bigint(limit),
@@ -214,26 +227,47 @@ impl EventStore for PgStore {
         now_ms: u64,
         limit: usize,
     ) -> Result<Vec<Delivery>, StoreError> {
+        // Rows another node is taking now are skipped, like those it took a while ago.
         let rows = self
             .query(
                 "read a queue",
-                "SELECT event_id, delivery FROM queue
-                 WHERE subscription = $1 AND due_ms <= $2
-                 ORDER BY due_ms, event_id LIMIT $3",
-                &[&subscription, &ms(now_ms), &bigint(limit)],
+                "UPDATE queue q SET taken_until = flowhost_now_ms() + $4, taken_by = $5
+                 FROM (SELECT subscription, due_ms, event_id FROM queue
+                       WHERE subscription = $1 AND due_ms <= $2
+                           AND (taken_until < flowhost_now_ms() OR taken_by = $5)
+                       ORDER BY due_ms, event_id LIMIT $3
+                       FOR UPDATE SKIP LOCKED) t
+                 WHERE (q.subscription, q.due_ms, q.event_id)
+                     = (t.subscription, t.due_ms, t.event_id)
+                 RETURNING q.due_ms, q.event_id, q.delivery",
+                &[
+                    &subscription,
+                    &ms(now_ms),
+                    &bigint(limit),
+                    &i64::try_from(DELIVERY_HOLD.as_millis()).unwrap_or(i64::MAX),
+                    &self.incarnation,
+                ],
             )
             .await?;
-        rows.iter()
-            .map(|row| decode(row.get(0), row.get(1)))
-            .collect()
+        let mut due: Vec<(i64, Delivery)> = rows
+            .iter()
+            .map(|row| Ok((row.get(0), decode(row.get(1), row.get(2))?)))
+            .collect::<Result<_, StoreError>>()?;
+        due.sort_by(|(a, x), (b, y)| (a, &x.event.id).cmp(&(b, &y.event.id)));
+        Ok(due.into_iter().map(|(_, delivery)| delivery).collect())
     }
 
     async fn next_due(&self, subscription: &str) -> Result<Option<u64>, StoreError> {
         let rows = self
             .query(
                 "read a queue",
-                "SELECT min(due_ms) FROM queue WHERE subscription = $1",
-                &[&subscription],
+                // Another node's, while it holds them: not before its hold ends (by
+                // PostgreSQL's clock, near enough to the nodes').
+                "SELECT min(CASE WHEN taken_by IS DISTINCT FROM $2
+                                     AND taken_until >= flowhost_now_ms()
+                                 THEN greatest(due_ms, taken_until) ELSE due_ms END)
+                 FROM queue WHERE subscription = $1",
+                &[&subscription, &self.incarnation],
             )
             .await?;
         Ok(rows[0]

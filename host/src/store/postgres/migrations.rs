@@ -51,6 +51,11 @@ const MIGRATIONS: &[(i32, &str, &str)] = &[
         include_str!("migrations/0008_relay_leases.sql"),
     ),
     (9, "awaits", include_str!("migrations/0009_awaits.sql")),
+    (
+        10,
+        "queue holds",
+        include_str!("migrations/0010_queue_holds.sql"),
+    ),
 ];
 
 /// The key of the advisory lock migrations take: "flowhost" in ASCII.

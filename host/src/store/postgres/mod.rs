@@ -6,10 +6,10 @@
 //! Each node connects with its own id: the runs it creates or claims are stored with it
 //! as their owner, and with this connection's incarnation (a ULID, new with each process,
 //! so that a process of the same node left paused is not taken for the new one), under an
-//! epoch that grows with every new owner. Every write of a run
-//! (its record, a journal entry, a gated outbox entry) names the epoch, is refused unless
-//! this incarnation holds the run, and holds the run's row for it (`FOR KEY SHARE`), and a claim locks the row (`FOR UPDATE`) before it moves
-//! the epoch: a write is either in before the claim, and seen by the new owner, or refused
+//! epoch that grows with every new owner. Every write of a run (its record, a journal
+//! entry, a gated outbox entry, what it awaits) names the epoch, is refused unless this
+//! incarnation holds the run, and holds the run's row for it (`FOR KEY SHARE`), and a
+//! claim locks the row (`FOR UPDATE`) before it moves the epoch: a write is either in before the claim, and seen by the new owner, or refused
 //! ([`StoreError::Fenced`](super::StoreError::Fenced)). A claim then drops the outbox
 //! entries of the run whose gates are closed: events its earlier owners staged for writes
 //! that never happened.
@@ -29,7 +29,8 @@
 //! | `journal` | run id, sequence | a [`JournalEntry`](crate::model::JournalEntry), with the epoch it was written under |
 //! | `inbox` | run id, message id (a ULID) | a [`Message`](crate::model::Message) |
 //! | `outbox` | event id (a ULID) | an [`OutboxEntry`](crate::model::OutboxEntry), the run its gate waits on, and which relay took it until when |
-//! | `queue` | subscription, due ms, event id | a [`Delivery`](crate::model::Delivery) of the embedded transport |
+//! | `queue` | subscription, due ms, event id | a [`Delivery`](crate::model::Delivery) of the embedded transport, and which node took it until when |
+//! | `awaits` | run id, topic | what a waiting run awaits: the topic, and the event's path and value it correlates on |
 //! | `dead_letters` | dead letter id (a ULID) | a [`DeadLetter`](crate::model::DeadLetter) |
 //! | `nodes` | node id | its address, version, start, last heartbeat, lease end (ms, PostgreSQL's clock) |
 //! | `flowhost_schema` | version | the migrations applied, when |

@@ -178,6 +178,19 @@ impl RunStore for PgStore {
         let op = "discard a run";
         let mut client = self.client(op).await?;
         let tx = client.transaction().await.map_err(pg(op))?;
+        // Only by its holder: another node may have taken it over (a request there) and
+        // drive it now.
+        let held = tx
+            .query_opt(
+                "SELECT 1 FROM runs WHERE id = $1 AND owner = $2 AND incarnation = $3
+                 FOR UPDATE",
+                &[&run.id.as_str(), &self.node, &self.incarnation],
+            )
+            .await
+            .map_err(pg(op))?;
+        if held.is_none() {
+            return Err(StoreError::Fenced(run.id.clone()));
+        }
         for table in ["journal", "inbox"] {
             tx.execute(
                 &format!("DELETE FROM {table} WHERE run_id = $1"),

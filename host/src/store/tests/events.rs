@@ -16,7 +16,7 @@ fn event(id: &str) -> PublishedEvent {
     }
 }
 
-fn delivery(subscription: &str, id: &str, due_ms: u64) -> Delivery {
+pub(super) fn delivery(subscription: &str, id: &str, due_ms: u64) -> Delivery {
     Delivery {
         subscription: subscription.into(),
         event: event(id),

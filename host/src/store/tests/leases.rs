@@ -531,3 +531,36 @@ async fn the_runs_awaiting_an_event_are_found_from_any_other_node() {
     a.note_awaits(&open_one.id, &[]).await.unwrap();
     assert!(!b.awaited("paid").await.unwrap());
 }
+
+/// The embedded transport's queue shared by nodes: a delivery one node took is not handed
+/// to another until it is settled, and the others do not wait for it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_delivery_one_node_took_goes_to_no_other_until_settled() {
+    use crate::store::EventStore;
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database, "a").await, open(&database, "b").await);
+    for (i, id) in ["e1", "e2", "e3"].into_iter().enumerate() {
+        a.enqueue(&super::events::delivery("s", id, 100 + i as u64))
+            .await
+            .unwrap();
+    }
+    let ids = |due: Vec<crate::model::Delivery>| -> Vec<String> {
+        due.into_iter().map(|d| d.event.id).collect()
+    };
+    assert_eq!(ids(a.due("s", 200, 2).await.unwrap()), ["e1", "e2"]);
+    assert_eq!(ids(b.due("s", 200, 10).await.unwrap()), ["e3"]);
+    // Its own again, as the store hands them out until settled.
+    assert_eq!(ids(a.due("s", 200, 10).await.unwrap()), ["e1", "e2"]);
+    b.dequeue(&super::events::delivery("s", "e3", 102))
+        .await
+        .unwrap();
+    assert!(
+        b.next_due("s").await.unwrap().unwrap() > 1_000_000,
+        "not due for b while a holds them"
+    );
+    a.dequeue(&super::events::delivery("s", "e1", 100))
+        .await
+        .unwrap();
+    assert!(b.due("s", 200, 10).await.unwrap().is_empty());
+    assert_eq!(ids(a.due("s", 200, 10).await.unwrap()), ["e2"]);
+}
