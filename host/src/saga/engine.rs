@@ -1381,14 +1381,9 @@ impl Inner {
             }
             // Never driven under the old epoch: should the store still be out of reach, this
             // waits again.
-            let again = match inner.store.owned(&id).await {
-                Ok(Some(_)) => match inner.store.claim(Claim::Run(&id)).await {
-                    Ok(claimed) if claimed.is_empty() => return,
-                    Ok(_) => return inner.scheduler.enqueue(id, Resume::Recovered, None),
-                    Err(error) => error,
-                },
-                Ok(None) => return,
-                Err(StoreError::Fenced(_)) => return inner.let_go(&id),
+            let again = match inner.store.claim(Claim::Again(&id)).await {
+                Ok(claimed) if claimed.is_empty() => return inner.let_go(&id),
+                Ok(_) => return inner.scheduler.enqueue(id, Resume::Recovered, None),
                 Err(error) => error,
             };
             let pause = inner.after_halt(&id);

@@ -59,8 +59,12 @@ pub enum Claim<'a> {
         /// The most to take in one call: claims go at a bounded rate.
         limit: usize,
     },
-    /// This run, whoever holds it: one halted here, or that a request here takes over.
+    /// This run, whoever holds it: one that a request here takes over.
     Run(&'a RunId),
+    /// This run under a new epoch, if this process holds it still: one halted here by an
+    /// unreachable store, whose halted attempt's events must not go out. Nothing if another
+    /// node took it meanwhile.
+    Again(&'a RunId),
 }
 
 /// A topic a run awaits events on, as [`RunStore::note_awaits`] notes it.

@@ -457,6 +457,16 @@ impl RunStore for PgStore {
                 run_id = id.as_str();
                 params = vec![&self.node, &run_id, &self.incarnation];
             }
+            Claim::Again(id) => {
+                sql = "UPDATE runs r SET epoch = r.epoch + 1
+                       FROM (SELECT id FROM runs
+                             WHERE id = $2 AND owner = $1 AND incarnation = $3
+                             FOR UPDATE) c
+                       WHERE r.id = c.id RETURNING r.id"
+                    .to_owned();
+                run_id = id.as_str();
+                params = vec![&self.node, &run_id, &self.incarnation];
+            }
         }
         let mut client = self.client(op).await?;
         let tx = client.transaction().await.map_err(pg(op))?;

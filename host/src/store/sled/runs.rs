@@ -502,11 +502,11 @@ impl RunStore for SledStore {
         let ids = match claim {
             Claim::Own => self.unfinished()?,
             Claim::Expired { .. } => return Ok(Vec::new()),
-            Claim::Run(id) => vec![id.clone()],
+            Claim::Run(id) | Claim::Again(id) => vec![id.clone()],
         };
         // A crash (or a halt) between a step's events and its journal entry left orphans.
         self.drop_orphans(match claim {
-            Claim::Run(id) => Some(id),
+            Claim::Run(id) | Claim::Again(id) => Some(id),
             _ => None,
         })?;
         Ok(ids)

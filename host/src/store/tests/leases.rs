@@ -375,6 +375,17 @@ async fn only_the_process_holding_a_run_writes_it_whatever_epoch_it_names() {
             .await
     ));
     assert_eq!(journal_epochs(&database, &one.id).await, [(0, 1)]);
+    // Claimed anew only by its holder, under the next epoch.
+    assert!(a.claim(Claim::Again(&one.id)).await.unwrap().is_empty());
+    assert_eq!(
+        b.claim(Claim::Again(&one.id)).await.unwrap(),
+        std::slice::from_ref(&one.id)
+    );
+    assert_eq!(b.owned(&one.id).await.unwrap().unwrap().epoch, held.epoch + 1);
+    assert!(fenced(
+        b.append_journal(&held, &entry(Direction::Execute, 2, Outcome::Ok))
+            .await
+    ));
 }
 
 /// The relays of several nodes share the outbox: each entry is taken by one of them until
