@@ -277,6 +277,14 @@ enum Work {
     Queued(RunId, Resume),
 }
 
+/// How a run another node may hold takes an event ([`Inner::record_takes`]).
+struct Taken {
+    /// It waits for it at a step now; else it keeps it for a step ahead.
+    waiting: bool,
+    /// When its latest wait began (ms, by the clock of the node that began it).
+    began: u64,
+}
+
 /// A run as this node holds it, for a request that changes it ([`Inner::hold`]).
 struct Held {
     run: Run,
@@ -1125,20 +1133,26 @@ impl Inner {
                     Err(e) => return Err(e.into()),
                 }
             }
-            if self
-                .record_takes(&id, &event.topic, &message)
-                .await?
-                .is_some()
-            {
-                elsewhere.push(id);
+            if let Some(taken) = self.record_takes(&id, &event.topic, &message).await? {
+                elsewhere.push((id, taken.began));
             }
         }
         let mut delivered = Vec::with_capacity(here.len() + elsewhere.len());
-        for id in here.iter().chain(&elsewhere) {
+        let targets = here
+            .iter()
+            .map(|id| (id, 0))
+            .chain(elsewhere.iter().map(|(id, began)| (id, *began)));
+        for (id, began) in targets {
             if self.store.inbox(id).await?.len() >= MAX_INBOX {
                 tracing::warn!(run_id = %id, event = %event.id, "the run's inbox is full; the event is not kept for it");
                 continue;
             }
+            // Never before the wait it ends began, by the clock of the node that began it
+            // (this one's may be behind): the step takes no event that came before it.
+            let message = Message {
+                received_ms: message.received_ms.max(began),
+                ..message.clone()
+            };
             self.store.put_message(id, &message).await?;
             delivered.push(id.clone());
         }
@@ -1155,7 +1169,8 @@ impl Inner {
             // first read looked at its inbox before the message was there, and is woken.
             // A waiting run another node holds moves here (its holder is fenced off it),
             // as with a signal; one that only keeps events for a step ahead stays.
-            if self.record_takes(&id, &event.topic, &message).await? != Some(true) {
+            let taken = self.record_takes(&id, &event.topic, &message).await?;
+            if !taken.is_some_and(|taken| taken.waiting) {
                 continue;
             }
             match self.hold(&id).await? {
@@ -1168,14 +1183,14 @@ impl Inner {
         Ok(())
     }
 
-    /// Whether run `id`, as the store holds it now, takes `message` (an event on `topic`):
-    /// `Some(true)` if it waits for it, `Some(false)` if it keeps it for a step ahead.
+    /// Whether run `id`, as the store holds it now, takes `message` (an event on `topic`),
+    /// and how.
     async fn record_takes(
         &self,
         id: &RunId,
         topic: &str,
         message: &Message,
-    ) -> Result<Option<bool>, StoreError> {
+    ) -> Result<Option<Taken>, StoreError> {
         let Some(mut run) = self.store.get(id).await? else {
             return Ok(None);
         };
@@ -1192,7 +1207,17 @@ impl Inner {
         if probe.targets(topic, message).is_empty() {
             return Ok(None);
         }
-        Ok(Some(probe.waits_for(id, topic)))
+        let began = run
+            .steps
+            .iter()
+            .filter(|step| step.status == StepStatus::Waiting)
+            .filter_map(|step| step.started_ms)
+            .max()
+            .unwrap_or(0);
+        Ok(Some(Taken {
+            waiting: probe.waits_for(id, topic),
+            began,
+        }))
     }
 
     /// Sets what `run` wants of events in the index (the topic its await step waits on,

@@ -381,7 +381,10 @@ async fn only_the_process_holding_a_run_writes_it_whatever_epoch_it_names() {
         b.claim(Claim::Again(&one.id)).await.unwrap(),
         std::slice::from_ref(&one.id)
     );
-    assert_eq!(b.owned(&one.id).await.unwrap().unwrap().epoch, held.epoch + 1);
+    assert_eq!(
+        b.owned(&one.id).await.unwrap().unwrap().epoch,
+        held.epoch + 1
+    );
     assert!(fenced(
         b.append_journal(&held, &entry(Direction::Execute, 2, Outcome::Ok))
             .await
