@@ -234,6 +234,9 @@ pub struct PluginRegistry {
     pinning: tokio::sync::RwLock<()>,
     /// Serialises changes of heads: registrations, rollbacks, deletions.
     changes: tokio::sync::Mutex<()>,
+    /// Versions another node made current that this one could not load (code it cannot
+    /// compile, say), by name and digest: [`Self::refresh`] tries each once, not every pass.
+    unloadable: Mutex<std::collections::HashSet<(String, String)>>,
     max_upload_bytes: usize,
     keep_versions: usize,
 }
@@ -273,6 +276,7 @@ impl PluginRegistry {
             runs,
             current: RwLock::default(),
             loaded: Mutex::default(),
+            unloadable: Mutex::default(),
             pinning: tokio::sync::RwLock::new(()),
             changes: tokio::sync::Mutex::new(()),
             max_upload_bytes: config.max_upload_mib.saturating_mul(1024 * 1024),
@@ -382,9 +386,27 @@ impl PluginRegistry {
             if self.current(name).is_some_and(|p| p.digest() == digest) {
                 continue;
             }
+            let version = (name.clone(), digest.to_owned());
+            if self
+                .unloadable
+                .lock()
+                .expect("unloadable lock")
+                .contains(&version)
+            {
+                continue;
+            }
             let plugin = match self.pinned(name, digest).await {
                 Ok(plugin) => plugin,
+                // The store may come back: tried again next pass.
+                Err(error @ RegistryError::Store(_)) => {
+                    failed.get_or_insert(error);
+                    continue;
+                }
                 Err(error) => {
+                    self.unloadable
+                        .lock()
+                        .expect("unloadable lock")
+                        .insert(version);
                     failed.get_or_insert(error);
                     continue;
                 }
