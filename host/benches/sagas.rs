@@ -60,12 +60,10 @@ use tokio::net::TcpListener;
 
 #[path = "common/http.rs"]
 mod http;
+#[path = "common/load.rs"]
+mod load;
 use http::Connection;
-
-/// The route both servers answer, and the query flowhost honours.
-const PATH: &str = "/v1/workflows/noop5/runs?wait=10s";
-/// The run's context: small, like a real request's.
-const REQUEST_BODY: &str = r#"{"order_id":"o-1","customer":"c-42","amount_cents":1999}"#;
+use load::{PATH, REQUEST_BODY, Report, completed, ms};
 /// Warm-up before each measurement: connections open, caches and pools filled.
 const WARM_UP: Duration = Duration::from_secs(1);
 /// Share of errors above which the benchmark fails.
@@ -207,9 +205,9 @@ fn main() -> anyhow::Result<()> {
     );
     println!(
         "ratio flowhost (off)/baseline: throughput {:.4} ({:.1}x slower); flowhost (on)/baseline {:.4}",
-        off / baseline.rps(),
-        baseline.rps() / off,
-        on / baseline.rps(),
+        off / baseline.report.rps(),
+        baseline.report.rps() / off,
+        on / baseline.report.rps(),
     );
     let cost = 1.0 - on / off;
     println!(
@@ -226,7 +224,7 @@ fn main() -> anyhow::Result<()> {
         "target (an earlier issue's, for 2 cores, telemetry off): >= {TARGET_RPS} durable sagas/s and p99 <= {TARGET_P99:?}: {}",
         if met { "met" } else { "NOT met" },
     );
-    baseline.check("baseline")?;
+    baseline.report.check("baseline", MAX_ERROR_RATE)?;
     for (mode, figures) in &measured {
         ensure!(
             figures.error_rate <= MAX_ERROR_RATE,
@@ -317,26 +315,20 @@ fn child(mode: Mode, settings: &Settings) -> anyhow::Result<()> {
         .prefix("flowhost-bench-sagas-")
         .tempdir_in(env!("CARGO_TARGET_TMPDIR"))?;
     let flowhost = server_rt.block_on(Flowhost::start(data.path(), &telemetry))?;
-    let report = load_rt.block_on(drive(flowhost.address, settings));
+    let measured = load_rt.block_on(drive(flowhost.address, settings));
     server_rt.block_on(flowhost.stop())?;
     if let Some(pipeline) = pipeline {
         pipeline.shutdown();
     }
     let figures = Figures {
-        rps: report.rps(),
-        p50_ms: report.percentile(50.0).as_secs_f64() * 1e3,
-        p99_ms: report.percentile(99.0).as_secs_f64() * 1e3,
-        max_ms: report
-            .latencies
-            .last()
-            .copied()
-            .unwrap_or_default()
-            .as_secs_f64()
-            * 1e3,
-        errors: report.errors,
-        requests: report.latencies.len(),
-        error_rate: report.error_rate(),
-        cpu: report.cpu(),
+        rps: measured.report.rps(),
+        p50_ms: measured.report.percentile(50.0).as_secs_f64() * 1e3,
+        p99_ms: measured.report.percentile(99.0).as_secs_f64() * 1e3,
+        max_ms: measured.report.max().as_secs_f64() * 1e3,
+        errors: measured.report.errors,
+        requests: measured.report.latencies.len(),
+        error_rate: measured.report.error_rate(),
+        cpu: measured.cpu(),
     };
     println!("{}", serde_json::to_string(&figures)?);
     Ok(())
@@ -512,141 +504,38 @@ async fn baseline(body: Bytes) -> anyhow::Result<SocketAddr> {
     Ok(address)
 }
 
-/// Whether an answer's body is a run that completed.
-fn completed(body: &[u8]) -> bool {
-    #[derive(Deserialize)]
-    struct Answer<'a> {
-        #[serde(borrow)]
-        status: &'a str,
-    }
-    serde_json::from_slice::<Answer>(body).is_ok_and(|a| a.status == "completed")
-}
-
-/// What one client saw in the measured window.
-#[derive(Default)]
-struct Tally {
-    latencies: Vec<Duration>,
-    errors: usize,
-    /// A few distinct errors, to show.
-    samples: Vec<String>,
-    /// When the last counted answer arrived.
-    last: Option<Instant>,
-}
-
 /// Drives the server at `address` with the configured clients: warm-up, then the measured
-/// window.
-async fn drive(address: SocketAddr, settings: &Settings) -> Report {
-    let start = Instant::now();
-    let window = start + WARM_UP;
-    let end = window + settings.seconds;
-    let clients: Vec<_> = (0..settings.clients)
-        .map(|_| tokio::spawn(client(address, window, end)))
-        .collect();
+/// window, with this process's CPU time over the window.
+async fn drive(address: SocketAddr, settings: &Settings) -> Measured {
+    let window = load::Window::after(WARM_UP, settings.seconds);
     let cpu = tokio::spawn(async move {
-        tokio::time::sleep_until(window.into()).await;
+        tokio::time::sleep_until(window.start.into()).await;
         let (before, from) = (process_cpu(), Instant::now());
-        tokio::time::sleep_until(end.into()).await;
+        tokio::time::sleep_until(window.end.into()).await;
         Some((process_cpu()? - before?, from.elapsed()))
     });
-    let mut report = Report {
-        window: Some(window),
+    let report = load::drive(&[address], settings.clients, window).await;
+    Measured {
+        report,
         cpu: cpu.await.expect("the CPU probe panicked"),
-        ..Report::default()
-    };
-    for client in clients {
-        let tally = client.await.expect("a client panicked");
-        report.latencies.extend(tally.latencies);
-        report.errors += tally.errors;
-        for sample in tally.samples {
-            if report.samples.len() < 5 && !report.samples.contains(&sample) {
-                report.samples.push(sample);
-            }
-        }
-        report.last = report.last.max(tally.last);
     }
-    report.latencies.sort_unstable();
-    report
-}
-
-/// One client: requests back to back on one keep-alive connection until `end`; those that
-/// started at or after `window` count.
-async fn client(address: SocketAddr, window: Instant, end: Instant) -> Tally {
-    let mut connection = Connection::new(address);
-    let body = Bytes::from_static(REQUEST_BODY.as_bytes());
-    let mut tally = Tally::default();
-    loop {
-        let sent = Instant::now();
-        if sent >= end {
-            return tally;
-        }
-        let outcome = request(&mut connection, body.clone()).await;
-        let answered = Instant::now();
-        if sent < window {
-            continue;
-        }
-        tally.latencies.push(answered - sent);
-        tally.last = Some(answered);
-        if let Err(error) = outcome {
-            tally.errors += 1;
-            if tally.samples.len() < 5 && !tally.samples.contains(&error) {
-                tally.samples.push(error);
-            }
-        }
-    }
-}
-
-/// One run; an error unless the answer is 200 with a completed run.
-async fn request(connection: &mut Connection, body: Bytes) -> Result<(), String> {
-    let (status, body) = connection.send(Method::POST, PATH, body).await?;
-    if status != StatusCode::OK {
-        return Err(format!("status {status}"));
-    }
-    if !completed(&body) {
-        let head = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
-        return Err(format!("not completed: {head}"));
-    }
-    Ok(())
 }
 
 /// One side's figures.
-#[derive(Default)]
-struct Report {
-    /// Every counted request's latency, sorted.
-    latencies: Vec<Duration>,
-    errors: usize,
-    samples: Vec<String>,
-    window: Option<Instant>,
-    last: Option<Instant>,
+struct Measured {
+    report: Report,
     /// CPU time the whole process (servers and load generator) used in the window, and the
     /// window's length as the probe saw it.
     cpu: Option<(Duration, Duration)>,
 }
 
-impl Report {
-    /// Successful requests per second over the measured window.
-    fn rps(&self) -> f64 {
-        let elapsed = match (self.window, self.last) {
-            (Some(window), Some(last)) => last.duration_since(window).as_secs_f64(),
-            _ => return 0.0,
-        };
-        (self.latencies.len() - self.errors) as f64 / elapsed
-    }
-
-    /// Nearest-rank percentile `p` of the latencies.
-    fn percentile(&self, p: f64) -> Duration {
-        if self.latencies.is_empty() {
-            return Duration::ZERO;
-        }
-        let rank = (p / 100.0 * self.latencies.len() as f64).ceil() as usize;
-        self.latencies[rank.clamp(1, self.latencies.len()) - 1]
-    }
-
+impl Measured {
     /// CPU time per request and cores busy, if known.
     fn cpu(&self) -> String {
         let Some((cpu, elapsed)) = self.cpu else {
             return "n/a".into();
         };
-        let per_request = cpu / self.latencies.len().max(1) as u32;
+        let per_request = cpu / self.report.latencies.len().max(1) as u32;
         let cores = cpu.as_secs_f64() / elapsed.as_secs_f64();
         format!(
             "{:.0} us ({cores:.2} cores)",
@@ -654,45 +543,20 @@ impl Report {
         )
     }
 
-    fn error_rate(&self) -> f64 {
-        self.errors as f64 / self.latencies.len().max(1) as f64
-    }
-
     fn print(&self, name: &str) {
+        let report = &self.report;
         println!(
             "{name:<10} {:>10.0} {:>10} {:>10} {:>10} {:>22} {:>22}",
-            self.rps(),
-            ms(self.percentile(50.0)),
-            ms(self.percentile(99.0)),
-            ms(self.latencies.last().copied().unwrap_or_default()),
-            format!(
-                "{} / {} ({:.2}%)",
-                self.errors,
-                self.latencies.len(),
-                100.0 * self.error_rate()
-            ),
+            report.rps(),
+            ms(report.percentile(50.0)),
+            ms(report.percentile(99.0)),
+            ms(report.max()),
+            report.errors_column(),
             self.cpu(),
         );
-        for sample in &self.samples {
+        for sample in &report.samples {
             println!("{:<10} error: {sample}", "");
         }
-    }
-
-    /// Fails if nothing was measured or too many requests failed.
-    fn check(&self, name: &str) -> anyhow::Result<()> {
-        if self.latencies.is_empty() {
-            bail!("{name}: no request completed in the measured window");
-        }
-        if self.error_rate() > MAX_ERROR_RATE {
-            bail!(
-                "{name}: {} of {} requests failed ({:.2}% > {:.0}%)",
-                self.errors,
-                self.latencies.len(),
-                100.0 * self.error_rate(),
-                100.0 * MAX_ERROR_RATE
-            );
-        }
-        Ok(())
     }
 }
 
@@ -704,8 +568,4 @@ fn process_cpu() -> Option<Duration> {
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i)?.parse::<u64>().ok();
     Some(Duration::from_millis(10 * (ticks(11)? + ticks(12)?)))
-}
-
-fn ms(d: Duration) -> String {
-    format!("{:.3} ms", d.as_secs_f64() * 1e3)
 }

@@ -680,3 +680,53 @@ steps = [
     drop(nodes);
     delete_stream(NATS_URL, &stream).await;
 }
+
+/// `examples/cluster/flowhost.toml` (read without the environment) is a valid configuration
+/// for nodes sharing PostgreSQL and NATS, and its plugins and workflows are those of
+/// `examples/order-processing`, which it copies: the copies have not drifted.
+#[test]
+fn the_cluster_example_is_valid_and_serves_the_order_example() {
+    let read = |example: &str| {
+        let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples")
+            .join(example)
+            .join("flowhost.toml");
+        let toml = std::fs::read_to_string(&path).unwrap();
+        flowhost::Config::from_toml(&toml).unwrap_or_else(|e| panic!("{}: {e:#}", path.display()))
+    };
+    let (cluster, order) = (read("cluster"), read("order-processing"));
+    assert_eq!(cluster.store.kind, flowhost::store::StoreKind::Postgres);
+    assert!(cluster.store.url.is_some());
+    assert!(
+        cluster.cluster.node_id.is_none(),
+        "set per node by the run script"
+    );
+    assert!(matches!(
+        cluster.events.transport,
+        flowhost::events::transport::TransportConfig::Nats(_)
+    ));
+    for (name, definition) in &cluster.workflows {
+        assert_eq!(
+            Some(definition),
+            order.workflows.get(name),
+            "workflow {name}"
+        );
+    }
+    for (name, plugin) in &cluster.plugins {
+        let theirs = &order.plugins[name];
+        assert_eq!(
+            plugin.path.original(),
+            theirs.path.original(),
+            "plugin {name}"
+        );
+        assert_eq!(
+            (&plugin.services, &plugin.publish, &plugin.config),
+            (&theirs.services, &theirs.publish, &theirs.config),
+            "plugin {name}"
+        );
+    }
+    assert_eq!(
+        cluster.subscriptions.keys().collect::<Vec<_>>(),
+        order.subscriptions.keys().collect::<Vec<_>>()
+    );
+}

@@ -70,15 +70,7 @@ impl Flowhost {
 
     /// The user and system CPU it used so far, in clock ticks (1/100 s on Linux).
     pub fn cpu_ticks(&self) -> anyhow::Result<u64> {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.pid()))?;
-        // After the command name, which is in parentheses and may hold spaces.
-        let fields: Vec<&str> = stat
-            .rsplit_once(')')
-            .context("a stat line")?
-            .1
-            .split_whitespace()
-            .collect();
-        Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
+        cpu_ticks(self.pid())
     }
 
     /// `GET path`, which must answer 200, as JSON.
@@ -124,6 +116,19 @@ impl Drop for Flowhost {
     fn drop(&mut self) {
         self.kill();
     }
+}
+
+/// The user and system CPU process `pid` used so far, in clock ticks (1/100 s on Linux).
+pub fn cpu_ticks(pid: u32) -> anyhow::Result<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    // After the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .context("a stat line")?
+        .1
+        .split_whitespace()
+        .collect();
+    Ok(fields[11].parse::<u64>()? + fields[12].parse::<u64>()?)
 }
 
 /// `VmRSS` of process `pid`, in KiB.
