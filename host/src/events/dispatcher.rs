@@ -16,7 +16,9 @@ use crate::Runtime;
 use crate::bindings::types::Event;
 use crate::capabilities::events::{InvalidTopic, TopicPattern};
 use crate::model::retry::seed;
-use crate::model::{DeadLetter, PublishedEvent, RetryPolicy, RunId, WorkflowDefinition, now_ms};
+use crate::model::{
+    DeadLetter, Gate, PublishedEvent, RetryPolicy, RunId, WorkflowDefinition, now_ms,
+};
 use crate::plugins::PluginRegistry;
 use crate::store::{EventStore, StoreError};
 use crate::telemetry::metrics::{DEAD_LETTERS, DELIVERIES, EVENTS_RELAYED, RELAY_LAG};
@@ -264,13 +266,12 @@ impl Dispatcher {
             };
             after = Some(last.event.id.clone());
             scanned += page.len();
+            // The page's gates in one look.
+            let gates: Vec<Gate> = page.iter().filter_map(|e| e.gate.clone()).collect();
+            let mut open = store.gates_open(&gates).await?.into_iter();
             for entry in page {
-                let open = match &entry.gate {
-                    Some(gate) => store.gate_open(gate).await?,
-                    None => true,
-                };
                 // A closed gate: what the event waits for is being written; it comes next.
-                if open {
+                if entry.gate.is_none() || open.next() == Some(true) {
                     released.push(entry.event);
                 }
             }
@@ -285,11 +286,6 @@ impl Dispatcher {
         // Every entry read above, and every gate found open, was written before this flush
         // began: durable after it. (No flush while only gated entries wait.)
         store.flush().await?;
-        // Every send of the batch at once: a broker acknowledges them together instead of
-        // one round trip each. Entries leave the outbox only once all are sent; after a
-        // failure (or a crash before they left) the batch goes again: NATS drops a repeat
-        // by its message id, the other transports deliver it again, with the same event id
-        // (delivery is at least once).
         // Whether runs await each topic of the batch, asked once per topic.
         let mut awaited = std::collections::HashMap::new();
         if let Some(trigger) = self.trigger.get() {
@@ -300,6 +296,11 @@ impl Dispatcher {
                 }
             }
         }
+        // Every send of the batch at once: a broker acknowledges them together instead of
+        // one round trip each. Entries leave the outbox only once all are sent; after a
+        // failure (or a crash before they left) the batch goes again: NATS drops a repeat
+        // by its message id, the other transports deliver it again, with the same event id
+        // (delivery is at least once).
         let sends = released.iter().flat_map(|event| {
             self.subscriptions
                 .iter()
@@ -316,9 +317,10 @@ impl Dispatcher {
                 })
         });
         futures_util::future::try_join_all(sends).await?;
+        let ids: Vec<&str> = released.iter().map(|event| event.id.as_str()).collect();
+        store.outbox_remove_all(&ids).await?;
         let now = now_ms();
         for event in &released {
-            store.outbox_remove(&event.id).await?;
             let lag = Duration::from_millis(now.saturating_sub(event.time_ms));
             metrics::histogram!(RELAY_LAG).record(lag);
         }

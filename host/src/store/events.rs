@@ -46,9 +46,27 @@ pub trait EventStore: Flush {
     /// Removes a relayed event from the outbox.
     async fn outbox_remove(&self, event_id: &str) -> Result<(), StoreError>;
 
+    /// Removes relayed events from the outbox: a relay's batch, in one write where the
+    /// store can.
+    async fn outbox_remove_all(&self, event_ids: &[&str]) -> Result<(), StoreError> {
+        for id in event_ids {
+            self.outbox_remove(id).await?;
+        }
+        Ok(())
+    }
+
     /// Whether what `gate` waits for is there: the journal entry, or the record at that
     /// revision.
     async fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError>;
+
+    /// [`Self::gate_open`] of each of `gates`, in order: in one look where the store can.
+    async fn gates_open(&self, gates: &[Gate]) -> Result<Vec<bool>, StoreError> {
+        let mut open = Vec::with_capacity(gates.len());
+        for gate in gates {
+            open.push(self.gate_open(gate).await?);
+        }
+        Ok(open)
+    }
 
     /// Queues a delivery, due at its `due_ms`.
     async fn enqueue(&self, delivery: &Delivery) -> Result<(), StoreError>;

@@ -174,6 +174,60 @@ impl EventStore for PgStore {
         Ok(())
     }
 
+    async fn outbox_remove_all(&self, event_ids: &[&str]) -> Result<(), StoreError> {
+        if event_ids.is_empty() {
+            return Ok(());
+        }
+        self.execute(
+            "remove from the outbox",
+            "DELETE FROM outbox WHERE event_id = ANY($1)",
+            &[&event_ids],
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn gates_open(&self, gates: &[Gate]) -> Result<Vec<bool>, StoreError> {
+        if gates.is_empty() {
+            return Ok(Vec::new());
+        }
+        // Each gate a row: the kind (`j`ournal entry or `r`ecord), the run, the entry's
+        // sequence or the record's revision, and the epoch a journal entry must have.
+        let (mut kinds, mut runs, mut numbers, mut epochs) = (vec![], vec![], vec![], vec![]);
+        for gate in gates {
+            match gate {
+                Gate::Journal { run_id, seq, epoch } => {
+                    kinds.push("j");
+                    runs.push(run_id.as_str());
+                    numbers.push(i64::from(*seq));
+                    epochs.push(i64::try_from(*epoch).unwrap_or(i64::MAX));
+                }
+                Gate::Record {
+                    run_id, revision, ..
+                } => {
+                    kinds.push("r");
+                    runs.push(run_id.as_str());
+                    numbers.push(i64::from(*revision));
+                    epochs.push(0);
+                }
+            }
+        }
+        let rows = self
+            .query(
+                "check gates",
+                "SELECT CASE WHEN g.kind = 'j'
+                     THEN EXISTS (SELECT 1 FROM journal
+                                  WHERE run_id = g.run AND seq = g.n AND epoch = g.epoch)
+                     ELSE EXISTS (SELECT 1 FROM runs WHERE id = g.run AND revision >= g.n) END
+                 FROM unnest($1::text[], $2::text[], $3::bigint[], $4::bigint[])
+                     WITH ORDINALITY AS g(kind, run, n, epoch, i)
+                 ORDER BY g.i",
+                &[&kinds, &runs, &numbers, &epochs],
+            )
+            .await?;
+        Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+
     async fn gate_open(&self, gate: &Gate) -> Result<bool, StoreError> {
         let rows = match gate {
             Gate::Journal { run_id, seq, epoch } => {

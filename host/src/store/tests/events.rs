@@ -54,6 +54,12 @@ on_every_backend! {
             store.outbox_pending(None, 10).await.unwrap(),
             [entry("b", 1)]
         );
+        store.outbox_put(&[entry("c", 3), entry("d", 4)]).await.unwrap();
+        store.outbox_remove_all(&["b", "d", "gone"]).await.unwrap();
+        assert_eq!(
+            store.outbox_pending(None, 10).await.unwrap(),
+            [entry("c", 3)]
+        );
     }
 
     async fn queues_hand_out_what_is_due_per_subscription_earliest_first(t: TestStore) {
@@ -143,13 +149,18 @@ on_every_backend! {
         assert!(!store.gate_open(&journal).await.unwrap());
         assert!(!store.gate_open(&record).await.unwrap());
         assert!(!store.gate_open(&elsewhere).await.unwrap(), "no such run");
+        let all = [journal.clone(), record.clone(), elsewhere.clone()];
+        assert_eq!(store.gates_open(&all).await.unwrap(), [false, false, false]);
         store
             .append_journal(&a, &entry(Direction::Execute, 1, Outcome::Ok))
             .await
             .unwrap();
         assert!(store.gate_open(&journal).await.unwrap());
+        assert_eq!(store.gates_open(&all).await.unwrap(), [true, false, false]);
         saved(store, &store.get(&a.id).await.unwrap().unwrap(), RunStatus::Running).await;
         assert!(store.gate_open(&record).await.unwrap());
+        assert_eq!(store.gates_open(&all).await.unwrap(), [true, true, false]);
+        assert!(store.gates_open(&[]).await.unwrap().is_empty());
         assert_eq!(store.outbox_depth().await.unwrap(), 0);
         assert_eq!(store.queue_depth("s").await.unwrap(), 0);
     }
