@@ -532,41 +532,7 @@ async fn postgres_restarted_under_load_on_three_nodes_loses_nothing_acknowledged
     }
     let urls: Vec<String> = nodes.iter().map(|n| n.url.clone()).collect();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..12)
-        .map(|client| {
-            let (url, stop) = (
-                format!("{}/v1/workflows/two/runs", urls[client % 3]),
-                stop.clone(),
-            );
-            tokio::spawn(async move {
-                let http = reqwest::Client::new();
-                let (mut acknowledged, mut refused) = (Vec::new(), 0);
-                let mut i = 0;
-                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                    i += 1;
-                    let answer = http
-                        .post(&url)
-                        .header("Idempotency-Key", format!("c{client}-{i}"))
-                        .json(&serde_json::json!({ "i": i }))
-                        .send()
-                        .await;
-                    let Ok(answer) = answer else { continue };
-                    match answer.status().as_u16() {
-                        200 | 202 => {
-                            let run: Value = answer.json().await.unwrap();
-                            acknowledged.push(run["id"].as_str().unwrap().to_owned());
-                        }
-                        503 => {
-                            refused += 1;
-                            tokio::time::sleep(Duration::from_millis(20)).await;
-                        }
-                        other => panic!("{other}: {}", answer.text().await.unwrap()),
-                    }
-                }
-                (acknowledged, refused)
-            })
-        })
-        .collect();
+    let load = tokio::spawn(crate::postgres::load_until(urls, 12, stop.clone()));
     tokio::time::sleep(Duration::from_millis(1500)).await;
     postgres.stop();
     // Past every lease.
@@ -578,12 +544,7 @@ async fn postgres_restarted_under_load_on_three_nodes_loses_nothing_acknowledged
     postgres.start();
     tokio::time::sleep(Duration::from_millis(2000)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut acknowledged, mut refused) = (Vec::new(), 0);
-    for client in clients {
-        let (ids, no) = client.await.unwrap();
-        acknowledged.extend(ids);
-        refused += no;
-    }
+    let (acknowledged, refused) = load.await.unwrap();
     assert!(refused > 0, "nothing was refused while PostgreSQL was down");
     assert!(acknowledged.len() > 16, "{} runs", acknowledged.len());
     for (i, id) in acknowledged.iter().enumerate() {

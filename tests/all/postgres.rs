@@ -211,23 +211,20 @@ impl Drop for PrivatePostgres {
     }
 }
 
-/// PostgreSQL crashes under load and comes back: while it is down the API answers 503
-/// (never another 5xx) and readiness says so; every start that was acknowledged survives
-/// the crash and completes, with no restart of the host.
-#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_postgres_crash_under_load_loses_nothing_acknowledged_and_work_resumes_by_itself() {
-    let postgres = PrivatePostgres::start_new();
-    let config = format!(
-        "{}\n[store]\nkind = \"postgres\"\nurl = {:?}\npool-size = 8\n",
-        with_plugins(TWO_STEPS),
-        postgres.url()
-    );
-    let server = Server::start(&config).await;
-    let url = format!("{}/v1/workflows/two/runs", server.url);
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let clients: Vec<_> = (0..8)
+/// `clients` clients starting runs of `two` back to back (client `i` at `urls[i % n]`), each
+/// with a key of its own, until `stop`; 503 is taken as "try again", any other refusal fails
+/// the test. Returns the runs acknowledged and how many starts were refused.
+pub async fn load_until(
+    urls: Vec<String>,
+    clients: usize,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> (Vec<String>, usize) {
+    let clients: Vec<_> = (0..clients)
         .map(|client| {
-            let (url, stop) = (url.clone(), stop.clone());
+            let (url, stop) = (
+                format!("{}/v1/workflows/two/runs", urls[client % urls.len()]),
+                stop.clone(),
+            );
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 let (mut acknowledged, mut refused) = (Vec::new(), 0);
@@ -257,6 +254,29 @@ async fn a_postgres_crash_under_load_loses_nothing_acknowledged_and_work_resumes
             })
         })
         .collect();
+    let (mut acknowledged, mut refused) = (Vec::new(), 0);
+    for client in clients {
+        let (ids, no) = client.await.unwrap();
+        acknowledged.extend(ids);
+        refused += no;
+    }
+    (acknowledged, refused)
+}
+
+/// PostgreSQL crashes under load and comes back: while it is down the API answers 503
+/// (never another 5xx) and readiness says so; every start that was acknowledged survives
+/// the crash and completes, with no restart of the host.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_crash_under_load_loses_nothing_acknowledged_and_work_resumes_by_itself() {
+    let postgres = PrivatePostgres::start_new();
+    let config = format!(
+        "{}\n[store]\nkind = \"postgres\"\nurl = {:?}\npool-size = 8\n",
+        with_plugins(TWO_STEPS),
+        postgres.url()
+    );
+    let server = Server::start(&config).await;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load = tokio::spawn(load_until(vec![server.url.clone()], 8, stop.clone()));
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     postgres.crash();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
@@ -265,12 +285,7 @@ async fn a_postgres_crash_under_load_loses_nothing_acknowledged_and_work_resumes
     postgres.start();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    let (mut acknowledged, mut refused) = (Vec::new(), 0);
-    for client in clients {
-        let (ids, no) = client.await.unwrap();
-        acknowledged.extend(ids);
-        refused += no;
-    }
+    let (acknowledged, refused) = load.await.unwrap();
     assert!(refused > 0, "nothing was refused while PostgreSQL was down");
     assert!(acknowledged.len() > 16, "{} runs", acknowledged.len());
     for id in &acknowledged {
