@@ -630,14 +630,11 @@ steps = [
         assert_eq!(run["context"]["amount"], i, "{run}");
     }
     let (_, unsettled) = nodes[0].get(&format!("/v1/runs/{}", runs[12])).await;
-    let settled = unsettled["steps"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["name"] == "settled")
-        .unwrap()
-        .clone();
-    assert_eq!(settled["status"], "waiting", "{unsettled}");
+    assert_eq!(
+        crate::sagas::step(&unsettled, "settled")["status"],
+        "waiting",
+        "{unsettled}"
+    );
     drop(nodes);
     delete_stream(NATS_URL, &stream).await;
 }
