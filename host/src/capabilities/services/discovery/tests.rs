@@ -133,17 +133,12 @@ async fn an_instance_going_critical_leaves_the_rotation_within_a_blocking_round_
         eventually(Duration::from_secs(5), || consul.reads() == 2).await,
         "the watcher holds a blocking query"
     );
-    let marked = Instant::now();
     consul.set_passing("b", false);
+    // Within seconds, with a wait of ten minutes: the held query answered.
     assert!(
         eventually(Duration::from_secs(5), || instances(&services) == [a.url()]).await,
         "{:?}",
         instances(&services)
-    );
-    assert!(
-        marked.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        marked.elapsed()
     );
     assert_eq!(
         consul.at_once_reads(),
@@ -264,8 +259,9 @@ async fn an_index_that_goes_backwards_starts_the_queries_over() {
         "{:?}",
         instances(&services)
     );
+    // The read at once follows the answer with the smaller index, which set them.
     assert!(
-        consul.at_once_reads() >= 2,
+        eventually(Duration::from_secs(5), || consul.at_once_reads() >= 2).await,
         "started over with a read at once"
     );
 }
