@@ -1106,10 +1106,12 @@ impl Inner {
         let seen = message.as_event();
         let key_of = |path: &[String]| super::awaits::event_key(&seen, path);
         let mut noted = self.store.awaiting(&event.topic, &key_of).await?;
-        let mut here = Vec::new();
+        let mut here = std::collections::HashSet::new();
         for id in self.awaits.targets(&event.topic, &message) {
             match self.store.owned(&id).await {
-                Ok(Some(_)) => here.push(id),
+                Ok(Some(_)) => {
+                    here.insert(id);
+                }
                 Ok(None) => {}
                 Err(StoreError::Fenced(_)) => {
                     self.let_go(&id);
