@@ -578,23 +578,12 @@ async fn postgres_restarted_under_load_on_three_nodes_loses_nothing_acknowledged
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_awaited_event_reaches_its_run_whichever_node_takes_it() {
     use crate::events::{NATS_URL, delete_stream, nats_section};
-    use crate::support::with_plugins;
-    use crate::workflows::until_step;
+    use crate::workflows::{settlement, until_step};
     let database = ScratchDatabase::create().await;
     let stream = format!("cluster_awaits_{}", std::process::id());
     delete_stream(NATS_URL, &stream).await;
-    let workflows = with_plugins(&format!(
-        r#"
-[plugins.noop]
-path = "{{NOOP}}"
-[workflows.settle]
-steps = [
-    {{ name = "a", plugin = "noop" }},
-    {{ name = "settled", await = {{ topic = "payment.settled", match = "event.data.order_id == context.order_id", timeout = "1h" }} }},
-]
-{}"#,
-        nats_section(NATS_URL, &stream)
-    ));
+    // The settlement workflow of the one-node tests, its events on NATS JetStream.
+    let workflows = format!("{}{}", settlement(false), nats_section(NATS_URL, &stream));
     let config = node(&database, &workflows, "10s");
     let mut nodes = Vec::new();
     for _ in 0..3 {

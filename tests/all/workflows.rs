@@ -364,7 +364,7 @@ async fn an_await_that_times_out_fails_and_compensates_unless_it_continues() {
 
 /// Workflow `settle`: waits for `payment.settled` of its order, keeping early ones when
 /// `buffer`.
-fn settlement(buffer: bool) -> String {
+pub fn settlement(buffer: bool) -> String {
     with_plugins(&format!(
         r#"
 [plugins.noop]
