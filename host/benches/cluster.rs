@@ -65,13 +65,15 @@
 //! two thirds of it and all of it) plus up to a third of it until the next pass, plus a
 //! third per further batch.
 //!
-//! What limits one node on PostgreSQL, as measured when this was written (2 cores, other
-//! builds running): PostgreSQL, not the node. Each saga costs it about 11 committed
-//! transactions and 10 rows written, about twice the node's CPU per saga; `perf record -a`
-//! over a `BENCH_SETUPS=pg1` run put half the machine's samples in `postgres` processes
-//! (a third of them in the kernel: loopback sockets, WAL writes), a quarter in the node's
-//! tokio workers, 2% in the load generator. With both cores busy, fewer statements per saga
-//! is what would raise the figure on this machine.
+//! What limits one node on PostgreSQL: PostgreSQL, not the node. `perf record -a` over a
+//! `BENCH_SETUPS=pg1` run put half the machine's samples in `postgres` processes (a third
+//! of them in the kernel: loopback sockets, WAL writes), a quarter in the node's tokio
+//! workers, 2% in the load generator. With both cores busy, fewer statements per saga is
+//! what raises the figure on this machine. A saga now costs about 7.5 committed
+//! transactions: its creation, five journal entries, and its end saved with its lifecycle
+//! event in one statement; flushes and the relay's statements are shared by many sagas.
+//! (It was 11 before the relay batched its statements, a `?wait` stopped reading the new
+//! run back, and the end's event stopped being a statement of its own.)
 //!
 //! It fails (exit status 1) if a throughput measurement's errors exceed 1%, or a held run
 //! is not taken over and completed within a minute after the kill.

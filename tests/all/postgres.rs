@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use flowhost::store::postgres::ScratchDatabase;
 use serde_json::json;
 
-use crate::races::race;
+use crate::races::{ids, race};
 use crate::sagas::count;
 use crate::server::{Server, Services, order};
 use crate::support::{TWO_STEPS, with_plugins};
@@ -93,9 +93,9 @@ async fn eight_clients_sending_one_start_at_once_get_one_run_on_postgres() {
     })
     .await;
     let mut runs = HashSet::new();
-    for (i, ids) in keyed.iter().enumerate() {
-        let named: HashSet<&String> = ids.iter().collect();
-        assert_eq!(named.len(), 1, "key checkout-{i}: {ids:?}");
+    for (i, answers) in keyed.iter().enumerate() {
+        let named = ids(answers);
+        assert_eq!(named.len(), 1, "key checkout-{i}: {answers:?}");
         runs.extend(named);
     }
     assert_eq!(runs.len(), 50);

@@ -50,11 +50,11 @@ where
 }
 
 /// Sends one start per (client, request) with `CLIENTS` clients, all clients sending
-/// request `i` at the same moment; returns, per request, the run id each client got.
+/// request `i` at the same moment; returns, per request, the run each client got.
 pub async fn race<const CLIENTS: usize>(
     requests: usize,
     start: impl Fn(&reqwest::Client, usize) -> reqwest::RequestBuilder + Send + Sync + 'static,
-) -> Vec<Vec<String>> {
+) -> Vec<Vec<Value>> {
     let start = Arc::new(start);
     let barrier = Arc::new(Barrier::new(CLIENTS));
     let clients: Vec<_> = (0..CLIENTS)
@@ -62,16 +62,16 @@ pub async fn race<const CLIENTS: usize>(
             let (start, barrier) = (start.clone(), barrier.clone());
             let client = reqwest::Client::new();
             tokio::spawn(async move {
-                let mut ids = Vec::new();
+                let mut runs = Vec::new();
                 for i in 0..requests {
                     barrier.wait().await;
                     let response = start(&client, i).send().await.unwrap();
                     let status = response.status().as_u16();
                     let run: Value = response.json().await.unwrap();
                     assert!(matches!(status, 200 | 202), "{status}: {run}");
-                    ids.push(run["id"].as_str().unwrap().to_owned());
+                    runs.push(run);
                 }
-                ids
+                runs
             })
         })
         .collect();
@@ -80,8 +80,13 @@ pub async fn race<const CLIENTS: usize>(
         answers.push(client.await.unwrap());
     }
     (0..requests)
-        .map(|i| answers.iter().map(|ids| ids[i].clone()).collect())
+        .map(|i| answers.iter().map(|runs| runs[i].clone()).collect())
         .collect()
+}
+
+/// The ids of `runs`, once each.
+pub fn ids(runs: &[Value]) -> HashSet<&str> {
+    runs.iter().map(|run| run["id"].as_str().unwrap()).collect()
 }
 
 /// Finding 1: eight clients starting a run with the same `Idempotency-Key` at the same
@@ -105,12 +110,18 @@ async fn eight_clients_sending_one_start_at_once_get_one_run_and_all_name_it() {
             .json(&json!({ "id": format!("client-{i}") }))
     })
     .await;
-    for (i, ids) in keyed.iter().enumerate() {
-        let named: HashSet<&String> = ids.iter().collect();
-        assert_eq!(named.len(), 1, "key checkout-{i}: {ids:?}");
+    for (i, answers) in keyed.iter().enumerate() {
+        assert_eq!(ids(answers).len(), 1, "key checkout-{i}: {answers:?}");
     }
-    for (i, ids) in chosen.iter().enumerate() {
-        assert!(ids.iter().all(|id| *id == format!("client-{i}")), "{ids:?}");
+    for (i, answers) in chosen.iter().enumerate() {
+        assert_eq!(
+            ids(answers),
+            HashSet::from([format!("client-{i}").as_str()])
+        );
+        // Each waited for the end, the one that started it and the seven repeats alike.
+        for run in answers {
+            assert_eq!(run["status"], "completed", "{run}");
+        }
     }
     let runs = all_runs(&server).await;
     assert_eq!(runs.len(), 250, "one run per key and per id");

@@ -121,15 +121,19 @@ pub async fn start(
         ),
     };
     let traceparent = trace.and_then(|Extension(RequestTrace(t))| t);
-    let (run, _new) = app
-        .engine
-        .start(&workflow, input, id, idempotency_key, traceparent)
-        .await?;
-    let run = match wait {
-        Some(wait) if !run.status.is_terminal() => {
-            app.engine.wait(&run.id, wait.min(app.max_wait)).await?
+    let engine = &app.engine;
+    let (run, _new) = match wait {
+        Some(wait) => {
+            let wait = wait.min(app.max_wait);
+            engine
+                .start_and_wait(&workflow, input, id, idempotency_key, traceparent, wait)
+                .await?
         }
-        _ => run,
+        None => {
+            engine
+                .start(&workflow, input, id, idempotency_key, traceparent)
+                .await?
+        }
     };
     Ok(answer(&app, &run, wait.is_some()).await)
 }

@@ -60,12 +60,6 @@ impl Outbox {
         self.store.flush().await
     }
 
-    /// Removes a staged event that must not go out after all (what caused it did not
-    /// happen).
-    pub async fn withdraw(&self, event_id: &str) -> Result<(), StoreError> {
-        self.store.outbox_remove(event_id).await
-    }
-
     /// How many events wait in the outbox, gated or not: the `flowhost_outbox_depth` gauge.
     pub async fn depth(&self) -> Result<usize, StoreError> {
         self.store.outbox_depth().await

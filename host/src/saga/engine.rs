@@ -45,7 +45,7 @@ use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
 use crate::events::{Outbox, Trigger};
 use crate::model::{
-    Clock, Direction, Gate, InvalidRunId, JournalEntry, Message, MessageKind, Outcome,
+    Clock, Direction, Gate, InvalidRunId, JournalEntry, Message, MessageKind, OutboxEntry, Outcome,
     PublishedEvent, RUN_FORMAT, Run, RunError, RunId, RunStatus, StepDefinition, StepState,
     StepStatus, WorkflowDefinition, workflow::MAX_INBOX,
 };
@@ -309,7 +309,7 @@ impl Drop for Unfinished {
         if let Some((inner, run, admitted, creation)) = self.0.take() {
             tokio::spawn(async move {
                 let flushed = inner.store.flush().await;
-                let _ = inner.settle(run, admitted, creation, flushed).await;
+                let _ = inner.settle(run, admitted, creation, flushed, None).await;
             });
         }
     }
@@ -416,6 +416,42 @@ impl Engine {
             ..Start::default()
         };
         self.inner.start(workflow, input, start).await
+    }
+
+    /// Starts a run as [`Self::start`] does, then waits up to `timeout` for it to end, as
+    /// [`Self::wait`] does: the run as it is then, and whether it is new. A new run's end
+    /// is awaited from before its driver starts, so it is not read back.
+    pub async fn start_and_wait(
+        &self,
+        workflow: &str,
+        input: Map<String, Value>,
+        id: Option<RunId>,
+        idempotency_key: Option<String>,
+        traceparent: Option<String>,
+        timeout: Duration,
+    ) -> Result<(Run, bool), EngineError> {
+        let (on_end, mut ended) = oneshot::channel();
+        let start = Start {
+            id,
+            idempotency_key,
+            traceparent,
+            on_end: Some(on_end),
+            ..Start::default()
+        };
+        let (run, new) = self.inner.start(workflow, input, start).await?;
+        if run.status.is_terminal() {
+            return Ok((run, new));
+        }
+        let run = match ended.try_recv() {
+            Ok(ended) => ended,
+            Err(oneshot::error::TryRecvError::Empty) => {
+                self.inner.follow(run, ended, timeout).await?
+            }
+            // Not registered: the run was there before (a repeat), and may be driven
+            // anywhere.
+            Err(oneshot::error::TryRecvError::Closed) => self.inner.wait(&run.id, timeout).await?,
+        };
+        Ok((run, new))
     }
 
     /// The run with this id.
@@ -615,6 +651,9 @@ struct Start {
     wait_for_room: bool,
     /// The run whose child workflow step this run is.
     parent: Option<RunId>,
+    /// Told the run when it ends, if it is new: registered before its driver starts, so
+    /// that a caller waiting for the end need not read it back first.
+    on_end: Option<oneshot::Sender<Run>>,
 }
 
 impl Inner {
@@ -630,6 +669,7 @@ impl Inner {
             traceparent,
             wait_for_room,
             parent,
+            on_end,
         } = start;
         let definition = self
             .workflows
@@ -710,7 +750,9 @@ impl Inner {
                         Admitted::Ticket(_) => RunStatus::Pending,
                     };
                     match self.create_pinned(&mut run, &definition.definition).await? {
-                        Created::New => return self.commit(run, admitted, creation).await,
+                        Created::New => {
+                            return self.commit(run, admitted, creation, on_end).await;
+                        }
                         // Created by a request that came between the look-up and now.
                         Created::Existing(existing) => *existing,
                     }
@@ -760,11 +802,12 @@ impl Inner {
         run: Run,
         admitted: Admitted,
         creation: Option<Creation>,
+        on_end: Option<oneshot::Sender<Run>>,
     ) -> Result<(Run, bool), EngineError> {
         let mut unfinished = Unfinished(Some((self.clone(), run, admitted, creation)));
         let flushed = self.store.flush().await;
         let (_, run, admitted, creation) = unfinished.0.take().expect("not dropped yet");
-        self.settle(run, admitted, creation, flushed).await
+        self.settle(run, admitted, creation, flushed, on_end).await
     }
 
     /// The end of a creation once its flush returned.
@@ -774,6 +817,7 @@ impl Inner {
         admitted: Admitted,
         creation: Option<Creation>,
         flushed: Result<(), StoreError>,
+        on_end: Option<oneshot::Sender<Run>>,
     ) -> Result<(Run, bool), EngineError> {
         if let Err(error) = flushed {
             match self.store.discard(&run).await {
@@ -792,6 +836,9 @@ impl Inner {
         }
         drop(creation);
         metrics::counter!(RUNS_STARTED, "workflow" => run.workflow.clone()).increment(1);
+        if let Some(on_end) = on_end {
+            self.add_waiter(&run.id, on_end);
+        }
         self.hand_over(&run, admitted);
         Ok((run, true))
     }
@@ -1874,23 +1921,39 @@ impl Inner {
     /// is then.
     async fn wait(&self, id: &RunId, timeout: Duration) -> Result<Run, EngineError> {
         let (tx, rx) = oneshot::channel();
-        {
-            let mut waiters = self.waiters.lock().expect("waiters lock");
-            let waiting = waiters.entry(id.clone()).or_default();
-            // Callers that gave up (timed out, or found the run finished) are gone.
-            waiting.retain(|waiter| !waiter.is_closed());
-            waiting.push(tx);
-        }
+        self.add_waiter(id, tx);
+        let run = self.store.get(id).await?;
+        let run = run.ok_or_else(|| EngineError::UnknownRun(id.to_string()))?;
+        self.follow(run, rx, timeout).await
+    }
+
+    /// Has `waiter` told the run `id` when it ends here.
+    fn add_waiter(&self, id: &RunId, waiter: oneshot::Sender<Run>) {
+        let mut waiters = self.waiters.lock().expect("waiters lock");
+        let waiting = waiters.entry(id.clone()).or_default();
+        // Callers that gave up (timed out, or found the run finished) are gone.
+        waiting.retain(|waiter| !waiter.is_closed());
+        waiting.push(waiter);
+    }
+
+    /// Waits up to `timeout` for `run` to end, told by `ended` (a waiter registered before
+    /// `run` was read) or, for a run another node took over, seen in the store.
+    async fn follow(
+        &self,
+        mut run: Run,
+        mut ended: oneshot::Receiver<Run>,
+        timeout: Duration,
+    ) -> Result<Run, EngineError> {
+        let id = run.id.clone();
         let unknown = || EngineError::UnknownRun(id.to_string());
-        let mut run = self.store.get(id).await?.ok_or_else(unknown)?;
         let deadline = tokio::time::Instant::now() + timeout;
-        let (mut rx, mut gone) = (rx, false);
+        let mut gone = false;
         while !run.status.is_terminal() && tokio::time::Instant::now() < deadline {
             // A driver here wakes waiters only once the end is durable; a run another
             // node took over ends there, and is seen in the store.
             let look = deadline.min(tokio::time::Instant::now() + WAIT_POLL);
             if !gone {
-                match tokio::time::timeout_at(look, &mut rx).await {
+                match tokio::time::timeout_at(look, &mut ended).await {
                     Ok(Ok(run)) => return Ok(run),
                     Ok(Err(_)) => gone = true,
                     Err(_) => {}
@@ -1899,7 +1962,7 @@ impl Inner {
             if gone {
                 tokio::time::sleep_until(look).await;
             }
-            run = self.store.get(id).await?.ok_or_else(unknown)?;
+            run = self.store.get(&id).await?.ok_or_else(unknown)?;
         }
         if run.status.is_terminal() {
             // Read from the store, the end may not be durable yet: an end is not told
@@ -2155,25 +2218,26 @@ impl Inner {
     /// Writes the end of `run` (announced by its lifecycle event), closed if no retry can
     /// take it up again, makes all of it durable and tells whoever waits.
     async fn end(&self, run: &mut Run, status: RunStatus, closed: bool) -> Result<(), Halt> {
-        // The event goes first, gated on the record that holds the end: a crash between the
-        // two leaves an event that is never released, and the run, resumed, ends again and
-        // announces once.
+        // The event is staged with the record that holds the end, gated on it: where the
+        // store writes them apart, a crash between the two leaves an event that is never
+        // released, and the run, resumed, ends again and announces once.
         let event = lifecycle_event(run, status, self.clock.now_ms());
-        let event_id = event.id.clone();
         let gate = Gate::Record {
             run_id: run.id.clone(),
             revision: run.revision + 1,
             epoch: run.epoch,
         };
-        self.outbox.stage(vec![event], Some(gate)).await?;
+        let announcement = OutboxEntry {
+            event,
+            gate: Some(gate),
+        };
         // A child stays open while its parent may still undo it: its record and pins are
         // kept until the parent closes.
         run.closed = closed && run.parent.is_none();
-        if let Err(error) = self.save(run).await {
-            // This end did not happen: its announcement must not go out with a later one.
-            let _ = self.outbox.withdraw(&event_id).await;
-            return Err(error.into());
-        }
+        run.updated_ms = run.updated_ms.max(self.clock.now_ms());
+        run.revision += 1;
+        self.store.save_and_stage(run, &[announcement]).await?;
+        self.outbox.wake();
         // Saved ended, it rests no more, whether or not the flush below succeeds.
         self.resting.lock().expect("resting lock").remove(&run.id);
         self.store.flush().await?;

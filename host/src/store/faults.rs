@@ -204,6 +204,13 @@ impl RunStore for FaultyStore {
         self.inner.save(run).await
     }
 
+    async fn save_and_stage(&self, run: &Run, outbox: &[OutboxEntry]) -> Result<(), StoreError> {
+        self.faults
+            .check("write the outbox", &Op::OutboxPut(outbox))?;
+        self.faults.check("save a run", &Op::Save(run))?;
+        self.inner.save_and_stage(run, outbox).await
+    }
+
     async fn get(&self, id: &RunId) -> Result<Option<Run>, StoreError> {
         self.inner.get(id).await
     }

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use super::{Flush, StoreError};
 use crate::model::run::OLDEST_RUN_FORMAT;
-use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
+use crate::model::{JournalEntry, Message, OutboxEntry, RUN_FORMAT, Run, RunId, RunStatus};
 
 /// Filters and paging of [`RunStore::list`].
 #[derive(Debug, Clone, Default)]
@@ -111,6 +111,12 @@ pub trait RunStore: Flush {
     /// save that [closes](Run::closed) the run releases its pins and makes it eligible for
     /// retention, in the same call.
     async fn save(&self, run: &Run) -> Result<(), StoreError>;
+
+    /// [`Self::save`]s `run` and stages `outbox`, entries gated on this save (a run's end
+    /// and its announcement): in one write where the store can (PostgreSQL), else the
+    /// entries first and withdrawn if the save fails, their gate keeping them back until
+    /// the save is in. Either way they are never released without the save.
+    async fn save_and_stage(&self, run: &Run, outbox: &[OutboxEntry]) -> Result<(), StoreError>;
 
     /// The run [`create`](Self::create) would find for `run`: one with its id, or with its
     /// idempotency key for its workflow. Stores nothing.

@@ -213,6 +213,18 @@ impl PgStore {
         client.query(&statement, params).await.map_err(pg(op))
     }
 
+    /// The one row of one query of `op`.
+    async fn query_one(
+        &self,
+        op: &'static str,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> Result<Row, StoreError> {
+        let client = self.client(op).await?;
+        let statement = client.prepare_cached(sql).await.map_err(pg(op))?;
+        client.query_one(&statement, params).await.map_err(pg(op))
+    }
+
     /// The row of one query of `op`, if there is one.
     async fn query_opt(
         &self,

@@ -10,7 +10,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::{Json, ToSql};
 
 use super::{PgStore, decode, ms, pg};
-use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
+use crate::model::{JournalEntry, Message, OutboxEntry, RUN_FORMAT, Run, RunId, RunStatus};
 use crate::store::runs::check_format;
 use crate::store::{Awaiting, Claim, Created, ListQuery, Page, PinKind, RunStore, StoreError};
 
@@ -206,14 +206,29 @@ impl RunStore for PgStore {
     }
 
     async fn save(&self, run: &Run) -> Result<(), StoreError> {
+        self.save_and_stage(run, &[]).await
+    }
+
+    async fn save_and_stage(&self, run: &Run, outbox: &[OutboxEntry]) -> Result<(), StoreError> {
         let op = "save a run";
+        // One statement: the entries are written only if the record is, so their gate is
+        // open as soon as they are there.
+        let ids: Vec<&str> = outbox.iter().map(|e| e.event.id.as_str()).collect();
+        let entries: Vec<Json<&OutboxEntry>> = outbox.iter().map(Json).collect();
         let saved = self
-            .execute(
+            .query_one(
                 op,
-                "UPDATE runs SET status = $2, revision = $3::bigint, journaled = $4, closed = $5,
-                     ended_ms = $6, record = $7
-                 WHERE id = $1 AND revision = $3::bigint - 1
-                     AND epoch = $8 AND owner = $9 AND incarnation = $10",
+                "WITH saved AS (
+                     UPDATE runs SET status = $2, revision = $3::bigint, journaled = $4,
+                         closed = $5, ended_ms = $6, record = $7
+                     WHERE id = $1 AND revision = $3::bigint - 1
+                         AND epoch = $8 AND owner = $9 AND incarnation = $10
+                     RETURNING 1),
+                 staged AS (
+                     INSERT INTO outbox (event_id, entry)
+                     SELECT u.* FROM unnest($11::text[], $12::jsonb[]) u, saved
+                     ON CONFLICT DO NOTHING)
+                 SELECT count(*) FROM saved",
                 &[
                     &run.id.as_str(),
                     &run.status.as_str(),
@@ -225,10 +240,12 @@ impl RunStore for PgStore {
                     &epoch(run),
                     &self.node,
                     &self.incarnation,
+                    &ids,
+                    &entries,
                 ],
             )
             .await?;
-        if saved == 1 {
+        if saved.get::<_, i64>(0) == 1 {
             return Ok(());
         }
         // Lost: to another owner, or to another writer under the same one.

@@ -15,9 +15,9 @@ use std::collections::BTreeMap;
 use async_trait::async_trait;
 
 use super::{SledStore, decode, encode, io, name_prefix, prefix_end};
-use crate::model::{JournalEntry, Message, RUN_FORMAT, Run, RunId, RunStatus};
+use crate::model::{JournalEntry, Message, OutboxEntry, RUN_FORMAT, Run, RunId, RunStatus};
 use crate::store::runs::check_format;
-use crate::store::{Claim, Created, ListQuery, Page, PinKind, RunStore, StoreError};
+use crate::store::{Claim, Created, EventStore, ListQuery, Page, PinKind, RunStore, StoreError};
 
 /// What saves and gates need of a record, read without the rest of it (serde skips the
 /// other fields without building them).
@@ -327,6 +327,19 @@ impl RunStore for SledStore {
             for (tree, key) in self.index_entries(run, stored.status) {
                 tree.remove(key).map_err(&write)?;
             }
+        }
+        Ok(())
+    }
+
+    async fn save_and_stage(&self, run: &Run, outbox: &[OutboxEntry]) -> Result<(), StoreError> {
+        // Two trees: the entries first, gated on the record, so that a crash between the
+        // two leaves entries that are never released.
+        self.outbox_put(outbox).await?;
+        if let Err(error) = self.save(run).await {
+            for entry in outbox {
+                let _ = self.outbox_remove(&entry.event.id).await;
+            }
+            return Err(error);
         }
         Ok(())
     }

@@ -1,7 +1,8 @@
 //! Events: the outbox, the embedded transport's queues, dead letters and gates.
 
 use super::on_every_backend;
-use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry, PublishedEvent, RunId};
+use crate::model::{DeadLetter, Delivery, Gate, OutboxEntry, PublishedEvent, RunId, RunStatus};
+use crate::store::StoreError;
 
 fn event(id: &str) -> PublishedEvent {
     PublishedEvent {
@@ -60,6 +61,43 @@ on_every_backend! {
             store.outbox_pending(None, 10).await.unwrap(),
             [entry("c", 3)]
         );
+    }
+
+    async fn a_save_stages_its_entries_only_when_the_save_is_in(t: TestStore) {
+        let store = &*t.store;
+        let created = crate::store::tests::runs::run("r", 1, None);
+        store.create(&created).await.unwrap();
+        let gate = Gate::Record {
+            run_id: created.id.clone(),
+            revision: 1,
+            epoch: 0,
+        };
+        let announcement = |id: &str| OutboxEntry {
+            event: event(id),
+            gate: Some(gate.clone()),
+        };
+        let mut ended = created.clone();
+        ended.status = RunStatus::Completed;
+        // A save that loses (it skips a revision) stages nothing.
+        ended.revision = 2;
+        assert!(matches!(
+            store.save_and_stage(&ended, &[announcement("lost")]).await,
+            Err(StoreError::Conflict(_))
+        ));
+        assert_eq!(store.outbox_pending(None, 10).await.unwrap(), []);
+        assert_eq!(store.gates_open(std::slice::from_ref(&gate)).await.unwrap(), [false]);
+        // One that wins stages them, their gate open.
+        ended.revision = 1;
+        store
+            .save_and_stage(&ended, &[announcement("end")])
+            .await
+            .unwrap();
+        assert_eq!(store.get(&created.id).await.unwrap().unwrap(), ended);
+        assert_eq!(
+            store.outbox_pending(None, 10).await.unwrap(),
+            [announcement("end")]
+        );
+        assert_eq!(store.gates_open(&[gate]).await.unwrap(), [true]);
     }
 
     async fn queues_hand_out_what_is_due_per_subscription_earliest_first(t: TestStore) {

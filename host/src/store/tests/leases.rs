@@ -360,6 +360,10 @@ async fn only_the_process_holding_a_run_writes_it_whatever_epoch_it_names() {
     let mut saved = read.clone();
     saved.revision += 1;
     assert!(fenced(b.save(&saved).await));
+    assert!(fenced(
+        b.save_and_stage(&saved, &[staged("e-b2", &read)]).await
+    ));
+    assert!(a.outbox_pending(None, 10).await.unwrap().is_empty());
     // A restart of a (a new incarnation, the same node) holds nothing until it claims.
     let again = open(&database, "a").await;
     assert!(fenced(again.save(&saved).await));
