@@ -89,6 +89,9 @@ enum Command {
     /// List the nodes sharing the host's store.
     #[command(subcommand, alias = "node")]
     Nodes(cli::nodes::NodesCommand),
+    /// Generate keys to sign plugins with.
+    #[command(subcommand, alias = "key")]
+    Keys(cli::keys::KeysCommand),
 }
 
 fn main() -> ExitCode {
@@ -113,6 +116,13 @@ fn main() -> ExitCode {
             init_logging(cli.log_format, "warn");
             check_plugin(file).map_err(|e| e.context(file.display().to_string()))
         }
+        Command::Plugins(cli::registry::PluginCommand::Sign {
+            file,
+            key,
+            name,
+            out,
+        }) => cli::keys::sign(file, key, name.as_deref(), out.as_deref()),
+        Command::Keys(command) => cli::keys::run(command),
         client_command => {
             init_logging(cli.log_format, "warn");
             run_client(&cli.connection, client_command)
@@ -146,8 +156,8 @@ fn run_client(connection: &cli::Connection, command: &Command) -> anyhow::Result
             Command::Events(command) => cli::events::run_events(&client, command).await,
             Command::DeadLetters(command) => cli::events::run_dead_letters(&client, command).await,
             Command::Nodes(command) => cli::nodes::run(&client, command).await,
-            Command::Serve { .. } | Command::Check { .. } => {
-                unreachable!("serve and check run the host in this process")
+            Command::Serve { .. } | Command::Check { .. } | Command::Keys(_) => {
+                unreachable!("serve, check and keys run in this process, with no host")
             }
         }
     })

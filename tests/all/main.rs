@@ -23,6 +23,7 @@ mod races;
 mod runtime;
 mod sagas;
 mod server;
+mod signing;
 mod support;
 mod swap;
 mod telemetry;

@@ -18,17 +18,17 @@ use flowhost_test_artifacts::with_custom_section;
 
 use crate::server::Server;
 
-const TOKEN: &str = "test-admin-token-0123456789";
+pub const TOKEN: &str = "test-admin-token-0123456789";
 
-fn wasm_v1() -> Vec<u8> {
+pub fn wasm_v1() -> Vec<u8> {
     std::fs::read(flowhost_test_artifacts::MARKED_V1).unwrap()
 }
 
-fn wasm_v2() -> Vec<u8> {
+pub fn wasm_v2() -> Vec<u8> {
     std::fs::read(flowhost_test_artifacts::MARKED_V2).unwrap()
 }
 
-fn digest(wasm: &[u8]) -> String {
+pub fn digest(wasm: &[u8]) -> String {
     hex::encode(Sha256::digest(wasm))
 }
 
@@ -40,7 +40,7 @@ fn variant(wasm: &[u8], n: u32) -> Vec<u8> {
 /// The `marks` service: records which version served each call, and holds the calls of
 /// the runs it is told to hold until they are released.
 #[derive(Clone)]
-struct Marks {
+pub struct Marks {
     url: String,
     state: Arc<MarksState>,
 }
@@ -59,7 +59,7 @@ async fn mark(State(state): State<Arc<MarksState>>, Json(call): Json<Value>) -> 
 }
 
 impl Marks {
-    async fn start() -> Marks {
+    pub async fn start() -> Marks {
         let state = Arc::new(MarksState {
             calls: Mutex::default(),
             held: watch::Sender::new(HashSet::new()),
@@ -115,7 +115,7 @@ impl Marks {
 
 /// A host with workflow `w` (steps `a`, `b`, `c` of plugin `marked`, configured with
 /// `file`), reporting to `marks`, with `extra` appended; root keys in `extra` go first.
-fn config(file: &str, marks: &Marks, extra: &str) -> String {
+pub fn config(file: &str, marks: &Marks, extra: &str) -> String {
     let (root, tables) = match extra.find('[') {
         Some(at) => extra.split_at(at),
         None => (extra, ""),
@@ -142,7 +142,7 @@ steps = [
 }
 
 /// An admin request.
-async fn admin(
+pub async fn admin(
     server: &Server,
     method: reqwest::Method,
     path: &str,
@@ -173,13 +173,13 @@ async fn push(server: &Server, wasm: Vec<u8>, label: &str) -> (u16, Value) {
 }
 
 /// `GET /v1/plugins/marked`.
-async fn describe(server: &Server) -> Value {
+pub async fn describe(server: &Server) -> Value {
     let (status, plugin) = admin(server, reqwest::Method::GET, "/v1/plugins/marked", None).await;
     assert_eq!(status, 200, "{plugin}");
     plugin
 }
 
-async fn current(server: &Server) -> String {
+pub async fn current(server: &Server) -> String {
     describe(server).await["current"]
         .as_str()
         .unwrap()
@@ -197,7 +197,7 @@ fn version_digests(plugin: &Value) -> Vec<String> {
 }
 
 /// `POST /v1/plugins/{name}/rollback`, to `digest` if given.
-async fn rollback(server: &Server, name: &str, digest: Option<&str>) -> (u16, Value) {
+pub async fn rollback(server: &Server, name: &str, digest: Option<&str>) -> (u16, Value) {
     let body = digest.map(|d| json!({ "digest": d }).to_string().into_bytes());
     admin(
         server,

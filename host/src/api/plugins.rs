@@ -4,7 +4,7 @@ use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::extract::rejection::BytesRejection;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
@@ -15,6 +15,7 @@ use super::views::{Component, PluginChange, PluginDetail, Plugins};
 use super::{AppState, Problem, ProblemDetails};
 use crate::model::VersionSource;
 use crate::plugins::RegistryError;
+use crate::plugins::signing::SIGNATURE_HEADER;
 use crate::runtime::LoadError;
 
 /// The tag of these routes in the OpenAPI document.
@@ -40,7 +41,11 @@ pub struct PushParams {
     operation_id = "push_plugin",
     path = "/v1/plugins/{name}",
     tag = TAG,
-    params(("name" = String, Path, description = "The plugin's name in the configuration."), PushParams),
+    params(
+        ("name" = String, Path, description = "The plugin's name in the configuration."),
+        PushParams,
+        ("Flowhost-Signature" = Option<String>, Header, description = "The component's signature as plugin `name` (`flowhost plugins sign` writes it to FILE.sig): `ed25519:<key>:<signature>`. Required when `registry.trusted-keys` is set; checked whenever given."),
+    ),
     request_body(
         content(
             (Component = "application/wasm"),
@@ -61,7 +66,7 @@ pub struct PushParams {
         (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No plugin of that name is configured.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "Over `registry.max-upload-mib`.", body = ProblemDetails, content_type = "application/problem+json"),
-        (status = 422, description = "A core module, a compile or link error, or the wrong world.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "A core module, a compile or link error, or the wrong world; with `registry.trusted-keys` set, no signature, or one that does not verify or is by an untrusted key.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "The version could not be stored durably; nothing changed.", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
@@ -69,8 +74,18 @@ pub async fn push(
     State(app): State<AppState>,
     Path(name): Path<String>,
     Query(params): Query<PushParams>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Response, Problem> {
+    let signature = match headers.get(SIGNATURE_HEADER) {
+        None => None,
+        Some(value) => Some(value.to_str().map_err(|_| {
+            Problem::new(
+                StatusCode::BAD_REQUEST,
+                "Flowhost-Signature must be visible ASCII",
+            )
+        })?),
+    };
     if let Some(label) = &params.version
         && (label.is_empty()
             || label.len() > MAX_LABEL
@@ -90,7 +105,7 @@ pub async fn push(
     }
     let registered = app
         .plugins
-        .register(&name, body, params.version, VersionSource::Api)
+        .register(&name, body, params.version, VersionSource::Api, signature)
         .await?;
     let status = if registered.new {
         StatusCode::CREATED
@@ -213,6 +228,7 @@ pub(super) fn rollback_target(
         (status = 404, description = "No such plugin or version.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 409, description = "No earlier version.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "The body is over `server.max-body-bytes`.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 422, description = "With `registry.trusted-keys` set, a version none of them signed.", body = ProblemDetails, content_type = "application/problem+json"),
     )
 )]
 pub async fn rollback(
@@ -263,9 +279,9 @@ impl From<RegistryError> for Problem {
                 source: LoadError::NotWasm,
                 ..
             } => StatusCode::BAD_REQUEST,
-            RegistryError::Invalid { .. } | RegistryError::WrongWorld { .. } => {
-                StatusCode::UNPROCESSABLE_ENTITY
-            }
+            RegistryError::Invalid { .. }
+            | RegistryError::WrongWorld { .. }
+            | RegistryError::Signature(_) => StatusCode::UNPROCESSABLE_ENTITY,
             RegistryError::NoEarlierVersion(_)
             | RegistryError::IsCurrent { .. }
             | RegistryError::Pinned { .. } => StatusCode::CONFLICT,

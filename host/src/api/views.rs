@@ -373,11 +373,24 @@ pub struct PluginVersionView {
     source: VersionSource,
     /// What its name was granted when it was registered.
     grants: GrantsView,
+    /// Who signed it, if it came signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    signed_by: Option<SignerView>,
     /// Whether it is current.
     current: bool,
     /// Runs pinned to it that may still call it; not shown right after an upload.
     #[serde(skip_serializing_if = "Option::is_none")]
     pinned_runs: Option<usize>,
+}
+
+/// Who signed a plugin version.
+#[derive(Serialize, ToSchema)]
+pub struct SignerView {
+    /// The public key: `ed25519:<base64>`.
+    key: String,
+    /// Its name in `registry.trusted-keys`, if it was there when the version came.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
 }
 
 /// What a plugin was granted.
@@ -406,6 +419,10 @@ impl PluginVersionView {
                 publish: version.grants.publish.clone(),
                 cache_namespace: version.grants.cache_namespace.clone(),
             },
+            signed_by: version.signed_by.as_ref().map(|signer| SignerView {
+                key: signer.key.clone(),
+                name: signer.name.clone(),
+            }),
             current,
             pinned_runs,
         }

@@ -7,10 +7,12 @@
 //! - [`registry`]: `workflows` and `plugins`;
 //! - [`events`]: `events publish | subscriptions`, `dead-letters list | redeliver`;
 //! - [`nodes`]: `nodes list`;
+//! - [`keys`]: `keys generate` and `plugins sign`, which need no host;
 //! - [`table`]: the tables they print.
 
 pub mod client;
 pub mod events;
+pub mod keys;
 pub mod nodes;
 pub mod registry;
 pub mod runs;

@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::client::{Auth, Client, encode, send};
 use super::runs::pretty;
 use super::table::{Table, short};
+use flowhost::plugins::signing::{SIGNATURE_HEADER, with_suffix};
 
 /// `flowhost workflows ...`.
 #[derive(Subcommand, Debug)]
@@ -58,7 +59,25 @@ pub enum PluginCommand {
         /// The component file.
         file: PathBuf,
     },
+    /// Sign FILE as a version of plugin NAME with the secret key KEY (`flowhost keys
+    /// generate`): writes FILE.sig, which `plugins push` and the directory watch send with
+    /// it.
+    Sign {
+        /// The component file.
+        file: PathBuf,
+        /// The secret key's file.
+        #[arg(long)]
+        key: PathBuf,
+        /// The plugin's name in the host's configuration; default FILE's name without its
+        /// extension.
+        #[arg(long)]
+        name: Option<String>,
+        /// Where to write the signature; default FILE.sig.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// Upload FILE as a new version of plugin NAME on a running host, and make it current.
+    /// FILE.sig, if there is one, goes with it as its signature.
     Push {
         /// The plugin's name in the host's configuration.
         name: String,
@@ -222,6 +241,12 @@ pub async fn run_plugin(client: &Client, command: &PluginCommand) -> anyhow::Res
             if let Some(version) = version {
                 request = request.query(&[("version", version)]);
             }
+            let signature = with_suffix(file, "sig");
+            match std::fs::read_to_string(&signature) {
+                Ok(text) => request = request.header(SIGNATURE_HEADER, text.trim()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e).context(format!("reading {}", signature.display())),
+            }
             let answer = send(request).await?;
             Ok(describe_change(name, &answer))
         }
@@ -258,6 +283,7 @@ pub async fn run_plugin(client: &Client, command: &PluginCommand) -> anyhow::Res
                 "SIZE",
                 "REGISTERED",
                 "PINNED",
+                "SIGNED BY",
             ]);
             for version in plugin["versions"].as_array().into_iter().flatten() {
                 table.row(vec![
@@ -268,6 +294,7 @@ pub async fn run_plugin(client: &Client, command: &PluginCommand) -> anyhow::Res
                     version["size"].to_string(),
                     version["registered_at"].as_str().unwrap_or("").to_owned(),
                     version["pinned_runs"].to_string(),
+                    signer(&version["signed_by"]),
                 ]);
             }
             Ok(format!("plugin {name}\n{table}"))
@@ -277,7 +304,9 @@ pub async fn run_plugin(client: &Client, command: &PluginCommand) -> anyhow::Res
             let answer = rollback(client, &path, to.as_deref()).await?;
             Ok(describe_change(name, &answer))
         }
-        PluginCommand::Check { .. } => unreachable!("handled by main: it needs no host"),
+        PluginCommand::Check { .. } | PluginCommand::Sign { .. } => {
+            unreachable!("handled by main: it needs no host")
+        }
     }
 }
 
@@ -286,6 +315,15 @@ pub async fn run_plugin(client: &Client, command: &PluginCommand) -> anyhow::Res
 async fn rollback(client: &Client, path: &str, to: Option<&str>) -> anyhow::Result<Value> {
     let body = to.map(|digest| serde_json::json!({ "digest": digest }));
     client.post(path, Auth::Admin, body.as_ref()).await
+}
+
+/// Who signed a version: its key's name in the host's trusted keys, else the key; `-`.
+fn signer(signed_by: &Value) -> String {
+    match (signed_by["name"].as_str(), signed_by["key"].as_str()) {
+        (Some(name), _) => name.to_owned(),
+        (None, Some(key)) => key.chars().take(20).collect(),
+        (None, None) => "-".to_owned(),
+    }
 }
 
 /// "payment: sha256:0a1b2c3d4e5f (1.4.2) is current, new version"

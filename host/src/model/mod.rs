@@ -34,7 +34,7 @@ pub use self::run::{
     StepState, StepStatus,
 };
 pub use self::time::{Clock, SystemClock, now_ms, rfc3339};
-pub use self::version::{Grants, Head, PluginVersion, VersionSource, WorkflowVersion};
+pub use self::version::{Grants, Head, PluginVersion, SignedBy, VersionSource, WorkflowVersion};
 pub use self::workflow::{
     AwaitDefinition, Branch, OnTimeout, StepDefinition, StepKind, WorkflowDefinition,
 };

@@ -53,6 +53,20 @@ pub struct PluginVersion {
     pub source: VersionSource,
     /// Its grants then.
     pub grants: Grants,
+    /// Who signed it, if it came signed (see [`crate::plugins::signing`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<SignedBy>,
+}
+
+/// Who signed a plugin version: a key whose signature over the plugin's name and digest
+/// verified when the version was registered.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SignedBy {
+    /// The public key (`ed25519:<base64>`).
+    pub key: String,
+    /// Its name in `registry.trusted-keys`, when it was there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
 }
 
 /// One version of a workflow definition, as stored.

@@ -21,6 +21,11 @@ pub struct RegistryConfig {
     pub max_upload_mib: usize,
     /// Versions kept per plugin; older ones that no run pins are collected. Default 10.
     pub keep_versions: usize,
+    /// Public keys (`ed25519:<base64>`, from `flowhost keys generate`) by name. When any
+    /// is set, every version the registry takes (an upload, a watched or configured file)
+    /// must be signed by one of them (`flowhost plugins sign`), and a rollback only goes
+    /// to a version one of them signed. Default none: signatures optional.
+    pub trusted_keys: BTreeMap<String, String>,
 }
 
 impl Default for RegistryConfig {
@@ -29,6 +34,7 @@ impl Default for RegistryConfig {
             watch: true,
             max_upload_mib: 128,
             keep_versions: 10,
+            trusted_keys: BTreeMap::new(),
         }
     }
 }

@@ -12,7 +12,11 @@
 //!   used as — before anything changes, stores it durably, then makes it current in one
 //!   swap: a run or delivery that starts after that uses it, and nothing in flight is
 //!   dropped;
-//! - [`PluginRegistry::rollback`] makes an earlier version current again;
+//! - with `registry.trusted-keys` set, every one of those ways in takes only a version one
+//!   of the keys signed ([`signing`]): an upload's signature comes in a header, a file's in
+//!   `FILE.sig` beside it;
+//! - [`PluginRegistry::rollback`] makes an earlier version current again (with trusted
+//!   keys, only one they signed);
 //! - [`PluginRegistry::delete`] and the collection of old versions (beyond
 //!   `registry.keep-versions`) remove only versions no run pins.
 //!
@@ -22,6 +26,7 @@
 //! it in memory while any run holds it.
 
 mod config;
+pub mod signing;
 pub mod watch;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,8 +36,9 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use serde::Serialize;
 
 pub use self::config::{PluginConfig, RegistryConfig};
+use self::signing::{SigningError, TrustedKeys, with_suffix};
 use crate::capabilities::events::InvalidTopic;
-use crate::model::{Grants, Head, PluginVersion, VersionSource, now_ms};
+use crate::model::{Grants, Head, PluginVersion, SignedBy, VersionSource, now_ms};
 use crate::runtime::compile::digest;
 use crate::runtime::{LoadError, Plugin, PluginSettings, Runtime, RuntimeConfig, World};
 use crate::store::{PinKind, PluginStore, RunStore, StoreError};
@@ -152,6 +158,10 @@ pub enum RegistryError {
         /// The compile task's failure.
         source: tokio::task::JoinError,
     },
+    /// A signature is missing, wrong or by an untrusted key, or a trusted key does not
+    /// parse (the message names the plugin or the key).
+    #[error(transparent)]
+    Signature(#[from] SigningError),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -239,6 +249,8 @@ pub struct PluginRegistry {
     unloadable: Mutex<std::collections::HashSet<(String, String)>>,
     max_upload_bytes: usize,
     keep_versions: usize,
+    /// `registry.trusted-keys`: when set, only versions they signed become current.
+    trusted: TrustedKeys,
 }
 
 /// The current versions, with swaps held off: swaps wait until it is dropped.
@@ -281,13 +293,22 @@ impl PluginRegistry {
             changes: tokio::sync::Mutex::new(()),
             max_upload_bytes: config.max_upload_mib.saturating_mul(1024 * 1024),
             keep_versions: config.keep_versions.max(1),
+            trusted: TrustedKeys::parse(&config.trusted_keys)?,
         };
         for (name, entry) in &registry.entries {
             let wasm = read(name, entry)?;
             let file_digest = digest(&wasm);
             let head = registry.store.head(name).await?.unwrap_or_default();
-            match head.current() {
+            // The version current last time stays current, unless keys trusted now did
+            // not sign it: then the file must be signed.
+            let kept = match head.current() {
                 Some(current) if head.config_digest.as_deref() == Some(file_digest.as_str()) => {
+                    registry.trusted_version(name, current).await?
+                }
+                _ => false,
+            };
+            match head.current() {
+                Some(current) if kept => {
                     let from_file = current == file_digest;
                     let bytes = if from_file {
                         wasm
@@ -304,11 +325,15 @@ impl PluginRegistry {
                     registry.swap(name, plugin).await;
                 }
                 _ => {
+                    let signed_by = registry.check_file(name, entry, &file_digest)?;
                     let plugin = load_checked(&registry.runtime, name, entry, &wasm)
                         .map_err(|e| in_file(e, entry))?;
-                    registry
-                        .commit(name, entry, plugin, &wasm, None, VersionSource::Config)
-                        .await?;
+                    let version = Signed {
+                        label: None,
+                        source: VersionSource::Config,
+                        signed_by,
+                    };
+                    registry.commit(name, entry, plugin, &wasm, version).await?;
                 }
             }
         }
@@ -422,14 +447,16 @@ impl PluginRegistry {
         failed.map_or(Ok(changed), Err)
     }
 
-    /// Validates `wasm` as a version of `name` and makes it current, durably, then in
-    /// memory. Nothing changes if it is refused. Compiles on a blocking thread.
+    /// Validates `wasm` as a version of `name`, with its `signature` (see [`signing`]),
+    /// and makes it current, durably, then in memory. Nothing changes if it is refused.
+    /// Compiles on a blocking thread.
     pub async fn register(
         &self,
         name: &str,
         wasm: Vec<u8>,
         label: Option<String>,
         source: VersionSource,
+        signature: Option<&str>,
     ) -> Result<Registered, RegistryError> {
         let entry = self.entry(name)?;
         if wasm.len() > self.max_upload_bytes {
@@ -440,16 +467,24 @@ impl PluginRegistry {
             });
         }
         let version_digest = digest(&wasm);
+        // Before compiling: a refused signature costs nothing.
+        let signed_by = self.trusted.check(name, &version_digest, signature)?;
         let plugin = match self.in_memory(name, &version_digest) {
             Some(plugin) => plugin,
             None => self.compile(name, entry, wasm.clone()).await?,
         };
         check_uses(name, entry, &plugin)?;
-        self.commit(name, entry, plugin, &wasm, label, source).await
+        let version = Signed {
+            label,
+            source,
+            signed_by,
+        };
+        self.commit(name, entry, plugin, &wasm, version).await
     }
 
-    /// Registers `name`'s configured file if it changed since it was last registered:
-    /// what the directory watch does. `None` when it had not changed.
+    /// Registers `name`'s configured file, with its signature file (`FILE.sig`) if there
+    /// is one, if it changed since it was last registered: what the directory watch does.
+    /// `None` when it had not changed.
     pub async fn register_file(&self, name: &str) -> Result<Option<Registered>, RegistryError> {
         let entry = self.entry(name)?;
         let wasm = read(name, entry)?;
@@ -457,9 +492,34 @@ impl PluginRegistry {
         if head.config_digest.as_deref() == Some(digest(&wasm).as_str()) {
             return Ok(None);
         }
-        self.register(name, wasm, None, VersionSource::Watch)
+        let signature = signature_of(name, entry)?;
+        self.register(name, wasm, None, VersionSource::Watch, signature.as_deref())
             .await
             .map(Some)
+    }
+
+    /// Who signed the configured file of `name`, whose digest is `digest`, by its
+    /// signature file; refused as an upload would be.
+    fn check_file(
+        &self,
+        name: &str,
+        entry: &Entry,
+        digest: &str,
+    ) -> Result<Option<SignedBy>, RegistryError> {
+        let signature = signature_of(name, entry)?;
+        Ok(self.trusted.check(name, digest, signature.as_deref())?)
+    }
+
+    /// Whether version `digest` of `name` may be current under the keys trusted now: any
+    /// version without trusted keys, else one a trusted key signed.
+    async fn trusted_version(&self, name: &str, digest: &str) -> Result<bool, RegistryError> {
+        if !self.trusted.required() {
+            return Ok(true);
+        }
+        let version = self.store.version(name, digest).await?;
+        Ok(version
+            .and_then(|v| v.signed_by)
+            .is_some_and(|signer| self.trusted.signer(name, &signer.key).is_ok()))
     }
 
     /// Makes `to`, or without it the version that was current before the current one,
@@ -488,6 +548,15 @@ impl PluginRegistry {
                 digest: target.clone(),
             }
         })?;
+        if self.trusted.required() {
+            let Some(signer) = &version.signed_by else {
+                return Err(SigningError::Unsigned {
+                    plugin: name.to_owned(),
+                }
+                .into());
+            };
+            self.trusted.signer(name, &signer.key)?;
+        }
         let plugin = self.pinned(name, &target).await?;
         check_uses(name, entry, &plugin)?;
         let changed = self.current(name).is_none_or(|p| p.digest() != target);
@@ -641,9 +710,13 @@ impl PluginRegistry {
         entry: &Entry,
         plugin: Arc<Plugin>,
         wasm: &[u8],
-        label: Option<String>,
-        source: VersionSource,
+        signed: Signed,
     ) -> Result<Registered, RegistryError> {
+        let Signed {
+            label,
+            source,
+            signed_by,
+        } = signed;
         let _change = self.changes.lock().await;
         let digest = plugin.digest().to_owned();
         let mut head = self.store.head(name).await?.unwrap_or_default();
@@ -651,8 +724,16 @@ impl PluginRegistry {
         let new = existing.is_none();
         let version = match existing {
             Some(mut version) => {
-                if label.is_some() && label != version.label {
+                let relabelled = label.is_some() && label != version.label;
+                // A signature now checked is recorded, over an earlier one or none.
+                let signed = signed_by.is_some() && signed_by != version.signed_by;
+                if relabelled {
                     version.label = label;
+                }
+                if signed {
+                    version.signed_by = signed_by;
+                }
+                if relabelled || signed {
                     self.store.put_version(&version).await?;
                 }
                 version
@@ -667,6 +748,7 @@ impl PluginRegistry {
                     registered_ms: now_ms(),
                     source,
                     grants: entry.grants.clone(),
+                    signed_by,
                 };
                 // The bytes before the version, the version before the head: a crash never
                 // leaves a head naming what is not there.
@@ -797,6 +879,27 @@ fn grants(name: &str, plugin: &PluginConfig) -> Grants {
             .cache_namespace
             .clone()
             .unwrap_or_else(|| name.to_owned()),
+    }
+}
+
+/// How a version came to be registered: its label, source and signer.
+struct Signed {
+    label: Option<String>,
+    source: VersionSource,
+    signed_by: Option<SignedBy>,
+}
+
+/// The signature in `name`'s configured file's signature file (`FILE.sig`), if there is one.
+fn signature_of(name: &str, entry: &Entry) -> Result<Option<String>, RegistryError> {
+    let path = with_suffix(&entry.file, "sig");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(source) => Err(RegistryError::Read {
+            plugin: name.to_owned(),
+            path,
+            source,
+        }),
     }
 }
 

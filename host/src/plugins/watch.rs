@@ -4,7 +4,9 @@
 //! the `notify` crate). A change to one of the files is registered, after a short quiet
 //! period (a build writes a file in several steps), through the same validation as an
 //! upload: a file that does not build into a usable plugin is logged and changes nothing.
-//! A file whose digest is the one registered last is not registered again.
+//! A file whose digest is the one registered last is not registered again. A file's
+//! signature file (`FILE.sig`, see [`super::signing`]) counts as the file: a signature
+//! written after its component is read with it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -15,6 +17,7 @@ use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use super::PluginRegistry;
+use super::signing::with_suffix;
 
 /// How long a file must be quiet before it is read.
 const QUIET: Duration = Duration::from_millis(100);
@@ -44,6 +47,7 @@ pub fn watch(registry: Arc<PluginRegistry>) -> notify::Result<Watch> {
         if let Some(dir) = file.parent() {
             dirs.insert(dir.to_owned());
         }
+        files.insert(with_suffix(&file, "sig"), name.to_owned());
         files.insert(file, name.to_owned());
     }
     let (tx, mut rx) = mpsc::unbounded_channel();

@@ -3,7 +3,7 @@
 
 use super::on_every_backend;
 use crate::model::{
-    Grants, Head, PluginVersion, VersionSource, WorkflowDefinition, WorkflowVersion,
+    Grants, Head, PluginVersion, SignedBy, VersionSource, WorkflowDefinition, WorkflowVersion,
 };
 
 fn plugin_version(name: &str, digest: &str, registered_ms: u64) -> PluginVersion {
@@ -16,6 +16,11 @@ fn plugin_version(name: &str, digest: &str, registered_ms: u64) -> PluginVersion
         registered_ms,
         source: VersionSource::Api,
         grants: Grants::default(),
+        // Kept with the version, as every field is.
+        signed_by: Some(SignedBy {
+            key: "ed25519:key".into(),
+            name: Some("release".into()),
+        }),
     }
 }
 
