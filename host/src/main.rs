@@ -92,6 +92,9 @@ enum Command {
     /// Generate keys to sign plugins with.
     #[command(subcommand, alias = "key")]
     Keys(cli::keys::KeysCommand),
+    /// Run one step of a plugin here, without a host.
+    #[command(subcommand)]
+    Step(cli::step::StepCommand),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +126,18 @@ fn main() -> ExitCode {
             out,
         }) => cli::keys::sign(file, key, name.as_deref(), out.as_deref()),
         Command::Keys(command) => cli::keys::run(command),
+        Command::Step(cli::step::StepCommand::Run(command)) => match cli::step::run(command) {
+            // The report either way; the status says whether the step succeeded.
+            Ok((report, succeeded)) => {
+                print!("{report}");
+                return if succeeded {
+                    ExitCode::SUCCESS
+                } else {
+                    ExitCode::FAILURE
+                };
+            }
+            Err(e) => Err(e),
+        },
         client_command => {
             init_logging(cli.log_format, "warn");
             run_client(&cli.connection, client_command)
@@ -156,8 +171,8 @@ fn run_client(connection: &cli::Connection, command: &Command) -> anyhow::Result
             Command::Events(command) => cli::events::run_events(&client, command).await,
             Command::DeadLetters(command) => cli::events::run_dead_letters(&client, command).await,
             Command::Nodes(command) => cli::nodes::run(&client, command).await,
-            Command::Serve { .. } | Command::Check { .. } | Command::Keys(_) => {
-                unreachable!("serve, check and keys run in this process, with no host")
+            Command::Serve { .. } | Command::Check { .. } | Command::Keys(_) | Command::Step(_) => {
+                unreachable!("serve, check, keys and step run in this process, with no host")
             }
         }
     })

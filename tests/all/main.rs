@@ -24,6 +24,7 @@ mod runtime;
 mod sagas;
 mod server;
 mod signing;
+mod step;
 mod support;
 mod swap;
 mod telemetry;

@@ -372,7 +372,7 @@ steps = [
 }
 
 /// Where the Rust plugins are built.
-static PLUGIN_DIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+pub static PLUGIN_DIR: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     std::path::Path::new(flowhost_test_artifacts::NOOP)
         .parent()
         .unwrap()

@@ -8,6 +8,7 @@
 //! - [`events`]: `events publish | subscriptions`, `dead-letters list | redeliver`;
 //! - [`nodes`]: `nodes list`;
 //! - [`keys`]: `keys generate` and `plugins sign`, which need no host;
+//! - [`step`]: `step run`, one step of a component, here and without a host;
 //! - [`table`]: the tables they print.
 
 pub mod client;
@@ -16,6 +17,7 @@ pub mod keys;
 pub mod nodes;
 pub mod registry;
 pub mod runs;
+pub mod step;
 pub mod table;
 
 pub use self::client::{Client, Connection};
