@@ -16,7 +16,7 @@ use std::sync::Arc;
 use divan::Bencher;
 use flowhost::bindings::types::StepInfo;
 use flowhost::capabilities::events::MemorySink;
-use flowhost::runtime::{Direction, WarmInstance};
+use flowhost::runtime::{CallOptions, Direction, WarmInstance};
 use flowhost::{Config, Runtime};
 
 fn main() {
@@ -107,8 +107,7 @@ fn noop_step_warm(bencher: Bencher) {
                 Direction::Execute,
                 &info,
                 "{}",
-                None,
-                None,
+                CallOptions::default(),
             ))
             .unwrap()
             .result

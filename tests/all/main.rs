@@ -20,6 +20,7 @@ mod parallel;
 mod polyglot;
 mod postgres;
 mod races;
+mod recording;
 mod runtime;
 mod sagas;
 mod server;

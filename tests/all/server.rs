@@ -20,6 +20,8 @@ pub struct Server {
     api: Api,
     dir: tempfile::TempDir,
     listen: String,
+    /// Environment variables the process gets, besides this one's.
+    env: Vec<(String, String)>,
 }
 
 impl std::ops::Deref for Server {
@@ -32,6 +34,11 @@ impl std::ops::Deref for Server {
 impl Server {
     /// Starts `flowhost serve` on `config` (a TOML snippet; `data-dir` is set here).
     pub async fn start(config: &str) -> Server {
+        Self::start_with_env(config, &[]).await
+    }
+
+    /// [`Self::start`], the process getting `env` besides this one's environment.
+    pub async fn start_with_env(config: &str, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let data = dir.path().join("data");
         std::fs::write(
@@ -50,6 +57,10 @@ impl Server {
             api: Api::new(format!("http://{listen}")),
             dir,
             listen,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         server.spawn().await;
         server
@@ -66,6 +77,7 @@ impl Server {
             .arg(self.dir.path().join("flowhost.toml"))
             .args(["--listen", &self.listen])
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()

@@ -5,7 +5,7 @@
 use flowhost::CallError;
 use flowhost::bindings::types::{StepError, StepInfo};
 use flowhost::model::PublishedEvent;
-use flowhost::runtime::{Direction, WarmInstance};
+use flowhost::runtime::{CallOptions, Direction, WarmInstance};
 use serde_json::{Value, json};
 
 use crate::support::{Host, echo_service, host, info};
@@ -56,8 +56,7 @@ async fn call_publishing(
             Direction::Execute,
             info,
             &ctx.to_string(),
-            None,
-            None,
+            CallOptions::default(),
         )
         .await?;
     let result = answer

@@ -11,6 +11,7 @@ use utoipa::openapi::schema::{ObjectBuilder, Schema, SchemaType, Type};
 use utoipa::{PartialSchema, ToSchema};
 
 use crate::events::{SubscriptionInfo, SubscriptionTarget, cloud_event};
+use crate::model::recording::Recording;
 use crate::model::{
     DeadLetter, Direction, JournalEntry, Outcome, PluginVersion, Run, RunStatus, StepKind,
     StepStatus, VersionSource, WorkflowDefinition, rfc3339,
@@ -216,6 +217,13 @@ pub struct AttemptView<'a> {
     /// For a child workflow step that began: the child run's id.
     #[serde(skip_serializing_if = "Option::is_none")]
     child: Option<&'a str>,
+    /// For a workflow with `record = true`: the context the attempt saw (`input`), its
+    /// service calls with their answers (`calls`: service, method, path, headers, body,
+    /// `result`; bodies capped at 16 KiB, headers that may carry secrets left out) and the
+    /// events it published (`events`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    recording: Option<&'a Recording>,
 }
 
 impl<'a> AttemptView<'a> {
@@ -234,6 +242,7 @@ impl<'a> AttemptView<'a> {
             message: entry.message.as_deref(),
             branch: entry.branch.as_deref(),
             child: entry.child.as_deref(),
+            recording: entry.recording.as_deref(),
         }
     }
 }

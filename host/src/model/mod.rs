@@ -18,6 +18,7 @@
 pub mod event;
 pub mod expr;
 pub mod id;
+pub mod recording;
 pub mod retry;
 pub mod run;
 pub mod schedule;

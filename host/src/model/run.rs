@@ -432,6 +432,10 @@ pub struct JournalEntry {
     /// For a child workflow step that began ([`Outcome::Started`]): the child run's id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub child: Option<RunId>,
+    /// For a plugin step of a workflow with `record = true`: what the attempt saw, called
+    /// and published, to replay it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recording: Option<Box<super::recording::Recording>>,
 }
 
 /// Something delivered to a run for its await steps, kept in its inbox until a step takes

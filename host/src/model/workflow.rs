@@ -72,6 +72,13 @@ pub struct WorkflowDefinition {
     /// (`customer.email`) whose values are strings, numbers or booleans.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub search: Vec<String>,
+    /// Record each plugin step's attempts in the journal: the context it saw, its service
+    /// calls with their answers (bodies capped, secret headers left out) and the events it
+    /// published, so that a run can be replayed against another version of its plugins.
+    /// Default false. (Left out of the definition's JSON while false, so that it does not
+    /// change the digest of a definition that does not use it.)
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub record: bool,
 }
 
 /// One step of a workflow.

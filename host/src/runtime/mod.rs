@@ -43,6 +43,7 @@ use crate::capabilities::events::TopicPattern;
 use crate::capabilities::{self, Capabilities};
 pub use crate::model::Direction;
 use crate::model::PublishedEvent;
+use crate::model::recording::RecordedCall;
 use crate::telemetry::metrics::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
 
 /// How often the epoch ticks. A running guest yields to the async executor once per tick,
@@ -268,8 +269,12 @@ impl Runtime {
         timeout: Option<Duration>,
     ) -> Result<Result<String, StepError>, CallError> {
         let mut warm = WarmInstance::default();
+        let options = CallOptions {
+            timeout,
+            ..CallOptions::default()
+        };
         let answer = self
-            .call_step_in(&mut warm, plugin, direction, info, ctx, timeout, None)
+            .call_step_in(&mut warm, plugin, direction, info, ctx, options)
             .await?;
         self.release(plugin, answer.events).await?;
         Ok(answer.result)
@@ -278,12 +283,8 @@ impl Runtime {
     /// As [`Self::call_step`], but in `warm`'s instance when it is one of `plugin`, leaving
     /// this call's instance in `warm` unless the call failed, and handing back what the
     /// call published instead of releasing it: the saga engine releases a step's events
-    /// once the step's result is written. The call's service calls and events are part of
-    /// the trace `traceparent` names.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "one call's inputs; a struct of them would only move the list"
-    )]
+    /// once the step's result is written. `options` may shorten its deadline, make it part
+    /// of a trace, and record its service calls.
     pub async fn call_step_in(
         &self,
         warm: &mut WarmInstance,
@@ -291,12 +292,11 @@ impl Runtime {
         direction: Direction,
         info: &StepInfo,
         ctx: &str,
-        timeout: Option<Duration>,
-        traceparent: Option<String>,
+        options: CallOptions,
     ) -> Result<StepAnswer, CallError> {
         let started = Instant::now();
         let answer = self
-            .step_call(warm, plugin, direction, info, ctx, timeout, traceparent)
+            .step_call(warm, plugin, direction, info, ctx, options)
             .await;
         let export = match direction {
             Direction::Execute => 0,
@@ -307,10 +307,6 @@ impl Runtime {
     }
 
     /// [`Self::call_step_in`], unmeasured.
-    #[expect(
-        clippy::too_many_arguments,
-        reason = "the inputs of call_step_in, passed on"
-    )]
     async fn step_call(
         &self,
         warm: &mut WarmInstance,
@@ -318,9 +314,13 @@ impl Runtime {
         direction: Direction,
         info: &StepInfo,
         ctx: &str,
-        timeout: Option<Duration>,
-        traceparent: Option<String>,
+        options: CallOptions,
     ) -> Result<StepAnswer, CallError> {
+        let CallOptions {
+            timeout,
+            traceparent,
+            record,
+        } = options;
         let limit = timeout.unwrap_or(plugin.settings().timeout);
         let pre = plugin.step_pre().ok_or_else(|| CallError::WrongWorld {
             plugin: plugin.name().clone(),
@@ -332,6 +332,7 @@ impl Runtime {
             idempotency_key: Some(info.idempotency_key.clone()),
             request_id: info.run_id.clone(),
             traceparent,
+            record,
         };
         let (mut store, mut instance) = match warm.take_for(plugin) {
             Some(Warm {
@@ -361,6 +362,7 @@ impl Runtime {
         })
         .await;
         let (result, events) = answer(plugin, &mut store, limit, outcome)?;
+        let calls = store.data_mut().services.take_recorded();
         if let Ok(output) = &result
             && output.len() > self.config.max_output_bytes
         {
@@ -381,7 +383,11 @@ impl Runtime {
                 instance,
             });
         }
-        Ok(Answer { result, events })
+        Ok(Answer {
+            result,
+            events,
+            calls,
+        })
     }
 
     /// Runs `event-handler.handle` in a fresh instance; otherwise as [`Self::execute`].
@@ -438,6 +444,7 @@ impl Runtime {
                 .clone()
                 .unwrap_or_else(|| event.id.clone()),
             traceparent,
+            record: false,
         };
         let mut store = self.store(plugin, &call);
         let outcome = tokio::time::timeout(plugin.settings().timeout, async {
@@ -449,7 +456,11 @@ impl Runtime {
         })
         .await;
         let (result, events) = answer(plugin, &mut store, plugin.settings().timeout, outcome)?;
-        Ok(Answer { result, events })
+        Ok(Answer {
+            result,
+            events,
+            calls: Vec::new(),
+        })
     }
 
     /// A fresh store for one call: the plugin's limits, and a yield to the executor on
@@ -487,6 +498,19 @@ pub struct Answer<T, E> {
     pub result: Result<T, E>,
     /// What it published.
     pub events: Vec<PublishedEvent>,
+    /// Its service calls, when they were recorded.
+    pub calls: Vec<RecordedCall>,
+}
+
+/// How a step call is made, besides its inputs.
+#[derive(Debug, Clone, Default)]
+pub struct CallOptions {
+    /// A deadline instead of the plugin's.
+    pub timeout: Option<Duration>,
+    /// The trace the call is part of: its service calls and events are spans of it.
+    pub traceparent: Option<String>,
+    /// Record its service calls ([`Answer::calls`]).
+    pub record: bool,
 }
 
 /// A step call's answer: its output JSON or the plugin's error.

@@ -37,6 +37,8 @@ pub struct CallContext {
     /// The `traceparent` of the span the call is part of (the step's attempt, the
     /// handler's call): its service calls and events are its children.
     pub traceparent: Option<String>,
+    /// Keep the call's service calls ([`crate::model::recording`]).
+    pub record: bool,
 }
 
 /// The data of one plugin call's store.
@@ -47,7 +49,7 @@ pub struct HostState {
     deny_http: DenyOutgoingHttp,
     /// Enforces the plugin's memory cap and remembers whether it was hit.
     pub(crate) limiter: MemoryLimiter,
-    services: ServicesCtx,
+    pub(crate) services: ServicesCtx,
     cache: CacheCtx,
     pub(crate) events: EventsCtx,
     log: LogCtx,
@@ -90,16 +92,21 @@ impl HostState {
         plugin: &PluginSettings,
         call: &CallContext,
     ) -> (ServicesCtx, EventsCtx, LogCtx) {
+        let services = ServicesCtx::new(
+            capabilities.services.clone(),
+            plugin.services.clone(),
+            CallMeta {
+                request_id: call.request_id.clone(),
+                idempotency_key: call.idempotency_key.clone(),
+                traceparent: call.traceparent.clone(),
+            },
+        );
         (
-            ServicesCtx::new(
-                capabilities.services.clone(),
-                plugin.services.clone(),
-                CallMeta {
-                    request_id: call.request_id.clone(),
-                    idempotency_key: call.idempotency_key.clone(),
-                    traceparent: call.traceparent.clone(),
-                },
-            ),
+            if call.record {
+                services.recording()
+            } else {
+                services
+            },
             EventsCtx::new(
                 &plugin.name,
                 plugin.publish.clone(),

@@ -44,13 +44,14 @@ use super::scheduler::{Admitted, Limits, Resume, Scheduler};
 use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
 use crate::events::{Outbox, Trigger};
+use crate::model::recording::{RecordedEvent, Recording};
 use crate::model::{
     Clock, Direction, Gate, InvalidRunId, JournalEntry, Message, MessageKind, OutboxEntry, Outcome,
     PublishedEvent, RUN_FORMAT, Run, RunError, RunId, RunStatus, StepDefinition, StepState,
     StepStatus, WorkflowDefinition, workflow::MAX_INBOX,
 };
 use crate::plugins::{PluginRegistry, RegistryError};
-use crate::runtime::{CallError, Plugin, WarmInstance};
+use crate::runtime::{CallError, CallOptions, Plugin, WarmInstance};
 use crate::store::{BoxFuture, Claim, Created, RunStore, StoreError};
 use crate::telemetry::metrics::{ADMISSION_REJECTIONS, RUNS_ENDED, RUNS_STARTED};
 use crate::telemetry::trace::{self, Kind};
@@ -2080,6 +2081,8 @@ impl Inner {
             attempt: attempt.attempt,
             idempotency_key: format!("{}:{}:{}", run_id, step.name, attempt.direction.as_str()),
         };
+        // A recorded workflow keeps the context each attempt saw, to replay it.
+        let input = definition.record.then(|| context.clone());
         let context = Value::Object(context).to_string();
         let started_ms = self.clock.now_ms();
         let started = std::time::Instant::now();
@@ -2096,15 +2099,14 @@ impl Inner {
             span.set("attempt", i64::from(attempt.attempt));
             span.set("plugin", plugin.name().to_string());
         }
-        let call = self.runtime.call_step_in(
-            warm,
-            plugin,
-            attempt.direction,
-            &info,
-            &context,
-            step.timeout,
-            span.traceparent(),
-        );
+        let options = CallOptions {
+            timeout: step.timeout,
+            traceparent: span.traceparent(),
+            record: definition.record,
+        };
+        let call =
+            self.runtime
+                .call_step_in(warm, plugin, attempt.direction, &info, &context, options);
         // A panic in the host during the call (a capability's bug) fails this attempt as a
         // trap would; the instance it used goes with it.
         let result = match AssertUnwindSafe(call).catch_unwind().await {
@@ -2119,9 +2121,9 @@ impl Inner {
                 })
             }
         };
-        let (result, events) = match result {
-            Ok(answer) => (Ok(answer.result), answer.events),
-            Err(error) => (Err(error), Vec::new()),
+        let (result, events, calls) = match result {
+            Ok(answer) => (Ok(answer.result), answer.events, answer.calls),
+            Err(error) => (Err(error), Vec::new(), Vec::new()),
         };
         let (outcome, output, error) = match result {
             Ok(Ok(json)) => match serde_json::from_str::<Value>(&json) {
@@ -2164,13 +2166,27 @@ impl Inner {
             outcome,
             started.elapsed(),
         );
-        let entry = machine::entry(
+        let mut entry = machine::entry(
             attempt,
             outcome,
             error,
             output,
             (started_ms, self.clock.now_ms()),
         );
+        entry.recording = input.map(|input| {
+            Box::new(Recording {
+                input,
+                calls,
+                events: events
+                    .iter()
+                    .map(|event| RecordedEvent {
+                        topic: event.topic.clone(),
+                        key: event.key.clone(),
+                        data: event.data.clone(),
+                    })
+                    .collect(),
+            })
+        });
         Ok((entry, events))
     }
 

@@ -1080,6 +1080,7 @@ pub fn entry(
         message: None,
         branch: attempt.branch.clone(),
         child: None,
+        recording: None,
     }
 }
 

@@ -31,6 +31,9 @@ pub use self::config::{DiscoverySource, InvalidService, ServiceConfig, ServiceDi
 use self::discovery::Discovery;
 use self::instances::{Endpoint, Instance, Instances};
 pub use crate::bindings::services::{CallError, Method, Request, Response};
+use crate::model::recording::{
+    RecordedBody, RecordedCall, RecordedResponse, RecordedResult, public_headers,
+};
 use crate::telemetry::metrics::{SERVICE_CALL_DURATION, SERVICE_CALLS, SERVICE_RETRIES};
 use crate::telemetry::trace::{Kind, Span, TRACEPARENT};
 
@@ -86,6 +89,8 @@ struct Service {
     config: ServiceConfig,
     /// `Bearer <token>`, resolved once at start.
     authorization: Option<HeaderValue>,
+    /// The token itself, kept out of recordings: a service may echo it back.
+    token: Option<String>,
     /// The instances calls rotate over: the configured ones, or those discovery found.
     instances: Arc<Instances>,
     /// The watcher keeping `instances` current, for a service with `discovery`.
@@ -128,6 +133,10 @@ impl Services {
                 service: name.clone(),
                 reason: e.0,
             })?;
+            let token = config
+                .token_env
+                .as_ref()
+                .and_then(|var| std::env::var(var).ok());
             let authorization = match &config.token_env {
                 None => None,
                 Some(var) => {
@@ -169,6 +178,7 @@ impl Services {
                 Service {
                     config: config.clone(),
                     authorization,
+                    token,
                     instances,
                     discovery,
                 },
@@ -190,6 +200,41 @@ impl Services {
     /// Whether a service of this name is configured.
     pub fn contains(&self, name: &str) -> bool {
         self.services.contains_key(name)
+    }
+
+    /// Removes `service`'s credentials from `call` wherever they show (a service that
+    /// echoes the request): a recording never holds them.
+    fn redact(&self, call: &mut RecordedCall) {
+        let Some(token) = self
+            .services
+            .get(&call.service)
+            .and_then(|s| s.token.as_deref())
+            .filter(|token| !token.is_empty())
+        else {
+            return;
+        };
+        let scrub = |text: &mut String| {
+            if text.contains(token) {
+                *text = text.replace(token, "[redacted]");
+            }
+        };
+        let mut bodies = vec![call.body.as_mut()];
+        let headers = match &mut call.result {
+            RecordedResult::Response(response) | RecordedResult::Http(response) => {
+                bodies.push(Some(&mut response.body));
+                Some(&mut response.headers)
+            }
+            _ => None,
+        };
+        for body in bodies.into_iter().flatten() {
+            if let Some(text) = &mut body.text {
+                scrub(text);
+            }
+        }
+        for (_, value) in headers.into_iter().flatten() {
+            scrub(value);
+        }
+        scrub(&mut call.path);
     }
 
     /// Makes `request` with retries. The caller has checked the plugin's grant. The call is
@@ -561,6 +606,8 @@ pub struct ServicesCtx {
     /// Services this plugin may call.
     grants: Arc<[String]>,
     meta: CallMeta,
+    /// The calls made, when the call is recorded.
+    recorded: Option<Vec<RecordedCall>>,
 }
 
 impl ServicesCtx {
@@ -570,11 +617,50 @@ impl ServicesCtx {
             services,
             grants,
             meta,
+            recorded: None,
         }
     }
 
+    /// Keeps each call made, with its answer, for [`Self::take_recorded`].
+    pub fn recording(mut self) -> Self {
+        self.recorded = Some(Vec::new());
+        self
+    }
+
+    /// The calls made so far, when recording; none otherwise.
+    pub fn take_recorded(&mut self) -> Vec<RecordedCall> {
+        self.recorded
+            .as_mut()
+            .map(std::mem::take)
+            .unwrap_or_default()
+    }
+
+    /// The call, recorded when recording.
+    pub async fn call(&mut self, request: Request) -> Result<Response, CallError> {
+        if self.recorded.is_none() {
+            return self.checked_call(request).await;
+        }
+        let mut call = RecordedCall {
+            service: request.service.clone(),
+            method: reqwest::Method::from(request.method).to_string(),
+            path: request.path.clone(),
+            headers: public_headers(&request.headers),
+            body: request.body.as_deref().map(RecordedBody::new),
+            result: RecordedResult::Other {
+                message: String::new(),
+            },
+        };
+        let result = self.checked_call(request).await;
+        call.result = recorded_result(&result);
+        self.services.redact(&mut call);
+        if let Some(recorded) = &mut self.recorded {
+            recorded.push(call);
+        }
+        result
+    }
+
     /// The grant check, then the call: what the guest's `call` does.
-    pub async fn call(&self, request: Request) -> Result<Response, CallError> {
+    async fn checked_call(&self, request: Request) -> Result<Response, CallError> {
         if !self.services.contains(&request.service) {
             return Err(CallError::UnknownService(format!(
                 "no service named `{}`",
@@ -590,6 +676,34 @@ impl ServicesCtx {
             )));
         }
         self.services.call(&self.meta, request).await
+    }
+}
+
+/// How a call ended, as a recording keeps it.
+fn recorded_result(result: &Result<Response, CallError>) -> RecordedResult {
+    let response = |response: &Response| RecordedResponse {
+        status: response.status,
+        headers: public_headers(&response.headers),
+        body: RecordedBody::new(&response.body),
+    };
+    match result {
+        Ok(ok) => RecordedResult::Response(response(ok)),
+        Err(CallError::Http(failed)) => RecordedResult::Http(response(failed)),
+        Err(CallError::Denied(message)) => RecordedResult::Denied {
+            message: message.clone(),
+        },
+        Err(CallError::UnknownService(message)) => RecordedResult::UnknownService {
+            message: message.clone(),
+        },
+        Err(CallError::Timeout(message)) => RecordedResult::Timeout {
+            message: message.clone(),
+        },
+        Err(CallError::Connection(message)) => RecordedResult::Connection {
+            message: message.clone(),
+        },
+        Err(CallError::Other(message)) => RecordedResult::Other {
+            message: message.clone(),
+        },
     }
 }
 

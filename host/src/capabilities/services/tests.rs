@@ -98,7 +98,7 @@ async fn retries_5xx_with_backoff_then_succeeds_with_host_headers() {
     .await;
     let mut config = fast(&url);
     config.token_env = Some("FLOWHOST_TEST_TOKEN_RETRIES".into());
-    let services = {
+    let mut services = {
         // Tokens are resolved when `Services` is built; set the variable just for that.
         temp_env("FLOWHOST_TEST_TOKEN_RETRIES", "s3cret", || {
             ctx(&[("pay", config)], &["pay"])
@@ -141,7 +141,7 @@ async fn gives_up_after_the_configured_retries_with_the_last_response() {
         retries: 2,
         ..fast(&url)
     };
-    let services = ctx(&[("s", config)], &["s"]);
+    let mut services = ctx(&[("s", config)], &["s"]);
     let err = services.call(get("s", "/")).await.unwrap_err();
     assert!(
         matches!(err, CallError::Http(Response { status: 500, .. })),
@@ -162,7 +162,7 @@ async fn client_errors_are_not_retried() {
         ..Script::default()
     })
     .await;
-    let services = ctx(&[("s", fast(&url))], &["s"]);
+    let mut services = ctx(&[("s", fast(&url))], &["s"]);
     let err = services.call(get("s", "/missing")).await.unwrap_err();
     assert!(
         matches!(err, CallError::Http(Response { status: 404, .. })),
@@ -181,7 +181,7 @@ async fn honours_retry_after() {
         ..Script::default()
     })
     .await;
-    let services = ctx(&[("s", fast(&url))], &["s"]);
+    let mut services = ctx(&[("s", fast(&url))], &["s"]);
     let start = Instant::now();
     services.call(get("s", "/")).await.unwrap();
     assert!(
@@ -204,7 +204,7 @@ async fn times_out_each_attempt() {
         retries: 1,
         ..fast(&url)
     };
-    let services = ctx(&[("s", config)], &["s"]);
+    let mut services = ctx(&[("s", config)], &["s"]);
     let start = Instant::now();
     let err = services.call(get("s", "/")).await.unwrap_err();
     assert!(matches!(err, CallError::Timeout(_)), "{err:?}");
@@ -227,7 +227,7 @@ async fn a_guest_timeout_cannot_exceed_the_service_timeout_but_can_shorten_it() 
         retries: 0,
         ..fast(&url)
     };
-    let services = ctx(&[("s", config)], &["s"]);
+    let mut services = ctx(&[("s", config)], &["s"]);
     let mut request = get("s", "/");
     request.timeout_ms = Some(50);
     assert!(matches!(
@@ -247,7 +247,7 @@ async fn caps_the_response_body() {
         max_response_bytes: 1024,
         ..fast(&url)
     };
-    let services = ctx(&[("s", config)], &["s"]);
+    let mut services = ctx(&[("s", config)], &["s"]);
     let err = services.call(get("s", "/")).await.unwrap_err();
     assert!(
         matches!(&err, CallError::Other(m) if m.contains("1024")),
@@ -270,7 +270,7 @@ async fn skips_an_instance_that_refuses_connections() {
         urls: vec![dead, live],
         ..fast("http://unused")
     };
-    let services = ctx(&[("s", config)], &["s"]);
+    let mut services = ctx(&[("s", config)], &["s"]);
     for _ in 0..10 {
         services.call(get("s", "/")).await.unwrap();
     }
@@ -294,7 +294,7 @@ async fn spreads_calls_across_instances() {
         urls: vec![a, b],
         ..fast("http://unused")
     };
-    let services = ctx(&[("s", config)], &["s"]);
+    let mut services = ctx(&[("s", config)], &["s"]);
     for _ in 0..10 {
         services.call(get("s", "/")).await.unwrap();
     }
@@ -312,7 +312,7 @@ async fn reports_connection_errors_after_retries() {
         retries: 1,
         ..fast(&dead)
     };
-    let services = ctx(&[("s", config)], &["s"]);
+    let mut services = ctx(&[("s", config)], &["s"]);
     assert!(matches!(
         services.call(get("s", "/")).await,
         Err(CallError::Connection(_))
@@ -321,7 +321,7 @@ async fn reports_connection_errors_after_retries() {
 
 #[tokio::test]
 async fn grants_are_enforced() {
-    let services = ctx(
+    let mut services = ctx(
         &[
             ("a", fast("http://127.0.0.1:9")),
             ("b", fast("http://127.0.0.1:9")),

@@ -44,6 +44,7 @@ fn definition(steps: &[(&str, bool, u32)]) -> WorkflowDefinition {
         schedule_timezone: None,
         catch_up: None,
         search: Vec::new(),
+        record: false,
     }
 }
 

@@ -104,6 +104,7 @@ pub(crate) fn entry(direction: Direction, attempt: u32, outcome: Outcome) -> Jou
         message: None,
         branch: None,
         child: None,
+        recording: None,
     }
 }
 
