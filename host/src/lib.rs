@@ -37,6 +37,7 @@ pub mod discovery;
 pub mod events;
 pub mod model;
 pub mod plugins;
+pub mod replay;
 pub mod retention;
 pub mod runtime;
 pub mod saga;

@@ -95,6 +95,10 @@ enum Command {
     /// Run one step of a plugin here, without a host.
     #[command(subcommand)]
     Step(cli::step::StepCommand),
+    /// Run a recorded run's plugin attempts again here, on the versions it pinned or on
+    /// files given, with the recorded answers and no network, and show where they differ.
+    /// Exit status 0 only if none does.
+    Replay(cli::replay::Replay),
 }
 
 fn main() -> ExitCode {
@@ -126,6 +130,20 @@ fn main() -> ExitCode {
             out,
         }) => cli::keys::sign(file, key, name.as_deref(), out.as_deref()),
         Command::Keys(command) => cli::keys::run(command),
+        Command::Replay(command) => {
+            init_logging(cli.log_format, "warn");
+            match replay(&cli.connection, command) {
+                Ok((report, same)) => {
+                    print!("{report}");
+                    return if same {
+                        ExitCode::SUCCESS
+                    } else {
+                        ExitCode::FAILURE
+                    };
+                }
+                Err(e) => Err(e),
+            }
+        }
         Command::Step(cli::step::StepCommand::Run(command)) => match cli::step::run(command) {
             // The report either way; the status says whether the step succeeded.
             Ok((report, succeeded)) => {
@@ -157,6 +175,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// `flowhost replay`: a client of the host that runs plugins here, on a runtime of its own.
+fn replay(
+    connection: &cli::Connection,
+    command: &cli::replay::Replay,
+) -> anyhow::Result<(String, bool)> {
+    let client = cli::Client::new(connection)?;
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?
+        .block_on(cli::replay::run(&client, command))
+}
+
 /// Runs a command that is a client of a running host, on a runtime of its own.
 fn run_client(connection: &cli::Connection, command: &Command) -> anyhow::Result<String> {
     let client = cli::Client::new(connection)?;
@@ -171,7 +202,11 @@ fn run_client(connection: &cli::Connection, command: &Command) -> anyhow::Result
             Command::Events(command) => cli::events::run_events(&client, command).await,
             Command::DeadLetters(command) => cli::events::run_dead_letters(&client, command).await,
             Command::Nodes(command) => cli::nodes::run(&client, command).await,
-            Command::Serve { .. } | Command::Check { .. } | Command::Keys(_) | Command::Step(_) => {
+            Command::Serve { .. }
+            | Command::Check { .. }
+            | Command::Keys(_)
+            | Command::Step(_)
+            | Command::Replay(_) => {
                 unreachable!("serve, check, keys and step run in this process, with no host")
             }
         }

@@ -71,9 +71,11 @@ async fn a_recorded_run_keeps_each_attempts_input_calls_and_events_and_no_secret
     assert!(!called["calls"].to_string().contains(TOKEN), "{journal}");
 
     let published = &attempts[1]["recording"];
+    // With the id the host gave it, which the step returned.
+    let id = attempts[1]["output"]["ok"].as_str().unwrap();
     assert_eq!(
         published["events"],
-        json!([{ "topic": "order.paid", "data": "{\"n\":1}" }]),
+        json!([{ "id": id, "topic": "order.paid", "data": "{\"n\":1}" }]),
         "{journal}"
     );
     assert!(published.get("calls").is_none(), "{journal}");
@@ -89,4 +91,113 @@ async fn a_recorded_run_keeps_each_attempts_input_calls_and_events_and_no_secret
         journal["attempts"][0].get("recording").is_none(),
         "{journal}"
     );
+}
+
+/// `flowhost replay ARGS` against `server`: exit code, stdout, stderr.
+fn replay(server: &Server, args: &[&str]) -> (Option<i32>, String, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .arg("replay")
+        .args(args)
+        .args(["--server", &server.url])
+        .env("FLOWHOST_ADMIN_TOKEN", crate::swap::TOKEN)
+        .output()
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_order_replays_the_same_on_its_own_versions_with_no_network() {
+    let services = crate::server::Services::start().await;
+    let config = services.config().replace(
+        "[workflows.order_processing]\n",
+        "[workflows.order_processing]\nrecord = true\n",
+    );
+    let server = Server::start(&format!("admin-token = {:?}\n{config}", crate::swap::TOKEN)).await;
+    // Twice for one user: the second validation reads the user from the cache.
+    let mut ids = Vec::new();
+    for order_id in ["o-rec-1", "o-rec-2"] {
+        let (status, run) = server
+            .post(
+                "/v1/workflows/order_processing/runs?wait=20s",
+                &crate::server::order(order_id, 7, 120.0),
+            )
+            .await;
+        assert_eq!(
+            (status, &run["status"]),
+            (200, &json!("completed")),
+            "{run}"
+        );
+        ids.push(run["id"].as_str().unwrap().to_owned());
+    }
+    let (_, journal) = server.get(&format!("/v1/runs/{}/journal", ids[1])).await;
+    let validated = &journal["attempts"][0]["recording"];
+    assert!(validated["cache"][0]["value"].is_object(), "{journal}");
+    assert!(
+        validated.get("calls").is_none(),
+        "a cache hit calls nothing: {journal}"
+    );
+
+    // The services are gone: whatever a replay calls would fail.
+    drop(services);
+    for id in &ids {
+        let (code, out, err) = replay(&server, &[id, "--json"]);
+        assert_eq!(code, Some(0), "{out} {err}");
+        let report: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(report["same"], true, "{report}");
+        assert_eq!(report["attempts"].as_array().unwrap().len(), 5, "{report}");
+    }
+    let (code, out, _) = replay(&server, &[&ids[0]]);
+    assert_eq!(code, Some(0));
+    assert!(out.contains("process_payment execute #1: same"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_on_a_changed_version_shows_where_it_differs() {
+    let marks = crate::swap::Marks::start().await;
+    let config = crate::swap::config(flowhost_test_artifacts::MARKED_V1, &marks, "")
+        .replace("[workflows.w]\n", "[workflows.w]\nrecord = true\n");
+    let server = Server::start(&config).await;
+    let (status, run) = server
+        .post("/v1/workflows/w/runs?wait=20s", &json!({}))
+        .await;
+    assert_eq!(
+        (status, &run["status"]),
+        (200, &json!("completed")),
+        "{run}"
+    );
+    let id = run["id"].as_str().unwrap();
+
+    let (code, out, err) = replay(&server, &[id]);
+    assert_eq!(code, Some(0), "{out} {err}");
+    let v2 = format!("marked={}", flowhost_test_artifacts::MARKED_V2);
+    let (code, out, err) = replay(&server, &[id, "--plugin", &v2, "--json"]);
+    assert_eq!(code, Some(1), "{out} {err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["same"], false);
+    let first = &report["attempts"][0];
+    let aspects: Vec<&str> = first["differences"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["aspect"].as_str().unwrap())
+        .collect();
+    // Its output says v2, and so does the body it posts to the marks service.
+    assert_eq!(aspects, ["output", "call"], "{report}");
+    assert_eq!(first["differences"][0]["recorded"]["output"]["a"], "v1");
+    assert_eq!(first["differences"][0]["replayed"]["output"]["a"], "v2");
+
+    // A run that recorded nothing cannot be replayed, and says why.
+    let plain = crate::swap::config(flowhost_test_artifacts::MARKED_V1, &marks, "");
+    drop(server);
+    let server = Server::start(&plain).await;
+    let (_, run) = server
+        .post("/v1/workflows/w/runs?wait=20s", &json!({}))
+        .await;
+    let (code, _, err) = replay(&server, &[run["id"].as_str().unwrap()]);
+    assert_eq!(code, Some(1));
+    assert!(err.contains("record = true"), "{err}");
 }

@@ -23,6 +23,7 @@
 //! | `GET /v1/plugins/{name}` | its versions, which is current, how many runs pin each |
 //! | `POST /v1/plugins/{name}/rollback` | make the previous (or a given) version current |
 //! | `DELETE /v1/plugins/{name}/versions/{digest}` | remove a version no run pins |
+//! | `GET /v1/plugins/{name}/versions/{digest}/component` | a version's component, as uploaded |
 //! | `GET /v1/subscriptions` | every subscription with its backlog |
 //! | `GET /v1/nodes` | the nodes sharing the store: address, version, lease, runs owned |
 //! | `GET /openapi.json` | this API's OpenAPI 3.1 document ([`openapi`]) |
@@ -138,6 +139,7 @@ fn routes(tokens: &Tokens) -> OpenApiRouter<AppState> {
         .routes(routes!(plugins::describe, plugins::push))
         .routes(routes!(plugins::rollback))
         .routes(routes!(plugins::delete))
+        .routes(routes!(plugins::component))
         .routes(routes!(workflows::list))
         .routes(routes!(
             workflows::describe,

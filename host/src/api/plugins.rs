@@ -241,6 +241,37 @@ pub async fn rollback(
     Ok(Json(PluginChange::new(&registered)).into_response())
 }
 
+/// The component of a stored version, as uploaded: what `flowhost replay` runs when no
+/// file is given for the plugin.
+#[utoipa::path(
+    get,
+    operation_id = "get_plugin_component",
+    path = "/v1/plugins/{name}/versions/{digest}/component",
+    tag = TAG,
+    params(
+        ("name" = String, Path, description = "The plugin."),
+        ("digest" = String, Path, description = "The version's SHA-256."),
+    ),
+    security(("admin" = [])),
+    responses(
+        (status = 200, description = "The component.", content_type = "application/wasm", body = Component),
+        (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 404, description = "No such plugin or version.", body = ProblemDetails, content_type = "application/problem+json"),
+    )
+)]
+pub async fn component(
+    State(app): State<AppState>,
+    Path((name, digest)): Path<(String, String)>,
+) -> Result<Response, Problem> {
+    let bytes = app.plugins.component(&name, &digest).await?;
+    Ok((
+        [(axum::http::header::CONTENT_TYPE, "application/wasm")],
+        bytes,
+    )
+        .into_response())
+}
+
 /// Removes a stored version; refused for the current one and for one a run pins.
 #[utoipa::path(
     delete,

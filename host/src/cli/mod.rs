@@ -7,6 +7,7 @@
 //! - [`registry`]: `workflows` and `plugins`;
 //! - [`events`]: `events publish | subscriptions`, `dead-letters list | redeliver`;
 //! - [`nodes`]: `nodes list`;
+//! - [`replay`]: `replay RUN_ID`, a recorded run's attempts run again here;
 //! - [`keys`]: `keys generate` and `plugins sign`, which need no host;
 //! - [`step`]: `step run`, one step of a component, here and without a host;
 //! - [`table`]: the tables they print.
@@ -16,6 +17,7 @@ pub mod events;
 pub mod keys;
 pub mod nodes;
 pub mod registry;
+pub mod replay;
 pub mod runs;
 pub mod step;
 pub mod table;

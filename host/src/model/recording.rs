@@ -1,6 +1,9 @@
 //! What a recorded attempt keeps (a workflow with `record = true`): the context the step
-//! saw, each service call it made with its answer, and the events it published, so that
-//! the attempt can be replayed against a plugin version with no network and compared.
+//! saw, each service call it made with its answer, each cache read with what it found, the
+//! settings it read, and the events it published with the ids the host gave them: all that
+//! came from outside the
+//! component, so that the attempt can be replayed against a plugin version with no network,
+//! deterministically, and compared.
 //!
 //! Bodies are kept up to [`MAX_RECORDED_BODY`] bytes (a longer one is cut and marked), and
 //! headers that may carry secrets ([`is_secret_header`]) are never kept: the host's
@@ -24,6 +27,22 @@ pub struct Recording {
     /// The events it published, in order.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<RecordedEvent>,
+    /// Its cache reads, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cache: Vec<RecordedRead>,
+    /// The plugin settings it read (`config`), and what they held.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub config: std::collections::BTreeMap<String, Option<String>>,
+}
+
+/// A cache read and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecordedRead {
+    /// The key.
+    pub key: String,
+    /// The value found; none for a miss.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<RecordedBody>,
 }
 
 /// A service call and how it ended.
@@ -150,6 +169,9 @@ impl RecordedBody {
 /// An event a recorded attempt published.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedEvent {
+    /// The id the host gave it (a replay gives the same ones, in order).
+    #[serde(default)]
+    pub id: String,
     /// Its topic.
     pub topic: String,
     /// Its partition key.

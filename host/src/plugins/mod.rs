@@ -614,6 +614,19 @@ impl PluginRegistry {
         Ok(())
     }
 
+    /// The component of version `digest` of `name`: what a replay elsewhere loads.
+    pub async fn component(&self, name: &str, digest: &str) -> Result<Vec<u8>, RegistryError> {
+        self.entry(name)?;
+        let unknown = || RegistryError::UnknownVersion {
+            plugin: name.to_owned(),
+            digest: digest.to_owned(),
+        };
+        if self.store.version(name, digest).await?.is_none() {
+            return Err(unknown());
+        }
+        self.store.component(digest).await?.ok_or_else(unknown)
+    }
+
     /// Every configured plugin, by name.
     pub async fn list(&self) -> Result<Vec<PluginView>, RegistryError> {
         let mut views = Vec::with_capacity(self.entries.len());

@@ -43,7 +43,7 @@ use crate::capabilities::events::TopicPattern;
 use crate::capabilities::{self, Capabilities};
 pub use crate::model::Direction;
 use crate::model::PublishedEvent;
-use crate::model::recording::RecordedCall;
+use crate::model::recording::{RecordedCall, RecordedRead, Recording};
 use crate::telemetry::metrics::{PLUGIN_CALL_DURATION, PLUGIN_CALLS};
 
 /// How often the epoch ticks. A running guest yields to the async executor once per tick,
@@ -320,6 +320,7 @@ impl Runtime {
             timeout,
             traceparent,
             record,
+            replay,
         } = options;
         let limit = timeout.unwrap_or(plugin.settings().timeout);
         let pre = plugin.step_pre().ok_or_else(|| CallError::WrongWorld {
@@ -333,6 +334,7 @@ impl Runtime {
             request_id: info.run_id.clone(),
             traceparent,
             record,
+            replay,
         };
         let (mut store, mut instance) = match warm.take_for(plugin) {
             Some(Warm {
@@ -363,6 +365,8 @@ impl Runtime {
         .await;
         let (result, events) = answer(plugin, &mut store, limit, outcome)?;
         let calls = store.data_mut().services.take_recorded();
+        let reads = store.data_mut().cache.take_reads();
+        let settings = store.data_mut().config.take_reads();
         if let Ok(output) = &result
             && output.len() > self.config.max_output_bytes
         {
@@ -387,6 +391,8 @@ impl Runtime {
             result,
             events,
             calls,
+            reads,
+            settings,
         })
     }
 
@@ -445,6 +451,7 @@ impl Runtime {
                 .unwrap_or_else(|| event.id.clone()),
             traceparent,
             record: false,
+            replay: None,
         };
         let mut store = self.store(plugin, &call);
         let outcome = tokio::time::timeout(plugin.settings().timeout, async {
@@ -460,6 +467,8 @@ impl Runtime {
             result,
             events,
             calls: Vec::new(),
+            reads: Vec::new(),
+            settings: BTreeMap::new(),
         })
     }
 
@@ -500,6 +509,10 @@ pub struct Answer<T, E> {
     pub events: Vec<PublishedEvent>,
     /// Its service calls, when they were recorded.
     pub calls: Vec<RecordedCall>,
+    /// Its cache reads, when they were recorded.
+    pub reads: Vec<RecordedRead>,
+    /// The settings it read, when they were recorded.
+    pub settings: BTreeMap<String, Option<String>>,
 }
 
 /// How a step call is made, besides its inputs.
@@ -509,8 +522,12 @@ pub struct CallOptions {
     pub timeout: Option<Duration>,
     /// The trace the call is part of: its service calls and events are spans of it.
     pub traceparent: Option<String>,
-    /// Record its service calls ([`Answer::calls`]).
+    /// Record its service calls and cache reads ([`Answer::calls`], [`Answer::reads`]).
     pub record: bool,
+    /// Replay this recording: service calls and cache reads answered from it, in order,
+    /// with no network and no shared cache; published events get its ids. What the call
+    /// does is recorded, to compare.
+    pub replay: Option<Arc<Recording>>,
 }
 
 /// A step call's answer: its output JSON or the plugin's error.

@@ -21,6 +21,7 @@ use crate::capabilities::events::EventsCtx;
 use crate::capabilities::log::LogCtx;
 use crate::capabilities::services::{CallMeta, ServicesCtx};
 use crate::capabilities::{Capabilities, CapabilitiesView};
+use crate::model::recording::Recording;
 use crate::telemetry::metrics::PLUGIN_INSTANCES;
 
 /// Who a call is for: the ids that tag its logs, events and service calls.
@@ -37,8 +38,10 @@ pub struct CallContext {
     /// The `traceparent` of the span the call is part of (the step's attempt, the
     /// handler's call): its service calls and events are its children.
     pub traceparent: Option<String>,
-    /// Keep the call's service calls ([`crate::model::recording`]).
+    /// Keep the call's service calls and cache reads ([`crate::model::recording`]).
     pub record: bool,
+    /// Answer them from this recording instead ([`super::CallOptions::replay`]).
+    pub replay: Option<Arc<Recording>>,
 }
 
 /// The data of one plugin call's store.
@@ -50,10 +53,10 @@ pub struct HostState {
     /// Enforces the plugin's memory cap and remembers whether it was hit.
     pub(crate) limiter: MemoryLimiter,
     pub(crate) services: ServicesCtx,
-    cache: CacheCtx,
+    pub(crate) cache: CacheCtx,
     pub(crate) events: EventsCtx,
     log: LogCtx,
-    config: ConfigCtx,
+    pub(crate) config: ConfigCtx,
 }
 
 impl HostState {
@@ -61,6 +64,14 @@ impl HostState {
     pub fn new(capabilities: &Capabilities, plugin: &PluginSettings, call: &CallContext) -> Self {
         let (services, events, log) = Self::per_call(capabilities, plugin, call);
         metrics::gauge!(PLUGIN_INSTANCES).increment(1.0);
+        let mut cache = CacheCtx::new(capabilities.cache.clone(), plugin.cache_namespace.clone());
+        cache.next_call(call.record, call.replay.as_deref().map(|r| &r.cache[..]));
+        let mut config = ConfigCtx::new(plugin.config.clone());
+        config.next_call(
+            &plugin.config,
+            call.record,
+            call.replay.as_deref().map(|r| &r.config),
+        );
         Self {
             table: ResourceTable::new(),
             wasi: sandboxed_wasi_ctx(),
@@ -68,10 +79,10 @@ impl HostState {
             deny_http: DenyOutgoingHttp,
             limiter: MemoryLimiter::new(plugin.memory_limit_bytes),
             services,
-            cache: CacheCtx::new(capabilities.cache.clone(), plugin.cache_namespace.clone()),
+            cache,
             events,
             log,
-            config: ConfigCtx::new(plugin.config.clone()),
+            config,
         }
     }
 
@@ -84,6 +95,13 @@ impl HostState {
         call: &CallContext,
     ) {
         (self.services, self.events, self.log) = Self::per_call(capabilities, plugin, call);
+        self.cache
+            .next_call(call.record, call.replay.as_deref().map(|r| &r.cache[..]));
+        self.config.next_call(
+            &plugin.config,
+            call.record,
+            call.replay.as_deref().map(|r| &r.config),
+        );
     }
 
     /// The capability contexts that depend on the call, not only on the plugin.
@@ -101,11 +119,12 @@ impl HostState {
                 traceparent: call.traceparent.clone(),
             },
         );
+        let replay = call.replay.as_deref();
         (
-            if call.record {
-                services.recording()
-            } else {
-                services
+            match replay {
+                Some(recording) => services.replaying(&recording.calls),
+                None if call.record => services.recording(),
+                None => services,
             },
             EventsCtx::new(
                 &plugin.name,
@@ -113,6 +132,11 @@ impl HostState {
                 call.run_id.clone(),
                 capabilities.events,
                 call.traceparent.clone(),
+            )
+            .replaying(
+                replay
+                    .into_iter()
+                    .flat_map(|r| r.events.iter().map(|e| e.id.clone())),
             ),
             LogCtx::new(plugin.name.clone(), call.run_id.clone(), call.step.clone()),
         )

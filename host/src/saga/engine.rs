@@ -2103,6 +2103,7 @@ impl Inner {
             timeout: step.timeout,
             traceparent: span.traceparent(),
             record: definition.record,
+            replay: None,
         };
         let call =
             self.runtime
@@ -2121,9 +2122,21 @@ impl Inner {
                 })
             }
         };
-        let (result, events, calls) = match result {
-            Ok(answer) => (Ok(answer.result), answer.events, answer.calls),
-            Err(error) => (Err(error), Vec::new(), Vec::new()),
+        let (result, events, calls, reads, settings) = match result {
+            Ok(answer) => (
+                Ok(answer.result),
+                answer.events,
+                answer.calls,
+                answer.reads,
+                answer.settings,
+            ),
+            Err(error) => (
+                Err(error),
+                Vec::new(),
+                Vec::new(),
+                Vec::new(),
+                BTreeMap::new(),
+            ),
         };
         let (outcome, output, error) = match result {
             Ok(Ok(json)) => match serde_json::from_str::<Value>(&json) {
@@ -2180,11 +2193,14 @@ impl Inner {
                 events: events
                     .iter()
                     .map(|event| RecordedEvent {
+                        id: event.id.clone(),
                         topic: event.topic.clone(),
                         key: event.key.clone(),
                         data: event.data.clone(),
                     })
                     .collect(),
+                cache: reads,
+                config: settings,
             })
         });
         Ok((entry, events))

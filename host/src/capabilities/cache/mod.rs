@@ -6,6 +6,7 @@
 
 mod host;
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -13,6 +14,7 @@ use moka::Expiry;
 use serde::{Deserialize, Serialize};
 
 pub use crate::bindings::cache::CacheError;
+use crate::model::recording::{RecordedBody, RecordedRead};
 use crate::telemetry::metrics::{CACHE_EVICTIONS, CACHE_HITS, CACHE_MISSES};
 
 /// The longest key a plugin may use, in bytes.
@@ -158,27 +160,67 @@ fn scoped(namespace: &str, key: &str) -> String {
 pub struct CacheCtx {
     cache: Arc<Cache>,
     namespace: Arc<str>,
+    /// The reads made, when the call is recorded.
+    reads: Option<Vec<RecordedRead>>,
+    /// A replay's reads, answered in order instead of the cache's; writes go nowhere.
+    replay: Option<VecDeque<RecordedRead>>,
 }
 
 impl CacheCtx {
     /// State for one call whose plugin uses `namespace`.
     pub fn new(cache: Arc<Cache>, namespace: Arc<str>) -> Self {
-        Self { cache, namespace }
+        Self {
+            cache,
+            namespace,
+            reads: None,
+            replay: None,
+        }
     }
 
-    /// The value under `key` in this namespace.
-    pub fn get(&self, key: &str) -> Option<Vec<u8>> {
-        self.cache.get(&self.namespace, key)
+    /// Readies it for the next call: its reads recorded if `record`, answered from
+    /// `replay` if given.
+    pub fn next_call(&mut self, record: bool, replay: Option<&[RecordedRead]>) {
+        self.reads = (record || replay.is_some()).then(Vec::new);
+        self.replay = replay.map(|reads| reads.iter().cloned().collect());
     }
 
-    /// Stores `value` under `key` for `ttl` (or the default TTL).
+    /// The reads made so far, when recording.
+    pub fn take_reads(&mut self) -> Vec<RecordedRead> {
+        self.reads.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// The value under `key` in this namespace; in a replay, the next recorded read's if
+    /// it was of `key`, else a miss.
+    pub fn get(&mut self, key: &str) -> Option<Vec<u8>> {
+        let value = match &mut self.replay {
+            Some(replay) => replay
+                .pop_front()
+                .filter(|read| read.key == key)
+                .and_then(|read| read.value.map(|value| value.bytes())),
+            None => self.cache.get(&self.namespace, key),
+        };
+        if let Some(reads) = &mut self.reads {
+            reads.push(RecordedRead {
+                key: key.to_owned(),
+                value: value.as_deref().map(RecordedBody::new),
+            });
+        }
+        value
+    }
+
+    /// Stores `value` under `key` for `ttl` (or the default TTL); nowhere in a replay.
     pub fn set(&self, key: &str, value: Vec<u8>, ttl: Option<Duration>) -> Result<(), CacheError> {
+        if self.replay.is_some() {
+            return Ok(());
+        }
         self.cache.set(&self.namespace, key, value, ttl)
     }
 
-    /// Removes `key`.
+    /// Removes `key`; nothing in a replay.
     pub fn delete(&self, key: &str) {
-        self.cache.delete(&self.namespace, key)
+        if self.replay.is_none() {
+            self.cache.delete(&self.namespace, key)
+        }
     }
 }
 
@@ -193,7 +235,7 @@ mod tests {
     #[test]
     fn namespaces_are_apart() {
         let cache = Arc::new(Cache::new(&CacheConfig::default()));
-        let (a, b, a2) = (ctx(&cache, "a"), ctx(&cache, "b"), ctx(&cache, "a"));
+        let (mut a, mut b, mut a2) = (ctx(&cache, "a"), ctx(&cache, "b"), ctx(&cache, "a"));
         a.set("k", b"1".to_vec(), None).unwrap();
         assert_eq!(a.get("k").as_deref(), Some(&b"1"[..]));
         assert_eq!(b.get("k"), None);
@@ -209,7 +251,7 @@ mod tests {
     #[test]
     fn entries_expire_after_their_ttl() {
         let cache = Arc::new(Cache::new(&CacheConfig::default()));
-        let c = ctx(&cache, "p");
+        let mut c = ctx(&cache, "p");
         c.set("short", b"x".to_vec(), Some(Duration::from_millis(30)))
             .unwrap();
         c.set("long", b"y".to_vec(), Some(Duration::from_secs(60)))

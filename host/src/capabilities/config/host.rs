@@ -5,6 +5,6 @@ use crate::bindings::config::Host;
 
 impl Host for ConfigCtx {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<String>> {
-        Ok(ConfigCtx::get(self, &key).map(str::to_owned))
+        Ok(ConfigCtx::get(self, &key))
     }
 }

@@ -8,17 +8,50 @@ use std::sync::Arc;
 /// Per-call state of the config capability: the calling plugin's settings only.
 pub struct ConfigCtx {
     values: Arc<BTreeMap<String, String>>,
+    /// The settings read and what they held, when the call is recorded.
+    reads: Option<BTreeMap<String, Option<String>>>,
 }
 
 impl ConfigCtx {
     /// State for one call of a plugin configured with `values`.
     pub fn new(values: Arc<BTreeMap<String, String>>) -> Self {
-        Self { values }
+        Self {
+            values,
+            reads: None,
+        }
+    }
+
+    /// Readies it for the next call of a plugin configured with `values`: its reads
+    /// recorded if `record`; in a replay, the recorded settings instead of `values`.
+    pub fn next_call(
+        &mut self,
+        values: &Arc<BTreeMap<String, String>>,
+        record: bool,
+        replay: Option<&BTreeMap<String, Option<String>>>,
+    ) {
+        self.values = match replay {
+            Some(read) => Arc::new(
+                read.iter()
+                    .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
+                    .collect(),
+            ),
+            None => values.clone(),
+        };
+        self.reads = (record || replay.is_some()).then(BTreeMap::new);
+    }
+
+    /// The settings read so far and what they held, when recording.
+    pub fn take_reads(&mut self) -> BTreeMap<String, Option<String>> {
+        self.reads.as_mut().map(std::mem::take).unwrap_or_default()
     }
 
     /// The value of `key`.
-    pub fn get(&self, key: &str) -> Option<&str> {
-        self.values.get(key).map(String::as_str)
+    pub fn get(&mut self, key: &str) -> Option<String> {
+        let value = self.values.get(key).cloned();
+        if let Some(reads) = &mut self.reads {
+            reads.insert(key.to_owned(), value.clone());
+        }
+        value
     }
 }
 
@@ -29,8 +62,8 @@ mod tests {
     #[test]
     fn reads_only_its_own_values() {
         let values = BTreeMap::from([("region".to_owned(), "eu".to_owned())]);
-        let ctx = ConfigCtx::new(Arc::new(values));
-        assert_eq!(ctx.get("region"), Some("eu"));
+        let mut ctx = ConfigCtx::new(Arc::new(values));
+        assert_eq!(ctx.get("region").as_deref(), Some("eu"));
         assert_eq!(ctx.get("other"), None);
     }
 }

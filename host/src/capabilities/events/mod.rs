@@ -95,6 +95,8 @@ pub struct EventsCtx {
     pending: Vec<PublishedEvent>,
     /// The trace of the call: each event's publication is a span of it.
     traceparent: Option<String>,
+    /// A replay's event ids, given out in order (then fresh ones).
+    replay_ids: std::collections::VecDeque<String>,
 }
 
 impl EventsCtx {
@@ -114,7 +116,14 @@ impl EventsCtx {
             limits,
             pending: Vec::new(),
             traceparent,
+            replay_ids: std::collections::VecDeque::new(),
         }
+    }
+
+    /// Gives the events published the ids `ids`, in order: a replay's.
+    pub fn replaying(mut self, ids: impl IntoIterator<Item = String>) -> Self {
+        self.replay_ids = ids.into_iter().collect();
+        self
     }
 
     /// What the guest's `publish` does: validate, check the grant, hold the event.
@@ -153,6 +162,9 @@ impl EventsCtx {
             now_ms(),
         );
         event.key = key;
+        if let Some(id) = self.replay_ids.pop_front() {
+            event.id = id;
+        }
         // A span of its own, which the event's deliveries are children of, wherever they
         // happen.
         let mut span = Span::start(

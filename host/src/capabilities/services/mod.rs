@@ -608,6 +608,8 @@ pub struct ServicesCtx {
     meta: CallMeta,
     /// The calls made, when the call is recorded.
     recorded: Option<Vec<RecordedCall>>,
+    /// A replay's calls, answered in order instead of the network's.
+    replay: Option<std::collections::VecDeque<RecordedCall>>,
 }
 
 impl ServicesCtx {
@@ -618,7 +620,15 @@ impl ServicesCtx {
             grants,
             meta,
             recorded: None,
+            replay: None,
         }
+    }
+
+    /// Answers calls from `calls`, in order, with no network (recording the calls made):
+    /// a replay. A call past the recorded ones fails with `other`.
+    pub fn replaying(mut self, calls: &[RecordedCall]) -> Self {
+        self.replay = Some(calls.iter().cloned().collect());
+        self.recording()
     }
 
     /// Keeps each call made, with its answer, for [`Self::take_recorded`].
@@ -650,7 +660,15 @@ impl ServicesCtx {
                 message: String::new(),
             },
         };
-        let result = self.checked_call(request).await;
+        let result = match &mut self.replay {
+            Some(replay) => match replay.pop_front() {
+                Some(recorded) => replayed_result(recorded.result),
+                None => Err(CallError::Other(
+                    "replay: the recorded attempt made no more calls".into(),
+                )),
+            },
+            None => self.checked_call(request).await,
+        };
         call.result = recorded_result(&result);
         self.services.redact(&mut call);
         if let Some(recorded) = &mut self.recorded {
@@ -676,6 +694,24 @@ impl ServicesCtx {
             )));
         }
         self.services.call(&self.meta, request).await
+    }
+}
+
+/// A recorded answer as the plugin gets it again.
+fn replayed_result(result: RecordedResult) -> Result<Response, CallError> {
+    let response = |response: RecordedResponse| Response {
+        status: response.status,
+        headers: response.headers,
+        body: response.body.bytes(),
+    };
+    match result {
+        RecordedResult::Response(ok) => Ok(response(ok)),
+        RecordedResult::Http(failed) => Err(CallError::Http(response(failed))),
+        RecordedResult::Denied { message } => Err(CallError::Denied(message)),
+        RecordedResult::UnknownService { message } => Err(CallError::UnknownService(message)),
+        RecordedResult::Timeout { message } => Err(CallError::Timeout(message)),
+        RecordedResult::Connection { message } => Err(CallError::Connection(message)),
+        RecordedResult::Other { message } => Err(CallError::Other(message)),
     }
 }
 
