@@ -15,6 +15,7 @@
 //! 3. [`bindings`] and [`capabilities`]: the host side of the WIT contract, one module per
 //!    interface, each with its own configuration;
 //! 4. [`runtime`]: the engine, compiled-code cache, limits, per-call stores and instances;
+//!    [`replay`] runs a recorded attempt again on it and compares;
 //! 5. [`plugins`] and [`workflows`]: the registries of plugin and workflow versions — hot
 //!    swaps, pinning, collection;
 //! 6. [`events`] (outbox, relay, delivery, transports) and [`saga`] (the run state machine,

@@ -6,6 +6,7 @@
 //! published (topic, key, data). The same version gives no difference; a changed one shows
 //! where it behaves differently.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -13,8 +14,9 @@ use serde_json::{Map, Value, json};
 
 use crate::bindings::types::{StepError, StepInfo};
 use crate::model::recording::{RecordedCall, RecordedEvent};
-use crate::model::{Direction, JournalEntry, Outcome};
+use crate::model::{Direction, JournalEntry, Outcome, RunId, WorkflowDefinition};
 use crate::runtime::{CallOptions, Plugin, Runtime, WarmInstance};
+use crate::store::{ListQuery, RunStore, StoreError};
 
 /// What differs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -206,4 +208,57 @@ fn outcome_of(result: Result<String, StepError>) -> Value {
         Err(StepError::Retryable(message)) => json!({ "outcome": "retryable", "error": message }),
         Err(StepError::Fatal(message)) => json!({ "outcome": "fatal", "error": message }),
     }
+}
+
+/// A recorded attempt of a plugin, with the run it belongs to.
+#[derive(Debug, Clone)]
+pub struct RecordedAttempt {
+    /// The run.
+    pub run_id: RunId,
+    /// Its workflow.
+    pub workflow: String,
+    /// The attempt, with its recording.
+    pub entry: JournalEntry,
+}
+
+/// The latest `limit` recorded attempts (by when they ended) of plugin `plugin`'s steps in
+/// the runs of `workflows` (name and definition; those without `record = true` have none),
+/// newest first: what a canary gate replays. Looks at the newest `limit` runs of each
+/// workflow.
+pub async fn latest_recorded(
+    runs: &dyn RunStore,
+    workflows: &[(&str, &WorkflowDefinition)],
+    plugin: &str,
+    limit: usize,
+) -> Result<Vec<RecordedAttempt>, StoreError> {
+    let mut found = Vec::new();
+    for &(workflow, definition) in workflows {
+        let steps: HashSet<&str> = definition
+            .all_steps()
+            .filter(|(step, _)| step.plugin.as_deref() == Some(plugin))
+            .map(|(step, _)| step.name.as_str())
+            .collect();
+        if !definition.record || steps.is_empty() {
+            continue;
+        }
+        let query = ListQuery {
+            workflow: Some(workflow.to_owned()),
+            limit,
+            ..ListQuery::default()
+        };
+        for run in runs.list(&query).await?.runs {
+            for entry in runs.journal(&run.id).await? {
+                if entry.recording.is_some() && steps.contains(entry.step.as_str()) {
+                    found.push(RecordedAttempt {
+                        run_id: run.id.clone(),
+                        workflow: workflow.to_owned(),
+                        entry,
+                    });
+                }
+            }
+        }
+    }
+    found.sort_by_key(|attempt| std::cmp::Reverse(attempt.entry.ended_ms));
+    found.truncate(limit);
+    Ok(found)
 }

@@ -201,3 +201,85 @@ async fn a_replay_on_a_changed_version_shows_where_it_differs() {
     assert_eq!(code, Some(1));
     assert!(err.contains("record = true"), "{err}");
 }
+
+/// `PUT /v1/plugins/payment?QUERY` with `wasm`, as admin.
+async fn push_payment(server: &Server, query: &str, wasm: Vec<u8>) -> (u16, Value) {
+    crate::swap::admin(
+        server,
+        reqwest::Method::PUT,
+        &format!("/v1/plugins/payment?{query}"),
+        Some(wasm),
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_canary_gate_refuses_a_payment_version_that_charges_a_different_amount() {
+    let services = crate::server::Services::start().await;
+    let config = services.config().replace(
+        "[workflows.order_processing]\n",
+        "[workflows.order_processing]\nrecord = true\n",
+    );
+    let server = Server::start(&format!("admin-token = {:?}\n{config}", crate::swap::TOKEN)).await;
+    for (i, total) in [120.0, 80.0, 45.5].into_iter().enumerate() {
+        let (status, run) = server
+            .post(
+                "/v1/workflows/order_processing/runs?wait=20s",
+                &crate::server::order(&format!("o-canary-{i}"), 7, total),
+            )
+            .await;
+        assert_eq!(
+            (status, &run["status"]),
+            (200, &json!("completed")),
+            "{run}"
+        );
+    }
+    let current = || async {
+        let (_, plugin) =
+            crate::swap::admin(&server, reqwest::Method::GET, "/v1/plugins/payment", None).await;
+        plugin["current"].as_str().unwrap().to_owned()
+    };
+    let before = current().await;
+    let dir = std::path::Path::new(flowhost_test_artifacts::PROBE)
+        .parent()
+        .unwrap();
+    let surcharge = std::fs::read(dir.join("payment_surcharge.wasm")).unwrap();
+    let payment = std::fs::read(dir.join("payment.wasm")).unwrap();
+
+    // 10% more: the POST /payments bodies differ, and so nothing changes.
+    let (status, refused) = push_payment(&server, "replay=10", surcharge.clone()).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(refused["replayed"], 3, "{refused}");
+    let differing = refused["differences"].as_array().unwrap();
+    assert_eq!(differing.len(), 3, "{refused}");
+    let call = differing
+        .iter()
+        .flat_map(|d| d["replayed"]["differences"].as_array().unwrap())
+        .find(|d| d["aspect"] == "call")
+        .unwrap_or_else(|| panic!("no call difference: {refused}"));
+    let body = |side: &str| -> Value {
+        serde_json::from_str(call[side]["body"]["text"].as_str().unwrap()).unwrap()
+    };
+    let (recorded, replayed) = (body("recorded"), body("replayed"));
+    let ratio = replayed["amount"].as_f64().unwrap() / recorded["amount"].as_f64().unwrap();
+    assert!((ratio - 1.1).abs() < 1e-9, "{recorded} {replayed}");
+    assert_eq!(current().await, before);
+    // Allowing output differences does not let a different call through.
+    let (status, refused) =
+        push_payment(&server, "replay=10&replay-allow=outputs", surcharge.clone()).await;
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(current().await, before);
+
+    // The same code under another digest replays the same, and goes live.
+    let same = flowhost_test_artifacts::with_custom_section(&payment, b"rebuilt");
+    let (status, pushed) = push_payment(&server, "replay=2", same).await;
+    assert_eq!(status, 201, "{pushed}");
+    assert_eq!(pushed["replayed"], 2, "{pushed}");
+    assert_ne!(current().await, before);
+
+    // Bad parameters are refused before anything runs.
+    for query in ["replay=0", "replay=101", "replay=3&replay-allow=everything"] {
+        let (status, problem) = push_payment(&server, query, surcharge.clone()).await;
+        assert_eq!(status, 400, "{query}: {problem}");
+    }
+}

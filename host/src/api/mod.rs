@@ -18,7 +18,7 @@
 //! | `POST /v1/events/{topic}` | publish the JSON body; 202 once durable ([`events::publish`]) |
 //! | `GET /v1/dead-letters?limit=&cursor=` | deliveries given up on, newest first |
 //! | `POST /v1/dead-letters/{id}/redeliver` | queue one for its subscription again |
-//! | `PUT /v1/plugins/{name}[?version=]` | upload a version and make it current ([`plugins::push`]) |
+//! | `PUT /v1/plugins/{name}[?version=][&replay=N]` | upload a version (replayed first on recorded attempts with `replay`) and make it current ([`plugins::push`]) |
 //! | `GET /v1/plugins` | every plugin with its current version |
 //! | `GET /v1/plugins/{name}` | its versions, which is current, how many runs pin each |
 //! | `POST /v1/plugins/{name}/rollback` | make the previous (or a given) version current |

@@ -8,14 +8,16 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use futures_util::StreamExt;
 use serde::Deserialize;
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::extract::{Path, Query};
 use super::views::{Component, PluginChange, PluginDetail, Plugins};
 use super::{AppState, Problem, ProblemDetails};
 use crate::model::VersionSource;
-use crate::plugins::RegistryError;
 use crate::plugins::signing::SIGNATURE_HEADER;
+use crate::plugins::{Prepared, RegistryError};
+use crate::replay::{self, Aspect};
 use crate::runtime::LoadError;
 
 /// The tag of these routes in the OpenAPI document.
@@ -30,7 +32,19 @@ const MAX_LABEL: usize = 128;
 pub struct PushParams {
     /// A label for the version (`1.4.2`, a commit): 1 to 128 characters, no spaces.
     version: Option<String>,
+    /// The canary gate: replay the plugin's latest N (1 to 100) recorded attempts (steps of
+    /// workflows with `record = true`) on the upload first, and refuse it (409, with the
+    /// differences) if any behaves differently; nothing changes then.
+    replay: Option<usize>,
+    /// `outputs`: with `replay`, refuse only for different service calls; a different
+    /// output or published event passes.
+    #[serde(rename = "replay-allow")]
+    #[param(rename = "replay-allow")]
+    replay_allow: Option<String>,
 }
+
+/// Most recorded attempts one upload replays.
+const MAX_REPLAY: usize = 100;
 
 /// Uploads a component as a new version of plugin `name`: validated (WebAssembly, a
 /// component, compiles, links, implements every world the name is used as), stored, then
@@ -103,16 +117,110 @@ pub async fn push(
             "the body must be the component (a .wasm file)",
         ));
     }
-    let registered = app
+    let allow_outputs = match params.replay_allow.as_deref() {
+        None => false,
+        Some("outputs") => true,
+        Some(other) => {
+            return Err(Problem::new(
+                StatusCode::BAD_REQUEST,
+                format!("replay-allow: {other:?} is not `outputs`"),
+            ));
+        }
+    };
+    if params.replay.is_some_and(|n| n == 0 || n > MAX_REPLAY) {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            format!("replay must be 1 to {MAX_REPLAY}"),
+        ));
+    }
+    let prepared = app
         .plugins
-        .register(&name, body, params.version, VersionSource::Api, signature)
+        .prepare(&name, body, params.version, VersionSource::Api, signature)
         .await?;
+    let replayed = match params.replay {
+        None => None,
+        Some(limit) => match canary(&app, &name, &prepared, limit, allow_outputs).await {
+            Ok(replayed) => Some(replayed),
+            Err(refused) => return Ok(refused),
+        },
+    };
+    let registered = app.plugins.commit_prepared(prepared).await?;
     let status = if registered.new {
         StatusCode::CREATED
     } else {
         StatusCode::OK
     };
-    Ok((status, Json(PluginChange::new(&registered))).into_response())
+    let change = match replayed {
+        Some(replayed) => PluginChange::replayed(&registered, replayed),
+        None => PluginChange::new(&registered),
+    };
+    Ok((status, Json(change)).into_response())
+}
+
+/// The canary gate: replays plugin `name`'s latest `limit` recorded attempts on `prepared`;
+/// how many, or 409 with the attempts that behaved differently (bar output and event
+/// differences when `allow_outputs`).
+async fn canary(
+    app: &AppState,
+    name: &str,
+    prepared: &Prepared,
+    limit: usize,
+    allow_outputs: bool,
+) -> Result<usize, Response> {
+    let current = app.engine.workflows().all_current();
+    let workflows: Vec<_> = current
+        .iter()
+        .map(|w| (w.name.as_str(), &w.definition))
+        .collect();
+    let recorded = replay::latest_recorded(app.engine.store().as_ref(), &workflows, name, limit)
+        .await
+        .map_err(|e| Problem::from(RegistryError::Store(e)).into_response())?;
+    let mut differing = Vec::new();
+    for attempt in &recorded {
+        let Some(mut replayed) = replay::replay(
+            app.plugins.runtime(),
+            prepared.plugin(),
+            attempt.run_id.as_str(),
+            &attempt.workflow,
+            &attempt.entry,
+        )
+        .await
+        else {
+            continue;
+        };
+        replayed
+            .differences
+            .retain(|d| !allow_outputs || d.aspect == Aspect::Call);
+        if !replayed.differences.is_empty() {
+            differing.push(json!({
+                "run_id": attempt.run_id,
+                "workflow": attempt.workflow,
+                "replayed": replayed,
+            }));
+        }
+    }
+    if differing.is_empty() {
+        return Ok(recorded.len());
+    }
+    let status = StatusCode::CONFLICT;
+    let body = json!({
+        "type": "about:blank",
+        "title": status.canonical_reason(),
+        "status": status.as_u16(),
+        "detail": format!(
+            "plugin `{name}`: {} of the {} recorded attempts replayed differently on this upload; nothing changed",
+            differing.len(),
+            recorded.len()
+        ),
+        "replayed": recorded.len(),
+        "differences": differing,
+    });
+    Err((
+        status,
+        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
+        Json(body),
+    )
+        .into_response())
 }
 
 /// The upload, at most `limit` bytes. A larger one is answered 413 once it has been read

@@ -521,6 +521,9 @@ pub struct PluginChange {
     new: bool,
     /// Whether the current version changed.
     changed: bool,
+    /// With `?replay=N`: how many recorded attempts it replayed as recorded first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    replayed: Option<usize>,
 }
 
 impl PluginChange {
@@ -530,6 +533,15 @@ impl PluginChange {
             version: PluginVersionView::new(&registered.version, true, None),
             new: registered.new,
             changed: registered.changed,
+            replayed: None,
+        }
+    }
+
+    /// The view of `registered` after a canary gate replayed `replayed` attempts on it.
+    pub fn replayed(registered: &Registered, replayed: usize) -> Self {
+        Self {
+            replayed: Some(replayed),
+            ..Self::new(registered)
         }
     }
 }

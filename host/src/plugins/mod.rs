@@ -458,6 +458,21 @@ impl PluginRegistry {
         source: VersionSource,
         signature: Option<&str>,
     ) -> Result<Registered, RegistryError> {
+        let prepared = self.prepare(name, wasm, label, source, signature).await?;
+        self.commit_prepared(prepared).await
+    }
+
+    /// The first half of [`Self::register`]: `wasm` validated, its signature checked and
+    /// its code compiled as a version of `name`, nothing stored or changed yet; what a
+    /// canary gate replays before [`Self::commit_prepared`] makes it current.
+    pub async fn prepare(
+        &self,
+        name: &str,
+        wasm: Vec<u8>,
+        label: Option<String>,
+        source: VersionSource,
+        signature: Option<&str>,
+    ) -> Result<Prepared, RegistryError> {
         let entry = self.entry(name)?;
         if wasm.len() > self.max_upload_bytes {
             return Err(RegistryError::TooLarge {
@@ -474,12 +489,34 @@ impl PluginRegistry {
             None => self.compile(name, entry, wasm.clone()).await?,
         };
         check_uses(name, entry, &plugin)?;
-        let version = Signed {
-            label,
-            source,
-            signed_by,
-        };
-        self.commit(name, entry, plugin, &wasm, version).await
+        Ok(Prepared {
+            name: name.to_owned(),
+            plugin,
+            wasm,
+            signed: Signed {
+                label,
+                source,
+                signed_by,
+            },
+        })
+    }
+
+    /// The second half of [`Self::register`]: the prepared version stored durably and made
+    /// current.
+    pub async fn commit_prepared(&self, prepared: Prepared) -> Result<Registered, RegistryError> {
+        let Prepared {
+            name,
+            plugin,
+            wasm,
+            signed,
+        } = prepared;
+        let entry = self.entry(&name)?;
+        self.commit(&name, entry, plugin, &wasm, signed).await
+    }
+
+    /// The runtime its plugins run on.
+    pub fn runtime(&self) -> &Runtime {
+        &self.runtime
     }
 
     /// Registers `name`'s configured file, with its signature file (`FILE.sig`) if there
@@ -892,6 +929,21 @@ fn grants(name: &str, plugin: &PluginConfig) -> Grants {
             .cache_namespace
             .clone()
             .unwrap_or_else(|| name.to_owned()),
+    }
+}
+
+/// A version validated and compiled, not yet stored: see [`PluginRegistry::prepare`].
+pub struct Prepared {
+    name: String,
+    plugin: Arc<Plugin>,
+    wasm: Vec<u8>,
+    signed: Signed,
+}
+
+impl Prepared {
+    /// Its code, loaded.
+    pub fn plugin(&self) -> &Plugin {
+        &self.plugin
     }
 }
 
