@@ -17,6 +17,7 @@ const LAYERS: [(&str, u8); 17] = [
     ("capabilities", 2),
     ("runtime", 3),
     ("plugins", 4),
+    ("replay", 4),
     ("workflows", 4),
     ("events", 5),
     ("saga", 6),
