@@ -15,9 +15,9 @@
 //! 3. [`bindings`] and [`capabilities`]: the host side of the WIT contract, one module per
 //!    interface, each with its own configuration;
 //! 4. [`runtime`]: the engine, compiled-code cache, limits, per-call stores and instances;
-//!    [`replay`] runs a recorded attempt again on it and compares;
 //! 5. [`plugins`] and [`workflows`]: the registries of plugin and workflow versions — hot
-//!    swaps, pinning, collection;
+//!    swaps, pinning, collection; beside them, [`replay`] runs a recorded attempt again on
+//!    a version and compares;
 //! 6. [`events`] (outbox, relay, delivery, transports) and [`saga`] (the run state machine,
 //!    admission and the engine that drives runs); [`schedules`] starts the runs of cron
 //!    schedules through the engine, and [`cluster`] (membership, heartbeat) hands it the
