@@ -86,16 +86,7 @@ pub async fn replay(
         .await;
     let (replayed, calls, events) = match answer {
         Ok(answer) => {
-            let events: Vec<RecordedEvent> = answer
-                .events
-                .iter()
-                .map(|event| RecordedEvent {
-                    id: event.id.clone(),
-                    topic: event.topic.clone(),
-                    key: event.key.clone(),
-                    data: event.data.clone(),
-                })
-                .collect();
+            let events: Vec<RecordedEvent> = answer.events.iter().map(Into::into).collect();
             (outcome_of(answer.result), answer.calls, events)
         }
         Err(error) => (

@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 /// Each top-level module's layer: lower numbers are lower layers.
-const LAYERS: [(&str, u8); 17] = [
+const LAYERS: [(&str, u8); 18] = [
     // Metric names and trace context: recorded from every layer, using none.
     ("telemetry", 0),
     ("model", 0),

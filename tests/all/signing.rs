@@ -75,6 +75,18 @@ async fn push_signed(server: &Server, wasm: Vec<u8>, signature: &str) -> (u16, V
     )
 }
 
+/// `flowhost serve` on `config`, which must fail to start: what it said.
+fn serve_fails(config: &Path) -> String {
+    let output = Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+        .arg(config)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&output.stderr).into_owned();
+    assert_eq!(output.status.code(), Some(1), "{err}");
+    err
+}
+
 fn trusting(public: &str) -> String {
     format!("[registry]\ntrusted-keys = {{ release = {public:?} }}\n")
 }
@@ -223,13 +235,7 @@ async fn a_host_that_trusts_keys_does_not_start_on_an_unsigned_plugin() {
         ),
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config_file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{err}");
+    let err = serve_fails(&config_file);
     assert!(err.contains("plugin `marked` is unsigned"), "{err}");
     // A trusted key that does not parse is named.
     std::fs::write(
@@ -244,13 +250,7 @@ async fn a_host_that_trusts_keys_does_not_start_on_an_unsigned_plugin() {
         ),
     )
     .unwrap();
-    let output = Command::new(env!("CARGO_BIN_EXE_flowhost"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config_file)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&output.stderr);
-    assert_eq!(output.status.code(), Some(1), "{err}");
+    let err = serve_fails(&config_file);
     assert!(err.contains("registry.trusted-keys.release"), "{err}");
 }
 

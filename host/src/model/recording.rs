@@ -13,6 +13,8 @@
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use super::PublishedEvent;
+
 /// The longest body a recording keeps, in bytes.
 pub const MAX_RECORDED_BODY: usize = 16 * 1024;
 
@@ -111,7 +113,8 @@ pub struct RecordedResponse {
     pub body: RecordedBody,
 }
 
-/// A body: text when it is UTF-8, else base64; cut at [`MAX_RECORDED_BODY`].
+/// A body: text when it is UTF-8 without NUL (which PostgreSQL's `jsonb` refuses), else
+/// base64; cut at [`MAX_RECORDED_BODY`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RecordedBody {
     /// UTF-8 text.
@@ -131,18 +134,24 @@ impl RecordedBody {
         let truncated_from = (bytes.len() > MAX_RECORDED_BODY).then_some(bytes.len());
         let kept = &bytes[..bytes.len().min(MAX_RECORDED_BODY)];
         match std::str::from_utf8(kept) {
-            Ok(text) => Self {
+            Ok(text) if !text.contains('\0') => Self {
                 text: Some(text.to_owned()),
                 base64: None,
                 truncated_from,
             },
             // Cut inside a character: keep the text up to it.
-            Err(e) if truncated_from.is_some() && e.error_len().is_none() => Self {
-                text: Some(String::from_utf8_lossy(&kept[..e.valid_up_to()]).into_owned()),
-                base64: None,
-                truncated_from,
-            },
-            Err(_) => {
+            Err(e)
+                if truncated_from.is_some()
+                    && e.error_len().is_none()
+                    && !kept[..e.valid_up_to()].contains(&0) =>
+            {
+                Self {
+                    text: Some(String::from_utf8_lossy(&kept[..e.valid_up_to()]).into_owned()),
+                    base64: None,
+                    truncated_from,
+                }
+            }
+            _ => {
                 use base64::Engine as _;
                 Self {
                     text: None,
@@ -179,6 +188,17 @@ pub struct RecordedEvent {
     pub key: Option<String>,
     /// Its data, as published.
     pub data: String,
+}
+
+impl From<&PublishedEvent> for RecordedEvent {
+    fn from(event: &PublishedEvent) -> Self {
+        Self {
+            id: event.id.clone(),
+            topic: event.topic.clone(),
+            key: event.key.clone(),
+            data: event.data.clone(),
+        }
+    }
 }
 
 /// Whether a header (its name in any case) may carry a secret, and so is never recorded:
@@ -240,6 +260,9 @@ mod tests {
         let binary = RecordedBody::new(&[0xff, 0x00, 0x10]);
         assert_eq!(binary.text, None);
         assert_eq!(binary.bytes(), [0xff, 0x00, 0x10]);
+        // UTF-8, but with a NUL that PostgreSQL's jsonb would refuse.
+        let nul = RecordedBody::new(b"a\0b");
+        assert_eq!((nul.text.as_deref(), nul.bytes()), (None, b"a\0b".to_vec()));
         let long = "é".repeat(MAX_RECORDED_BODY);
         let cut = RecordedBody::new(long.as_bytes());
         assert_eq!(cut.truncated_from, Some(long.len()));

@@ -44,7 +44,7 @@ use super::scheduler::{Admitted, Limits, Resume, Scheduler};
 use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
 use crate::events::{Outbox, Trigger};
-use crate::model::recording::{RecordedEvent, Recording};
+use crate::model::recording::Recording;
 use crate::model::{
     Clock, Direction, Gate, InvalidRunId, JournalEntry, Message, MessageKind, OutboxEntry, Outcome,
     PublishedEvent, RUN_FORMAT, Run, RunError, RunId, RunStatus, StepDefinition, StepState,
@@ -2190,15 +2190,7 @@ impl Inner {
             Box::new(Recording {
                 input,
                 calls,
-                events: events
-                    .iter()
-                    .map(|event| RecordedEvent {
-                        id: event.id.clone(),
-                        topic: event.topic.clone(),
-                        key: event.key.clone(),
-                        data: event.data.clone(),
-                    })
-                    .collect(),
+                events: events.iter().map(Into::into).collect(),
                 cache: reads,
                 config: settings,
             })

@@ -22,7 +22,8 @@ impl ConfigCtx {
     }
 
     /// Readies it for the next call of a plugin configured with `values`: its reads
-    /// recorded if `record`; in a replay, the recorded settings instead of `values`.
+    /// recorded if `record`; in a replay, the recorded settings over `values` (a setting
+    /// recorded as unset is unset).
     pub fn next_call(
         &mut self,
         values: &Arc<BTreeMap<String, String>>,
@@ -30,11 +31,16 @@ impl ConfigCtx {
         replay: Option<&BTreeMap<String, Option<String>>>,
     ) {
         self.values = match replay {
-            Some(read) => Arc::new(
-                read.iter()
-                    .filter_map(|(key, value)| Some((key.clone(), value.clone()?)))
-                    .collect(),
-            ),
+            Some(read) => {
+                let mut replayed = (**values).clone();
+                for (key, value) in read {
+                    match value {
+                        Some(value) => replayed.insert(key.clone(), value.clone()),
+                        None => replayed.remove(key),
+                    };
+                }
+                Arc::new(replayed)
+            }
             None => values.clone(),
         };
         self.reads = (record || replay.is_some()).then(BTreeMap::new);
