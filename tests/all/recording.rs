@@ -111,12 +111,31 @@ fn replay(server: &Server, args: &[&str]) -> (Option<i32>, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_recorded_order_replays_the_same_on_its_own_versions_with_no_network() {
+    recorded_order_replays_the_same(None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_order_replays_the_same_on_postgres() {
+    let database = flowhost::store::postgres::ScratchDatabase::create().await;
+    recorded_order_replays_the_same(Some(&database)).await;
+}
+
+/// The order saga recorded (on `database`'s store if given, else sled), then each run
+/// replayed with the services gone.
+async fn recorded_order_replays_the_same(
+    database: Option<&flowhost::store::postgres::ScratchDatabase>,
+) {
     let services = crate::server::Services::start().await;
     let config = services.config().replace(
         "[workflows.order_processing]\n",
         "[workflows.order_processing]\nrecord = true\n",
     );
-    let server = Server::start(&format!("admin-token = {:?}\n{config}", crate::swap::TOKEN)).await;
+    let config = format!("admin-token = {:?}\n{config}", crate::swap::TOKEN);
+    let config = match database {
+        Some(database) => crate::postgres::on(database, &config),
+        None => config,
+    };
+    let server = Server::start(&config).await;
     // Twice for one user: the second validation reads the user from the cache.
     let mut ids = Vec::new();
     for order_id in ["o-rec-1", "o-rec-2"] {
