@@ -14,6 +14,11 @@
 //! A service's instances are listed in its configuration, or found in a registry (Consul,
 //! DNS SRV) and kept current by a task of its own: see [`discovery`]. `instances.rs` holds
 //! the set calls rotate over, which discovery swaps whole.
+//!
+//! A call of a recorded workflow's step ([`ServicesCtx::recording`]) keeps each call and
+//! its answer ([`crate::model::recording`]), the service's token blanked; a replay
+//! ([`ServicesCtx::replaying`]) answers calls from such a recording, in order, with no
+//! network.
 
 mod config;
 mod discovery;
