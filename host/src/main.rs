@@ -11,6 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
 use flowhost::capabilities::events::MemorySink;
+use flowhost::plugins::signing::{TrustedKeys, with_suffix};
 use flowhost::{Config, PluginSettings};
 
 /// mimalloc rather than glibc's malloc: the host allocates from many threads at once (tokio
@@ -289,8 +290,17 @@ fn check_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<
     tracing::info!(config = %config.summary(), "configuration loaded");
     let runtime = flowhost::runtime_for(&config, Arc::new(MemorySink::default()))?;
     let plugins = flowhost::plugins::load_files(&runtime, &config.plugins, &config.plugin_uses())?;
+    // With trusted keys, each file must be signed as serve would require.
+    let trusted = TrustedKeys::parse(&config.registry.trusted_keys)?;
     let mut report = format!("config: {}\n", config.summary());
     for (name, plugin) in &plugins {
+        let file = config.plugins[name].path.relative();
+        let signature = match std::fs::read_to_string(with_suffix(&file, "sig")) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).context(format!("plugins.{name}: reading its signature")),
+        };
+        let signer = trusted.check(name, plugin.digest(), signature.as_deref())?;
         let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
         let compiled = plugin.compiled();
         report.push_str(&format!(
@@ -305,6 +315,10 @@ fn check_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<
             },
             compiled.took,
         ));
+        if let Some(signer) = signer {
+            let by = signer.name.unwrap_or(signer.key);
+            report.push_str(&format!("plugin {name}: signed by {by}\n"));
+        }
     }
     Ok(report)
 }

@@ -222,7 +222,7 @@ async fn with_trusted_keys_the_watch_takes_a_rebuilt_file_only_with_its_signatur
 async fn a_host_that_trusts_keys_does_not_start_on_an_unsigned_plugin() {
     let marks = Marks::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let (_, public) = generate(dir.path(), "release");
+    let (release, public) = generate(dir.path(), "release");
     let file = dir.path().join("marked.wasm");
     std::fs::write(&file, wasm_v1()).unwrap();
     let config_file = dir.path().join("flowhost.toml");
@@ -237,6 +237,15 @@ async fn a_host_that_trusts_keys_does_not_start_on_an_unsigned_plugin() {
     .unwrap();
     let err = serve_fails(&config_file);
     assert!(err.contains("plugin `marked` is unsigned"), "{err}");
+    // `flowhost check` says so too, and who signed it once it is signed.
+    let check = || flowhost(&["check", "--config", config_file.to_str().unwrap()], None);
+    let (code, _, err) = check();
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("plugin `marked` is unsigned"), "{err}");
+    sign(&file, &release, &[]);
+    let (code, out, err) = check();
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("plugin marked: signed by release"), "{out}");
     // A trusted key that does not parse is named.
     std::fs::write(
         &config_file,
