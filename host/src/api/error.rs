@@ -20,6 +20,8 @@ pub struct Problem {
     pub detail: String,
     /// When to try again, for 429 and 503: sent as `Retry-After`, in seconds.
     pub retry_after: Option<Duration>,
+    /// Extension members (RFC 9457 §3.2): more about this problem, beside `detail`.
+    pub extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Problem {
@@ -29,7 +31,14 @@ impl Problem {
             status,
             detail: detail.into(),
             retry_after: None,
+            extensions: serde_json::Map::new(),
         }
+    }
+
+    /// The problem with the extension member `name`.
+    pub fn with(mut self, name: &str, value: impl Into<serde_json::Value>) -> Self {
+        self.extensions.insert(name.to_owned(), value.into());
+        self
     }
 }
 
@@ -45,6 +54,10 @@ pub struct ProblemDetails {
     status: u16,
     /// What went wrong, in one sentence a client can act on.
     detail: String,
+    /// Extension members some problems carry (a canary gate's `differences`).
+    #[serde(flatten)]
+    #[schema(ignore)]
+    extensions: serde_json::Map<String, serde_json::Value>,
 }
 
 impl IntoResponse for Problem {
@@ -54,6 +67,7 @@ impl IntoResponse for Problem {
             title: self.status.canonical_reason().unwrap_or("Error"),
             status: self.status.as_u16(),
             detail: self.detail,
+            extensions: self.extensions,
         };
         let mut response = (
             self.status,

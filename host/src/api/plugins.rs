@@ -75,10 +75,11 @@ const MAX_REPLAY: usize = 100;
             ("RollbackPlugin" = (operation_id = "rollback_plugin", parameters(("name" = "$request.path.name")))),
             ("DeleteVersion" = (operation_id = "delete_plugin_version", parameters(("name" = "$request.path.name"), ("digest" = "$response.body#/digest")))),
         )),
-        (status = 400, description = "Not WebAssembly, an empty body, or a bad `version` label.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 400, description = "Not WebAssembly, an empty body, a bad `version` label, or a bad `replay` or `replay-allow`.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 401, description = "No bearer token.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 403, description = "A wrong token, or the admin routes are off.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 404, description = "No plugin of that name is configured.", body = ProblemDetails, content_type = "application/problem+json"),
+        (status = 409, description = "With `replay`: recorded attempts replayed differently on the upload (the extension members `replayed` and `differences` say which, and how); nothing changed.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 413, description = "Over `registry.max-upload-mib`.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 422, description = "A core module, a compile or link error, or the wrong world; with `registry.trusted-keys` set, no signature, or one that does not verify or is by an untrusted key.", body = ProblemDetails, content_type = "application/problem+json"),
         (status = 503, description = "The version could not be stored durably; nothing changed.", body = ProblemDetails, content_type = "application/problem+json"),
@@ -139,10 +140,7 @@ pub async fn push(
         .await?;
     let replayed = match params.replay {
         None => None,
-        Some(limit) => match canary(&app, &name, &prepared, limit, allow_outputs).await {
-            Ok(replayed) => Some(replayed),
-            Err(refused) => return Ok(refused),
-        },
+        Some(limit) => Some(canary(&app, &name, &prepared, limit, allow_outputs).await?),
     };
     let registered = app.plugins.commit_prepared(prepared).await?;
     let status = if registered.new {
@@ -166,7 +164,7 @@ async fn canary(
     prepared: &Prepared,
     limit: usize,
     allow_outputs: bool,
-) -> Result<usize, Response> {
+) -> Result<usize, Problem> {
     let current = app.engine.workflows().all_current();
     let workflows: Vec<_> = current
         .iter()
@@ -174,7 +172,7 @@ async fn canary(
         .collect();
     let recorded = replay::latest_recorded(app.engine.store().as_ref(), &workflows, name, limit)
         .await
-        .map_err(|e| Problem::from(RegistryError::Store(e)).into_response())?;
+        .map_err(RegistryError::Store)?;
     let mut differing = Vec::new();
     for attempt in &recorded {
         let Some(mut replayed) = replay::replay(
@@ -202,25 +200,14 @@ async fn canary(
     if differing.is_empty() {
         return Ok(recorded.len());
     }
-    let status = StatusCode::CONFLICT;
-    let body = json!({
-        "type": "about:blank",
-        "title": status.canonical_reason(),
-        "status": status.as_u16(),
-        "detail": format!(
-            "plugin `{name}`: {} of the {} recorded attempts replayed differently on this upload; nothing changed",
-            differing.len(),
-            recorded.len()
-        ),
-        "replayed": recorded.len(),
-        "differences": differing,
-    });
-    Err((
-        status,
-        [(axum::http::header::CONTENT_TYPE, "application/problem+json")],
-        Json(body),
-    )
-        .into_response())
+    let detail = format!(
+        "plugin `{name}`: {} of the {} recorded attempts replayed differently on this upload; nothing changed",
+        differing.len(),
+        recorded.len()
+    );
+    Err(Problem::new(StatusCode::CONFLICT, detail)
+        .with("replayed", recorded.len())
+        .with("differences", differing))
 }
 
 /// The upload, at most `limit` bytes. A larger one is answered 413 once it has been read
