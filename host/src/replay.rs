@@ -10,10 +10,11 @@ use std::collections::HashSet;
 use std::sync::Arc;
 
 use serde::Serialize;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 
 use crate::bindings::types::{StepError, StepInfo};
 use crate::model::recording::{RecordedCall, RecordedEvent};
+use crate::model::run::step_output;
 use crate::model::{Direction, JournalEntry, Outcome, RunId, WorkflowDefinition};
 use crate::runtime::{CallOptions, Plugin, Runtime, WarmInstance};
 use crate::store::{ListQuery, RunStore, StoreError};
@@ -182,19 +183,13 @@ fn recorded_outcome(entry: &JournalEntry) -> Value {
     }
 }
 
-/// The plugin's answer in the form [`recorded_outcome`] gives, by the engine's reading of
-/// it (an output must be a JSON object; `null` is an empty one).
+/// The plugin's answer in the form [`recorded_outcome`] gives, read as the engine reads it
+/// ([`step_output`]).
 fn outcome_of(result: Result<String, StepError>) -> Value {
     match result {
-        Ok(json) => match serde_json::from_str::<Value>(&json) {
-            Ok(Value::Object(output)) => json!({ "outcome": "ok", "output": output }),
-            Ok(Value::Null) => json!({ "outcome": "ok", "output": Map::new() }),
-            Ok(_) => {
-                json!({ "outcome": "fatal", "error": "the step returned JSON that is not an object" })
-            }
-            Err(e) => {
-                json!({ "outcome": "fatal", "error": format!("the step returned malformed JSON: {e}") })
-            }
+        Ok(json) => match step_output(&json) {
+            Ok(output) => json!({ "outcome": "ok", "output": output }),
+            Err(error) => json!({ "outcome": "fatal", "error": error }),
         },
         Err(StepError::Retryable(message)) => json!({ "outcome": "retryable", "error": message }),
         Err(StepError::Fatal(message)) => json!({ "outcome": "fatal", "error": message }),

@@ -438,6 +438,17 @@ pub struct JournalEntry {
     pub recording: Option<Box<super::recording::Recording>>,
 }
 
+/// The output a step's answer `json` gives its run: a JSON object (`null` is an empty
+/// one), or why it gives none, a fatal error of the step.
+pub fn step_output(json: &str) -> Result<Map<String, Value>, String> {
+    match serde_json::from_str::<Value>(json) {
+        Ok(Value::Object(output)) => Ok(output),
+        Ok(Value::Null) => Ok(Map::new()),
+        Ok(_) => Err("the step returned JSON that is not an object".into()),
+        Err(e) => Err(format!("the step returned malformed JSON: {e}")),
+    }
+}
+
 /// Something delivered to a run for its await steps, kept in its inbox until a step takes
 /// it: a signal, or an event on a topic a step awaits.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

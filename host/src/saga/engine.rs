@@ -45,6 +45,7 @@ use crate::Runtime;
 use crate::bindings::types::{StepError, StepInfo};
 use crate::events::{Outbox, Trigger};
 use crate::model::recording::Recording;
+use crate::model::run::step_output;
 use crate::model::{
     Clock, Direction, Gate, InvalidRunId, JournalEntry, Message, MessageKind, OutboxEntry, Outcome,
     PublishedEvent, RUN_FORMAT, Run, RunError, RunId, RunStatus, StepDefinition, StepState,
@@ -2139,19 +2140,9 @@ impl Inner {
             ),
         };
         let (outcome, output, error) = match result {
-            Ok(Ok(json)) => match serde_json::from_str::<Value>(&json) {
-                Ok(Value::Object(output)) => (Outcome::Ok, Some(output), None),
-                Ok(Value::Null) => (Outcome::Ok, Some(Map::new()), None),
-                Ok(_) => (
-                    Outcome::Fatal,
-                    None,
-                    Some("the step returned JSON that is not an object".into()),
-                ),
-                Err(e) => (
-                    Outcome::Fatal,
-                    None,
-                    Some(format!("the step returned malformed JSON: {e}")),
-                ),
+            Ok(Ok(json)) => match step_output(&json) {
+                Ok(output) => (Outcome::Ok, Some(output), None),
+                Err(error) => (Outcome::Fatal, None, Some(error)),
             },
             Ok(Err(StepError::Retryable(message))) => (Outcome::Retryable, None, Some(message)),
             Ok(Err(StepError::Fatal(message))) => (Outcome::Fatal, None, Some(message)),
