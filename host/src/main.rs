@@ -11,7 +11,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use figment::providers::Serialized;
 use flowhost::capabilities::events::MemorySink;
-use flowhost::plugins::signing::{TrustedKeys, with_suffix};
+use flowhost::plugins::signing::{TrustedKeys, read_signature};
 use flowhost::{Config, PluginSettings};
 
 /// mimalloc rather than glibc's malloc: the host allocates from many threads at once (tokio
@@ -295,11 +295,8 @@ fn check_config(file: Option<&Path>, data_dir: Option<&Path>) -> anyhow::Result<
     let mut report = format!("config: {}\n", config.summary());
     for (name, plugin) in &plugins {
         let file = config.plugins[name].path.relative();
-        let signature = match std::fs::read_to_string(with_suffix(&file, "sig")) {
-            Ok(text) => Some(text),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(e).context(format!("plugins.{name}: reading its signature")),
-        };
+        let signature = read_signature(&file)
+            .with_context(|| format!("plugins.{name}: reading its signature"))?;
         let signer = trusted.check(name, plugin.digest(), signature.as_deref())?;
         let worlds: Vec<String> = plugin.worlds().iter().map(ToString::to_string).collect();
         let compiled = plugin.compiled();

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use clap::Subcommand;
 
-use flowhost::plugins::signing::{SecretKey, with_suffix};
+use flowhost::plugins::signing::{SecretKey, signature_path};
 use flowhost::runtime::compile::digest;
 
 /// `flowhost keys ...`.
@@ -58,7 +58,7 @@ pub fn sign(
     let key = SecretKey::read(key)?;
     let digest = digest(&wasm);
     let signature = key.sign(&name, &digest);
-    let out = out.map_or_else(|| with_suffix(file, "sig"), Path::to_owned);
+    let out = out.map_or_else(|| signature_path(file), Path::to_owned);
     std::fs::write(&out, format!("{signature}\n"))
         .with_context(|| format!("writing {}", out.display()))?;
     Ok(format!(

@@ -11,7 +11,7 @@ use serde_json::Value;
 use super::client::{Auth, Client, encode, send};
 use super::runs::pretty;
 use super::table::{Table, short};
-use flowhost::plugins::signing::{SIGNATURE_HEADER, with_suffix};
+use flowhost::plugins::signing::{SIGNATURE_HEADER, read_signature, signature_path};
 
 /// `flowhost workflows ...`.
 #[derive(Subcommand, Debug)]
@@ -241,11 +241,10 @@ pub async fn run_plugin(client: &Client, command: &PluginCommand) -> anyhow::Res
             if let Some(version) = version {
                 request = request.query(&[("version", version)]);
             }
-            let signature = with_suffix(file, "sig");
-            match std::fs::read_to_string(&signature) {
-                Ok(text) => request = request.header(SIGNATURE_HEADER, text.trim()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(e).context(format!("reading {}", signature.display())),
+            let signature = read_signature(file)
+                .with_context(|| format!("reading {}", signature_path(file).display()))?;
+            if let Some(signature) = signature {
+                request = request.header(SIGNATURE_HEADER, signature.trim());
             }
             let answer = send(request).await?;
             Ok(describe_change(name, &answer))

@@ -36,7 +36,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use serde::Serialize;
 
 pub use self::config::{PluginConfig, RegistryConfig};
-use self::signing::{SigningError, TrustedKeys, with_suffix};
+use self::signing::{SigningError, TrustedKeys, read_signature, signature_path};
 use crate::capabilities::events::InvalidTopic;
 use crate::model::{Grants, Head, PluginVersion, SignedBy, VersionSource, now_ms};
 use crate::runtime::compile::digest;
@@ -554,9 +554,11 @@ impl PluginRegistry {
             return Ok(true);
         }
         let version = self.store.version(name, digest).await?;
-        Ok(version
-            .and_then(|v| v.signed_by)
-            .is_some_and(|signer| self.trusted.signer(name, &signer.key).is_ok()))
+        Ok(version.is_some_and(|v| {
+            self.trusted
+                .check_signed(name, v.signed_by.as_ref())
+                .is_ok()
+        }))
     }
 
     /// Makes `to`, or without it the version that was current before the current one,
@@ -585,15 +587,8 @@ impl PluginRegistry {
                 digest: target.clone(),
             }
         })?;
-        if self.trusted.required() {
-            let Some(signer) = &version.signed_by else {
-                return Err(SigningError::Unsigned {
-                    plugin: name.to_owned(),
-                }
-                .into());
-            };
-            self.trusted.signer(name, &signer.key)?;
-        }
+        self.trusted
+            .check_signed(name, version.signed_by.as_ref())?;
         let plugin = self.pinned(name, &target).await?;
         check_uses(name, entry, &plugin)?;
         let changed = self.current(name).is_none_or(|p| p.digest() != target);
@@ -956,16 +951,11 @@ struct Signed {
 
 /// The signature in `name`'s configured file's signature file (`FILE.sig`), if there is one.
 fn signature_of(name: &str, entry: &Entry) -> Result<Option<String>, RegistryError> {
-    let path = with_suffix(&entry.file, "sig");
-    match std::fs::read_to_string(&path) {
-        Ok(text) => Ok(Some(text)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(source) => Err(RegistryError::Read {
-            plugin: name.to_owned(),
-            path,
-            source,
-        }),
-    }
+    read_signature(&entry.file).map_err(|source| RegistryError::Read {
+        plugin: name.to_owned(),
+        path: signature_path(&entry.file),
+        source,
+    })
 }
 
 /// A configured file's load error, naming the file.

@@ -195,6 +195,21 @@ pub fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     PathBuf::from(name)
 }
 
+/// Where the signature of the component `file` is kept: `FILE.sig`, which `plugins sign`
+/// writes and `plugins push`, the directory watch and the configured files' loading read.
+pub fn signature_path(file: &Path) -> PathBuf {
+    with_suffix(file, "sig")
+}
+
+/// The signature kept beside the component `file` ([`signature_path`]), if there is one.
+pub fn read_signature(file: &Path) -> std::io::Result<Option<String>> {
+    match std::fs::read_to_string(signature_path(file)) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 /// What is signed for a component with SHA-256 `digest` as plugin `plugin`.
 fn message(plugin: &str, digest: &str) -> Vec<u8> {
     format!("{CONTEXT}\n{plugin}\n{digest}").into_bytes()
@@ -262,6 +277,23 @@ impl TrustedKeys {
                 key: key.to_string(),
             })?;
         self.signer(plugin, &key.to_string()).map(Some)
+    }
+
+    /// Whether a stored version of `plugin`, signed by `signed_by` when it was registered,
+    /// may become current under the keys trusted now: any version without trusted keys,
+    /// else one a trusted key signed.
+    pub fn check_signed(
+        &self,
+        plugin: &str,
+        signed_by: Option<&SignedBy>,
+    ) -> Result<(), SigningError> {
+        if !self.required() {
+            return Ok(());
+        }
+        let signer = signed_by.ok_or_else(|| SigningError::Unsigned {
+            plugin: plugin.to_owned(),
+        })?;
+        self.signer(plugin, &signer.key).map(drop)
     }
 
     /// Who `key` is, if it may sign versions of `plugin` now: a version signed before the

@@ -17,7 +17,7 @@ use notify::{RecursiveMode, Watcher as _};
 use tokio::sync::mpsc;
 
 use super::PluginRegistry;
-use super::signing::with_suffix;
+use super::signing::signature_path;
 
 /// How long a file must be quiet before it is read.
 const QUIET: Duration = Duration::from_millis(100);
@@ -47,7 +47,7 @@ pub fn watch(registry: Arc<PluginRegistry>) -> notify::Result<Watch> {
         if let Some(dir) = file.parent() {
             dirs.insert(dir.to_owned());
         }
-        files.insert(with_suffix(&file, "sig"), name.to_owned());
+        files.insert(signature_path(&file), name.to_owned());
         files.insert(file, name.to_owned());
     }
     let (tx, mut rx) = mpsc::unbounded_channel();
