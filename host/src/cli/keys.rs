@@ -47,14 +47,7 @@ pub fn sign(
     out: Option<&Path>,
 ) -> anyhow::Result<String> {
     let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
-    let name = match name {
-        Some(name) => name.to_owned(),
-        None => file
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .context("the file's name does not say the plugin's: give --name")?
-            .to_owned(),
-    };
+    let name = super::plugin_name(file, name)?;
     let key = SecretKey::read(key)?;
     let digest = digest(&wasm);
     let signature = key.sign(&name, &digest);

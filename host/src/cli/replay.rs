@@ -12,9 +12,9 @@ use clap::Args;
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use flowhost::capabilities::events::{MemorySink, TopicPattern};
+use flowhost::Config;
+use flowhost::capabilities::events::MemorySink;
 use flowhost::model::JournalEntry;
-use flowhost::{Config, PluginSettings};
 
 use super::client::{Auth, Client, encode};
 
@@ -35,10 +35,8 @@ pub struct Replay {
 pub async fn run(client: &Client, command: &Replay) -> anyhow::Result<(String, bool)> {
     let mut files = BTreeMap::new();
     for plugin in &command.plugins {
-        let Some((name, file)) = plugin.split_once('=').filter(|(n, _)| !n.is_empty()) else {
-            bail!("--plugin {plugin:?}: expected NAME=FILE");
-        };
-        files.insert(name.to_owned(), PathBuf::from(file));
+        let (name, file) = super::pair(plugin, "--plugin", "NAME=FILE")?;
+        files.insert(name, PathBuf::from(file));
     }
     let path = format!("/v1/runs/{}", encode(&command.run_id));
     let run = client.get(&path, Auth::Open).await?;
@@ -98,10 +96,8 @@ pub async fn run(client: &Client, command: &Replay) -> anyhow::Result<(String, b
                     })?
                 }
             };
-            let mut settings = PluginSettings::ungranted(name, &config.runtime);
-            settings.publish = vec![TopicPattern::parse("#").expect("a pattern")].into();
             let plugin = runtime
-                .load(settings, &wasm)
+                .load(super::local_settings(name, &config.runtime), &wasm)
                 .with_context(|| format!("loading plugin `{name}`"))?;
             loaded.insert(name.clone(), plugin);
         }

@@ -15,11 +15,11 @@ use tracing::field::{Field, Visit};
 use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 
+use flowhost::Config;
 use flowhost::bindings::types::{StepError, StepInfo};
-use flowhost::capabilities::events::{MemorySink, TopicPattern};
+use flowhost::capabilities::events::MemorySink;
 use flowhost::config::ServiceConfig;
 use flowhost::model::Direction;
-use flowhost::{Config, PluginSettings};
 
 /// `flowhost step ...`.
 #[derive(clap::Subcommand, Debug)]
@@ -77,33 +77,24 @@ pub fn run(command: &StepRun) -> anyhow::Result<(String, bool)> {
     let context = read_input(command.input.as_deref())?;
     let wasm = std::fs::read(&command.file)
         .with_context(|| format!("reading {}", command.file.display()))?;
-    let name = match &command.name {
-        Some(name) => name.clone(),
-        None => command
-            .file
-            .file_stem()
-            .and_then(|stem| stem.to_str())
-            .context("the file's name does not say the plugin's: give --name")?
-            .to_owned(),
-    };
+    let name = super::plugin_name(&command.file, command.name.as_deref())?;
     let mut config = Config::default();
     config.runtime.compiled_cache = false;
     config.runtime.max_instances = 4;
     let mut granted = Vec::new();
     for service in &command.services {
-        let (service, url) = pair(service, "--service", "NAME=URL")?;
+        let (service, url) = super::pair(service, "--service", "NAME=URL")?;
         let mut entry: ServiceConfig = serde_json::from_value(json!({ "urls": [url] }))?;
         // One attempt: what the step does with a failure is what is being tried.
         entry.retries = 0;
         config.services.insert(service.clone(), entry);
         granted.push(service);
     }
-    let mut settings = PluginSettings::ungranted(&name, &config.runtime);
+    let mut settings = super::local_settings(&name, &config.runtime);
     settings.services = granted.into();
-    settings.publish = vec![TopicPattern::parse("#").expect("a pattern")].into();
     let mut values = BTreeMap::new();
     for setting in &command.config {
-        let (key, value) = pair(setting, "--config", "KEY=VALUE")?;
+        let (key, value) = super::pair(setting, "--config", "KEY=VALUE")?;
         values.insert(key, value);
     }
     settings.config = Arc::new(values);
@@ -201,14 +192,6 @@ fn read_input(input: Option<&Path>) -> anyhow::Result<String> {
         bail!("--input must be a JSON object (the run context)");
     }
     Ok(context.to_string())
-}
-
-/// `NAME=VALUE` split, or an error naming the flag.
-fn pair(text: &str, flag: &str, form: &str) -> anyhow::Result<(String, String)> {
-    match text.split_once('=') {
-        Some((name, value)) if !name.is_empty() => Ok((name.to_owned(), value.to_owned())),
-        _ => bail!("{flag} {text:?}: expected {form}"),
-    }
 }
 
 impl Report {
