@@ -138,12 +138,8 @@ impl Services {
                 service: name.clone(),
                 reason: e.0,
             })?;
-            let token = config
-                .token_env
-                .as_ref()
-                .and_then(|var| std::env::var(var).ok());
-            let authorization = match &config.token_env {
-                None => None,
+            let (token, authorization) = match &config.token_env {
+                None => (None, None),
                 Some(var) => {
                     let token = std::env::var(var).map_err(|_| ServicesError::MissingToken {
                         service: name.clone(),
@@ -159,7 +155,7 @@ impl Services {
                             }
                         })?;
                     value.set_sensitive(true);
-                    Some(value)
+                    (Some(token), Some(value))
                 }
             };
             let instances = Arc::new(Instances::new(
@@ -655,16 +651,14 @@ impl ServicesCtx {
         if self.recorded.is_none() {
             return self.checked_call(request).await;
         }
-        let mut call = RecordedCall {
-            service: request.service.clone(),
-            method: reqwest::Method::from(request.method).to_string(),
-            path: request.path.clone(),
-            headers: public_headers(&request.headers),
-            body: request.body.as_deref().map(RecordedBody::new),
-            result: RecordedResult::Other {
-                message: String::new(),
-            },
-        };
+        // What the recording keeps of the request, taken before the call consumes it.
+        let (service, method, path) = (
+            request.service.clone(),
+            reqwest::Method::from(request.method).to_string(),
+            request.path.clone(),
+        );
+        let headers = public_headers(&request.headers);
+        let body = request.body.as_deref().map(RecordedBody::new);
         let result = match &mut self.replay {
             Some(replay) => match replay.pop_front() {
                 Some(recorded) => replayed_result(recorded.result),
@@ -674,7 +668,14 @@ impl ServicesCtx {
             },
             None => self.checked_call(request).await,
         };
-        call.result = recorded_result(&result);
+        let mut call = RecordedCall {
+            service,
+            method,
+            path,
+            headers,
+            body,
+            result: recorded_result(&result),
+        };
         self.services.redact(&mut call);
         if let Some(recorded) = &mut self.recorded {
             recorded.push(call);
