@@ -62,16 +62,14 @@ pub struct HostState {
 impl HostState {
     /// Fresh state for one call of `plugin` on behalf of `call`.
     pub fn new(capabilities: &Capabilities, plugin: &PluginSettings, call: &CallContext) -> Self {
-        let (services, events, log) = Self::per_call(capabilities, plugin, call);
+        let PerCall {
+            services,
+            cache,
+            events,
+            log,
+            config,
+        } = PerCall::new(capabilities, plugin, call);
         metrics::gauge!(PLUGIN_INSTANCES).increment(1.0);
-        let mut cache = CacheCtx::new(capabilities.cache.clone(), plugin.cache_namespace.clone());
-        cache.next_call(call.record, call.replay.as_deref().map(|r| &r.cache[..]));
-        let mut config = ConfigCtx::new(plugin.config.clone());
-        config.next_call(
-            &plugin.config,
-            call.record,
-            call.replay.as_deref().map(|r| &r.config),
-        );
         Self {
             table: ResourceTable::new(),
             wasi: sandboxed_wasi_ctx(),
@@ -94,22 +92,35 @@ impl HostState {
         plugin: &PluginSettings,
         call: &CallContext,
     ) {
-        (self.services, self.events, self.log) = Self::per_call(capabilities, plugin, call);
-        self.cache
-            .next_call(call.record, call.replay.as_deref().map(|r| &r.cache[..]));
-        self.config.next_call(
-            &plugin.config,
-            call.record,
-            call.replay.as_deref().map(|r| &r.config),
-        );
+        let PerCall {
+            services,
+            cache,
+            events,
+            log,
+            config,
+        } = PerCall::new(capabilities, plugin, call);
+        (
+            self.services,
+            self.cache,
+            self.events,
+            self.log,
+            self.config,
+        ) = (services, cache, events, log, config);
     }
+}
 
-    /// The capability contexts that depend on the call, not only on the plugin.
-    fn per_call(
-        capabilities: &Capabilities,
-        plugin: &PluginSettings,
-        call: &CallContext,
-    ) -> (ServicesCtx, EventsCtx, LogCtx) {
+/// The capability contexts, which depend on the call, not only on the plugin: its ids, and
+/// whether it is recorded or replayed.
+struct PerCall {
+    services: ServicesCtx,
+    cache: CacheCtx,
+    events: EventsCtx,
+    log: LogCtx,
+    config: ConfigCtx,
+}
+
+impl PerCall {
+    fn new(capabilities: &Capabilities, plugin: &PluginSettings, call: &CallContext) -> Self {
         let services = ServicesCtx::new(
             capabilities.services.clone(),
             plugin.services.clone(),
@@ -119,27 +130,37 @@ impl HostState {
                 traceparent: call.traceparent.clone(),
             },
         );
-        let replay = call.replay.as_deref();
-        (
-            match replay {
-                Some(recording) => services.replaying(&recording.calls),
-                None if call.record => services.recording(),
-                None => services,
-            },
-            EventsCtx::new(
-                &plugin.name,
-                plugin.publish.clone(),
-                call.run_id.clone(),
-                capabilities.events,
-                call.traceparent.clone(),
-            )
-            .replaying(
-                replay
-                    .into_iter()
-                    .flat_map(|r| r.events.iter().map(|e| e.id.clone())),
+        let cache = CacheCtx::new(capabilities.cache.clone(), plugin.cache_namespace.clone());
+        let events = EventsCtx::new(
+            &plugin.name,
+            plugin.publish.clone(),
+            call.run_id.clone(),
+            capabilities.events,
+            call.traceparent.clone(),
+        );
+        let config = ConfigCtx::new(plugin.config.clone());
+        let (services, cache, events, config) = match call.replay.as_deref() {
+            Some(recording) => (
+                services.replaying(&recording.calls),
+                cache.replaying(&recording.cache),
+                events.replaying(recording.events.iter().map(|e| e.id.clone())),
+                config.replaying(&recording.config),
             ),
-            LogCtx::new(plugin.name.clone(), call.run_id.clone(), call.step.clone()),
-        )
+            None if call.record => (
+                services.recording(),
+                cache.recording(),
+                events,
+                config.recording(),
+            ),
+            None => (services, cache, events, config),
+        };
+        Self {
+            services,
+            cache,
+            events,
+            log: LogCtx::new(plugin.name.clone(), call.run_id.clone(), call.step.clone()),
+            config,
+        }
     }
 }
 

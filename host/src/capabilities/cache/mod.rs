@@ -177,11 +177,17 @@ impl CacheCtx {
         }
     }
 
-    /// Readies it for the next call: its reads recorded if `record`, answered from
-    /// `replay` if given.
-    pub fn next_call(&mut self, record: bool, replay: Option<&[RecordedRead]>) {
-        self.reads = (record || replay.is_some()).then(Vec::new);
-        self.replay = replay.map(|reads| reads.iter().cloned().collect());
+    /// Keeps each read made, with what it found, for [`Self::take_reads`].
+    pub fn recording(mut self) -> Self {
+        self.reads = Some(Vec::new());
+        self
+    }
+
+    /// Answers reads from `reads`, in order, instead of the cache's, and keeps writes out
+    /// of it (recording the reads made): a replay.
+    pub fn replaying(mut self, reads: &[RecordedRead]) -> Self {
+        self.replay = Some(reads.iter().cloned().collect());
+        self.recording()
     }
 
     /// The reads made so far, when recording.

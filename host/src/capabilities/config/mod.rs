@@ -21,29 +21,24 @@ impl ConfigCtx {
         }
     }
 
-    /// Readies it for the next call of a plugin configured with `values`: its reads
-    /// recorded if `record`; in a replay, the recorded settings over `values` (a setting
-    /// recorded as unset is unset).
-    pub fn next_call(
-        &mut self,
-        values: &Arc<BTreeMap<String, String>>,
-        record: bool,
-        replay: Option<&BTreeMap<String, Option<String>>>,
-    ) {
-        self.values = match replay {
-            Some(read) => {
-                let mut replayed = (**values).clone();
-                for (key, value) in read {
-                    match value {
-                        Some(value) => replayed.insert(key.clone(), value.clone()),
-                        None => replayed.remove(key),
-                    };
-                }
-                Arc::new(replayed)
-            }
-            None => values.clone(),
-        };
-        self.reads = (record || replay.is_some()).then(BTreeMap::new);
+    /// Keeps each setting read, with what it held, for [`Self::take_reads`].
+    pub fn recording(mut self) -> Self {
+        self.reads = Some(BTreeMap::new());
+        self
+    }
+
+    /// Answers with the settings `read` recorded, over the plugin's own (a setting recorded
+    /// as unset is unset), recording the reads made: a replay.
+    pub fn replaying(mut self, read: &BTreeMap<String, Option<String>>) -> Self {
+        let mut replayed = (*self.values).clone();
+        for (key, value) in read {
+            match value {
+                Some(value) => replayed.insert(key.clone(), value.clone()),
+                None => replayed.remove(key),
+            };
+        }
+        self.values = Arc::new(replayed);
+        self.recording()
     }
 
     /// The settings read so far and what they held, when recording.
