@@ -111,21 +111,31 @@ impl Client {
 
 /// Sends `request`; an answer other than 2xx is an error carrying the problem's `detail`.
 pub async fn send(request: RequestBuilder) -> anyhow::Result<Value> {
+    let body = send_for_bytes(request).await?;
+    Ok(serde_json::from_slice(&body).unwrap_or(Value::Null))
+}
+
+/// [`send`], the answer's body as it came (a component, say).
+pub async fn send_for_bytes(request: RequestBuilder) -> anyhow::Result<bytes::Bytes> {
     let response = request.send().await.map_err(|e| {
         let url = e.url().map(|u| u.to_string()).unwrap_or_default();
         anyhow::anyhow!("cannot reach the host at {url}: {}", root_cause(&e))
     })?;
     let status = response.status();
-    let body = response.text().await.context("reading the host's answer")?;
-    let json: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    let body = response
+        .bytes()
+        .await
+        .context("reading the host's answer")?;
     if !status.is_success() {
-        let detail = json["detail"].as_str().unwrap_or(body.trim());
+        let json: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+        let text = String::from_utf8_lossy(&body);
+        let detail = json["detail"].as_str().unwrap_or(text.trim());
         if status == StatusCode::NOT_FOUND && detail.is_empty() {
             bail!("{status}: not found");
         }
         bail!("{status}: {detail}");
     }
-    Ok(json)
+    Ok(body)
 }
 
 /// The innermost cause of `error`: reqwest's own message is often just "error sending

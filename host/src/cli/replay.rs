@@ -10,13 +10,13 @@ use std::sync::Arc;
 use anyhow::{Context, bail};
 use clap::Args;
 use reqwest::Method;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use flowhost::Config;
 use flowhost::capabilities::events::MemorySink;
 use flowhost::model::JournalEntry;
 
-use super::client::{Auth, Client, encode};
+use super::client::{Auth, Client, encode, send_for_bytes};
 
 /// `flowhost replay ...`.
 #[derive(Args, Debug)]
@@ -88,12 +88,14 @@ pub async fn run(client: &Client, command: &Replay) -> anyhow::Result<(String, b
                         encode(name),
                         encode(digest)
                     );
-                    fetch(client, &path).await.with_context(|| {
+                    let request = client.request(Method::GET, &path, Auth::Admin)?;
+                    let bytes = send_for_bytes(request).await.with_context(|| {
                         format!(
                             "fetching plugin `{name}` {}",
                             &digest[..12.min(digest.len())]
                         )
-                    })?
+                    })?;
+                    bytes.to_vec()
                 }
             };
             let plugin = runtime
@@ -148,19 +150,4 @@ pub async fn run(client: &Client, command: &Replay) -> anyhow::Result<(String, b
         text
     };
     Ok((report, same))
-}
-
-/// The bytes of `GET path` (admin).
-async fn fetch(client: &Client, path: &str) -> anyhow::Result<Vec<u8>> {
-    let response = client
-        .request(Method::GET, path, Auth::Admin)?
-        .send()
-        .await?;
-    let status = response.status();
-    let body = response.bytes().await?;
-    if !status.is_success() {
-        let problem: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        bail!("{status}: {}", problem["detail"].as_str().unwrap_or(""));
-    }
-    Ok(body.to_vec())
 }
