@@ -3,12 +3,15 @@
 //! Rust plugin, through the same capabilities and the same sandbox.
 //!
 //! Such a component takes 10-30 s to compile, so each language has one test and one host,
-//! and every other load of it comes from the compiled-code cache.
+//! and every other load of it comes from the compiled-code cache. The order saga's steps on
+//! the JS and Python SDKs share one server for every mix of languages.
 
 use flowhost::bindings::types::StepError;
 use flowhost::runtime::World;
 use serde_json::{Value, json};
 
+use crate::sagas::{count, step};
+use crate::server::{Server, Services, order};
 use crate::support::{LogCapture, host, info};
 
 /// One language's build of `greet`.
@@ -139,4 +142,271 @@ async fn greet_runs_like_a_rust_plugin(greet: Greet) {
         .unwrap()
         .unwrap();
     assert_eq!(undone, "{}");
+}
+
+/// Which plugin serves each of the order saga's five steps, in the saga's order: `rust`
+/// (the plugins in `plugins/examples`), `js` or `python` (the steps on each SDK).
+const MIXES: [(&str, [&str; 5]); 4] = [
+    ("all_js", ["js", "js", "js", "js", "js"]),
+    (
+        "all_python",
+        ["python", "python", "python", "python", "python"],
+    ),
+    ("mix_a", ["python", "js", "rust", "python", "js"]),
+    ("mix_b", ["js", "python", "js", "rust", "python"]),
+];
+
+/// The order saga's steps, and the Rust plugin of each.
+const ORDER_STEPS: [(&str, &str); 5] = [
+    ("validate_user", "validate_user"),
+    ("reserve_inventory", "inventory"),
+    ("process_payment", "payment"),
+    ("create_order", "order"),
+    ("send_confirmation", "send_confirmation"),
+];
+
+/// The order saga completes, and compensates in reverse order, whichever language serves
+/// each step: every SDK's services client (JSON in and out, an idempotency key per call,
+/// 404, 402 and 409 mapped to the step's error), cache, publish and log from a real
+/// component, against the example's mock services.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_order_saga_runs_and_compensates_with_any_mix_of_languages() {
+    let services = Services::start().await;
+    let mut config = services.config();
+    for (name, path) in [
+        ("js_orders", flowhost_test_artifacts::JS_ORDERS),
+        ("python_orders", flowhost_test_artifacts::PYTHON_ORDERS),
+    ] {
+        config.push_str(&format!(
+            "\n[plugins.{name}]\npath = \"{path}\"\nservices = [\"users\", \"inventory\", \"payments\", \"orders\"]\npublish = [\"order.*\"]\n"
+        ));
+    }
+    for (workflow, languages) in MIXES {
+        let steps: Vec<String> = ORDER_STEPS
+            .iter()
+            .zip(languages)
+            .map(|((step, rust), language)| {
+                let plugin = match language {
+                    "rust" => rust.to_string(),
+                    other => format!("{other}_orders"),
+                };
+                let compensate = if matches!(*step, "validate_user" | "send_confirmation") {
+                    ", compensate = false"
+                } else {
+                    ""
+                };
+                format!("{{ name = \"{step}\", plugin = \"{plugin}\"{compensate} }}")
+            })
+            .collect();
+        config.push_str(&format!(
+            "\n[workflows.{workflow}]\nsteps = [{}]\n",
+            steps.join(", ")
+        ));
+    }
+    let server = Server::start(&config).await;
+
+    for (n, (workflow, languages)) in MIXES.iter().enumerate() {
+        let start = |id: String, user: u64, total: f64| {
+            let server = &server;
+            async move {
+                let (status, run) = server
+                    .post(
+                        &format!("/v1/workflows/{workflow}/runs?wait=60s"),
+                        &order(&id, user, total),
+                    )
+                    .await;
+                assert_eq!(status, 200, "{workflow}: {run}");
+                run
+            }
+        };
+
+        // Completes: each step's output is in the context, each service saw its call once.
+        let id = format!("{workflow}-ok");
+        let run = start(id.clone(), 7, 50.0).await;
+        assert_eq!(
+            run["status"], "completed",
+            "{workflow} {languages:?}: {run}"
+        );
+        let context = &run["context"];
+        assert_eq!(context["user"]["name"], "User 7", "{workflow}: {run}");
+        assert_eq!(context["reservations"].as_array().unwrap().len(), 2);
+        assert!(context["payment_id"].is_string(), "{workflow}: {run}");
+        assert_eq!(context["order_status"], "created", "{workflow}: {run}");
+        assert!(
+            context["confirmation_event"].is_string(),
+            "{workflow}: {run}"
+        );
+        let ledger = services.order(&id).await;
+        assert_eq!(
+            count(&ledger, "reservations", "active"),
+            2,
+            "{workflow}: {ledger}"
+        );
+        assert_eq!(
+            count(&ledger, "payments", "captured"),
+            1,
+            "{workflow}: {ledger}"
+        );
+        assert_eq!(
+            count(&ledger, "orders", "active"),
+            1,
+            "{workflow}: {ledger}"
+        );
+
+        // A declined payment (402) is fatal: the reservations are released.
+        let id = format!("{workflow}-declined");
+        let run = start(id.clone(), 7, 5000.0).await;
+        assert_eq!(run["status"], "compensated", "{workflow}: {run}");
+        assert_eq!(run["error"]["step"], "process_payment", "{workflow}: {run}");
+        assert!(
+            run["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("declined"),
+            "{workflow}: {run}"
+        );
+        let ledger = services.order(&id).await;
+        assert_eq!(
+            count(&ledger, "reservations", "released"),
+            2,
+            "{workflow}: {ledger}"
+        );
+        assert_eq!(
+            count(&ledger, "payments", "captured"),
+            0,
+            "{workflow}: {ledger}"
+        );
+
+        // The order service refuses (400): the payment is refunded, then the stock released.
+        services.fail("orders", 1, 400).await;
+        let id = format!("{workflow}-refused");
+        let run = start(id.clone(), 7, 20.0).await;
+        assert_eq!(run["status"], "compensated", "{workflow}: {run}");
+        assert_eq!(
+            step(&run, "create_order")["attempts"],
+            1,
+            "a 400 is fatal: {run}"
+        );
+        assert_eq!(step(&run, "process_payment")["status"], "compensated");
+        assert_eq!(step(&run, "reserve_inventory")["status"], "compensated");
+        let ledger = services.order(&id).await;
+        assert_eq!(
+            count(&ledger, "payments", "refunded"),
+            1,
+            "{workflow}: {ledger}"
+        );
+        assert_eq!(
+            count(&ledger, "reservations", "active"),
+            0,
+            "{workflow}: {ledger}"
+        );
+
+        // An unknown user (404) and an inactive one fail the first step, fatally: nothing
+        // was done, so nothing is compensated.
+        let user = if n % 2 == 0 { 999 } else { 13 };
+        let run = start(format!("{workflow}-user"), user, 20.0).await;
+        assert_eq!(run["status"], "failed", "{workflow}: {run}");
+        assert_eq!(step(&run, "validate_user")["attempts"], 1, "{run}");
+        let expected = if user == 999 {
+            "does not exist"
+        } else {
+            "is not active"
+        };
+        assert!(
+            run["error"]["message"].as_str().unwrap().contains(expected),
+            "{workflow}: {run}"
+        );
+    }
+
+    // The second item is out of stock (409) in the JS and the Python step alike: fatal, and
+    // the step releases the first item's reservation itself (no compensation follows a
+    // failed step).
+    for workflow in ["all_js", "all_python"] {
+        let id = format!("{workflow}-stock");
+        let mut input = order(&id, 7, 20.0);
+        input["items"][1]["product_id"] = json!("out-of-stock");
+        let (_, run) = server
+            .post(&format!("/v1/workflows/{workflow}/runs?wait=60s"), &input)
+            .await;
+        // The step before has nothing to undo (`compensate = false`): the run ends failed.
+        assert_eq!(run["status"], "failed", "{workflow}: {run}");
+        assert!(
+            run["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("out of stock"),
+            "{workflow}: {run}"
+        );
+        let ledger = services.order(&id).await;
+        assert_eq!(
+            count(&ledger, "reservations", "active"),
+            0,
+            "{workflow}: {ledger}"
+        );
+        assert_eq!(
+            count(&ledger, "reservations", "released"),
+            1,
+            "{workflow}: {ledger}"
+        );
+    }
+}
+
+/// The JS SDK's TypeScript declarations: those of the host's interfaces are what jco
+/// generates from the WIT today (a WIT change without `npm run types` fails here), and the
+/// SDK's own, over them, type-check a typed step and handler (`sdk/test/types.ts`).
+#[test]
+fn the_js_sdk_types_match_the_wit_and_type_check() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let sdk = root.join("plugins/js/sdk");
+    let fresh = tempfile::tempdir().unwrap();
+    let run = |command: &mut std::process::Command| {
+        let output = command
+            .current_dir(flowhost_test_artifacts::JS_TOOLS)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "{command:?}: {}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    run(std::process::Command::new("node")
+        .arg(sdk.join("scripts/wit-types.mjs"))
+        .arg(root.join("wit"))
+        .arg(fresh.path()));
+    let committed = files_under(&sdk.join("wit"));
+    let generated = files_under(fresh.path());
+    assert_eq!(
+        committed.keys().collect::<Vec<_>>(),
+        generated.keys().collect::<Vec<_>>()
+    );
+    for (name, text) in &generated {
+        assert!(
+            committed[name] == *text,
+            "plugins/js/sdk/wit/{name} is not what jco generates from the WIT: run `npm run types` in plugins/js"
+        );
+    }
+    run(std::process::Command::new("node")
+        .arg("node_modules/typescript/bin/tsc")
+        .arg("-p")
+        .arg(&sdk));
+}
+
+/// Every file under `dir`, by its path relative to `dir`.
+fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<String, String> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(folder) = pending.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                let name = path.strip_prefix(dir).unwrap().display().to_string();
+                files.insert(name, std::fs::read_to_string(&path).unwrap());
+            }
+        }
+    }
+    files
 }

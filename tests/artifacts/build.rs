@@ -3,12 +3,14 @@
 //!
 //! - every Rust plugin in `plugins/` (its own workspace, for wasm32-wasip2), one constant per
 //!   `.wasm` it produces (`PROBE`, `NOOP`, ...);
-//! - the plugins in other languages, which prove that components from other toolchains run
-//!   on the host: `plugins/python` with componentize-py (`PYTHON_GREET`) and `plugins/js`
-//!   with componentize-js (`JS_GREET`). Their tools come from PyPI and npm at the exact
-//!   versions the plugins pin, installed under `target/polyglot/` on first use, so a fresh
-//!   clone needs no set-up step. Any failure fails the build: a test suite that silently
-//!   skipped them would prove nothing.
+//! - the plugins in other languages: `greet` on the raw bindings, which proves that
+//!   components from other toolchains run on the host, and the order saga's steps on each
+//!   language's SDK. `plugins/python` with componentize-py (`PYTHON_GREET`,
+//!   `PYTHON_ORDERS`) and `plugins/js` with rolldown and componentize-js (`JS_GREET`,
+//!   `JS_ORDERS`). Their tools come from PyPI and npm at the exact versions the plugins
+//!   pin, installed under `target/polyglot/` on first use, so a fresh clone needs no set-up
+//!   step. Any failure fails the build: a test suite that silently skipped them would prove
+//!   nothing.
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -29,8 +31,12 @@ fn main() {
         "Cargo.lock",
         ".cargo",
         "python/src",
+        "python/orders",
+        "python/sdk",
         "python/requirements.txt",
-        "js/src",
+        "js/greet",
+        "js/orders",
+        "js/sdk",
         "js/package.json",
         "js/package-lock.json",
     ] {
@@ -47,6 +53,14 @@ fn main() {
     for (name, path, what) in build_polyglot_plugins(&root) {
         constants.push_str(&constant(name, &path, what));
     }
+    // The tools themselves, for tests that build or check JS and Python code of their own.
+    let tools = root.join("target/polyglot");
+    constants.push_str(&format!(
+        "/// The JS tools (`node_modules` of `plugins/js/package.json`).\npub const JS_TOOLS: &str = {:?};\n\
+         /// The Python tools (componentize-py), a `PYTHONPATH` entry.\npub const PYTHON_TOOLS: &str = {:?};\n",
+        tools.join("js").display().to_string(),
+        tools.join("py").display().to_string(),
+    ));
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("plugins.rs");
     std::fs::write(out, constants).unwrap();
 }
@@ -123,6 +137,41 @@ fn ensure_wasm_target() {
     assert!(status.success(), "`rustup target add wasm32-wasip2` failed");
 }
 
+/// One component in another language: its constant, what it is, and where its code is.
+struct Polyglot {
+    constant: &'static str,
+    what: &'static str,
+    /// Python: the app module and the folders on its path, under `plugins/python`. JS: the
+    /// entry module under `plugins/js`.
+    sources: &'static [&'static str],
+}
+
+const PYTHON: [Polyglot; 2] = [
+    Polyglot {
+        constant: "PYTHON_GREET",
+        what: "The Python plugin `greet` (componentize-py)",
+        sources: &["app", "src"],
+    },
+    Polyglot {
+        constant: "PYTHON_ORDERS",
+        what: "The order saga's steps on the Python SDK (componentize-py)",
+        sources: &["app", "orders", "sdk"],
+    },
+];
+
+const JS: [Polyglot; 2] = [
+    Polyglot {
+        constant: "JS_GREET",
+        what: "The JS plugin `greet` (componentize-js)",
+        sources: &["greet/greet.js"],
+    },
+    Polyglot {
+        constant: "JS_ORDERS",
+        what: "The order saga's steps on the JS SDK (rolldown, componentize-js)",
+        sources: &["orders/index.js"],
+    },
+];
+
 /// Builds the Python and JS plugins into `target/polyglot/` and returns, for each, its
 /// constant's name, its path and what it is.
 ///
@@ -130,7 +179,7 @@ fn ensure_wasm_target() {
 /// A lock file there serialises concurrent builds (`cargo test` and `cargo clippy` run this
 /// script at the same time, and two `pip install`s into one directory would corrupt it).
 /// The two languages build on two threads: each is one single-threaded tool run of 15-30 s.
-fn build_polyglot_plugins(root: &Path) -> [(&'static str, PathBuf, &'static str); 2] {
+fn build_polyglot_plugins(root: &Path) -> Vec<(&'static str, PathBuf, &'static str)> {
     let work = root.join("target/polyglot");
     std::fs::create_dir_all(&work).unwrap();
     let lock = File::create(work.join(".lock")).unwrap();
@@ -144,25 +193,24 @@ fn build_polyglot_plugins(root: &Path) -> [(&'static str, PathBuf, &'static str)
     // A failing thread has printed its panic; both ran to the end, so one language's failure
     // never hides the other's.
     let (Ok(python), Ok(js)) = (python, js) else {
-        panic!("building the Python or JS test plugin failed: see the messages above");
+        panic!("building the Python or JS test plugins failed: see the messages above");
     };
-    [
-        (
-            "PYTHON_GREET",
-            python,
-            "The Python plugin `greet` (componentize-py)",
-        ),
-        ("JS_GREET", js, "The JS plugin `greet` (componentize-js)"),
-    ]
+    PYTHON
+        .iter()
+        .zip(python)
+        .chain(JS.iter().zip(js))
+        .map(|(plugin, path)| (plugin.constant, path, plugin.what))
+        .collect()
 }
 
-/// `plugins/python` → `target/polyglot/python_greet.wasm`, with componentize-py.
+/// `plugins/python` → `target/polyglot/<constant>.wasm` for each of [`PYTHON`], with
+/// componentize-py.
 ///
 /// componentize-py is a Python package with a native extension; `pip install --target` puts
 /// exactly the version (and file hashes) of `requirements.txt` into `target/polyglot/py`,
 /// reinstalled only when `requirements.txt` changes (a copy of it marks the install). It
 /// runs with that directory on `PYTHONPATH`, so nothing touches the user's Python.
-fn build_python(plugin: &Path, wit: &Path, work: &Path) -> PathBuf {
+fn build_python(plugin: &Path, wit: &Path, work: &Path) -> Vec<PathBuf> {
     let requirements = plugin.join("requirements.txt");
     let tools = work.join("py");
     let stamp = tools.join("requirements.installed");
@@ -192,49 +240,68 @@ fn build_python(plugin: &Path, wit: &Path, work: &Path) -> PathBuf {
         std::fs::copy(&requirements, &stamp).unwrap();
     }
 
-    let out = work.join("python_greet.wasm");
-    if is_fresh(&out, &[&plugin.join("src"), wit, &stamp]) {
+    PYTHON
+        .iter()
+        .map(|component| componentize_python(component, plugin, wit, work, &stamp))
+        .collect()
+}
+
+/// One Python component: its app module, from its folders.
+fn componentize_python(
+    component: &Polyglot,
+    plugin: &Path,
+    wit: &Path,
+    work: &Path,
+    stamp: &Path,
+) -> PathBuf {
+    let [app, folders @ ..] = component.sources else {
+        unreachable!("a Python component names its app module")
+    };
+    let out = work.join(format!("{}.wasm", component.constant.to_lowercase()));
+    let folders: Vec<PathBuf> = folders.iter().map(|f| plugin.join(f)).collect();
+    let mut inputs: Vec<&Path> = folders.iter().map(PathBuf::as_path).collect();
+    inputs.extend([wit, stamp]);
+    if is_fresh(&out, &inputs) {
         return out;
     }
     // componentize-py writes `__pycache__` next to the sources it imports (whatever
     // PYTHONDONTWRITEBYTECODE says), which would make cargo rerun this script every time:
     // it builds from a copy.
-    let src = work.join("py-src");
-    copy_dir(&plugin.join("src"), &src);
+    let mut command = Command::new("python3");
+    command
+        .args([
+            "-c",
+            "import sys, componentize_py; sys.exit(componentize_py.script())",
+        ])
+        .args(["--wit-path"])
+        .arg(wit)
+        .args(["--world", "step-plugin", "--quiet", "componentize", app]);
+    let copies = work.join("py-src").join(component.constant);
+    for folder in &folders {
+        let copy = copies.join(folder.file_name().unwrap());
+        copy_dir(folder, &copy);
+        command.arg("--python-path").arg(copy);
+    }
     let tmp = out.with_extension("wasm.tmp");
     run(
-        Command::new("python3")
-            .args([
-                "-c",
-                "import sys, componentize_py; sys.exit(componentize_py.script())",
-            ])
-            .args(["--wit-path"])
-            .arg(wit)
-            .args([
-                "--world",
-                "step-plugin",
-                "--quiet",
-                "componentize",
-                "app",
-                "--python-path",
-            ])
-            .arg(&src)
+        command
             .arg("--output")
             .arg(&tmp)
-            .env("PYTHONPATH", &tools),
-        "building plugins/python with componentize-py",
+            .env("PYTHONPATH", work.join("py")),
+        &format!("building {} with componentize-py", component.constant),
     );
     std::fs::rename(&tmp, &out).unwrap();
     out
 }
 
-/// `plugins/js` → `target/polyglot/js_greet.wasm`, with componentize-js.
+/// `plugins/js` → `target/polyglot/<constant>.wasm` for each of [`JS`]: rolldown bundles
+/// the entry module with what it imports (the SDK), then componentize-js builds the bundle.
 ///
 /// componentize-js is an npm package (SpiderMonkey compiled to wasm, plus wizer); `npm ci`
 /// installs exactly what `package-lock.json` pins into `target/polyglot/js`, from copies of
 /// the plugin's `package.json` and lock file, so no `node_modules` appears in the source tree.
 /// It is reinstalled only when the lock file changes (a copy of it marks the install).
-fn build_js(plugin: &Path, wit: &Path, work: &Path) -> PathBuf {
+fn build_js(plugin: &Path, wit: &Path, work: &Path) -> Vec<PathBuf> {
     let tools = work.join("js");
     let lock = plugin.join("package-lock.json");
     let stamp = tools.join("package-lock.installed");
@@ -264,21 +331,52 @@ fn build_js(plugin: &Path, wit: &Path, work: &Path) -> PathBuf {
         std::fs::copy(&lock, &stamp).unwrap();
     }
 
-    let cli = tools.join("node_modules/@bytecodealliance/componentize-js/src/cli.js");
-    let out = work.join("js_greet.wasm");
-    if is_fresh(&out, &[&plugin.join("src"), wit, &stamp]) {
+    JS.iter()
+        .map(|component| componentize_js(component, plugin, wit, work, &stamp))
+        .collect()
+}
+
+/// The host interfaces a JS plugin imports, which the bundle leaves to componentize-js.
+const HOST_INTERFACES: &str = "flowhost:plugin/cache@0.1.0,flowhost:plugin/config@0.1.0,\
+    flowhost:plugin/events@0.1.0,flowhost:plugin/log@0.1.0,flowhost:plugin/services@0.1.0";
+
+/// One JS component: its entry module, bundled, then built.
+fn componentize_js(
+    component: &Polyglot,
+    plugin: &Path,
+    wit: &Path,
+    work: &Path,
+    stamp: &Path,
+) -> PathBuf {
+    let out = work.join(format!("{}.wasm", component.constant.to_lowercase()));
+    let entry = plugin.join(component.sources[0]);
+    let folder = entry.parent().unwrap();
+    let sdk = plugin.join("sdk");
+    if is_fresh(&out, &[folder, sdk.as_path(), wit, stamp]) {
         return out;
     }
+    let modules = work.join("js/node_modules");
+    let bundle = out.with_extension("js");
+    run(
+        Command::new("node")
+            .arg(modules.join("rolldown/bin/cli.mjs"))
+            .arg(&entry)
+            .arg("--file")
+            .arg(&bundle)
+            .args(["--format", "esm", "--platform", "neutral", "--external"])
+            .arg(HOST_INTERFACES),
+        &format!("bundling {} with rolldown", component.constant),
+    );
     let tmp = out.with_extension("wasm.tmp");
     run(
         Command::new("node")
-            .arg(&cli)
-            .arg(plugin.join("src/greet.js"))
+            .arg(modules.join("@bytecodealliance/componentize-js/src/cli.js"))
+            .arg(&bundle)
             .arg("--wit")
             .arg(wit)
             .args(["--world-name", "step-plugin", "--out"])
             .arg(&tmp),
-        "building plugins/js with componentize-js",
+        &format!("building {} with componentize-js", component.constant),
     );
     std::fs::rename(&tmp, &out).unwrap();
     out

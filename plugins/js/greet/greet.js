@@ -1,7 +1,7 @@
 // `greet`, a flowhost step plugin in JavaScript (world `step-plugin`), built with
 // componentize-js. It exists to prove that a component made by componentize-js runs on the
 // host: it uses the `config`, `log` and `cache` imports and both kinds of result. Build it by
-// hand with `npm ci && npm run build` (writes greet.wasm here).
+// hand with `npm ci && npm run build:greet` (writes target/greet.wasm).
 //
 // | step    | context       | returns                                             |
 // |---------|---------------|-----------------------------------------------------|

@@ -1,0 +1,21 @@
+// The order saga's five steps in JavaScript, in one component (`js_orders`): the same steps
+// as the Rust plugins in `plugins/examples`, against the same services, so a workflow can
+// take each step from any language. componentize-js follows the relative imports; build
+// with
+//
+//   componentize-js orders/index.js --wit ../../wit --world-name step-plugin --out orders.wasm
+
+import { step } from '../sdk/index.js';
+import { reserveInventory } from './inventory.js';
+import { createOrder } from './order.js';
+import { processPayment } from './payment.js';
+import { sendConfirmation } from './send_confirmation.js';
+import { validateUser } from './validate_user.js';
+
+export const sagaStep = step({
+  validate_user: validateUser,
+  reserve_inventory: reserveInventory,
+  process_payment: processPayment,
+  create_order: createOrder,
+  send_confirmation: sendConfirmation,
+});
