@@ -96,6 +96,12 @@ enum Command {
     /// Run one step of a plugin here, without a host.
     #[command(subcommand)]
     Step(cli::step::StepCommand),
+    /// Hand one event to a handler plugin here, without a host.
+    #[command(subcommand)]
+    Handler(cli::step::HandlerCommand),
+    /// Write a plugin project (a step or a handler, in Rust, JavaScript or Python) that
+    /// builds offline into a component and tests itself.
+    New(cli::new::New),
     /// Run a recorded run's plugin attempts again here, on the versions it pinned or on
     /// files given, with the recorded answers and no network, and show where they differ.
     /// Exit status 0 only if none does.
@@ -131,32 +137,17 @@ fn main() -> ExitCode {
             out,
         }) => cli::keys::sign(file, key, name.as_deref(), out.as_deref()),
         Command::Keys(command) => cli::keys::run(command),
+        Command::New(command) => cli::new::run(command),
         Command::Replay(command) => {
             init_logging(cli.log_format, "warn");
-            match replay(&cli.connection, command) {
-                Ok((report, same)) => {
-                    print!("{report}");
-                    return if same {
-                        ExitCode::SUCCESS
-                    } else {
-                        ExitCode::FAILURE
-                    };
-                }
-                Err(e) => Err(e),
-            }
+            return verdict(replay(&cli.connection, command));
         }
-        Command::Step(cli::step::StepCommand::Run(command)) => match cli::step::run(command) {
-            // The report either way; the status says whether the step succeeded.
-            Ok((report, succeeded)) => {
-                print!("{report}");
-                return if succeeded {
-                    ExitCode::SUCCESS
-                } else {
-                    ExitCode::FAILURE
-                };
-            }
-            Err(e) => Err(e),
-        },
+        Command::Step(cli::step::StepCommand::Run(command)) => {
+            return verdict(cli::step::run(command));
+        }
+        Command::Handler(cli::step::HandlerCommand::Run(command)) => {
+            return verdict(cli::step::handle(command));
+        }
         client_command => {
             init_logging(cli.log_format, "warn");
             run_client(&cli.connection, client_command)
@@ -167,13 +158,31 @@ fn main() -> ExitCode {
             print!("{report}");
             ExitCode::SUCCESS
         }
-        Err(e) => {
-            // One line, whatever the causes' messages hold.
-            let line = format!("{e:#}").replace('\n', " ");
-            eprintln!("error: {line}");
-            ExitCode::FAILURE
-        }
+        Err(e) => failure(&e),
     }
+}
+
+/// Prints the report of a command that says whether what it tried passed (a step, a
+/// handler, a replay): exit status 0 only if it did.
+fn verdict(outcome: anyhow::Result<(String, bool)>) -> ExitCode {
+    match outcome {
+        Ok((report, passed)) => {
+            print!("{report}");
+            if passed {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(e) => failure(&e),
+    }
+}
+
+/// Prints `e` on one line, whatever the causes' messages hold; exit status 1.
+fn failure(e: &anyhow::Error) -> ExitCode {
+    let line = format!("{e:#}").replace('\n', " ");
+    eprintln!("error: {line}");
+    ExitCode::FAILURE
 }
 
 /// `flowhost replay`: a client of the host that runs plugins here, on a runtime of its own.
@@ -207,8 +216,12 @@ fn run_client(connection: &cli::Connection, command: &Command) -> anyhow::Result
             | Command::Check { .. }
             | Command::Keys(_)
             | Command::Step(_)
+            | Command::Handler(_)
+            | Command::New(_)
             | Command::Replay(_) => {
-                unreachable!("serve, check, keys and step run in this process, with no host")
+                unreachable!(
+                    "serve, check, keys, step, handler and new run in this process, with no host"
+                )
             }
         }
     })

@@ -29,6 +29,7 @@ mod step;
 mod support;
 mod swap;
 mod telemetry;
+mod templates;
 mod traces;
 mod versions;
 mod visibility;

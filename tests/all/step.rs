@@ -1,5 +1,6 @@
-//! `flowhost step run`: one step of a real component, executed and compensated by the
-//! binary with no server, against the example's services on loopback.
+//! `flowhost step run` and `flowhost handler run`: one step of a real component, executed
+//! and compensated by the binary with no server, against the example's services on
+//! loopback; one event handled the same way.
 
 use std::process::Command;
 
@@ -196,4 +197,122 @@ fn bad_input_gets_a_clear_error() {
         assert_eq!(code, Some(1), "{args:?}: {err}");
         assert!(err.contains(says), "{args:?}: {err}");
     }
+}
+
+#[test]
+fn expect_fails_a_step_whose_output_differs() {
+    let probe = flowhost_test_artifacts::PROBE;
+    let dir = tempfile::tempdir().unwrap();
+    let expect = |output: Value| {
+        let path = dir.path().join("expected.json");
+        std::fs::write(&path, output.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let same = expect(json!({ "value": "eu" }));
+    let (code, report) = step_run(
+        probe,
+        &[
+            "--step",
+            "config",
+            "--config",
+            "region=eu",
+            "--expect",
+            &same,
+        ],
+        &json!({ "key": "region" }),
+    );
+    assert_eq!(
+        (code, &report["outcome"]),
+        (Some(0), &json!("ok")),
+        "{report}"
+    );
+
+    let other = expect(json!({ "value": "us" }));
+    let (code, report) = step_run(
+        probe,
+        &[
+            "--step",
+            "config",
+            "--config",
+            "region=eu",
+            "--expect",
+            &other,
+        ],
+        &json!({ "key": "region" }),
+    );
+    assert_eq!(code, Some(1), "{report}");
+    assert_eq!(report["outcome"], "unexpected output", "{report}");
+    let error = report["error"].as_str().unwrap();
+    assert!(
+        error.contains("\"us\"") && error.contains("\"eu\""),
+        "{error}"
+    );
+}
+
+/// `flowhost handler run FILE --event EVENT --json`: the exit code and the report.
+fn handler_run(file: &str, event: &Value, args: &[&str]) -> (Option<i32>, Value) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("event.json");
+    std::fs::write(&path, event.to_string()).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .args(["handler", "run", file, "--json", "--event"])
+        .arg(&path)
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let report = serde_json::from_str(&stdout)
+        .unwrap_or_else(|e| panic!("{e}: {stdout} {}", String::from_utf8_lossy(&output.stderr)));
+    (output.status.code(), report)
+}
+
+#[test]
+fn a_handler_runs_here_on_one_event() {
+    let audit = plugin("audit_log");
+    let (code, handled) = handler_run(
+        &audit,
+        &json!({ "topic": "order.confirmed", "id": "e-1", "data": { "order_id": "o-1" } }),
+        &[],
+    );
+    assert_eq!(
+        (code, &handled["outcome"]),
+        (Some(0), &json!("ok")),
+        "{handled}"
+    );
+    let line = handled["log"][0]["message"].as_str().unwrap();
+    assert!(line.contains("event e-1 on order.confirmed"), "{handled}");
+
+    let (code, refused) = handler_run(
+        &audit,
+        &json!({ "topic": "order.confirmed", "data": { "fail": true } }),
+        &[],
+    );
+    assert_eq!(
+        (code, &refused["outcome"]),
+        (Some(1), &json!("failed")),
+        "{refused}"
+    );
+    assert!(refused["error"].is_string(), "{refused}");
+
+    // A step plugin has no handler to call; an event without a topic is refused up front.
+    let (code, wrong) = handler_run(
+        flowhost_test_artifacts::PROBE,
+        &json!({ "topic": "t", "data": {} }),
+        &[],
+    );
+    assert_eq!(
+        (code, &wrong["outcome"]),
+        (Some(1), &json!("host error")),
+        "{wrong}"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let no_topic = dir.path().join("event.json");
+    std::fs::write(&no_topic, r#"{"data": {}}"#).unwrap();
+    let output = Command::new(env!("CARGO_BIN_EXE_flowhost"))
+        .args(["handler", "run", &audit, "--event"])
+        .arg(&no_topic)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("`topic`"));
 }

@@ -9,13 +9,16 @@
 //! - [`nodes`]: `nodes list`;
 //! - [`replay`]: `replay RUN_ID`, a recorded run's attempts run again here;
 //! - [`keys`]: `keys generate` and `plugins sign`, which need no host;
-//! - [`step`]: `step run`, one step of a component, here and without a host;
+//! - [`step`]: `step run` and `handler run`, one call of a component, here and without a
+//!   host;
+//! - [`new`]: `new step|handler NAME --lang rust|js|python`, a plugin project;
 //! - [`table`]: the tables they print;
 //! - here: what the commands that load a component in this process share.
 
 pub mod client;
 pub mod events;
 pub mod keys;
+pub mod new;
 pub mod nodes;
 pub mod registry;
 pub mod replay;

@@ -1,7 +1,8 @@
-//! `flowhost step run`: one step of a plugin, executed or compensated here, with the real
-//! capabilities and no server: the inner loop of writing a step. Services are the URLs
-//! given, the cache is this process's, events and log lines are kept and printed with the
-//! output.
+//! `flowhost step run` and `flowhost handler run`: one step of a plugin, executed or
+//! compensated, or one event handled, here, with the real capabilities and no server: the
+//! inner loop of writing a plugin, and the test a project made by `flowhost new` runs.
+//! Services are the URLs given, the cache is this process's, events and log lines are kept
+//! and printed with the outcome.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,18 +17,28 @@ use tracing_subscriber::Layer as _;
 use tracing_subscriber::layer::{Context as LayerContext, SubscriberExt};
 
 use flowhost::Config;
-use flowhost::bindings::types::{StepError, StepInfo};
+use flowhost::bindings::types::{Event, StepError, StepInfo};
 use flowhost::capabilities::events::MemorySink;
 use flowhost::config::ServiceConfig;
 use flowhost::model::Direction;
+use flowhost::runtime::{Plugin, Runtime};
 
 /// `flowhost step ...`.
 #[derive(clap::Subcommand, Debug)]
 pub enum StepCommand {
     /// Execute (or compensate) one step of the component FILE here, with the real
     /// capabilities, and print its output, the events it published and its log. Exit
-    /// status 0 only if the step succeeded.
+    /// status 0 only if the step succeeded (and, with --expect, gave that output).
     Run(StepRun),
+}
+
+/// `flowhost handler ...`.
+#[derive(clap::Subcommand, Debug)]
+pub enum HandlerCommand {
+    /// Hand one event to the handler component FILE here, with the real capabilities, and
+    /// print the outcome, the events it published and its log. Exit status 0 only if it
+    /// handled the event.
+    Run(HandlerRun),
 }
 
 /// `flowhost step run ...`.
@@ -44,19 +55,42 @@ pub struct StepRun {
     /// Compensate the step instead of executing it.
     #[arg(long)]
     pub compensate: bool,
-    /// A service the step may call, as NAME=URL (repeat for more).
+    /// The attempt number the step sees.
+    #[arg(long, default_value_t = 1)]
+    pub attempt: u32,
+    /// A JSON file with the output the step must give: anything else fails the command.
+    #[arg(long)]
+    pub expect: Option<PathBuf>,
+    #[command(flatten)]
+    pub local: Local,
+}
+
+/// `flowhost handler run ...`.
+#[derive(Args, Debug)]
+pub struct HandlerRun {
+    /// The plugin's component.
+    pub file: PathBuf,
+    /// The event, a JSON file (or `-`): `{"topic", "data"}`, and optionally `id`,
+    /// `source` and `correlation_id`.
+    #[arg(long)]
+    pub event: PathBuf,
+    #[command(flatten)]
+    pub local: Local,
+}
+
+/// What a plugin run here is given, whatever it serves.
+#[derive(Args, Debug)]
+pub struct Local {
+    /// A service the plugin may call, as NAME=URL (repeat for more).
     #[arg(long = "service", value_name = "NAME=URL")]
     pub services: Vec<String>,
-    /// A setting the step reads through `config`, as KEY=VALUE (repeat for more).
+    /// A setting the plugin reads through `config`, as KEY=VALUE (repeat for more).
     #[arg(long = "config", value_name = "KEY=VALUE")]
     pub config: Vec<String>,
     /// The plugin's name (its cache namespace, and what its log lines name); default the
     /// file's name without its extension.
     #[arg(long)]
     pub name: Option<String>,
-    /// The attempt number the step sees.
-    #[arg(long, default_value_t = 1)]
-    pub attempt: u32,
     /// Print one JSON object: outcome, output, error, events, log.
     #[arg(long)]
     pub json: bool,
@@ -72,20 +106,98 @@ struct Report {
     took_ms: u128,
 }
 
-/// Runs the step; the report, and whether the step succeeded.
+/// Runs the step; the report, and whether the step succeeded (as expected).
 pub fn run(command: &StepRun) -> anyhow::Result<(String, bool)> {
-    let context = read_input(command.input.as_deref())?;
-    let wasm = std::fs::read(&command.file)
-        .with_context(|| format!("reading {}", command.file.display()))?;
-    let name = super::plugin_name(&command.file, command.name.as_deref())?;
+    let context = read_json(command.input.as_deref(), "--input")?;
+    if !context.is_object() {
+        bail!("--input must be a JSON object (the run context)");
+    }
+    let expected = match &command.expect {
+        Some(path) => Some(read_json(Some(path), "--expect")?),
+        None => None,
+    };
+    let context = context.to_string();
+    let direction = direction(command);
+    let (result, mut report, name) =
+        call(&command.file, &command.local, |host, plugin| async move {
+            let info = StepInfo {
+                run_id: "local".into(),
+                workflow: "local".into(),
+                step: command.step.clone(),
+                attempt: command.attempt,
+                idempotency_key: format!("local:{}:{}", command.step, direction.as_str()),
+            };
+            host.call_step(&plugin, direction, &info, &context, None)
+                .await
+        })?;
+    match result {
+        Ok(Ok(output)) => {
+            report.output = Some(serde_json::from_str(&output).unwrap_or(Value::String(output)));
+        }
+        Ok(Err(StepError::Retryable(message))) => report.fail("retryable", message),
+        Ok(Err(StepError::Fatal(message))) => report.fail("fatal", message),
+        Err(error) => report.fail("host error", error.to_string()),
+    }
+    if let (Some(expected), Some(output)) = (&expected, &report.output)
+        && expected != output
+    {
+        report.fail(
+            "unexpected output",
+            format!("expected {expected}, got {output}"),
+        );
+    }
+    let title = format!("{name} step {} ({})", command.step, direction.as_str());
+    report.print(&title, command.local.json)
+}
+
+/// Hands the event to the handler; the report, and whether it handled it.
+pub fn handle(command: &HandlerRun) -> anyhow::Result<(String, bool)> {
+    let given = read_json(Some(&command.event), "--event")?;
+    let text = |field: &str| given.get(field).and_then(Value::as_str).map(str::to_owned);
+    let Some(topic) = text("topic") else {
+        bail!("--event must be a JSON object with a `topic` and its `data`");
+    };
+    let event = Event {
+        id: text("id").unwrap_or_else(|| "local-1".into()),
+        topic,
+        source: text("source").unwrap_or_else(|| "local".into()),
+        time_ms: std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |elapsed| elapsed.as_millis() as u64),
+        correlation_id: text("correlation_id"),
+        data: given.get("data").unwrap_or(&Value::Null).to_string(),
+    };
+    let title = format!("handler of {}", event.topic);
+    let (result, mut report, name) = call(&command.file, &command.local, |host, plugin| {
+        let event = event.clone();
+        async move { host.handle(&plugin, "local", &event).await }
+    })?;
+    match result {
+        Ok(Ok(())) => {}
+        Ok(Err(message)) => report.fail("failed", message),
+        Err(error) => report.fail("host error", error.to_string()),
+    }
+    report.print(&format!("{name} {title}"), command.local.json)
+}
+
+/// Loads the component `file` with what `local` grants, makes the call `body` makes of it,
+/// and gives back its result, the report of what it published and logged, and the plugin's
+/// name.
+fn call<T, F, Fut>(file: &Path, local: &Local, body: F) -> anyhow::Result<(T, Report, String)>
+where
+    F: FnOnce(Runtime, Plugin) -> Fut,
+    Fut: Future<Output = T>,
+{
+    let wasm = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    let name = super::plugin_name(file, local.name.as_deref())?;
     let mut config = Config::default();
     config.runtime.compiled_cache = false;
     config.runtime.max_instances = 4;
     let mut granted = Vec::new();
-    for service in &command.services {
+    for service in &local.services {
         let (service, url) = super::pair(service, "--service", "NAME=URL")?;
         let mut entry: ServiceConfig = serde_json::from_value(json!({ "urls": [url] }))?;
-        // One attempt: what the step does with a failure is what is being tried.
+        // One attempt: what the plugin does with a failure is what is being tried.
         entry.retries = 0;
         config.services.insert(service.clone(), entry);
         granted.push(service);
@@ -93,7 +205,7 @@ pub fn run(command: &StepRun) -> anyhow::Result<(String, bool)> {
     let mut settings = super::local_settings(&name, &config.runtime);
     settings.services = granted.into();
     let mut values = BTreeMap::new();
-    for setting in &command.config {
+    for setting in &local.config {
         let (key, value) = super::pair(setting, "--config", "KEY=VALUE")?;
         values.insert(key, value);
     }
@@ -120,32 +232,14 @@ pub fn run(command: &StepRun) -> anyhow::Result<(String, bool)> {
     let (result, took) = runtime.block_on(async {
         let host = flowhost::runtime_for(&config, sink.clone())?;
         let plugin = host.load(settings, &wasm)?;
-        let info = StepInfo {
-            run_id: "local".into(),
-            workflow: "local".into(),
-            step: command.step.clone(),
-            attempt: command.attempt,
-            idempotency_key: format!("local:{}:{}", command.step, direction(command).as_str()),
-        };
         let started = Instant::now();
-        let result = host
-            .call_step(&plugin, direction(command), &info, &context, None)
-            .await;
+        let result = body(host, plugin).await;
         anyhow::Ok((result, started.elapsed()))
     })?;
-    let (outcome, output, error) = match result {
-        Ok(Ok(output)) => {
-            let output = serde_json::from_str(&output).unwrap_or(Value::String(output));
-            ("ok", Some(output), None)
-        }
-        Ok(Err(StepError::Retryable(message))) => ("retryable", None, Some(message)),
-        Ok(Err(StepError::Fatal(message))) => ("fatal", None, Some(message)),
-        Err(error) => ("host error", None, Some(error.to_string())),
-    };
     let report = Report {
-        outcome,
-        output,
-        error,
+        outcome: "ok",
+        output: None,
+        error: None,
         events: sink
             .events()
             .iter()
@@ -161,13 +255,7 @@ pub fn run(command: &StepRun) -> anyhow::Result<(String, bool)> {
         log: std::mem::take(&mut *log.lock().expect("log lock")),
         took_ms: took.as_millis(),
     };
-    let succeeded = outcome == "ok";
-    let printed = if command.json {
-        format!("{}\n", serde_json::to_string_pretty(&report.json())?)
-    } else {
-        report.text(&name, command)
-    };
-    Ok((printed, succeeded))
+    Ok((result, report, name))
 }
 
 fn direction(command: &StepRun) -> Direction {
@@ -178,23 +266,37 @@ fn direction(command: &StepRun) -> Direction {
     }
 }
 
-/// The run context: the file's JSON object, `{}` without one.
-fn read_input(input: Option<&Path>) -> anyhow::Result<String> {
-    let text = match input {
-        None => return Ok("{}".to_owned()),
+/// The JSON in file `path` (`-` for standard input), `{}` without one; `flag` names it in
+/// errors.
+fn read_json(path: Option<&Path>, flag: &str) -> anyhow::Result<Value> {
+    let text = match path {
+        None => return Ok(json!({})),
         Some(path) if path == Path::new("-") => std::io::read_to_string(std::io::stdin())?,
         Some(path) => {
             std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
         }
     };
-    let context: Value = serde_json::from_str(&text).context("--input is not JSON")?;
-    if !context.is_object() {
-        bail!("--input must be a JSON object (the run context)");
-    }
-    Ok(context.to_string())
+    serde_json::from_str(&text).with_context(|| format!("{flag} is not JSON"))
 }
 
 impl Report {
+    /// Marks the call failed: `outcome` says how.
+    fn fail(&mut self, outcome: &'static str, error: String) {
+        self.outcome = outcome;
+        self.error = Some(error);
+    }
+
+    /// The report as printed (`json` or text under `title`), and whether the call
+    /// succeeded.
+    fn print(&self, title: &str, json: bool) -> anyhow::Result<(String, bool)> {
+        let printed = if json {
+            format!("{}\n", serde_json::to_string_pretty(&self.json())?)
+        } else {
+            self.text(title)
+        };
+        Ok((printed, self.outcome == "ok"))
+    }
+
     fn json(&self) -> Value {
         json!({
             "outcome": self.outcome,
@@ -206,14 +308,8 @@ impl Report {
         })
     }
 
-    fn text(&self, name: &str, command: &StepRun) -> String {
-        let mut text = format!(
-            "{name} step {} ({}): {} in {} ms\n",
-            command.step,
-            direction(command).as_str(),
-            self.outcome,
-            self.took_ms
-        );
+    fn text(&self, title: &str) -> String {
+        let mut text = format!("{title}: {} in {} ms\n", self.outcome, self.took_ms);
         if let Some(output) = &self.output {
             text.push_str(&format!("output: {output}\n"));
         }
