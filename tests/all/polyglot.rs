@@ -318,6 +318,30 @@ async fn the_order_saga_runs_and_compensates_with_any_mix_of_languages() {
         );
     }
 
+    // A 503 is retryable in the JS and the Python SDK alike: the host retries the step.
+    for workflow in ["all_js", "all_python"] {
+        services.fail("payments", 1, 503).await;
+        let id = format!("{workflow}-retried");
+        let (_, run) = server
+            .post(
+                &format!("/v1/workflows/{workflow}/runs?wait=60s"),
+                &order(&id, 7, 20.0),
+            )
+            .await;
+        assert_eq!(run["status"], "completed", "{workflow}: {run}");
+        assert_eq!(
+            step(&run, "process_payment")["attempts"],
+            2,
+            "{workflow}: {run}"
+        );
+        let ledger = services.order(&id).await;
+        assert_eq!(
+            count(&ledger, "payments", "captured"),
+            1,
+            "{workflow}: {ledger}"
+        );
+    }
+
     // The second item is out of stock (409) in the JS and the Python step alike: fatal, and
     // the step releases the first item's reservation itself (no compensation follows a
     // failed step).
