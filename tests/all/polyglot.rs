@@ -434,3 +434,20 @@ fn files_under(dir: &std::path::Path) -> std::collections::BTreeMap<String, Stri
     }
     files
 }
+
+/// The Python SDK's own logic, outside a component: its unit tests
+/// (`plugins/python/sdk/tests`), with the machine's Python.
+#[test]
+fn the_python_sdk_passes_its_unit_tests() {
+    let sdk = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../plugins/python/sdk");
+    let output = std::process::Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", "tests"])
+        .current_dir(&sdk)
+        // No __pycache__ in the source tree: the test build watches it.
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&output.stderr);
+    assert!(output.status.success(), "{text}");
+    assert!(text.contains("OK"), "{text}");
+}

@@ -32,7 +32,7 @@ fn main() {
         ".cargo",
         "python/src",
         "python/orders",
-        "python/sdk",
+        "python/sdk/flowhost",
         "python/requirements.txt",
         "js/greet",
         "js/orders",
