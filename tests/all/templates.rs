@@ -296,3 +296,17 @@ fn new_refuses_a_bad_name_or_a_folder_in_use() {
         "nothing written"
     );
 }
+
+/// A JS project pins the tools the test build installs (`plugins/js/package.json`), so what
+/// the template test builds with is what a project builds with; Python and Rust projects
+/// get the very files (`requirements.txt`, `Cargo.lock`).
+#[test]
+fn a_js_project_pins_the_tools_of_the_test_build() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let read = |path: PathBuf| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    let tools = read(root.join("plugins/js/package.json"));
+    let template = read(root.join("templates/js/package.json"));
+    assert_eq!(template["devDependencies"], tools["devDependencies"]);
+}
