@@ -45,7 +45,8 @@ pub enum Lang {
     Python,
 }
 
-/// One file of a project: its path in the project, and its text.
+/// One file of a project: its path in the project, and its text. A template's files have
+/// `{{...}}` placeholders; the WIT, the SDKs and the pins are copied as they are.
 type File = (&'static str, &'static str);
 
 /// Embeds files of the repository, each under the path it takes in a project.
@@ -65,19 +66,21 @@ const WIT: &[File] = embed![
     "wit/world.wit" => "wit/world.wit",
 ];
 
-const TESTS: &[File] = embed![
+const STEP_TESTS: &[File] = embed![
     "tests/input.json" => "templates/tests/input.json",
     "tests/expected.json" => "templates/tests/expected.json",
-    "tests/event.json" => "templates/tests/event.json",
 ];
+const HANDLER_TESTS: &[File] = embed!["tests/event.json" => "templates/tests/event.json"];
 
 const RUST: &[File] = embed![
     "Cargo.toml" => "templates/rust/Cargo.toml",
-    "Cargo.lock" => "plugins/Cargo.lock",
     ".cargo/config.toml" => "templates/rust/.cargo/config.toml",
     ".gitignore" => "templates/rust/gitignore",
     "README.md" => "templates/rust/README.md",
     "sdk/Cargo.toml" => "templates/rust/sdk.Cargo.toml",
+];
+const RUST_SDK: &[File] = embed![
+    "Cargo.lock" => "plugins/Cargo.lock",
     "sdk/README.md" => "plugins/sdk/README.md",
     "sdk/src/bindings.rs" => "plugins/sdk/src/bindings.rs",
     "sdk/src/cache.rs" => "plugins/sdk/src/cache.rs",
@@ -97,6 +100,8 @@ const JS: &[File] = embed![
     "package.json" => "templates/js/package.json",
     ".gitignore" => "templates/js/gitignore",
     "README.md" => "templates/js/README.md",
+];
+const JS_SDK: &[File] = embed![
     "sdk/package.json" => "plugins/js/sdk/package.json",
     "sdk/index.js" => "plugins/js/sdk/index.js",
     "sdk/index.d.ts" => "plugins/js/sdk/index.d.ts",
@@ -115,9 +120,11 @@ const JS_STEP: &[File] = embed!["src/index.js" => "templates/js/step.js"];
 const JS_HANDLER: &[File] = embed!["src/index.js" => "templates/js/handler.js"];
 
 const PYTHON: &[File] = embed![
-    "requirements.txt" => "plugins/python/requirements.txt",
     ".gitignore" => "templates/python/gitignore",
     "README.md" => "templates/python/README.md",
+];
+const PYTHON_SDK: &[File] = embed![
+    "requirements.txt" => "plugins/python/requirements.txt",
     "sdk/flowhost/__init__.py" => "plugins/python/sdk/flowhost/__init__.py",
     "sdk/flowhost/cache.py" => "plugins/python/sdk/flowhost/cache.py",
     "sdk/flowhost/config.py" => "plugins/python/sdk/flowhost/config.py",
@@ -133,10 +140,25 @@ const PYTHON_STEP: &[File] = embed!["app.py" => "templates/python/step.py"];
 const PYTHON_HANDLER: &[File] = embed!["app.py" => "templates/python/handler.py"];
 
 impl Kind {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Step => "step",
+            Self::Handler => "handler",
+        }
+    }
+
     fn world(self) -> &'static str {
         match self {
             Self::Step => "step-plugin",
             Self::Handler => "handler-plugin",
+        }
+    }
+
+    /// The test cases every project of this kind gets.
+    fn tests(self) -> &'static [File] {
+        match self {
+            Self::Step => STEP_TESTS,
+            Self::Handler => HANDLER_TESTS,
         }
     }
 }
@@ -173,37 +195,35 @@ pub fn run(command: &New) -> anyhow::Result<String> {
         ),
         Kind::Handler => format!("flowhost handler run {component} --event tests/event.json"),
     };
-    let kind = match command.kind {
-        Kind::Step => "step",
-        Kind::Handler => "handler",
+    let kind = command.kind.as_str();
+    let (template, own, sdk) = match (command.lang, command.kind) {
+        (Lang::Rust, Kind::Step) => (RUST, RUST_STEP, RUST_SDK),
+        (Lang::Rust, Kind::Handler) => (RUST, RUST_HANDLER, RUST_SDK),
+        (Lang::Js, Kind::Step) => (JS, JS_STEP, JS_SDK),
+        (Lang::Js, Kind::Handler) => (JS, JS_HANDLER, JS_SDK),
+        (Lang::Python, Kind::Step) => (PYTHON, PYTHON_STEP, PYTHON_SDK),
+        (Lang::Python, Kind::Handler) => (PYTHON, PYTHON_HANDLER, PYTHON_SDK),
     };
-    let (common, own) = match (command.lang, command.kind) {
-        (Lang::Rust, Kind::Step) => (RUST, RUST_STEP),
-        (Lang::Rust, Kind::Handler) => (RUST, RUST_HANDLER),
-        (Lang::Js, Kind::Step) => (JS, JS_STEP),
-        (Lang::Js, Kind::Handler) => (JS, JS_HANDLER),
-        (Lang::Python, Kind::Step) => (PYTHON, PYTHON_STEP),
-        (Lang::Python, Kind::Handler) => (PYTHON, PYTHON_HANDLER),
-    };
-    let tests: &[File] = match command.kind {
-        Kind::Step => &TESTS[..2],
-        Kind::Handler => &TESTS[2..],
-    };
-    for (path, text) in [WIT, common, own, tests].concat() {
+    for (path, text) in [template, own, command.kind.tests()].concat() {
         let text = text
             .replace("{{name}}", name)
             .replace("{{module}}", &module)
             .replace("{{world}}", command.kind.world())
             .replace("{{kind}}", kind)
             .replace("{{test}}", &test);
+        write(&dir.join(path), &text)?;
+    }
+    for (path, text) in [WIT, sdk].concat() {
         // The Rust SDK binds the WIT beside it in the repository, two folders up; in a
         // project the WIT is one folder up.
-        let text = if path == "sdk/src/bindings.rs" {
-            text.replace("path: \"../../wit\"", "path: \"../wit\"")
+        if path == "sdk/src/bindings.rs" {
+            write(
+                &dir.join(path),
+                &text.replace("path: \"../../wit\"", "path: \"../wit\""),
+            )?;
         } else {
-            text
-        };
-        write(&dir.join(path), &text)?;
+            write(&dir.join(path), text)?;
+        }
     }
     let build = match command.lang {
         Lang::Rust => "cargo build --release".to_owned(),
