@@ -204,174 +204,123 @@ async fn the_order_saga_runs_and_compensates_with_any_mix_of_languages() {
         ));
     }
     let server = Server::start(&config).await;
+    // Runs `input` on `workflow` to its end; the run, and the order's ledger.
+    let run = |workflow: &'static str, input: Value| {
+        let (server, services) = (&server, &services);
+        async move {
+            let (status, run) = server
+                .post(&format!("/v1/workflows/{workflow}/runs?wait=60s"), &input)
+                .await;
+            assert_eq!(status, 200, "{workflow}: {run}");
+            let ledger = services.order(input["order_id"].as_str().unwrap()).await;
+            (run, ledger)
+        }
+    };
 
-    for (n, (workflow, languages)) in MIXES.iter().enumerate() {
-        let start = |id: String, user: u64, total: f64| {
-            let server = &server;
-            async move {
-                let (status, run) = server
-                    .post(
-                        &format!("/v1/workflows/{workflow}/runs?wait=60s"),
-                        &order(&id, user, total),
-                    )
-                    .await;
-                assert_eq!(status, 200, "{workflow}: {run}");
-                run
-            }
-        };
-
+    for (n, (workflow, languages)) in MIXES.into_iter().enumerate() {
         // Completes: each step's output is in the context, each service saw its call once.
-        let id = format!("{workflow}-ok");
-        let run = start(id.clone(), 7, 50.0).await;
-        assert_eq!(
-            run["status"], "completed",
-            "{workflow} {languages:?}: {run}"
+        let (done, ledger) = run(workflow, order(&format!("{workflow}-ok"), 7, 50.0)).await;
+        expect(
+            &done,
+            "completed",
+            None,
+            &format!("{workflow} {languages:?}"),
         );
-        let context = &run["context"];
-        assert_eq!(context["user"]["name"], "User 7", "{workflow}: {run}");
+        let context = &done["context"];
+        assert_eq!(context["user"]["name"], "User 7", "{done}");
         assert_eq!(context["reservations"].as_array().unwrap().len(), 2);
-        assert!(context["payment_id"].is_string(), "{workflow}: {run}");
-        assert_eq!(context["order_status"], "created", "{workflow}: {run}");
-        assert!(
-            context["confirmation_event"].is_string(),
-            "{workflow}: {run}"
-        );
-        let ledger = services.order(&id).await;
-        assert_eq!(
-            count(&ledger, "reservations", "active"),
-            2,
-            "{workflow}: {ledger}"
-        );
-        assert_eq!(
-            count(&ledger, "payments", "captured"),
-            1,
-            "{workflow}: {ledger}"
-        );
-        assert_eq!(
-            count(&ledger, "orders", "active"),
-            1,
-            "{workflow}: {ledger}"
+        assert!(context["payment_id"].is_string(), "{done}");
+        assert_eq!(context["order_status"], "created", "{done}");
+        assert!(context["confirmation_event"].is_string(), "{done}");
+        counts(
+            &ledger,
+            &[
+                ("reservations", "active", 2),
+                ("payments", "captured", 1),
+                ("orders", "active", 1),
+            ],
         );
 
         // A declined payment (402) is fatal: the reservations are released.
-        let id = format!("{workflow}-declined");
-        let run = start(id.clone(), 7, 5000.0).await;
-        assert_eq!(run["status"], "compensated", "{workflow}: {run}");
-        assert_eq!(run["error"]["step"], "process_payment", "{workflow}: {run}");
-        assert!(
-            run["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("declined"),
-            "{workflow}: {run}"
-        );
-        let ledger = services.order(&id).await;
-        assert_eq!(
-            count(&ledger, "reservations", "released"),
-            2,
-            "{workflow}: {ledger}"
-        );
-        assert_eq!(
-            count(&ledger, "payments", "captured"),
-            0,
-            "{workflow}: {ledger}"
+        let (declined, ledger) =
+            run(workflow, order(&format!("{workflow}-declined"), 7, 5000.0)).await;
+        expect(&declined, "compensated", Some("declined"), workflow);
+        assert_eq!(declined["error"]["step"], "process_payment", "{declined}");
+        counts(
+            &ledger,
+            &[("reservations", "released", 2), ("payments", "captured", 0)],
         );
 
         // The order service refuses (400): the payment is refunded, then the stock released.
         services.fail("orders", 1, 400).await;
-        let id = format!("{workflow}-refused");
-        let run = start(id.clone(), 7, 20.0).await;
-        assert_eq!(run["status"], "compensated", "{workflow}: {run}");
+        let (refused, ledger) = run(workflow, order(&format!("{workflow}-refused"), 7, 20.0)).await;
+        expect(&refused, "compensated", None, workflow);
         assert_eq!(
-            step(&run, "create_order")["attempts"],
+            step(&refused, "create_order")["attempts"],
             1,
-            "a 400 is fatal: {run}"
+            "a 400 is fatal: {refused}"
         );
-        assert_eq!(step(&run, "process_payment")["status"], "compensated");
-        assert_eq!(step(&run, "reserve_inventory")["status"], "compensated");
-        let ledger = services.order(&id).await;
-        assert_eq!(
-            count(&ledger, "payments", "refunded"),
-            1,
-            "{workflow}: {ledger}"
-        );
-        assert_eq!(
-            count(&ledger, "reservations", "active"),
-            0,
-            "{workflow}: {ledger}"
+        assert_eq!(step(&refused, "process_payment")["status"], "compensated");
+        assert_eq!(step(&refused, "reserve_inventory")["status"], "compensated");
+        counts(
+            &ledger,
+            &[("payments", "refunded", 1), ("reservations", "active", 0)],
         );
 
         // An unknown user (404) and an inactive one fail the first step, fatally: nothing
         // was done, so nothing is compensated.
-        let user = if n % 2 == 0 { 999 } else { 13 };
-        let run = start(format!("{workflow}-user"), user, 20.0).await;
-        assert_eq!(run["status"], "failed", "{workflow}: {run}");
-        assert_eq!(step(&run, "validate_user")["attempts"], 1, "{run}");
-        let expected = if user == 999 {
-            "does not exist"
+        let (user, says) = if n % 2 == 0 {
+            (999, "does not exist")
         } else {
-            "is not active"
+            (13, "is not active")
         };
-        assert!(
-            run["error"]["message"].as_str().unwrap().contains(expected),
-            "{workflow}: {run}"
-        );
+        let (unknown, _) = run(workflow, order(&format!("{workflow}-user"), user, 20.0)).await;
+        expect(&unknown, "failed", Some(says), workflow);
+        assert_eq!(step(&unknown, "validate_user")["attempts"], 1, "{unknown}");
     }
 
-    // A 503 is retryable in the JS and the Python SDK alike: the host retries the step.
     for workflow in ["all_js", "all_python"] {
+        // A 503 is retryable in the JS and the Python SDK alike: the host retries the step.
         services.fail("payments", 1, 503).await;
-        let id = format!("{workflow}-retried");
-        let (_, run) = server
-            .post(
-                &format!("/v1/workflows/{workflow}/runs?wait=60s"),
-                &order(&id, 7, 20.0),
-            )
-            .await;
-        assert_eq!(run["status"], "completed", "{workflow}: {run}");
+        let (retried, ledger) = run(workflow, order(&format!("{workflow}-retried"), 7, 20.0)).await;
+        expect(&retried, "completed", None, workflow);
         assert_eq!(
-            step(&run, "process_payment")["attempts"],
+            step(&retried, "process_payment")["attempts"],
             2,
-            "{workflow}: {run}"
+            "{retried}"
         );
-        let ledger = services.order(&id).await;
-        assert_eq!(
-            count(&ledger, "payments", "captured"),
-            1,
-            "{workflow}: {ledger}"
+        counts(&ledger, &[("payments", "captured", 1)]);
+
+        // The second item is out of stock (409): fatal, and the step releases the first
+        // item's reservation itself (no compensation follows a failed step). The step
+        // before has nothing to undo (`compensate = false`): the run ends failed.
+        let mut input = order(&format!("{workflow}-stock"), 7, 20.0);
+        input["items"][1]["product_id"] = json!("out-of-stock");
+        let (stock, ledger) = run(workflow, input).await;
+        expect(&stock, "failed", Some("out of stock"), workflow);
+        counts(
+            &ledger,
+            &[
+                ("reservations", "active", 0),
+                ("reservations", "released", 1),
+            ],
         );
     }
+}
 
-    // The second item is out of stock (409) in the JS and the Python step alike: fatal, and
-    // the step releases the first item's reservation itself (no compensation follows a
-    // failed step).
-    for workflow in ["all_js", "all_python"] {
-        let id = format!("{workflow}-stock");
-        let mut input = order(&id, 7, 20.0);
-        input["items"][1]["product_id"] = json!("out-of-stock");
-        let (_, run) = server
-            .post(&format!("/v1/workflows/{workflow}/runs?wait=60s"), &input)
-            .await;
-        // The step before has nothing to undo (`compensate = false`): the run ends failed.
-        assert_eq!(run["status"], "failed", "{workflow}: {run}");
-        assert!(
-            run["error"]["message"]
-                .as_str()
-                .unwrap()
-                .contains("out of stock"),
-            "{workflow}: {run}"
-        );
-        let ledger = services.order(&id).await;
-        assert_eq!(
-            count(&ledger, "reservations", "active"),
-            0,
-            "{workflow}: {ledger}"
-        );
-        assert_eq!(
-            count(&ledger, "reservations", "released"),
-            1,
-            "{workflow}: {ledger}"
-        );
+/// Asserts that `run` ended in `status`, its error saying `says` if given.
+fn expect(run: &Value, status: &str, says: Option<&str>, what: &str) {
+    assert_eq!(run["status"], status, "{what}: {run}");
+    if let Some(says) = says {
+        let message = run["error"]["message"].as_str().unwrap_or_default();
+        assert!(message.contains(says), "{what}: {run}");
+    }
+}
+
+/// Asserts how many records of each kind the order's ledger holds in each state.
+fn counts(ledger: &Value, expected: &[(&str, &str, usize)]) {
+    for (kind, state, n) in expected {
+        assert_eq!(count(ledger, kind, state), *n, "{kind} {state}: {ledger}");
     }
 }
 
