@@ -289,6 +289,17 @@ async fn the_order_saga_runs_and_compensates_with_any_mix_of_languages() {
             2,
             "{retried}"
         );
+        // Retried because the SDK said so, not because the component trapped.
+        let id = retried["id"].as_str().unwrap();
+        let (_, journal) = server.get(&format!("/v1/runs/{id}/journal")).await;
+        let outcomes: Vec<&Value> = journal["attempts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["step"] == "process_payment")
+            .map(|a| &a["outcome"])
+            .collect();
+        assert_eq!(outcomes, [&json!("retryable"), &json!("ok")], "{journal}");
         counts(&ledger, &[("payments", "captured", 1)]);
 
         // The second item is out of stock (409): fatal, and the step releases the first

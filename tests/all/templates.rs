@@ -93,9 +93,11 @@ fn build(project: &Project) {
             std::fs::copy(built, project.component()).unwrap();
         }
         "js" => {
-            // The pinned tools the test build installed stand in for `npm install`.
-            let tools = Path::new(flowhost_test_artifacts::JS_TOOLS).join("node_modules");
-            std::os::unix::fs::symlink(tools, dir.join("node_modules")).unwrap();
+            // Offline: npm's cache holds what the test build installed from the same lock.
+            succeed(
+                Command::new("npm").args(["ci", "--offline", "--no-audit", "--no-fund"]),
+                dir,
+            );
             succeed(Command::new("npm").args(["run", "build", "--silent"]), dir);
         }
         "python" => {
@@ -275,6 +277,8 @@ fn new_refuses_a_bad_name_or_a_folder_in_use() {
             "not empty",
         ),
         (vec!["step", "fine", "--lang", "cobol"], "invalid value"),
+        (vec!["step", "flowhost-sdk", "--lang", "rust"], "is taken"),
+        (vec!["handler", "std", "--lang", "rust"], "is taken"),
     ] {
         let output = Command::new(FLOWHOST)
             .arg("new")
@@ -297,9 +301,9 @@ fn new_refuses_a_bad_name_or_a_folder_in_use() {
     );
 }
 
-/// A JS project pins the tools the test build installs (`plugins/js/package.json`), so what
-/// the template test builds with is what a project builds with; Python and Rust projects
-/// get the very files (`requirements.txt`, `Cargo.lock`).
+/// A JS project pins the tools the test build installs: the same devDependencies as
+/// `plugins/js/package.json`, whose lock it gets (`npm ci` refuses a lock that does not fit
+/// them). Python and Rust projects get the very files (`requirements.txt`, `Cargo.lock`).
 #[test]
 fn a_js_project_pins_the_tools_of_the_test_build() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");

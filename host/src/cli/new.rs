@@ -102,6 +102,7 @@ const JS: &[File] = embed![
     "README.md" => "templates/js/README.md",
 ];
 const JS_SDK: &[File] = embed![
+    "package-lock.json" => "plugins/js/package-lock.json",
     "sdk/package.json" => "plugins/js/sdk/package.json",
     "sdk/index.js" => "plugins/js/sdk/index.js",
     "sdk/index.d.ts" => "plugins/js/sdk/index.d.ts",
@@ -163,6 +164,17 @@ impl Kind {
     }
 }
 
+/// Names a project cannot take: the vendored SDK's, and crates every Rust build has.
+const RESERVED: &[&str] = &[
+    "flowhost-sdk",
+    "flowhost_sdk",
+    "std",
+    "core",
+    "alloc",
+    "test",
+    "proc_macro",
+];
+
 /// Writes the project; what was written, and what to do next.
 pub fn run(command: &New) -> anyhow::Result<String> {
     let name = &command.name;
@@ -174,6 +186,9 @@ pub fn run(command: &New) -> anyhow::Result<String> {
         bail!(
             "{name:?} is not a plugin name: lower-case letters, digits, `-` and `_`, starting with a letter"
         );
+    }
+    if RESERVED.contains(&name.as_str()) {
+        bail!("{name:?} is taken (by the SDK, or by Rust itself): choose another name");
     }
     let dir = command.dir.clone().unwrap_or_else(|| PathBuf::from(name));
     if dir.exists()
@@ -214,20 +229,23 @@ pub fn run(command: &New) -> anyhow::Result<String> {
         write(&dir.join(path), &text)?;
     }
     for (path, text) in [WIT, sdk].concat() {
-        // The Rust SDK binds the WIT beside it in the repository, two folders up; in a
-        // project the WIT is one folder up.
-        if path == "sdk/src/bindings.rs" {
-            write(
-                &dir.join(path),
-                &text.replace("path: \"../../wit\"", "path: \"../wit\""),
-            )?;
-        } else {
-            write(&dir.join(path), text)?;
-        }
+        let text = match path {
+            // The Rust SDK binds the WIT beside it in the repository, two folders up; in a
+            // project the WIT is one folder up.
+            "sdk/src/bindings.rs" => text.replace("path: \"../../wit\"", "path: \"../wit\""),
+            // The repository's JS tools, locked, under the project's name: `npm ci` installs
+            // exactly what the test build does.
+            "package-lock.json" => text.replace(
+                "\"name\": \"flowhost-js-plugins\"",
+                &format!("\"name\": \"{name}\""),
+            ),
+            _ => text.to_owned(),
+        };
+        write(&dir.join(path), &text)?;
     }
     let build = match command.lang {
         Lang::Rust => "cargo build --release".to_owned(),
-        Lang::Js => "npm install && npm run build".to_owned(),
+        Lang::Js => "npm ci && npm run build".to_owned(),
         Lang::Python => format!(
             "pip install -r requirements.txt && componentize-py -d wit -w {} componentize app -p . -p sdk -o {module}.wasm",
             command.kind.world()

@@ -1,9 +1,7 @@
 // The order saga's five steps in JavaScript, in one component (`js_orders`): the same steps
 // as the Rust plugins in `plugins/examples`, against the same services, so a workflow can
-// take each step from any language. componentize-js follows the relative imports; build
-// with
-//
-//   componentize-js orders/index.js --wit ../../wit --world-name step-plugin --out orders.wasm
+// take each step from any language. componentize-js reads no module outside the entry's
+// folder, so rolldown bundles this one with the SDK first: `npm run build:orders`.
 
 import { step } from '../sdk/index.js';
 import { reserveInventory } from './inventory.js';

@@ -9,8 +9,15 @@ import { StepError, encodeSegment, log, services } from '../sdk/index.js';
 export const reserveInventory = {
   execute(ctx) {
     const orderId = ctx.get('order_id');
+    const items = ctx.get('items');
+    // Every item is checked before the first reservation: a bad one found halfway would
+    // fail the step with reservations held and no compensation to come.
+    const valid = (item) => typeof item?.product_id === 'string' && Number.isInteger(item.quantity);
+    if (!Array.isArray(items) || !items.every(valid)) {
+      throw StepError.fatal('`items` must be a list of {product_id, quantity}');
+    }
     const reservations = [];
-    for (const item of ctx.get('items')) {
+    for (const item of items) {
       const request = { order_id: orderId, product_id: item.product_id, quantity: item.quantity };
       let reservation;
       try {

@@ -10,6 +10,9 @@ const USER_TTL_MS = 5 * 60 * 1000;
 export const validateUser = {
   execute(ctx) {
     const userId = ctx.get('user_id');
+    if (!Number.isSafeInteger(userId) || userId < 0) {
+      throw StepError.fatal(`\`user_id\` is not a user id: ${JSON.stringify(userId)}`);
+    }
     const key = `user:${userId}`;
     let user = cache.get(key);
     if (user === undefined) {

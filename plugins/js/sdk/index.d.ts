@@ -74,7 +74,7 @@ export class Ctx<T extends Record<string, unknown> = Record<string, any>> {
   has(key: string): boolean;
 }
 
-/** One step's functions. */
+/** One step's functions. They run synchronously: a Promise (an `async` step) fails it. */
 export interface StepFns<T extends Record<string, unknown> = Record<string, any>> {
   execute(ctx: Ctx<T>, info: StepInfo): StepOutput;
   /** Undoes `execute`; none means nothing to undo. */
@@ -96,7 +96,8 @@ export interface Event<D = any> {
   data: D;
 }
 
-/** The `event-handler` export: `export const eventHandler = handler(fn)`. */
+/** The `event-handler` export: `export const eventHandler = handler(fn)`. `fn` runs to its
+ * end synchronously: a Promise (an `async` handler) fails the delivery. */
 export function handler<D = any>(
   fn: (event: Event<D>) => void,
 ): typeof import('flowhost:plugin/event-handler@0.1.0');

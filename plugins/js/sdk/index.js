@@ -154,8 +154,8 @@ export class Ctx {
 
   /** Field `key`; a missing (or null) field fails the step (fatal). */
   get(key) {
-    const value = this.data[key];
-    if (value === undefined || value === null) {
+    const value = this.opt(key);
+    if (value === undefined) {
       throw StepError.fatal(`the context has no \`${key}\``);
     }
     return value;
@@ -163,7 +163,8 @@ export class Ctx {
 
   /** Field `key`, or `fallback` (default undefined) when it is missing or null. */
   opt(key, fallback = undefined) {
-    return this.data[key] ?? fallback;
+    // Own fields only: `constructor` is no field of a context.
+    return (Object.hasOwn(this.data, key) ? this.data[key] : undefined) ?? fallback;
   }
 
   /** Whether the context has field `key`. */
@@ -175,8 +176,20 @@ export class Ctx {
 // ---------------------------------------------------------------------------------------
 // Exports
 
+/**
+ * Refuses a Promise: componentize-js runs an export to its end synchronously, so what an
+ * `async` step or handler awaits would never happen, and its failure would be lost.
+ */
+function synchronous(value, what) {
+  if (value !== null && typeof value?.then === 'function') {
+    throw StepError.fatal(`${what} returned a Promise: async steps and handlers are not supported`);
+  }
+  return value;
+}
+
 /** The output of a step call as the WIT wants it: a JSON object, `{}` for nothing. */
 function output(value) {
+  synchronous(value, 'the step');
   if (value === undefined || value === null) return '{}';
   if (typeof value !== 'object' || Array.isArray(value)) {
     throw StepError.fatal(`a step returns an object, not ${JSON.stringify(value)}`);
@@ -245,7 +258,7 @@ export function handler(fn) {
   return {
     handle(event) {
       try {
-        fn({
+        const handled = fn({
           id: event.id,
           topic: event.topic,
           source: event.source,
@@ -253,6 +266,7 @@ export function handler(fn) {
           correlationId: event.correlationId,
           data: JSON.parse(event.data),
         });
+        synchronous(handled, 'the handler');
       } catch (error) {
         throw error instanceof Error ? `${error.name}: ${error.message}` : String(error);
       }
@@ -265,6 +279,9 @@ export function handler(fn) {
 
 const encoder = new TextEncoder();
 const decoder = new TextDecoder();
+
+/** How much of a response body an error message shows, as the Rust SDK does. */
+const BODY_IN_MESSAGE = 512;
 
 /** Percent-encodes `segment` for use as one path segment (an id taken from the context). */
 export function encodeSegment(segment) {
@@ -338,7 +355,10 @@ export const services = {
       if (!failure) throw error;
       if (failure.tag === 'http') {
         const response = new Response(failure.val);
-        throw new ServiceError('http', `${service} answered ${response.status}: ${response.text()}`, response);
+        // Some of the body: a 4 MiB error page does not belong in the run's record.
+        const text = response.text();
+        const shown = text.length > BODY_IN_MESSAGE ? `${text.slice(0, BODY_IN_MESSAGE)}...` : text;
+        throw new ServiceError('http', `${service} answered ${response.status}: ${shown}`, response);
       }
       throw new ServiceError(failure.tag, `${service}: ${failure.tag}: ${failure.val}`);
     }

@@ -15,8 +15,18 @@ step = Step()
 @step.execute("reserve_inventory")
 def reserve(ctx: Ctx, info: StepInfo) -> dict:
     order_id = ctx.get("order_id", str)
+    items = ctx.get("items", list)
+    # Every item is checked before the first reservation: a bad one found halfway would
+    # fail the step with reservations held and no compensation to come.
+    for item in items:
+        if not (
+            isinstance(item, dict)
+            and isinstance(item.get("product_id"), str)
+            and isinstance(item.get("quantity"), int)
+        ):
+            raise StepError.fatal("`items` must be a list of {product_id, quantity}")
     reservations: List[str] = []
-    for item in ctx.get("items", list):
+    for item in items:
         request = {
             "order_id": order_id,
             "product_id": item["product_id"],

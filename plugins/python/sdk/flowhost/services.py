@@ -13,6 +13,10 @@ from urllib.parse import quote
 
 from .errors import Never, Outside, ServiceError, variant_kind
 
+#: How much of a response body an error message shows, as the Rust SDK does: a 4 MiB
+#: error page does not belong in the run's record.
+BODY_IN_MESSAGE = 512
+
 try:
     from componentize_py_types import Err
     from wit_world.imports import services as raw
@@ -74,7 +78,7 @@ def request(
     elif body is not None:
         payload = body.encode() if isinstance(body, str) else body
     if idempotency_key is not None:
-        pairs.append(("idempotency-key", idempotency_key))
+        pairs.append(("idempotency-key", str(idempotency_key)))
     call = raw.Request(service, raw.Method[method.upper()], path, pairs, payload, timeout_ms)
     try:
         answer = raw.call(call)
@@ -83,6 +87,8 @@ def request(
         if kind == "http":
             response = error.value.value
             text = bytes(response.body).decode("utf-8", errors="replace")
+            if len(text) > BODY_IN_MESSAGE:
+                text = text[:BODY_IN_MESSAGE] + "..."
             raise ServiceError(
                 "http",
                 f"{service} answered {response.status}: {text}",

@@ -130,7 +130,10 @@ class Step:
             return "{}"
         if not isinstance(output, dict):
             raise StepError.fatal(f"a step returns a dict, not {output!r}")
-        return json.dumps(output)
+        try:
+            return json.dumps(output)
+        except (TypeError, ValueError) as error:
+            raise StepError.fatal(f"the step's output is not JSON: {error}") from None
 
     def export(self) -> type:
         """The class componentize-py instantiates as the `saga-step` export: name it

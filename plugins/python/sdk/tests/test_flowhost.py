@@ -43,6 +43,10 @@ class StepTest(unittest.TestCase):
         def note(ctx: Ctx, info: StepInfo) -> list:
             return [1]
 
+        @self.step.execute("tags")
+        def tags(ctx: Ctx, info: StepInfo) -> dict:
+            return {"tags": {"a", "b"}}
+
     def call(self, name: str, ctx: object, direction: str = "execute") -> str:
         return self.step.call(direction, info(name), json.dumps(ctx))
 
@@ -65,6 +69,7 @@ class StepTest(unittest.TestCase):
             ("pay", [1], "not a JSON object"),
             ("refund", {}, "unknown step"),
             ("note", {}, "returns a dict"),
+            ("tags", {}, "output is not JSON"),
         ]:
             with self.assertRaises(StepError) as error:
                 self.call(name, ctx)
