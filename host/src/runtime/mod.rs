@@ -364,9 +364,9 @@ impl Runtime {
         })
         .await;
         let (result, events) = answer(plugin, &mut store, limit, outcome)?;
-        let calls = store.data_mut().services.take_recorded();
-        let reads = store.data_mut().cache.take_reads();
-        let settings = store.data_mut().config.take_reads();
+        let calls = store.data_mut().call.services.take_recorded();
+        let reads = store.data_mut().call.cache.take_reads();
+        let settings = store.data_mut().call.config.take_reads();
         if let Ok(output) = &result
             && output.len() > self.config.max_output_bytes
         {
@@ -635,7 +635,7 @@ fn answer<T, E>(
     outcome: Result<wasmtime::Result<Result<T, E>>, tokio::time::error::Elapsed>,
 ) -> Result<(Result<T, E>, Vec<PublishedEvent>), CallError> {
     let result = settle(plugin, store, limit, outcome)?;
-    let published = store.data_mut().events.take_pending();
+    let published = store.data_mut().call.events.take_pending();
     let events = if result.is_ok() {
         published
     } else {

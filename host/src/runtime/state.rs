@@ -52,23 +52,13 @@ pub struct HostState {
     deny_http: DenyOutgoingHttp,
     /// Enforces the plugin's memory cap and remembers whether it was hit.
     pub(crate) limiter: MemoryLimiter,
-    pub(crate) services: ServicesCtx,
-    pub(crate) cache: CacheCtx,
-    pub(crate) events: EventsCtx,
-    log: LogCtx,
-    pub(crate) config: ConfigCtx,
+    /// The capabilities as this call sees them; replaced for each call of a reused store.
+    pub(crate) call: PerCall,
 }
 
 impl HostState {
     /// Fresh state for one call of `plugin` on behalf of `call`.
     pub fn new(capabilities: &Capabilities, plugin: &PluginSettings, call: &CallContext) -> Self {
-        let PerCall {
-            services,
-            cache,
-            events,
-            log,
-            config,
-        } = PerCall::new(capabilities, plugin, call);
         metrics::gauge!(PLUGIN_INSTANCES).increment(1.0);
         Self {
             table: ResourceTable::new(),
@@ -76,11 +66,7 @@ impl HostState {
             http: WasiHttpCtx::new(),
             deny_http: DenyOutgoingHttp,
             limiter: MemoryLimiter::new(plugin.memory_limit_bytes),
-            services,
-            cache,
-            events,
-            log,
-            config,
+            call: PerCall::new(capabilities, plugin, call),
         }
     }
 
@@ -92,31 +78,18 @@ impl HostState {
         plugin: &PluginSettings,
         call: &CallContext,
     ) {
-        let PerCall {
-            services,
-            cache,
-            events,
-            log,
-            config,
-        } = PerCall::new(capabilities, plugin, call);
-        (
-            self.services,
-            self.cache,
-            self.events,
-            self.log,
-            self.config,
-        ) = (services, cache, events, log, config);
+        self.call = PerCall::new(capabilities, plugin, call);
     }
 }
 
 /// The capability contexts, which depend on the call, not only on the plugin: its ids, and
 /// whether it is recorded or replayed.
-struct PerCall {
-    services: ServicesCtx,
-    cache: CacheCtx,
-    events: EventsCtx,
+pub(crate) struct PerCall {
+    pub(crate) services: ServicesCtx,
+    pub(crate) cache: CacheCtx,
+    pub(crate) events: EventsCtx,
     log: LogCtx,
-    config: ConfigCtx,
+    pub(crate) config: ConfigCtx,
 }
 
 impl PerCall {
@@ -195,18 +168,18 @@ impl crate::bindings::types::Host for HostState {}
 
 impl CapabilitiesView for HostState {
     fn services(&mut self) -> &mut ServicesCtx {
-        &mut self.services
+        &mut self.call.services
     }
     fn cache(&mut self) -> &mut CacheCtx {
-        &mut self.cache
+        &mut self.call.cache
     }
     fn events(&mut self) -> &mut EventsCtx {
-        &mut self.events
+        &mut self.call.events
     }
     fn log(&mut self) -> &mut LogCtx {
-        &mut self.log
+        &mut self.call.log
     }
     fn config(&mut self) -> &mut ConfigCtx {
-        &mut self.config
+        &mut self.call.config
     }
 }
