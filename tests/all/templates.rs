@@ -69,19 +69,10 @@ fn build(project: &Project) {
     let dir = &project.dir;
     match project.lang {
         "rust" => {
-            let mut cargo = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+            // The two Rust projects share one target folder, so the SDK's dependencies
+            // build once.
+            let mut cargo = flowhost_test_artifacts::guest::cargo();
             cargo.args(["build", "--release", "--offline"]);
-            // The test build's settings are for the host, not for guests; the two Rust
-            // projects share one target folder, so the SDK's dependencies build once.
-            for (key, _) in std::env::vars_os() {
-                let key = key.to_string_lossy();
-                let cargo_setting = key.starts_with("CARGO_") && key != "CARGO_HOME";
-                let rust_setting = key.starts_with("RUST")
-                    && !matches!(key.as_ref(), "RUSTUP_HOME" | "RUSTUP_TOOLCHAIN");
-                if cargo_setting || rust_setting {
-                    cargo.env_remove(key.as_ref());
-                }
-            }
             let shared = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/templates");
             succeed(cargo.env("CARGO_TARGET_DIR", &shared), dir);
             // The README's path: where a project's own target folder puts it.

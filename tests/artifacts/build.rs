@@ -12,6 +12,9 @@
 //!   step. Any failure fails the build: a test suite that silently skipped them would prove
 //!   nothing.
 
+#[path = "src/guest.rs"]
+mod guest;
+
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -77,8 +80,7 @@ fn constant(name: &str, path: &Path, what: &str) -> String {
 fn build_rust_plugins(plugins: &Path) -> Vec<PathBuf> {
     ensure_wasm_target();
     let target_dir = plugins.join("target");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
+    let mut build = guest::cargo();
     build
         .current_dir(plugins)
         .args([
@@ -89,16 +91,6 @@ fn build_rust_plugins(plugins: &Path) -> Vec<PathBuf> {
             "--target-dir",
         ])
         .arg(&target_dir);
-    // The outer build's settings are for the host, not for guests.
-    for (key, _) in std::env::vars_os() {
-        let key = key.to_string_lossy();
-        let cargo_setting = key.starts_with("CARGO_") && key != "CARGO_HOME";
-        let rust_setting =
-            key.starts_with("RUST") && !matches!(key.as_ref(), "RUSTUP_HOME" | "RUSTUP_TOOLCHAIN");
-        if cargo_setting || rust_setting {
-            build.env_remove(key.as_ref());
-        }
-    }
     let output = build.output().expect("running cargo for the plugins");
     if !output.status.success() {
         panic!(
@@ -144,6 +136,13 @@ struct Polyglot {
     /// Python: the app module and the folders on its path, under `plugins/python`. JS: the
     /// entry module under `plugins/js`.
     sources: &'static [&'static str],
+}
+
+impl Polyglot {
+    /// Where it is built: `<work>/<constant in lower case>.wasm`.
+    fn output(&self, work: &Path) -> PathBuf {
+        work.join(format!("{}.wasm", self.constant.to_lowercase()))
+    }
 }
 
 const PYTHON: [Polyglot; 2] = [
@@ -257,7 +256,7 @@ fn componentize_python(
     let [app, folders @ ..] = component.sources else {
         unreachable!("a Python component names its app module")
     };
-    let out = work.join(format!("{}.wasm", component.constant.to_lowercase()));
+    let out = component.output(work);
     let folders: Vec<PathBuf> = folders.iter().map(|f| plugin.join(f)).collect();
     let mut inputs: Vec<&Path> = folders.iter().map(PathBuf::as_path).collect();
     inputs.extend([wit, stamp]);
@@ -348,7 +347,7 @@ fn componentize_js(
     work: &Path,
     stamp: &Path,
 ) -> PathBuf {
-    let out = work.join(format!("{}.wasm", component.constant.to_lowercase()));
+    let out = component.output(work);
     let entry = plugin.join(component.sources[0]);
     let folder = entry.parent().unwrap();
     let sdk = plugin.join("sdk");

@@ -3,6 +3,8 @@
 
 include!(concat!(env!("OUT_DIR"), "/plugins.rs"));
 
+pub mod guest;
+
 /// `wasm` with a custom section holding `payload` appended: the same code under another
 /// digest, as a rebuilt or relabelled plugin is. (The hot-swap tests and bench push such
 /// variants as new versions.)
