@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use flowhost_test_artifacts::with_custom_section;
 
+use crate::races::at_once;
 use crate::server::Server;
 
 pub const TOKEN: &str = "test-admin-token-0123456789";
@@ -416,6 +417,75 @@ async fn invalid_uploads_are_refused_and_replace_nothing() {
     let (status, pushed) = push(&server, big.clone(), "big").await;
     assert_eq!(status, 201, "{pushed}");
     assert_eq!(current(&server).await, digest(&big));
+}
+
+/// Eight clients push the same new version at the same moment, then eight different
+/// versions at the same moment: each version is stored once, exactly one of the eight
+/// answers says the shared one was new, and the current version is one of those pushed,
+/// which new runs take.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn eight_clients_pushing_at_once_store_each_version_once() {
+    let marks = Marks::start().await;
+    let server = Arc::new(
+        Server::start(&config(
+            flowhost_test_artifacts::MARKED_V1,
+            &marks,
+            "[registry]\nkeep-versions = 20\n",
+        ))
+        .await,
+    );
+    let count = |plugin: &Value, digest: &str| {
+        version_digests(plugin)
+            .iter()
+            .filter(|d| d.as_str() == digest)
+            .count()
+    };
+
+    let answers = at_once(8, |_| {
+        let server = server.clone();
+        async move { push(&server, wasm_v2(), "2").await }
+    })
+    .await;
+    let v2 = digest(&wasm_v2());
+    for (status, change) in &answers {
+        assert!(matches!(status, 200 | 201), "{status}: {change}");
+        assert_eq!(change["digest"], v2.as_str(), "{change}");
+    }
+    let new = answers.iter().filter(|(_, c)| c["new"] == true).count();
+    assert_eq!(new, 1, "{answers:?}");
+    let plugin = describe(&server).await;
+    assert_eq!(count(&plugin, &v2), 1, "{plugin}");
+    assert_eq!(current(&server).await, v2);
+
+    let variants: Vec<Vec<u8>> = (0..8).map(|n| variant(&wasm_v1(), 100 + n)).collect();
+    let answers = at_once(8, |i| {
+        let (server, wasm) = (server.clone(), variants[i].clone());
+        async move { push(&server, wasm, &format!("1.{i}")).await }
+    })
+    .await;
+    for (status, change) in &answers {
+        assert_eq!((*status, &change["new"]), (201, &json!(true)), "{change}");
+    }
+    let plugin = describe(&server).await;
+    let digests: Vec<String> = variants.iter().map(|w| digest(w)).collect();
+    for d in &digests {
+        assert_eq!(count(&plugin, d), 1, "{plugin}");
+    }
+    assert_eq!(
+        version_digests(&plugin).len(),
+        10,
+        "v1, v2 and eight variants: {plugin}"
+    );
+    let now = current(&server).await;
+    assert!(
+        digests.contains(&now),
+        "{now} is none of the eight: {plugin}"
+    );
+    let (_, run) = server
+        .post("/v1/workflows/w/runs?wait=30s", &json!({}))
+        .await;
+    assert_eq!(run["status"], "completed", "{run}");
+    assert_eq!(run["plugins"]["marked"], now.as_str(), "{run}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
