@@ -49,10 +49,11 @@ use crate::runtime::{RuntimeSetup, World};
 pub use crate::store::StoreConfig;
 pub use crate::telemetry::TelemetryConfig;
 
-/// `FLOWHOST_` variables that the CLI reads and the configuration does not:
+/// `FLOWHOST_` variables that the configuration does not read: the CLI's
 /// `FLOWHOST_CONFIG` (the file), `FLOWHOST_URL` (the host the client commands talk to) and
-/// `FLOWHOST_LOG_FORMAT`.
-const CLI_VARIABLES: [&str; 3] = ["config", "url", "log_format"];
+/// `FLOWHOST_LOG_FORMAT`, and the tests' and benches' `FLOWHOST_TEST_POSTGRES` (the server
+/// they make scratch databases on), which the hosts they start inherit.
+const CLI_VARIABLES: [&str; 4] = ["config", "url", "log_format", "test_postgres"];
 
 /// The root of the configuration: one section per subsystem, each defined by its
 /// subsystem.
@@ -484,6 +485,10 @@ mod tests {
             jail.set_env("FLOWHOST_DATA_DIR", "from-env");
             jail.set_env("FLOWHOST_CONFIG", "flowhost.toml");
             jail.set_env("FLOWHOST_URL", "http://127.0.0.1:8080");
+            jail.set_env(
+                "FLOWHOST_TEST_POSTGRES",
+                "postgres://postgres@127.0.0.1:5499/x",
+            );
             jail.set_env("FLOWHOST_ADMIN_TOKEN", "a-token-of-enough-length");
             let figment = Config::figment(Some(Path::new("flowhost.toml")));
             let config = Config::extract(&figment).unwrap();
