@@ -14,8 +14,11 @@
 //! entries of the run whose gates are closed: events its earlier owners staged for writes
 //! that never happened.
 //!
-//! Connections come from a pool (deadpool-postgres over tokio-postgres). The schema is
-//! applied at connection by [`migrations`], under an advisory lock.
+//! Connections come from a pool (deadpool-postgres over tokio-postgres) of `pool-size`;
+//! two more write journal entries, many runs' in one statement ([`journal`]), and one
+//! listens for registry changes. Statements are prepared once per connection and planned
+//! once ([`SESSION`]). The schema is applied at connection by [`migrations`], under an
+//! advisory lock.
 //!
 //! | table | key | value |
 //! | --- | --- | --- |
@@ -43,6 +46,7 @@
 //! before it; concurrent callers share one (group commit), from a task of its own.
 
 mod events;
+mod journal;
 mod migrations;
 mod nodes;
 mod plugins;
@@ -74,6 +78,8 @@ pub struct PgStore {
     incarnation: String,
     /// Requests to the group-commit task.
     flushes: mpsc::UnboundedSender<FlushWaiter>,
+    /// Journal entries to the task that writes them in batches.
+    journal: mpsc::UnboundedSender<journal::Append>,
 }
 
 type FlushWaiter = oneshot::Sender<Result<(), FlushFailure>>;
@@ -85,22 +91,10 @@ impl PgStore {
     /// Connects node `node` to the database `url` names (`postgres://user@host:port/db`),
     /// with up to `pool_size` connections, and brings its schema up to date.
     pub async fn connect(url: &str, pool_size: usize, node: &str) -> Result<Self, StoreError> {
-        let mut config: tokio_postgres::Config = url
+        let config: tokio_postgres::Config = url
             .parse()
             .map_err(|e| StoreError::unavailable("read the PostgreSQL url", e))?;
-        // Writes do not wait for the disk; flushes do, for all of them at once.
-        config.options("-c synchronous_commit=off");
-        let manager = Manager::from_config(
-            config.clone(),
-            NoTls,
-            ManagerConfig {
-                recycling_method: RecyclingMethod::Fast,
-            },
-        );
-        let pool = Pool::builder(manager)
-            .max_size(pool_size.max(1))
-            .build()
-            .map_err(|e| StoreError::unavailable("build the connection pool", e))?;
+        let pool = pool_of(&config, pool_size.max(1), "")?;
         let mut client = pool
             .get()
             .await
@@ -115,12 +109,26 @@ impl PgStore {
         drop(client);
         let (flushes, requests) = mpsc::unbounded_channel();
         tokio::spawn(group_commit(pool.clone(), id, requests));
+        let incarnation = ulid::Ulid::new().to_string();
+        let (journal, entries) = mpsc::unbounded_channel();
+        let writers = pool_of(
+            &config,
+            journal::WRITERS,
+            &format!("-c lock_timeout={}", journal::LOCK_TIMEOUT),
+        )?;
+        tokio::spawn(journal::write_queued(
+            writers,
+            node.to_owned(),
+            incarnation.clone(),
+            entries,
+        ));
         Ok(Self {
             pool,
             config,
             node: node.to_owned(),
-            incarnation: ulid::Ulid::new().to_string(),
+            incarnation,
             flushes,
+            journal,
         })
     }
 
@@ -246,6 +254,37 @@ impl PgStore {
     }
 }
 
+/// The settings of every connection of the store's:
+/// - writes commit without waiting for the disk (`synchronous_commit = off`); a flush
+///   waits, for all of them at once;
+/// - each statement is planned once per connection (`plan_cache_mode =
+///   force_generic_plan`): PostgreSQL planned most of them anew at every execution (its
+///   custom plans, which it keeps when they look cheaper), a quarter of its CPU per saga.
+///   The statements are written so that the best plan does not depend on their values
+///   (keys looked up by index, as a lateral subquery where a join would be planned as a
+///   scan of a table without statistics yet), and a plan is made again when the
+///   statistics of its tables change (autovacuum's `ANALYZE`).
+const SESSION: &str = "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan";
+
+/// A pool of up to `size` connections to `config`'s database, with [`SESSION`]'s settings,
+/// `more`, and whatever options `config` had.
+fn pool_of(config: &tokio_postgres::Config, size: usize, more: &str) -> Result<Pool, StoreError> {
+    let mut config = config.clone();
+    let given = config.get_options().unwrap_or_default();
+    config.options(format!("{given} {SESSION} {more}").trim());
+    let manager = Manager::from_config(
+        config,
+        NoTls,
+        ManagerConfig {
+            recycling_method: RecyclingMethod::Fast,
+        },
+    );
+    Pool::builder(manager)
+        .max_size(size)
+        .build()
+        .map_err(|e| StoreError::unavailable("build the connection pool", e))
+}
+
 impl Flush for PgStore {
     fn flush(&self) -> BoxFuture<'_, Result<(), StoreError>> {
         Box::pin(async move {
@@ -302,10 +341,7 @@ async fn flush_once(pool: &Pool, id: &str) -> Result<(), FlushFailure> {
 /// connection, the server going away) may pass.
 fn pg(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
     move |e| {
-        let refused = e
-            .code()
-            .is_some_and(|code| matches!(&code.code()[..2], "22" | "54"));
-        if refused {
+        if refused(&e) {
             StoreError::Rejected {
                 op,
                 cause: Box::new(e),
@@ -314,6 +350,13 @@ fn pg(op: &'static str) -> impl Fn(tokio_postgres::Error) -> StoreError {
             StoreError::unavailable(op, e)
         }
     }
+}
+
+/// Whether PostgreSQL refused the data itself: a data exception (class 22) or a limit
+/// (class 54).
+fn refused(e: &tokio_postgres::Error) -> bool {
+    e.code()
+        .is_some_and(|code| matches!(&code.code()[..2], "22" | "54"))
 }
 
 /// A record read back from a `jsonb` column, or [`StoreError::Corrupt`] naming `key`.

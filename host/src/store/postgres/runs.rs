@@ -303,28 +303,19 @@ impl RunStore for PgStore {
     }
 
     async fn append_journal(&self, run: &Run, entry: &JournalEntry) -> Result<(), StoreError> {
-        let op = "write a journal entry";
-        // Written only under the run's epoch, holding its row against a claim meanwhile.
-        let written = self
-            .execute(
-                op,
-                "INSERT INTO journal (run_id, seq, epoch, entry)
-                 SELECT id, $2, epoch, $4 FROM runs
-                 WHERE id = $1 AND epoch = $3 AND owner = $5 AND incarnation = $6
-                 FOR KEY SHARE
-                 ON CONFLICT (run_id, seq) DO UPDATE SET entry = excluded.entry,
-                     epoch = excluded.epoch",
-                &[
-                    &run.id.as_str(),
-                    &(run.journaled as i32),
-                    &epoch(run),
-                    &Json(entry),
-                    &self.node,
-                    &self.incarnation,
-                ],
-            )
-            .await?;
-        if written == 0 {
+        // Written with the entries other runs write meanwhile ([`super::journal`]), only
+        // under this run's epoch, holding its row against a claim meanwhile.
+        let stopped = || StoreError::unavailable("write a journal entry", "the writer stopped");
+        let (done, written) = tokio::sync::oneshot::channel();
+        let append = super::journal::Append {
+            run_id: run.id.as_str().to_owned(),
+            seq: run.journaled as i32,
+            epoch: epoch(run),
+            entry: serde_json::to_string(entry).expect("a journal entry is JSON"),
+            done,
+        };
+        self.journal.send(append).map_err(|_| stopped())?;
+        if !written.await.map_err(|_| stopped())?? {
             return Err(StoreError::Fenced(run.id.clone()));
         }
         Ok(())

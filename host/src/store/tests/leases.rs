@@ -582,3 +582,62 @@ async fn a_delivery_one_node_took_goes_to_no_other_until_settled() {
     assert!(b.due("s", 200, 10).await.unwrap().is_empty());
     assert_eq!(ids(a.due("s", 200, 10).await.unwrap()), ["e2"]);
 }
+
+/// Journal entries of many runs sent at once go in one statement ([`PgStore`] gathers
+/// them): each is still written only if its writer holds its run under its epoch, an entry
+/// PostgreSQL refuses fails alone, and an entry sent twice is written once, the later.
+/// (On a runtime of one thread, every append is queued before the writer takes any.)
+#[tokio::test(flavor = "current_thread")]
+async fn entries_sent_at_once_are_each_written_fenced_or_refused_on_their_own() {
+    use crate::store::RunStore;
+    let database = ScratchDatabase::create().await;
+    let (a, b) = (open(&database, "a").await, open(&database, "b").await);
+    let runs: Vec<Run> = (0..48).map(|i| run(&format!("r{i:02}"), i, None)).collect();
+    for run in &runs {
+        a.create(run).await.unwrap();
+    }
+    // b takes every third; a's copies of those are stale.
+    for run in runs.iter().step_by(3) {
+        b.claim(Claim::Run(&run.id)).await.unwrap();
+    }
+    let ok = entry(Direction::Execute, 1, Outcome::Ok);
+    // A NUL, which PostgreSQL's jsonb refuses, in run 1's entry.
+    let mut refused = entry(Direction::Execute, 1, Outcome::Retryable);
+    refused.error = Some("a NUL: \u{0}".into());
+    let mut again = entry(Direction::Execute, 2, Outcome::Ok);
+    again.step = "again".into();
+    let mut sends = vec![];
+    for (i, run) in runs.iter().enumerate() {
+        sends.push(a.append_journal(run, if i == 1 { &refused } else { &ok }));
+    }
+    // Run 2's entry a second time, changed: the same row twice in one burst.
+    sends.push(a.append_journal(&runs[2], &again));
+    let results = futures_util::future::join_all(sends).await;
+
+    for (i, (run, result)) in runs.iter().zip(&results).enumerate() {
+        let written = journal_epochs(&database, &run.id).await;
+        match i {
+            1 => {
+                assert!(
+                    matches!(result, Err(StoreError::Rejected { .. })),
+                    "{result:?}"
+                );
+                assert!(written.is_empty());
+            }
+            i if i % 3 == 0 => {
+                assert!(
+                    matches!(result, Err(StoreError::Fenced(_))),
+                    "{i}: {result:?}"
+                );
+                assert!(written.is_empty(), "{i}: {written:?}");
+            }
+            _ => {
+                assert!(result.is_ok(), "{i}: {result:?}");
+                assert_eq!(written, [(0, 0)], "{i}");
+            }
+        }
+    }
+    results[48].as_ref().unwrap();
+    let journal = a.journal(&runs[2].id).await.unwrap();
+    assert_eq!(journal, [again], "the later of the two");
+}
