@@ -76,7 +76,7 @@
 //! PostgreSQL plans each statement once per connection. (It was 11 before the relay
 //! batched its statements, a `?wait` stopped reading the new run back, and the end's
 //! event stopped being a statement of its own; 7.5 before the journal's batches. Planning
-//! anew at each execution, PostgreSQL's custom plans, was a quarter of its CPU.) What is
+//! anew at each execution, PostgreSQL's custom plans, was a fifth of its backends' CPU.) What is
 //! left is mostly executing them: `pg_stat_statements` puts the run's end (0.23 ms, nine
 //! indexes of `runs` updated), its journal entries (0.2 ms) and its creation (0.16 ms)
 //! first. To see that on a PostgreSQL of your own with `pg_stat_statements` loaded, point

@@ -76,6 +76,26 @@ impl PgStore {
     }
 }
 
+/// A page's condition on `column` after cursor `$1`: one statement with the cursor and
+/// one without, rather than `$1 IS NULL OR column > $1`, which a plan made once for any
+/// value cannot turn into a bound of the index scan: every page would scan from the
+/// start.
+fn after_condition(after: Option<&str>, column: &str) -> String {
+    match after {
+        Some(_) => format!("{column} > $1"),
+        None => "$1::text IS NULL".to_owned(),
+    }
+}
+
+/// A page of the outbox, after `$1` (if `after` is given), `$2` at most.
+fn pending(after: Option<&str>) -> String {
+    format!(
+        "SELECT event_id, entry FROM outbox WHERE {}
+         ORDER BY event_id LIMIT $2",
+        after_condition(after, "event_id")
+    )
+}
+
 #[async_trait]
 impl EventStore for PgStore {
     async fn outbox_put(&self, entries: &[OutboxEntry]) -> Result<(), StoreError> {
@@ -103,9 +123,7 @@ impl EventStore for PgStore {
         let rows = self
             .query(
                 "read the outbox",
-                "SELECT event_id, entry FROM outbox
-                 WHERE $1::text IS NULL OR event_id > $1
-                 ORDER BY event_id LIMIT $2",
+                &pending(after),
                 &[&after, &bigint(limit)],
             )
             .await?;
@@ -123,16 +141,14 @@ impl EventStore for PgStore {
         // Rows another relay is taking now are skipped, like those it took a while ago;
         // this relay's own are taken again only once half their hold is gone, so that an
         // entry waiting for its gate is not rewritten at every look.
-        let rows = self
-            .query(
-                "take from the outbox",
-                "WITH now AS (SELECT flowhost_now_ms() AS ms),
+        let sql = format!(
+            "WITH now AS (SELECT flowhost_now_ms() AS ms),
                       taken AS (
                           SELECT o.event_id, o.entry,
                                  coalesce(o.relay_by = $4 AND o.relay_until > now.ms + $3::bigint / 2,
                                           false) AS fresh
                           FROM outbox o, now
-                          WHERE ($1::text IS NULL OR o.event_id > $1)
+                          WHERE {}
                               AND (o.relay_until < now.ms OR o.relay_by = $4)
                           ORDER BY o.event_id LIMIT $2
                           FOR UPDATE OF o SKIP LOCKED),
@@ -141,6 +157,12 @@ impl EventStore for PgStore {
                           FROM taken, now
                           WHERE o.event_id = taken.event_id AND NOT taken.fresh)
                  SELECT event_id, entry FROM taken",
+            after_condition(after, "o.event_id")
+        );
+        let rows = self
+            .query(
+                "take from the outbox",
+                &sql,
                 &[
                     &after,
                     &bigint(limit),
@@ -370,14 +392,17 @@ impl EventStore for PgStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
+        // Before the cursor, or from the newest: one statement each, as for the outbox.
+        let condition = match cursor {
+            Some(_) => "id < $1",
+            None => "$1::text IS NULL",
+        };
+        let sql = format!(
+            "SELECT id, letter FROM dead_letters WHERE {condition}
+             ORDER BY id DESC LIMIT $2"
+        );
         let rows = self
-            .query(
-                "read dead letters",
-                "SELECT id, letter FROM dead_letters
-                 WHERE $1::text IS NULL OR id < $1
-                 ORDER BY id DESC LIMIT $2",
-                &[&cursor, &bigint(limit)],
-            )
+            .query("read dead letters", &sql, &[&cursor, &bigint(limit)])
             .await?;
         rows.iter()
             .map(|row| decode(row.get(0), row.get(1)))
@@ -422,5 +447,21 @@ impl EventStore for PgStore {
             )
             .await?;
         Ok(rows.iter().map(|row| row.get(0)).collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::store::postgres::{PgStore, ScratchDatabase};
+
+    /// A page after a cursor starts its index scan at the cursor, in the plan made once.
+    #[tokio::test]
+    async fn a_page_of_the_outbox_starts_at_its_cursor_in_the_plan_made_once() {
+        let database = ScratchDatabase::create().await;
+        drop(PgStore::connect(&database.url, 1, "n").await.unwrap());
+        let plan = database
+            .generic_plan(&super::pending(Some("x")), "text, bigint", "'x', 10")
+            .await;
+        assert!(plan.contains("Index Cond: (event_id > $1)"), "{plan}");
     }
 }

@@ -9,12 +9,13 @@
 //! An entry never waits for a batch to fill: when a writer is free it goes at once, alone
 //! if it is alone. Entries gather while the [`WRITERS`] are busy, so the busier PostgreSQL
 //! is, the fewer statements per entry; few writers make big batches. Two, so that a
-//! statement waiting for a row lock (a claim of one of its runs, at most a few
-//! milliseconds) does not stop every run. The writers' connections give up on a lock
-//! after [`LOCK_TIMEOUT`] (a claimer paused while it held a row would hold it up for
-//! ever), and a batch that gave up is written again entry by entry, so that only the run
-//! whose row is held fails (unavailable, and its run is taken up again later), as it would
-//! have alone. An entry for a row already in the batch being gathered waits for the next
+//! statement waiting for a row lock (a claim of one of its runs, a few milliseconds) does
+//! not stop every run. The writers' connections give up on a lock after [`LOCK_TIMEOUT`]
+//! (a claimer paused while it held a row would hold a batch up for ever), and a batch that
+//! gave up is written again entry by entry: the entries whose rows are free are written,
+//! and one whose row is still held fails (unavailable: its run halts and is taken up again
+//! later, where alone it would have waited). Entry by entry, a batch with rows held keeps
+//! its writer a second more per such row. An entry for a row already in the batch being gathered waits for the next
 //! one, which goes once the earlier is written: the later entry is the one kept.
 
 use std::collections::HashSet;
@@ -211,28 +212,13 @@ mod tests {
     async fn the_plan_looks_each_run_up_by_key_on_a_new_database() {
         let database = ScratchDatabase::create().await;
         drop(PgStore::connect(&database.url, 1, "n").await.unwrap());
-        let (client, connection) = tokio_postgres::connect(&database.url, tokio_postgres::NoTls)
-            .await
-            .unwrap();
-        tokio::spawn(connection);
-        client
-            .batch_execute(&format!(
-                "SET plan_cache_mode = force_generic_plan;
-                 PREPARE append (text[], integer[], bigint[], text[], text, text) AS {INSERT}"
-            ))
-            .await
-            .unwrap();
-        let plan: Vec<String> = client
-            .query(
-                "EXPLAIN EXECUTE append ('{r1}', '{0}', '{0}', '{\"{}\"}', 'n', 'i')",
-                &[],
+        let plan = database
+            .generic_plan(
+                INSERT,
+                "text[], integer[], bigint[], text[], text, text",
+                "'{r1}', '{0}', '{0}', '{\"{}\"}', 'n', 'i'",
             )
-            .await
-            .unwrap()
-            .iter()
-            .map(|row| row.get(0))
-            .collect();
-        let plan = plan.join("\n");
+            .await;
         assert!(
             plan.contains("Index Scan using runs_pkey on runs"),
             "{plan}"

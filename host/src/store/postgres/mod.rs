@@ -16,8 +16,8 @@
 //!
 //! Connections come from a pool (deadpool-postgres over tokio-postgres) of `pool-size`;
 //! two more write journal entries, many runs' in one statement ([`journal`]), and one
-//! listens for registry changes. Statements are prepared once per connection and planned
-//! once ([`SESSION`]). The schema is applied at connection by [`migrations`], under an
+//! listens for registry changes. The statements a connection keeps prepared (deadpool's
+//! statement cache) are planned once ([`SESSION`]). The schema is applied at connection by [`migrations`], under an
 //! advisory lock.
 //!
 //! | table | key | value |
@@ -259,11 +259,12 @@ impl PgStore {
 ///   waits, for all of them at once;
 /// - each statement is planned once per connection (`plan_cache_mode =
 ///   force_generic_plan`): PostgreSQL planned most of them anew at every execution (its
-///   custom plans, which it keeps when they look cheaper), a quarter of its CPU per saga.
-///   The statements are written so that the best plan does not depend on their values
-///   (keys looked up by index, as a lateral subquery where a join would be planned as a
-///   scan of a table without statistics yet), and a plan is made again when the
-///   statistics of its tables change (autovacuum's `ANALYZE`).
+///   custom plans, which it keeps when they look cheaper), a fifth of its backends' CPU
+///   under load. A plan made once cannot use what a value is, so the statements do not
+///   ask it to: no `$1 IS NULL OR column > $1` (one statement with a cursor, one
+///   without), constant lists written in, and keys looked up in a lateral subquery where
+///   a join would be planned as a scan of a table without statistics yet. A plan is made
+///   again when the statistics of its tables change (autovacuum's `ANALYZE`).
 const SESSION: &str = "-c synchronous_commit=off -c plan_cache_mode=force_generic_plan";
 
 /// A pool of up to `size` connections to `config`'s database, with [`SESSION`]'s settings,

@@ -15,7 +15,8 @@ use crate::store::runs::check_format;
 use crate::store::{Awaiting, Claim, Created, ListQuery, Page, PinKind, RunStore, StoreError};
 
 /// The statuses from which a run may still call a plugin: the runs that pin versions.
-const PINNING: [&str; 4] = ["pending", "running", "compensating", "compensation_failed"];
+/// Written in the statements, not passed, so that their one plan uses the status index.
+const PINNING: &str = "('pending', 'running', 'compensating', 'compensation_failed')";
 
 /// The statuses of the runs a node drives: those it claims, and whose owner's lease
 /// matters. (The same list as the index `runs_unfinished_by_owner`'s.)
@@ -601,21 +602,20 @@ impl RunStore for PgStore {
 
     async fn pins(&self, kind: PinKind, name: &str) -> Result<BTreeMap<String, usize>, StoreError> {
         let op = "count pins";
-        let statuses: Vec<&str> = PINNING.to_vec();
         let sql = match kind {
-            PinKind::Plugin => {
+            PinKind::Plugin => format!(
                 "SELECT record->'plugins'->>$1, count(*) FROM runs
-                 WHERE status = ANY($2) AND NOT closed AND record->'plugins' ? $1
+                 WHERE status IN {PINNING} AND NOT closed AND record->'plugins' ? $1
                  GROUP BY 1"
-            }
-            PinKind::Workflow => {
+            ),
+            PinKind::Workflow => format!(
                 "SELECT record->>'workflow_version', count(*) FROM runs
-                 WHERE workflow = $1 AND status = ANY($2) AND NOT closed
+                 WHERE workflow = $1 AND status IN {PINNING} AND NOT closed
                      AND record->>'workflow_version' IS NOT NULL
                  GROUP BY 1"
-            }
+            ),
         };
-        let rows = self.query(op, sql, &[&name, &statuses]).await?;
+        let rows = self.query(op, &sql, &[&name]).await?;
         Ok(rows
             .iter()
             .map(|row| (row.get::<_, String>(0), row.get::<_, i64>(1) as usize))

@@ -45,6 +45,32 @@ impl ScratchDatabase {
     }
 }
 
+#[cfg(test)]
+impl ScratchDatabase {
+    /// The plan PostgreSQL makes once for `sql` (parameters of `types`, as `PREPARE` takes
+    /// them) and keeps, as the store's connections do (`force_generic_plan`), shown by
+    /// `EXPLAIN EXECUTE` with `args`.
+    pub(crate) async fn generic_plan(&self, sql: &str, types: &str, args: &str) -> String {
+        let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
+            .await
+            .unwrap();
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "SET plan_cache_mode = force_generic_plan;
+                 PREPARE statement ({types}) AS {sql}"
+            ))
+            .await
+            .unwrap();
+        let rows = client
+            .query(&format!("EXPLAIN EXECUTE statement ({args})"), &[])
+            .await
+            .unwrap();
+        let lines: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+        lines.join("\n")
+    }
+}
+
 impl Drop for ScratchDatabase {
     fn drop(&mut self) {
         // Drop is not async: a thread of its own with a runtime of its own drops the
