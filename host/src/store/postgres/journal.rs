@@ -2,21 +2,23 @@
 //!
 //! A durable saga writes a journal entry per attempt, so most of a busy node's statements
 //! were journal entries, each a round trip, a transaction and a commit of its own for one
-//! small row. They go through a queue instead. A writer takes the entries queued, up to [`BATCH`], and writes them in one
-//! statement, each only under its own run's epoch and holder, as it would be alone; what
-//! the statement returns says which were written, and the others are fenced.
+//! small row. They go through a queue instead. A writer takes the entries queued, up to
+//! [`BATCH`], and writes them in one statement, each only under its own run's epoch and
+//! holder, as it would be alone; what the statement returns says which were written, and
+//! the others are fenced.
 //!
 //! An entry never waits for a batch to fill: when a writer is free it goes at once, alone
 //! if it is alone. Entries gather while the [`WRITERS`] are busy, so the busier PostgreSQL
 //! is, the fewer statements per entry; few writers make big batches. Two, so that a
 //! statement waiting for a row lock (a claim of one of its runs, a few milliseconds) does
-//! not stop every run. The writers' connections give up on a lock after [`LOCK_TIMEOUT`]
-//! (a claimer paused while it held a row would hold a batch up for ever), and a batch that
+//! not stop every run. The writers' connections give up on a lock after [`LOCK_TIMEOUT`] (a
+//! claimer paused while it held a row would hold a batch up for ever), and a batch that
 //! gave up is written again entry by entry: the entries whose rows are free are written,
 //! and one whose row is still held fails (unavailable: its run halts and is taken up again
 //! later, where alone it would have waited). Entry by entry, a batch with rows held keeps
-//! its writer a second more per such row. An entry for a row already in the batch being gathered waits for the next
-//! one, which goes once the earlier is written: the later entry is the one kept.
+//! its writer a second more per such row. An entry for a row already in the batch being
+//! gathered waits for the next one, which goes once the earlier is written: the later entry
+//! is the one kept.
 
 use std::collections::HashSet;
 use std::sync::Arc;
