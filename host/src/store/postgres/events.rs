@@ -76,14 +76,14 @@ impl PgStore {
     }
 }
 
-/// A page's condition on `column` after cursor `$1`: one statement with the cursor and
-/// one without, rather than `$1 IS NULL OR column > $1`, which a plan made once for any
-/// value cannot turn into a bound of the index scan: every page would scan from the
-/// start.
-fn after_condition(after: Option<&str>, column: &str) -> String {
-    match after {
-        Some(_) => format!("{column} > $1"),
-        None => "$1::text IS NULL".to_owned(),
+/// A page's condition: `bound` on cursor `$1` when there is one. One statement with the
+/// cursor and one without, rather than `$1 IS NULL OR column > $1`, which a plan made once
+/// for any value cannot turn into a bound of the index scan: every page would scan from
+/// the start.
+fn cursor_condition<'a>(cursor: Option<&str>, bound: &'a str) -> &'a str {
+    match cursor {
+        Some(_) => bound,
+        None => "$1::text IS NULL",
     }
 }
 
@@ -92,7 +92,7 @@ fn pending(after: Option<&str>) -> String {
     format!(
         "SELECT event_id, entry FROM outbox WHERE {}
          ORDER BY event_id LIMIT $2",
-        after_condition(after, "event_id")
+        cursor_condition(after, "event_id > $1")
     )
 }
 
@@ -157,7 +157,7 @@ impl EventStore for PgStore {
                           FROM taken, now
                           WHERE o.event_id = taken.event_id AND NOT taken.fresh)
                  SELECT event_id, entry FROM taken",
-            after_condition(after, "o.event_id")
+            cursor_condition(after, "o.event_id > $1")
         );
         let rows = self
             .query(
@@ -392,14 +392,10 @@ impl EventStore for PgStore {
         limit: usize,
         cursor: Option<&str>,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        // Before the cursor, or from the newest: one statement each, as for the outbox.
-        let condition = match cursor {
-            Some(_) => "id < $1",
-            None => "$1::text IS NULL",
-        };
         let sql = format!(
-            "SELECT id, letter FROM dead_letters WHERE {condition}
-             ORDER BY id DESC LIMIT $2"
+            "SELECT id, letter FROM dead_letters WHERE {}
+             ORDER BY id DESC LIMIT $2",
+            cursor_condition(cursor, "id < $1")
         );
         let rows = self
             .query("read dead letters", &sql, &[&cursor, &bigint(limit)])
@@ -452,14 +448,13 @@ impl EventStore for PgStore {
 
 #[cfg(test)]
 mod tests {
-    use crate::store::postgres::{PgStore, ScratchDatabase};
+    use crate::store::postgres::ScratchDatabase;
 
     /// A page after a cursor starts its index scan at the cursor, in the plan made once.
     #[tokio::test]
     async fn a_page_of_the_outbox_starts_at_its_cursor_in_the_plan_made_once() {
-        let database = ScratchDatabase::create().await;
-        drop(PgStore::connect(&database.url, 1, "n").await.unwrap());
-        let plan = database
+        let plan = ScratchDatabase::create()
+            .await
             .generic_plan(&super::pending(Some("x")), "text, bigint", "'x', 10")
             .await;
         assert!(plan.contains("Index Cond: (event_id > $1)"), "{plan}");

@@ -206,15 +206,14 @@ async fn insert(
 #[cfg(test)]
 mod tests {
     use super::INSERT;
-    use crate::store::postgres::{PgStore, ScratchDatabase};
+    use crate::store::postgres::ScratchDatabase;
 
     /// On a new database, whose tables PostgreSQL has no statistics of yet, the plan the
     /// writers' connections make once and keep looks each run up by its key.
     #[tokio::test]
     async fn the_plan_looks_each_run_up_by_key_on_a_new_database() {
-        let database = ScratchDatabase::create().await;
-        drop(PgStore::connect(&database.url, 1, "n").await.unwrap());
-        let plan = database
+        let plan = ScratchDatabase::create()
+            .await
             .generic_plan(
                 INSERT,
                 "text[], integer[], bigint[], text[], text, text",

@@ -17,8 +17,8 @@
 //! Connections come from a pool (deadpool-postgres over tokio-postgres) of `pool-size`;
 //! two more write journal entries, many runs' in one statement ([`journal`]), and one
 //! listens for registry changes. The statements a connection keeps prepared (deadpool's
-//! statement cache) are planned once ([`SESSION`]). The schema is applied at connection by [`migrations`], under an
-//! advisory lock.
+//! statement cache) are planned once ([`SESSION`]). The schema is applied at connection
+//! by [`migrations`], under an advisory lock.
 //!
 //! | table | key | value |
 //! | --- | --- | --- |

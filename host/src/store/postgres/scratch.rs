@@ -49,8 +49,9 @@ impl ScratchDatabase {
 impl ScratchDatabase {
     /// The plan PostgreSQL makes once for `sql` (parameters of `types`, as `PREPARE` takes
     /// them) and keeps, as the store's connections do (`force_generic_plan`), shown by
-    /// `EXPLAIN EXECUTE` with `args`.
+    /// `EXPLAIN EXECUTE` with `args`, on the store's schema and no statistics yet.
     pub(crate) async fn generic_plan(&self, sql: &str, types: &str, args: &str) -> String {
+        drop(super::PgStore::connect(&self.url, 1, "plan").await.unwrap());
         let (client, connection) = tokio_postgres::connect(&self.url, tokio_postgres::NoTls)
             .await
             .unwrap();
